@@ -1,0 +1,112 @@
+"""Which array module runs the math: NumPy on the CPU, or CuPy on a GPU.
+
+Array code never calls ``numpy.*`` on an array that may live on a GPU; it asks
+``xp = array_module(x)`` and calls ``xp.*``. Host-only steps (drawing, NMS,
+evaluation, saving) call ``to_host`` explicitly.
+
+CuPy is imported only when a CuPy array is seen or the GPU is asked for, so
+``import numpy_retinanet`` never needs it.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+# Array types that are not NumPy's, mapped to the module that runs them. CuPy is
+# registered lazily on first sight; tests register a strict stand-in for CuPy.
+_MODULES: dict[type, object] = {}
+
+
+def register_array_module(array_type: type, module) -> None:
+    """Make ``array_module`` return ``module`` for arrays of ``array_type``."""
+    _MODULES[array_type] = module
+
+
+def _module_of(a):
+    if isinstance(a, (np.ndarray, np.generic)):
+        return np
+    t = type(a)
+    if t in _MODULES:
+        return _MODULES[t]
+    if t.__module__.split(".")[0] == "cupy":
+        import cupy  # only reached when a CuPy array already exists
+
+        _MODULES[t] = cupy
+        return cupy
+    return None
+
+
+def array_module(*arrays):
+    """Return the array module (numpy or cupy) for ``arrays``.
+
+    Python scalars and ``None`` are ignored. Mixing host and device arrays is
+    refused with a ``ValueError``, since it would copy silently or fail deep
+    inside an op.
+    """
+    found = None
+    for a in arrays:
+        if a is None or isinstance(a, (int, float, bool)):
+            continue
+        m = _module_of(a)
+        if m is None:
+            continue
+        if found is not None and m is not found:
+            raise ValueError(
+                f"arrays live on different devices: {found.__name__} and {m.__name__}; "
+                "move them with to_device/to_host first"
+            )
+        found = m
+    return np if found is None else found
+
+
+def is_host(x) -> bool:
+    """True when ``x`` is a NumPy array or scalar (lives in host memory)."""
+    return isinstance(x, (np.ndarray, np.generic))
+
+
+def to_host(x):
+    """Return ``x`` as a NumPy array (a copy from the GPU if needed; no copy on the host)."""
+    if is_host(x):
+        return np.asarray(x)
+    if x is None:
+        return None
+    xp = array_module(x)
+    if xp is np:
+        return np.asarray(x)
+    return xp.asnumpy(x)
+
+
+def get_gpu_module():
+    """Import CuPy and check that a CUDA device is there; raise a helpful error if not."""
+    try:
+        import cupy
+    except ImportError as e:  # pragma: no cover - depends on the machine
+        raise RuntimeError(
+            "the GPU was asked for but CuPy is not installed; install the gpu extra: "
+            "python -m pip install -e '.[gpu]' (or a cupy-cudaXXx wheel that matches your CUDA)"
+        ) from e
+    try:
+        n = cupy.cuda.runtime.getDeviceCount()
+    except Exception as e:  # pragma: no cover - depends on the machine
+        raise RuntimeError(f"CuPy is installed but no CUDA device could be used: {e}") from e
+    if n < 1:  # pragma: no cover
+        raise RuntimeError("CuPy is installed but no CUDA device was found")
+    return cupy
+
+
+def get_module(device: str):
+    """Array module for a device name: ``"cpu"`` -> numpy, ``"gpu"`` -> cupy."""
+    if device == "cpu":
+        return np
+    if device == "gpu":
+        return get_gpu_module()
+    raise ValueError(f"device must be 'cpu' or 'gpu', got {device!r}")
+
+
+def to_device(x, xp):
+    """Move a host array to the module ``xp`` (a no-op for numpy)."""
+    if x is None:
+        return None
+    if xp is np:
+        return to_host(x)
+    return xp.asarray(x)

@@ -1,0 +1,1 @@
+"""detection subpackage (see DESIGN.md)."""

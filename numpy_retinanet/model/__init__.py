@@ -1,0 +1,1 @@
+"""model subpackage (see DESIGN.md)."""

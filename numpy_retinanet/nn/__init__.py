@@ -1,0 +1,1 @@
+"""nn subpackage (see DESIGN.md)."""
