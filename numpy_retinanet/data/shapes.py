@@ -1,0 +1,440 @@
+"""The synthetic shapes dataset: coloured shapes on noisy gradients, drawn with Pillow.
+
+RetinaNet is trained on COCO in the paper (§5); here a detector must learn in
+minutes on a CPU, so the images are drawn on the fly: 0 to ``max_objects``
+shapes (circle, square, triangle, ...; one class per kind of shape) of random size,
+colour and position on a random colour gradient with pixel noise.
+
+Images
+    Image ``i`` is drawn from its own generator, seeded by ``(seed, i)``, so
+    ``ds[i]`` is the same whatever was drawn before it, and two seeds give two
+    different datasets. About ``EMPTY_FRACTION`` of the images have no object
+    (a detector must learn to say "nothing"); the others have 1 to ``max_objects``
+    objects, fewer when a shape finds no free place.
+Shapes
+    Sizes run from ``10/128`` to ``70/128`` of the image side, positions keep the
+    whole shape inside the image, and colours stand at least ``MIN_CONTRAST`` (RGB
+    distance, 0-255 scale) from every colour of the background gradient. Later shapes
+    are drawn over earlier ones, but a placement is refused when its box has
+    IoU > ``MAX_BOX_IOU`` with an earlier box (so NMS at 0.5 never has to choose
+    between two true objects) or when it would leave an earlier shape less than
+    ``MIN_VISIBLE`` of its pixels.
+Boxes
+    Exact and tight: each box is the bounding box of the pixels its shape painted,
+    in continuous coordinates (x1 = first column, x2 = last column + 1), taken
+    *before* later shapes cover part of it. A partly hidden shape keeps its full
+    box, as in COCO. Boxes and labels are listed in drawing order.
+Pixels
+    The network sees ``(uint8 / 255 - PIXEL_MEAN) / PIXEL_STD`` per channel, with
+    ``PIXEL_MEAN = 0.5`` and ``PIXEL_STD = 0.25``: values lie in [-2, 2], NCHW,
+    float32. ``normalize`` and ``denormalize`` are the only places this happens,
+    so training, detection and drawing agree.
+
+Batching
+    ``batch_indices(step, ...)`` gives the image indices and flip decisions of any
+    training step directly: the sample stream is a sequence of epochs, each a
+    permutation of the dataset seeded by ``(seed, epoch)``, and step ``k`` takes
+    positions ``k * batch_size ... (k + 1) * batch_size - 1`` of that stream
+    (a batch may straddle two epochs). A trainer that resumes at step ``k`` sees
+    exactly the batches it would have seen without stopping. Horizontal flip is
+    the only augmentation, as in the paper (§4.1).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from PIL import Image, ImageDraw
+
+#: Every kind of shape, in label order; a dataset with K classes uses the first K.
+ALL_CLASS_NAMES = ("circle", "square", "triangle", "diamond", "plus", "hexagon", "star")
+
+PIXEL_MEAN = 0.5
+PIXEL_STD = 0.25
+
+EMPTY_FRACTION = 0.1
+MIN_SIZE_FRACTION = 10 / 128
+MAX_SIZE_FRACTION = 70 / 128
+MIN_CONTRAST = 100.0
+MAX_BOX_IOU = 0.3
+MIN_VISIBLE = 0.5
+#: Placements tried per object before giving up on it.
+PLACEMENT_TRIES = 20
+#: Largest per-channel difference between the two ends of the background gradient.
+GRADIENT_SPREAD = 60
+MIN_IMAGE_SIZE = 64
+
+# Second word of every generator seed, so that image i and epoch i of the same seed
+# never share a random stream.
+_IMAGE_STREAM = 0
+_ORDER_STREAM = 1
+
+
+# ------------------------------------------------------------------ pixels
+
+
+def normalize(image):
+    """uint8 picture -> network input: ``(image / 255 - PIXEL_MEAN) / PIXEL_STD``, channels first.
+
+    Parameters
+    ----------
+    image : ndarray, shape (H, W, 3), uint8
+
+    Returns
+    -------
+    ndarray, shape (3, H, W), float32, values in [-2, 2]
+    """
+    image = np.asarray(image)
+    if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
+        raise ValueError(f"image must be a uint8 array of shape (H, W, 3), got {image.dtype} {image.shape}")
+    x = (image.astype(np.float32) / np.float32(255) - np.float32(PIXEL_MEAN)) / np.float32(PIXEL_STD)
+    return np.ascontiguousarray(x.transpose(2, 0, 1))
+
+
+def denormalize(image):
+    """Network input -> uint8 picture, the inverse of ``normalize`` (rounded to the nearest level).
+
+    Values outside the displayable range (below -2 or above 2, e.g. after an
+    adversarial edit) saturate at 0 and 255.
+
+    Parameters
+    ----------
+    image : ndarray, shape (3, H, W), float
+
+    Returns
+    -------
+    ndarray, shape (H, W, 3), uint8
+    """
+    image = np.asarray(image)
+    if image.ndim != 3 or image.shape[0] != 3 or image.dtype.kind != "f":
+        raise ValueError(f"image must be a float array of shape (3, H, W), got {image.dtype} {image.shape}")
+    if not np.isfinite(image).all():
+        raise ValueError("image must be finite, got NaN or inf")
+    x = (image.transpose(1, 2, 0) * PIXEL_STD + PIXEL_MEAN) * 255.0
+    return np.clip(np.rint(x), 0, 255).astype(np.uint8)
+
+
+# ------------------------------------------------------------------ drawing
+
+
+def _polygon(cx, cy, radii, angle):
+    """Vertices at equal angular steps around (cx, cy), alternating through ``radii``."""
+    k = np.arange(len(radii))
+    a = angle + 2 * np.pi * k / len(radii)
+    return list(zip((cx + radii * np.cos(a)).tolist(), (cy + radii * np.sin(a)).tolist()))
+
+
+def _rasterize(name, x0, y0, s, angle, image_size):
+    """Silhouette of one shape whose frame covers pixel columns x0..x0+s-1, rows y0..y0+s-1.
+
+    Returns a bool mask of shape (image_size, image_size). Pillow's integer
+    coordinates are pixel indices, so a frame of ``s`` pixels spans ``s - 1``.
+    """
+    canvas = Image.new("L", (image_size, image_size), 0)
+    draw = ImageDraw.Draw(canvas)
+    x1, y1 = x0 + s - 1, y0 + s - 1
+    cx, cy, r = x0 + (s - 1) / 2, y0 + (s - 1) / 2, (s - 1) / 2
+    if name == "circle":
+        draw.ellipse([x0, y0, x1, y1], fill=255)
+    elif name == "square":
+        draw.rectangle([x0, y0, x1, y1], fill=255)
+    elif name == "triangle":
+        draw.polygon(_polygon(cx, cy, np.full(3, r), angle), fill=255)
+    elif name == "diamond":
+        draw.polygon(_polygon(cx, cy, np.full(4, r), 0.0), fill=255)
+    elif name == "plus":
+        arm = max(1, round(s / 3))
+        o = (s - arm) // 2
+        draw.rectangle([x0, y0 + o, x1, y0 + o + arm - 1], fill=255)
+        draw.rectangle([x0 + o, y0, x0 + o + arm - 1, y1], fill=255)
+    elif name == "hexagon":
+        draw.polygon(_polygon(cx, cy, np.full(6, r), angle), fill=255)
+    else:  # star: five points, inner radius 0.4 of the outer
+        draw.polygon(_polygon(cx, cy, np.tile([r, 0.4 * r], 5), angle), fill=255)
+    return np.asarray(canvas) != 0
+
+
+def mask_to_box(mask):
+    """Tight box of a mask's pixels in continuous coordinates: x2 = last column + 1.
+
+    Parameters
+    ----------
+    mask : ndarray, shape (H, W), bool, with at least one True pixel
+
+    Returns
+    -------
+    ndarray, shape (4,), float32, (x1, y1, x2, y2)
+    """
+    cols = np.flatnonzero(mask.any(axis=0))
+    rows = np.flatnonzero(mask.any(axis=1))
+    return np.array([cols[0], rows[0], cols[-1] + 1, rows[-1] + 1], dtype=np.float32)
+
+
+def _box_iou(box, boxes):
+    """IoU of one box (4,) with each of ``boxes`` (n, 4); all boxes have positive area."""
+    iw = np.clip(np.minimum(box[2], boxes[:, 2]) - np.maximum(box[0], boxes[:, 0]), 0, None)
+    ih = np.clip(np.minimum(box[3], boxes[:, 3]) - np.maximum(box[1], boxes[:, 1]), 0, None)
+    inter = iw * ih
+    area = (box[2] - box[0]) * (box[3] - box[1])
+    areas = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
+    return inter / (area + areas - inter)
+
+
+def _contrasting_colour(rng, start, end):
+    """A random RGB colour at least MIN_CONTRAST from every colour between ``start`` and ``end``.
+
+    The background gradient runs along the segment from ``start`` to ``end`` (int (3,)
+    arrays), so the distance that matters is the distance to that segment.
+    """
+    direction = end - start
+    # Integer colours: a nonzero direction has squared length >= 1, so the max only
+    # guards the flat background (direction 0, where any u gives the point ``start``).
+    length2 = max(int(direction @ direction), 1)
+    # Rejection sampling ends quickly: the colours too close to the segment fill a
+    # capsule of at most 7.5e6 of the cube's 16.8e6, so more than half of the tries pass.
+    while True:
+        colour = rng.integers(0, 256, size=3)
+        u = min(max((colour - start) @ direction / length2, 0.0), 1.0)
+        if np.linalg.norm(colour - (start + u * direction)) >= MIN_CONTRAST:
+            return colour
+
+
+def draw_scene(rng, image_size, num_classes, max_objects=4, noise_std=6.0):
+    """Draw one image of the shapes dataset.
+
+    Parameters
+    ----------
+    rng : numpy.random.Generator
+    image_size : int, side H = W of the square image
+    num_classes : int, labels are drawn from ``range(num_classes)``
+    max_objects : int
+    noise_std : float, standard deviation of the grey pixel noise (0-255 scale)
+
+    Returns
+    -------
+    image : ndarray (H, W, 3) uint8
+    boxes : ndarray (n, 4) float32, tight boxes of the full silhouettes, drawing order
+    labels : ndarray (n,) int64
+    masks : ndarray (n, H, W) bool, the full silhouettes before any occlusion
+    """
+    size = image_size
+    start = rng.integers(0, 256, size=3)
+    end = np.clip(start + rng.integers(-GRADIENT_SPREAD, GRADIENT_SPREAD + 1, size=3), 0, 255)
+    angle = rng.uniform(0, 2 * np.pi)
+    coords = (np.arange(size, dtype=np.float32) + 0.5) / size - 0.5
+    # Position along the gradient direction, in [0, 1] over the image diagonal.
+    # Python floats keep the arithmetic in float32 (NumPy scalars would promote it).
+    t = (coords[None, :] * float(np.cos(angle)) + coords[:, None] * float(np.sin(angle))) / 2**0.5 + 0.5
+    # Painted channels first (3, H, W): NumPy is several times faster on long rows than
+    # on a trailing axis of 3; the picture is transposed once at the end.
+    image = start[:, None, None].astype(np.float32) + t[None] * (end - start)[:, None, None].astype(np.float32)
+
+    num_objects = 0 if rng.random() < EMPTY_FRACTION else int(rng.integers(1, max_objects + 1))
+    min_side = round(MIN_SIZE_FRACTION * size)  # >= 5 px: Pillow paints even 2 px shapes
+    max_side = round(MAX_SIZE_FRACTION * size)
+    boxes, labels, masks, visible = [], [], [], []
+    for _ in range(num_objects):
+        label = int(rng.integers(num_classes))
+        colour = _contrasting_colour(rng, start, end)
+        for _ in range(PLACEMENT_TRIES):
+            s = int(rng.integers(min_side, max_side + 1))
+            x0, y0 = (int(v) for v in rng.integers(0, size - s + 1, size=2))
+            mask = _rasterize(ALL_CLASS_NAMES[label], x0, y0, s, rng.uniform(0, 2 * np.pi), size)
+            box = mask_to_box(mask)
+            if boxes and _box_iou(box, np.stack(boxes)).max() > MAX_BOX_IOU:
+                continue
+            if any(np.count_nonzero(v & ~mask) < MIN_VISIBLE * np.count_nonzero(m) for v, m in zip(visible, masks)):
+                continue
+            for v in visible:
+                v &= ~mask
+            boxes.append(box)
+            labels.append(label)
+            masks.append(mask)
+            visible.append(mask.copy())
+            np.copyto(image, colour.astype(np.float32)[:, None, None], where=mask)
+            break
+
+    if noise_std > 0:
+        # One noise value per pixel for all channels: grain, not colour speckle, and a
+        # third of the cost.
+        image += noise_std * rng.standard_normal((1, size, size), dtype=np.float32)
+    np.rint(image, out=image)
+    np.clip(image, 0, 255, out=image)
+    n = len(boxes)
+    return (
+        np.ascontiguousarray(image.astype(np.uint8).transpose(1, 2, 0)),
+        np.stack(boxes) if n else np.zeros((0, 4), dtype=np.float32),
+        np.array(labels, dtype=np.int64),
+        np.stack(masks) if n else np.zeros((0, size, size), dtype=bool),
+    )
+
+
+def _check_int(name, value, low, high=None):
+    if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < low or (high is not None and value > high):
+        expected = f"an int >= {low}" if high is None else f"an int in [{low}, {high}]"
+        raise ValueError(f"{name} must be {expected}, got {value!r}")
+    return int(value)
+
+
+class ShapesDataset:
+    """A fixed, lazily drawn set of shapes images (see the module docstring).
+
+    Parameters
+    ----------
+    num_images : int >= 1
+    image_size : int >= 64, side of the square images
+    num_classes : int in [1, 7], the first ``num_classes`` of ``ALL_CLASS_NAMES``
+    seed : int >= 0
+    max_objects : int >= 1
+    noise_std : float >= 0, grey pixel noise (0-255 scale); 0 gives clean images
+
+    ``ds[i]`` returns ``(image, target)``: image (3, H, W) float32, normalized;
+    target ``{"boxes": (n, 4) float32, "labels": (n,) int64}``. Indices follow
+    Python's sequence rules (negative counts from the end, IndexError past it).
+    """
+
+    def __init__(self, num_images, image_size=128, num_classes=3, seed=0, max_objects=4, noise_std=6.0):
+        self.num_images = _check_int("num_images", num_images, 1)
+        self.image_size = _check_int("image_size", image_size, MIN_IMAGE_SIZE)
+        self.num_classes = _check_int("num_classes", num_classes, 1, len(ALL_CLASS_NAMES))
+        self.seed = _check_int("seed", seed, 0)
+        self.max_objects = _check_int("max_objects", max_objects, 1)
+        if not (isinstance(noise_std, (int, float)) and np.isfinite(noise_std) and noise_std >= 0):
+            raise ValueError(f"noise_std must be a finite number >= 0, got {noise_std!r}")
+        self.noise_std = float(noise_std)
+        self.class_names = list(ALL_CLASS_NAMES[: self.num_classes])
+
+    def __len__(self):
+        return self.num_images
+
+    def _draw(self, i):
+        if not isinstance(i, (int, np.integer)) or isinstance(i, bool):
+            raise TypeError(f"index must be an int, got {type(i).__name__}")
+        if not -self.num_images <= i < self.num_images:
+            raise IndexError(f"index {i} out of range for a dataset of {self.num_images} images")
+        i = int(i) % self.num_images
+        rng = np.random.default_rng([self.seed, _IMAGE_STREAM])
+        return draw_scene(rng, self.image_size, self.num_classes, self.max_objects, self.noise_std)
+
+    def raw(self, i):
+        """Image ``i`` as a picture: ``(uint8 (H, W, 3), target)``, for drawing."""
+        image, boxes, labels, _ = self._draw(i)
+        return image, {"boxes": boxes, "labels": labels}
+
+    def masks(self, i):
+        """Full silhouettes of image ``i``'s shapes before occlusion: (n, H, W) bool, box order."""
+        return self._draw(i)[3]
+
+    def __getitem__(self, i):
+        image, target = self.raw(i)
+        return normalize(image), target
+
+
+# ------------------------------------------------------------------ batches
+
+
+def collate(samples):
+    """Stack ``(image, target)`` samples into a batch.
+
+    Parameters
+    ----------
+    samples : list of (ndarray (3, H, W), dict), all images of one shape
+
+    Returns
+    -------
+    images : ndarray (N, 3, H, W), the images' dtype
+    targets : list of N dicts, as given
+    """
+    samples = list(samples)
+    if not samples:
+        raise ValueError("samples must hold at least one (image, target) pair, got none")
+    shapes = {np.shape(image) for image, _ in samples}
+    if len(shapes) != 1:
+        raise ValueError(f"all images must have the same shape to be stacked, got {sorted(shapes)}")
+    return np.stack([image for image, _ in samples]), [target for _, target in samples]
+
+
+def hflip(image, target):
+    """Mirror an image left-right, with its boxes: x1' = W - x2, x2' = W - x1.
+
+    Parameters
+    ----------
+    image : ndarray (C, H, W)
+    target : dict with "boxes" (n, 4); other entries are copied unchanged
+
+    Returns
+    -------
+    (image (C, H, W), target) : new arrays; the inputs are not modified
+    """
+    image = np.asarray(image)
+    if image.ndim != 3:
+        raise ValueError(f"image must have shape (C, H, W), got {image.shape}")
+    boxes = np.asarray(target["boxes"])
+    if boxes.ndim != 2 or boxes.shape[1] != 4:
+        raise ValueError(f"target['boxes'] must have shape (n, 4), got {boxes.shape}")
+    width = image.shape[2]
+    flipped = boxes.copy()
+    flipped[:, 0] = width - boxes[:, 2]
+    flipped[:, 2] = width - boxes[:, 0]
+    return np.ascontiguousarray(image[:, :, ::-1]), {**target, "boxes": flipped}
+
+
+def batch_indices(step, batch_size, num_images, seed=0, shuffle=True, flip=True):
+    """Which images step ``step`` trains on, and which of them are flipped; no state needed.
+
+    Positions ``step * batch_size + j`` of the sample stream: epoch ``e`` of the
+    stream is a permutation of ``range(num_images)`` drawn, with one flip coin
+    per position, from a generator seeded by ``(seed, e)``. So every image
+    appears once per epoch, and any step can be computed directly.
+
+    Parameters
+    ----------
+    step : int >= 0
+    batch_size : int >= 1 (may exceed num_images: the batch then spans epochs)
+    num_images : int >= 1
+    seed : int >= 0
+    shuffle : bool, False keeps each epoch in index order
+    flip : bool, False never flips
+
+    Returns
+    -------
+    indices : ndarray (batch_size,) int64
+    flips : ndarray (batch_size,) bool
+    """
+    step = _check_int("step", step, 0)
+    batch_size = _check_int("batch_size", batch_size, 1)
+    num_images = _check_int("num_images", num_images, 1)
+    seed = _check_int("seed", seed, 0)
+    positions = step * batch_size + np.arange(batch_size)
+    epochs, offsets = np.divmod(positions, num_images)
+    indices = np.empty(batch_size, dtype=np.int64)
+    flips = np.zeros(batch_size, dtype=bool)
+    for epoch in np.unique(epochs):
+        rng = np.random.default_rng([seed, _ORDER_STREAM, int(epoch)])
+        order = rng.permutation(num_images) if shuffle else np.arange(num_images)
+        coins = rng.random(num_images) < 0.5
+        here = epochs == epoch
+        indices[here] = order[offsets[here]]
+        if flip:
+            flips[here] = coins[offsets[here]]
+    return indices, flips
+
+
+def get_batch(dataset, step, batch_size, seed=0, shuffle=True, flip=True):
+    """The batch of training step ``step``: ``(images (B, 3, H, W) float32, targets)``."""
+    indices, flips = batch_indices(step, batch_size, len(dataset), seed, shuffle, flip)
+    samples = [dataset[int(i)] for i in indices]
+    return collate([hflip(*sample) if f else sample for sample, f in zip(samples, flips)])
+
+
+def iterate_batches(dataset, batch_size, seed=0, start_step=0, num_steps=None, shuffle=True, flip=True):
+    """Yield ``get_batch`` for steps ``start_step, start_step + 1, ...``, forever or ``num_steps`` times.
+
+    Resuming at step k is ``iterate_batches(..., start_step=k)``: it yields what
+    an uninterrupted run would have yielded from step k on.
+    """
+    step = _check_int("start_step", start_step, 0)
+    if num_steps is not None:
+        _check_int("num_steps", num_steps, 0)
+    while num_steps is None or step < start_step + num_steps:
+        yield get_batch(dataset, step, batch_size, seed, shuffle, flip)
+        step += 1

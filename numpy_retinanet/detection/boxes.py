@@ -1,0 +1,314 @@
+"""Boxes: area, IoU, the R-CNN box coder and non-maximum suppression (paper §4, §4.1).
+
+Every box is ``(x1, y1, x2, y2)`` in pixels, in continuous coordinates: a box
+covers ``[x1, x2] x [y1, y2]``, its width is ``x2 - x1`` (no ``+ 1``) and its
+center is ``(x1 + x2) / 2``.
+
+Area, IoU and the box coder run on whatever array module holds their inputs
+(NumPy or CuPy, ``xp = array_module(...)``). NMS is a sequential, data-dependent
+loop, so it runs on the host: its inputs are copied with ``to_host`` and it
+returns a NumPy ``int64`` array of indices.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+
+import numpy as np
+
+from numpy_retinanet.backend import array_module, to_host
+
+# Detectron's cap on dw and dh when decoding: a box grows by at most 1000/16 = 62.5x
+# its anchor, so that a wild prediction early in training cannot overflow exp().
+DELTA_CLAMP = math.log(1000.0 / 16.0)
+
+
+def _shape_of(x):
+    return tuple(x.shape) if hasattr(x, "shape") else type(x).__name__
+
+
+def check_boxes(name, boxes, *, allow_zero_size=False):
+    """Check that ``boxes`` is an ``(N, 4)`` array of real ``(x1, y1, x2, y2)`` boxes.
+
+    Parameters
+    ----------
+    name : str
+        The argument's name, quoted in the error message.
+    boxes : array, shape (N, 4)
+        Finite coordinates of a real (NumPy or CuPy) dtype; N may be 0.
+    allow_zero_size : bool
+        When True, ``x2 == x1`` or ``y2 == y1`` is accepted (a box of area 0);
+        otherwise a box needs ``x2 > x1`` and ``y2 > y1``. ``x2 < x1`` is always
+        refused: it is a box given in the wrong order, not a small box.
+
+    Returns
+    -------
+    The boxes as an array of the same module (lists become NumPy arrays).
+
+    Raises
+    ------
+    ValueError naming ``name`` for a wrong shape or dtype, NaN or infinite
+    coordinates, or a box whose corners are out of order.
+    """
+    xp = array_module(boxes)
+    boxes = xp.asarray(boxes)
+    if boxes.ndim != 2 or boxes.shape[1] != 4:
+        raise ValueError(f"{name} must have shape (N, 4) as (x1, y1, x2, y2), got shape {_shape_of(boxes)}")
+    if boxes.dtype.kind not in "fiu":
+        raise ValueError(f"{name} must hold real numbers, got dtype {boxes.dtype}")
+    if boxes.shape[0] == 0:
+        return boxes
+    if not bool(xp.all(xp.isfinite(boxes))):
+        raise ValueError(f"{name} must have finite coordinates, got NaN or infinity")
+    w = boxes[:, 2] - boxes[:, 0]
+    h = boxes[:, 3] - boxes[:, 1]
+    bad = (w < 0) | (h < 0) if allow_zero_size else (w <= 0) | (h <= 0)
+    if bool(xp.any(bad)):
+        i = int(xp.argmax(bad))
+        need = "x2 >= x1 and y2 >= y1" if allow_zero_size else "x2 > x1 and y2 > y1"
+        raise ValueError(
+            f"{name} must be (x1, y1, x2, y2) with {need}, got {to_host(boxes[i]).tolist()} at row {i}"
+        )
+    return boxes
+
+
+def _float_dtype(xp, *arrays):
+    """The common float dtype of ``arrays``; integer coordinates are computed in float64."""
+    dtype = xp.result_type(*arrays)
+    return dtype if dtype.kind == "f" else np.dtype(np.float64)
+
+
+def box_area(boxes):
+    """Area ``(x2 - x1) * (y2 - y1)`` of each box.
+
+    Parameters
+    ----------
+    boxes : array, shape (N, 4)
+        ``(x1, y1, x2, y2)`` with ``x2 >= x1`` and ``y2 >= y1`` (zero area is allowed).
+
+    Returns
+    -------
+    array, shape (N,), in the dtype of ``boxes``.
+    """
+    boxes = check_boxes("boxes", boxes, allow_zero_size=True)
+    return (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
+
+
+def _iou(xp, a, b):
+    """IoU matrix of checked float boxes ``a`` (N, 4) and ``b`` (M, 4), without checks."""
+    area_a = (a[:, 2] - a[:, 0]) * (a[:, 3] - a[:, 1])
+    area_b = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
+    iw = xp.minimum(a[:, None, 2], b[None, :, 2]) - xp.maximum(a[:, None, 0], b[None, :, 0])
+    ih = xp.minimum(a[:, None, 3], b[None, :, 3]) - xp.maximum(a[:, None, 1], b[None, :, 1])
+    inter = xp.maximum(iw, 0) * xp.maximum(ih, 0)
+    union = area_a[:, None] + area_b[None, :] - inter
+    # Two zero-area boxes have union 0; divide by 1 there instead, so no 0/0 warning,
+    # and report IoU 0 (they share no area).
+    positive = union > 0
+    iou = xp.where(positive, inter / xp.where(positive, union, 1), 0)
+    # a + b - inter can round an ulp below the larger area, which would put IoU above 1.
+    return xp.minimum(iou, 1)
+
+
+def box_iou(a, b):
+    """Intersection over union of every box in ``a`` with every box in ``b`` (§4, anchor matching).
+
+    ``IoU = |A ∩ B| / |A ∪ B|`` with areas in continuous coordinates. A pair whose
+    union has zero area (two zero-area boxes) has IoU 0, as does any pair that
+    involves a zero-area box.
+
+    Parameters
+    ----------
+    a : array, shape (N, 4)
+    b : array, shape (M, 4)
+        Boxes ``(x1, y1, x2, y2)`` with ``x2 >= x1``, ``y2 >= y1``, on the same device.
+
+    Returns
+    -------
+    array, shape (N, M), values in [0, 1], in the common float dtype of ``a`` and
+    ``b`` (float64 for integer boxes).
+    """
+    xp = array_module(a, b)
+    a = check_boxes("a", a, allow_zero_size=True)
+    b = check_boxes("b", b, allow_zero_size=True)
+    dtype = _float_dtype(xp, a, b)
+    return _iou(xp, a.astype(dtype, copy=False), b.astype(dtype, copy=False))
+
+
+def _is_real(x):
+    return isinstance(x, numbers.Real) and not isinstance(x, bool)
+
+
+def _check_weights(weights):
+    if not isinstance(weights, (tuple, list)) or len(weights) != 4 or not all(_is_real(w) and math.isfinite(w) and w > 0 for w in weights):
+        raise ValueError(f"weights must be four positive finite numbers (wx, wy, ww, wh), got {weights!r}")
+    return tuple(float(w) for w in weights)
+
+
+def _check_same_shape(name_a, a, name_b, b):
+    if a.shape != b.shape:
+        raise ValueError(f"{name_a} and {name_b} must have the same shape (N, 4), got {a.shape} and {b.shape}")
+
+
+def _centers_sizes(boxes):
+    w = boxes[:, 2] - boxes[:, 0]
+    h = boxes[:, 3] - boxes[:, 1]
+    return boxes[:, 0] + 0.5 * w, boxes[:, 1] + 0.5 * h, w, h
+
+
+def encode_boxes(anchors, boxes, weights=(1, 1, 1, 1)):
+    """Regression targets of ``boxes`` relative to ``anchors`` (§4 box regression; R-CNN deltas).
+
+    With centers ``cx = (x1 + x2) / 2`` and sizes ``w = x2 - x1`` (likewise y, h),
+    and the anchor's ``cxa, cya, wa, ha``::
+
+        dx = wx (cx - cxa) / wa      dw = ww log(w / wa)
+        dy = wy (cy - cya) / ha      dh = wh log(h / ha)
+
+    The paper uses weights (1, 1, 1, 1) [Detectron]. ``decode_boxes`` inverts this.
+
+    Parameters
+    ----------
+    anchors : array, shape (N, 4)
+    boxes : array, shape (N, 4)
+        Real boxes (``x2 > x1``, ``y2 > y1``); row i of ``boxes`` is encoded against row i of ``anchors``.
+    weights : four positive numbers (wx, wy, ww, wh)
+
+    Returns
+    -------
+    deltas : array, shape (N, 4), ``(dx, dy, dw, dh)`` in the common float dtype of the inputs.
+    """
+    xp = array_module(anchors, boxes)
+    anchors = check_boxes("anchors", anchors)
+    boxes = check_boxes("boxes", boxes)
+    _check_same_shape("anchors", anchors, "boxes", boxes)
+    wx, wy, ww, wh = _check_weights(weights)
+    dtype = _float_dtype(xp, anchors, boxes)
+    cxa, cya, wa, ha = _centers_sizes(anchors.astype(dtype, copy=False))
+    cx, cy, w, h = _centers_sizes(boxes.astype(dtype, copy=False))
+    return xp.stack(
+        [wx * (cx - cxa) / wa, wy * (cy - cya) / ha, ww * xp.log(w / wa), wh * xp.log(h / ha)], axis=1
+    )
+
+
+def decode_boxes(anchors, deltas, weights=(1, 1, 1, 1)):
+    """Boxes predicted by ``deltas`` relative to ``anchors``: the inverse of ``encode_boxes`` (§4).
+
+    ``cx = dx / wx * wa + cxa``, ``w = wa exp(min(dw / ww, log(1000/16)))`` (likewise y, h),
+    then ``(cx - w/2, cy - h/2, cx + w/2, cy + h/2)``. The clamp on dw, dh is Detectron's;
+    it only bites from above, so a very negative dw gives a box of width 0.
+
+    Parameters
+    ----------
+    anchors : array, shape (N, 4)
+        Real boxes (``x2 > x1``, ``y2 > y1``).
+    deltas : array, shape (N, 4)
+        Finite ``(dx, dy, dw, dh)``, row i applied to anchor i.
+    weights : four positive numbers (wx, wy, ww, wh)
+
+    Returns
+    -------
+    boxes : array, shape (N, 4), in the common float dtype of the inputs.
+    """
+    xp = array_module(anchors, deltas)
+    anchors = check_boxes("anchors", anchors)
+    deltas = xp.asarray(deltas)
+    _check_same_shape("anchors", anchors, "deltas", deltas)
+    if deltas.dtype.kind not in "fiu":
+        raise ValueError(f"deltas must hold real numbers, got dtype {deltas.dtype}")
+    if not bool(xp.all(xp.isfinite(deltas))):
+        raise ValueError("deltas must be finite, got NaN or infinity")
+    wx, wy, ww, wh = _check_weights(weights)
+    dtype = _float_dtype(xp, anchors, deltas)
+    cxa, cya, wa, ha = _centers_sizes(anchors.astype(dtype, copy=False))
+    deltas = deltas.astype(dtype, copy=False)
+    cx = deltas[:, 0] / wx * wa + cxa
+    cy = deltas[:, 1] / wy * ha + cya
+    w = wa * xp.exp(xp.minimum(deltas[:, 2] / ww, DELTA_CLAMP))
+    h = ha * xp.exp(xp.minimum(deltas[:, 3] / wh, DELTA_CLAMP))
+    return xp.stack([cx - 0.5 * w, cy - 0.5 * h, cx + 0.5 * w, cy + 0.5 * h], axis=1)
+
+
+def _check_scores(name, scores, n):
+    scores = np.asarray(scores)
+    if scores.shape != (n,):
+        raise ValueError(f"{name} must have shape ({n},), one per box, got shape {scores.shape}")
+    if scores.dtype.kind not in "fiu":
+        raise ValueError(f"{name} must hold real numbers, got dtype {scores.dtype}")
+    if n and not np.all(np.isfinite(scores)):
+        raise ValueError(f"{name} must be finite, got NaN or infinity")
+    # float64 holds every float32 and small integer exactly, and negating it for a
+    # descending sort cannot wrap around as an unsigned integer would.
+    return scores.astype(np.float64, copy=False)
+
+
+def _check_threshold(name, value):
+    if not _is_real(value) or not 0.0 <= value <= 1.0:
+        raise ValueError(f"{name} must be a number in [0, 1], got {value!r}")
+    return float(value)
+
+
+def nms(boxes, scores, iou_threshold):
+    """Greedy non-maximum suppression (§4.1 inference: NMS at 0.5).
+
+    Visit boxes by decreasing score (equal scores in input order: a stable sort);
+    keep a box, then drop every remaining box whose IoU with it is greater than
+    ``iou_threshold``. Runs on the host; each kept box is compared with all
+    remaining boxes at once.
+
+    Parameters
+    ----------
+    boxes : array, shape (N, 4)
+        ``x2 >= x1``, ``y2 >= y1``; a zero-area box overlaps nothing and is never suppressed.
+    scores : array, shape (N,)
+    iou_threshold : float in [0, 1]
+
+    Returns
+    -------
+    numpy int64 array, shape (n_kept,): indices into ``boxes``, by decreasing score.
+    """
+    boxes = check_boxes("boxes", to_host(boxes), allow_zero_size=True)
+    scores = _check_scores("scores", to_host(scores), boxes.shape[0])
+    iou_threshold = _check_threshold("iou_threshold", iou_threshold)
+    boxes = boxes.astype(_float_dtype(np, boxes), copy=False)
+    order = np.argsort(-scores, kind="stable")
+    keep = []
+    while order.size:
+        best, rest = order[0], order[1:]
+        keep.append(best)
+        order = rest[_iou(np, boxes[best : best + 1], boxes[rest])[0] <= iou_threshold]
+    return np.asarray(keep, dtype=np.int64)
+
+
+def batched_nms(boxes, scores, labels, iou_threshold):
+    """Non-maximum suppression run independently for each class label (§4.1: per-class NMS).
+
+    A box can only suppress boxes of its own label.
+
+    Parameters
+    ----------
+    boxes : array, shape (N, 4)
+    scores : array, shape (N,)
+    labels : integer array, shape (N,)
+    iou_threshold : float in [0, 1]
+
+    Returns
+    -------
+    numpy int64 array, shape (n_kept,): indices into ``boxes``, by decreasing score,
+    equal scores in increasing index order.
+    """
+    boxes = check_boxes("boxes", to_host(boxes), allow_zero_size=True)
+    scores = _check_scores("scores", to_host(scores), boxes.shape[0])
+    labels = np.asarray(to_host(labels))
+    if labels.shape != scores.shape or labels.dtype.kind not in "iu":
+        raise ValueError(
+            f"labels must be an integer array of shape {scores.shape}, got shape {labels.shape} dtype {labels.dtype}"
+        )
+    iou_threshold = _check_threshold("iou_threshold", iou_threshold)
+    kept = [np.zeros(0, dtype=np.int64)]
+    for label in np.unique(labels):
+        members = np.flatnonzero(labels == label)
+        kept.append(members[nms(boxes[members], scores[members], iou_threshold)])
+    kept = np.sort(np.concatenate(kept))
+    return kept[np.argsort(-scores[kept], kind="stable")].astype(np.int64)

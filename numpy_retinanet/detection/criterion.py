@@ -1,0 +1,145 @@
+"""The RetinaNet training loss (§4.1, "Training"): targets from the matcher, focal loss, smooth L1.
+
+For each image the matcher (§4, IoU >= 0.5 foreground, < 0.4 background, the
+rest ignored) assigns every anchor a box. Then
+
+    L = (1 / max(1, P)) * [ sum over non-ignored anchors a and classes k of FL(x_ak, y_ak)
+                          + sum over positive anchors a of smoothL1(delta_a - t_a) ]
+
+where P is the number of positive anchors in the whole batch, y_ak is the
+one-hot label (all zeros for background), and t_a = encode(anchor_a, box_a).
+Dividing by the positives, not by all anchors, is the paper's choice: the loss
+of the ~100k easy negatives is already down-weighted by the focal term (§3.3).
+An image with no boxes still trains: all of its anchors are negatives.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from numpy_retinanet.backend import array_module
+from numpy_retinanet.detection.boxes import encode_boxes
+from numpy_retinanet.detection.matcher import IGNORED, match_anchors
+from numpy_retinanet.nn.losses import (
+    sigmoid_focal_loss_backward,
+    sigmoid_focal_loss_forward,
+    smooth_l1_backward,
+    smooth_l1_forward,
+)
+
+
+def check_targets(targets, num_images, num_classes):
+    """Validate a list of {"boxes": (n, 4), "labels": (n,)} per image; raise ValueError naming the image."""
+    if not isinstance(targets, (list, tuple)) or len(targets) != num_images:
+        got = len(targets) if isinstance(targets, (list, tuple)) else type(targets).__name__
+        raise ValueError(f"targets must be a list with one dict per image ({num_images}), got {got}")
+    for i, t in enumerate(targets):
+        if not isinstance(t, dict) or "boxes" not in t or "labels" not in t:
+            raise ValueError(f"targets[{i}] must be a dict with 'boxes' and 'labels'")
+        boxes = np.asarray(t["boxes"]) if isinstance(t["boxes"], (list, tuple)) else t["boxes"]
+        labels = np.asarray(t["labels"]) if isinstance(t["labels"], (list, tuple)) else t["labels"]
+        xp = array_module(boxes, labels)
+        if boxes.ndim != 2 or boxes.shape[1] != 4:
+            raise ValueError(f"targets[{i}]['boxes'] must have shape (n, 4), got {tuple(boxes.shape)}")
+        if labels.shape != (boxes.shape[0],):
+            raise ValueError(f"targets[{i}]['labels'] must have shape ({boxes.shape[0]},), got {tuple(labels.shape)}")
+        if boxes.shape[0] == 0:
+            continue
+        if not bool(xp.isfinite(boxes).all()):
+            raise ValueError(f"targets[{i}]['boxes'] contain NaN or infinity")
+        if bool((boxes[:, 2] <= boxes[:, 0]).any() or (boxes[:, 3] <= boxes[:, 1]).any()):
+            raise ValueError(f"targets[{i}]['boxes'] must be (x1, y1, x2, y2) with x2 > x1 and y2 > y1")
+        if labels.dtype.kind not in "iu":
+            raise ValueError(f"targets[{i}]['labels'] must be integers, got {labels.dtype}")
+        if bool((labels < 0).any() or (labels >= num_classes).any()):
+            raise ValueError(f"targets[{i}]['labels'] must be in [0, {num_classes}), got "
+                             f"min {int(labels.min())} max {int(labels.max())}")
+
+
+def assign_targets(anchors, targets, num_classes, fg_iou=0.5, bg_iou=0.4, allow_low_quality=True):
+    """Per-anchor training targets for a batch.
+
+    Parameters
+    ----------
+    anchors : (M, 4).
+    targets : list of N dicts {"boxes": (n, 4), "labels": (n,)}.
+
+    Returns
+    -------
+    cls_targets : (N, M, K) one-hot labels, zeros for background and ignored anchors.
+    box_targets : (N, M, 4) encoded boxes for positive anchors, zeros elsewhere.
+    positive : (N, M) bool, anchors matched to a box.
+    valid : (N, M) bool, anchors that are not ignored.
+    """
+    xp = array_module(anchors)
+    n, m = len(targets), anchors.shape[0]
+    dtype = anchors.dtype
+    cls_targets = xp.zeros((n, m, num_classes), dtype=dtype)
+    box_targets = xp.zeros((n, m, 4), dtype=dtype)
+    positive = xp.zeros((n, m), dtype=bool)
+    valid = xp.ones((n, m), dtype=bool)
+    for i, t in enumerate(targets):
+        boxes = xp.asarray(t["boxes"], dtype=dtype).reshape(-1, 4)
+        labels = xp.asarray(t["labels"]).reshape(-1).astype(np.int64)
+        matched = match_anchors(anchors, boxes, fg_iou=fg_iou, bg_iou=bg_iou,
+                                allow_low_quality=allow_low_quality)
+        pos = matched >= 0
+        valid[i] = matched != IGNORED
+        positive[i] = pos
+        idx = xp.nonzero(pos)[0]
+        if idx.size:
+            box_idx = matched[idx]
+            cls_targets[i, idx, labels[box_idx]] = 1
+            box_targets[i, idx] = encode_boxes(anchors[idx], boxes[box_idx])
+    return cls_targets, box_targets, positive, valid
+
+
+def retinanet_loss(logits, deltas, anchors, targets, alpha=0.25, gamma=2.0, beta=0.11,
+                   fg_iou=0.5, bg_iou=0.4, allow_low_quality=True, loss="focal"):
+    """Focal loss + smooth L1 for a batch, with their gradients w.r.t. the network outputs.
+
+    Parameters
+    ----------
+    logits : (N, M, K) classification logits.
+    deltas : (N, M, 4) box regression outputs.
+    anchors : (M, 4) in the order of the outputs.
+    targets : list of N dicts {"boxes": (n, 4) float, "labels": (n,) int in [0, K)}.
+    alpha, gamma : focal loss eq. 5 (gamma = 0 is alpha-balanced cross-entropy; alpha None: no alpha).
+    beta : smooth L1 transition (0.11 [Detectron]; 0 means L1).
+    loss : "focal" (the paper) or "ce" (plain or alpha-balanced sigmoid cross-entropy, for Table 1a).
+
+    Returns
+    -------
+    losses : dict with "classification", "box_regression", "total" (floats) and "num_positive" (int).
+    dlogits : (N, M, K) d total / d logits.
+    ddeltas : (N, M, 4) d total / d deltas.
+    """
+    xp = array_module(logits, deltas, anchors)
+    if logits.ndim != 3:
+        raise ValueError(f"logits must have shape (N, M, K), got {tuple(logits.shape)}")
+    n, m, k = logits.shape
+    if deltas.shape != (n, m, 4):
+        raise ValueError(f"deltas must have shape {(n, m, 4)} to match logits, got {tuple(deltas.shape)}")
+    if anchors.shape != (m, 4):
+        raise ValueError(f"anchors must have shape {(m, 4)} to match logits, got {tuple(anchors.shape)}")
+    if loss not in ("focal", "ce"):
+        raise ValueError(f"loss must be 'focal' or 'ce', got {loss!r}")
+    check_targets(targets, n, k)
+    cls_t, box_t, positive, valid = assign_targets(anchors.astype(logits.dtype), targets, k,
+                                                   fg_iou, bg_iou, allow_low_quality)
+    num_pos = int(positive.sum())
+    norm = float(max(1, num_pos))
+
+    fl, fl_cache = sigmoid_focal_loss_forward(logits, cls_t, alpha=alpha, gamma=0.0 if loss == "ce" else gamma)
+    cls_weight = (valid[..., None] / norm).astype(logits.dtype)  # (N, M, 1): ignored anchors count 0
+    loss_cls = float((fl * cls_weight).sum())
+    dlogits = sigmoid_focal_loss_backward(xp.broadcast_to(cls_weight, logits.shape), fl_cache)
+
+    sl1, sl1_cache = smooth_l1_forward(deltas, box_t, beta=beta)
+    box_weight = (positive[..., None] / norm).astype(deltas.dtype)  # (N, M, 1): positives only
+    loss_box = float((sl1 * box_weight).sum())
+    ddeltas = smooth_l1_backward(xp.broadcast_to(box_weight, deltas.shape), sl1_cache)
+
+    losses = {"classification": loss_cls, "box_regression": loss_box, "total": loss_cls + loss_box,
+              "num_positive": num_pos}
+    return losses, dlogits, ddeltas

@@ -1,0 +1,80 @@
+"""Assign each anchor a ground-truth box, background, or "ignored" (paper §4, "Matching").
+
+Rules (§4): an anchor whose best IoU with any box is >= 0.5 is foreground and
+takes that box; best IoU in [0, 0.4) is background; [0.4, 0.5) is ignored (no
+classification loss, no regression). Each anchor takes at most one box: the
+one it overlaps most, ties going to the lowest box index.
+
+Low-quality matches (torchvision's and detectron2's ``allow_low_quality_matches``):
+a box that no anchor overlaps by 0.5 would get no positive anchor at all, so, for
+each box, every anchor that reaches that box's highest IoU (all of them on a tie)
+is made foreground. As in torchvision, such an anchor takes *its own* best box
+(the argmax over boxes), which is not always the box that promoted it: when
+anchor a is box g's best anchor but overlaps box h more, a regresses to h. This
+keeps the invariant "a foreground anchor regresses to the box it overlaps most",
+at the price that g may then end with no positive anchor. A box whose highest IoU
+is 0 promotes nothing (torchvision would make every anchor positive there).
+"""
+
+from __future__ import annotations
+
+import numbers
+
+from numpy_retinanet.backend import array_module
+from numpy_retinanet.detection.boxes import box_iou, check_boxes
+
+BACKGROUND = -1
+IGNORED = -2
+
+
+def _check_iou_threshold(name, value):
+    if not isinstance(value, numbers.Real) or isinstance(value, bool) or not 0.0 <= value <= 1.0:
+        raise ValueError(f"{name} must be a number in [0, 1], got {value!r}")
+    return float(value)
+
+
+def match_anchors(anchors, boxes, fg_iou=0.5, bg_iou=0.4, allow_low_quality=True):
+    """Match anchors to ground-truth boxes by IoU (§4).
+
+    Parameters
+    ----------
+    anchors : array, shape (M, 4)
+        Real boxes (``x2 > x1``, ``y2 > y1``).
+    boxes : array, shape (G, 4)
+        Real ground-truth boxes on the same device; G may be 0 (every anchor is background).
+    fg_iou : float
+        Best IoU >= ``fg_iou`` makes an anchor foreground.
+    bg_iou : float, <= fg_iou
+        Best IoU < ``bg_iou`` makes it background; IoU in [bg_iou, fg_iou) is ignored.
+    allow_low_quality : bool
+        Also make foreground, for each box, the anchors with that box's highest
+        (non-zero) IoU; each takes its own best box (see the module docstring).
+
+    Returns
+    -------
+    int64 array of the anchors' module, shape (M,): the index of the matched box
+    for foreground, ``BACKGROUND`` (-1) or ``IGNORED`` (-2).
+    """
+    xp = array_module(anchors, boxes)
+    anchors = check_boxes("anchors", anchors)
+    boxes = check_boxes("boxes", boxes)
+    fg_iou = _check_iou_threshold("fg_iou", fg_iou)
+    bg_iou = _check_iou_threshold("bg_iou", bg_iou)
+    if bg_iou > fg_iou:
+        raise ValueError(f"bg_iou must be <= fg_iou, got bg_iou={bg_iou} and fg_iou={fg_iou}")
+    m = anchors.shape[0]
+    if boxes.shape[0] == 0 or m == 0:
+        return xp.full((m,), BACKGROUND, dtype=xp.int64)
+    # IoU in float64 whatever the inputs' dtype: float32 rounding (~1e-7 relative)
+    # could carry an IoU just below 0.5 across the threshold.
+    iou = box_iou(anchors.astype(xp.float64), boxes.astype(xp.float64))  # (M, G)
+    best_box = xp.argmax(iou, axis=1)  # first maximum: ties go to the lowest box index
+    best_iou = xp.max(iou, axis=1)
+    matches = xp.where(
+        best_iou >= fg_iou, best_box, xp.where(best_iou < bg_iou, BACKGROUND, IGNORED)
+    ).astype(xp.int64)
+    if allow_low_quality:
+        highest = xp.max(iou, axis=0)  # (G,) each box's best IoU
+        reaches = (iou == highest[None, :]) & (highest[None, :] > 0)
+        matches = xp.where(xp.any(reaches, axis=1), best_box, matches).astype(xp.int64)
+    return matches

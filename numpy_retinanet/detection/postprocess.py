@@ -1,0 +1,187 @@
+"""From the heads' outputs to detections (paper §4.1, "Inference").
+
+Per image, as Detectron does it: on each pyramid level keep the (anchor, class)
+pairs with score > 0.05, at most the 1000 best of them; decode their boxes from
+the anchors, clip them to the image, merge the levels, run NMS at IoU 0.5 for
+each class separately, and keep the 100 best detections.
+
+Boxes that clipping leaves with zero width or height (the decoded box lay wholly
+outside the image along an axis, or decoding gave it zero size) are removed
+before NMS, as torchvision removes small boxes: they cover no pixel and would
+take a place among the kept detections. Detectron keeps them.
+
+Post-processing runs on the host: the inputs are copied once with ``to_host``
+and every output is a NumPy array.
+"""
+
+from __future__ import annotations
+
+import numbers
+
+import numpy as np
+
+from numpy_retinanet.backend import to_host
+from numpy_retinanet.detection.boxes import batched_nms, check_boxes, decode_boxes
+
+
+def _sigmoid(x):
+    """1 / (1 + exp(-x)) without overflow: exp only ever sees -|x| <= 0."""
+    e = np.exp(-np.abs(x))
+    return np.where(x >= 0, 1 / (1 + e), e / (1 + e))
+
+
+def _is_int(x):
+    return isinstance(x, numbers.Integral) and not isinstance(x, bool)
+
+
+def _check_float_array(name, x, ndim, expected):
+    x = np.asarray(to_host(x))
+    if x.ndim != ndim:
+        raise ValueError(f"{name} must have shape {expected}, got shape {x.shape}")
+    if x.dtype.kind != "f":
+        raise ValueError(f"{name} must be a float array, got dtype {x.dtype}")
+    if not np.all(np.isfinite(x)):
+        raise ValueError(f"{name} must be finite, got NaN or infinity")
+    return x
+
+
+def _check_probability(name, value):
+    if not isinstance(value, numbers.Real) or isinstance(value, bool) or not 0.0 <= value <= 1.0:
+        raise ValueError(f"{name} must be a number in [0, 1], got {value!r}")
+    return float(value)
+
+
+def _check_positive_int(name, value):
+    if not _is_int(value) or value <= 0:
+        raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    return int(value)
+
+
+def _check_image_size(image_size):
+    try:
+        height, width = image_size
+    except (TypeError, ValueError):
+        raise ValueError(f"image_size must be a pair (height, width), got {image_size!r}") from None
+    for v in (height, width):
+        if not isinstance(v, numbers.Real) or isinstance(v, bool) or not 0 < v < float("inf"):
+            raise ValueError(f"image_size must be two positive numbers (height, width), got {image_size!r}")
+    return float(height), float(width)
+
+
+def _level_bounds(level_sizes, num_anchors):
+    """[(start, stop), ...] of each level's anchors; one level spanning all anchors when None."""
+    if level_sizes is None:
+        return [(0, num_anchors)]
+    sizes = list(level_sizes)
+    if not sizes or not all(_is_int(s) and s > 0 for s in sizes) or sum(sizes) != num_anchors:
+        raise ValueError(
+            f"level_sizes must be positive integers, the anchors of each level, summing to the "
+            f"number of anchors {num_anchors}; got {level_sizes!r}"
+        )
+    stops = np.cumsum(sizes).tolist()
+    return list(zip([0] + stops[:-1], stops))
+
+
+def _empty():
+    return {
+        "boxes": np.zeros((0, 4), dtype=np.float32),
+        "scores": np.zeros((0,), dtype=np.float32),
+        "labels": np.zeros((0,), dtype=np.int64),
+    }
+
+
+def _detect_image(logits, deltas, anchors, bounds, height, width, score_threshold, topk, nms_threshold, max_det):
+    """Detections of one image: logits (M, K), deltas (M, 4), anchors (M, 4), all on the host."""
+    num_classes = logits.shape[1]
+    scores = _sigmoid(logits)
+    chosen = []
+    for start, stop in bounds:
+        level = scores[start:stop].reshape(-1)  # flat index = anchor * K + class
+        flat = np.flatnonzero(level > score_threshold)
+        flat = flat[np.argsort(-level[flat], kind="stable")[:topk]]
+        chosen.append(start * num_classes + flat)
+    # Candidates back in (anchor, class) order, so that equal scores are later kept
+    # in the order level, row, column, anchor, class.
+    flat = np.sort(np.concatenate(chosen))
+    if flat.size == 0:
+        return _empty()
+    anchor_index, labels = np.divmod(flat, num_classes)
+    cand_scores = scores.reshape(-1)[flat]
+    boxes = decode_boxes(anchors[anchor_index], deltas[anchor_index])
+    boxes[:, 0::2] = np.clip(boxes[:, 0::2], 0.0, width)
+    boxes[:, 1::2] = np.clip(boxes[:, 1::2], 0.0, height)
+    nonempty = (boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1])
+    boxes, cand_scores, labels = boxes[nonempty], cand_scores[nonempty], labels[nonempty]
+    keep = batched_nms(boxes, cand_scores, labels, nms_threshold)[:max_det]
+    return {
+        "boxes": boxes[keep].astype(np.float32),
+        "scores": cand_scores[keep].astype(np.float32),
+        "labels": labels[keep].astype(np.int64),
+    }
+
+
+def postprocess(
+    logits,
+    deltas,
+    anchors,
+    image_size,
+    score_threshold=0.05,
+    topk_per_level=1000,
+    nms_threshold=0.5,
+    max_detections=100,
+    level_sizes=None,
+):
+    """Detections for a batch from the classification and box heads (§4.1 inference).
+
+    Parameters
+    ----------
+    logits : float array, shape (N, M, K)
+        Raw classification outputs; the score is sigmoid(logit), computed stably here.
+    deltas : float array, shape (N, M, 4)
+        Box regression outputs ``(dx, dy, dw, dh)`` (``decode_boxes``, weights (1, 1, 1, 1)).
+    anchors : float array, shape (M, 4)
+        Ordered level, row, column, anchor, as from ``AnchorGenerator``.
+    image_size : (height, width)
+        Boxes are clipped to ``[0, width] x [0, height]``; one size for the whole batch.
+    score_threshold : float in [0, 1]
+        Keep (anchor, class) pairs with score strictly greater than this.
+    topk_per_level : int
+        At most this many candidates per level (the best by score; equal scores in
+        anchor-then-class order), before NMS.
+    nms_threshold : float in [0, 1]
+        Per-class NMS suppresses boxes with IoU greater than this.
+    max_detections : int
+        Detections kept per image after NMS.
+    level_sizes : list of int, optional
+        Anchors in each level (``AnchorGenerator.level_sizes``), summing to M; None
+        treats all anchors as one level, so ``topk_per_level`` applies to the image.
+
+    Returns
+    -------
+    list of N dicts (host NumPy arrays), detections sorted by decreasing score:
+    ``"boxes"`` (n, 4) float32, ``"scores"`` (n,) float32, ``"labels"`` (n,) int64 in [0, K).
+    Zero-area boxes after clipping are dropped (module docstring).
+    """
+    logits = _check_float_array("logits", logits, 3, "(N, M, K)")
+    deltas = _check_float_array("deltas", deltas, 3, "(N, M, 4)")
+    anchors = check_boxes("anchors", to_host(anchors))
+    n, m, k = logits.shape
+    if k == 0:
+        raise ValueError(f"logits must have at least one class, got shape {logits.shape}")
+    if deltas.shape != (n, m, 4):
+        raise ValueError(f"deltas must have shape (N, M, 4) = {(n, m, 4)} to match logits, got {deltas.shape}")
+    if anchors.shape[0] != m:
+        raise ValueError(f"anchors must have shape (M, 4) = {(m, 4)} to match logits, got {anchors.shape}")
+    height, width = _check_image_size(image_size)
+    score_threshold = _check_probability("score_threshold", score_threshold)
+    topk_per_level = _check_positive_int("topk_per_level", topk_per_level)
+    nms_threshold = _check_probability("nms_threshold", nms_threshold)
+    max_detections = _check_positive_int("max_detections", max_detections)
+    bounds = _level_bounds(level_sizes, m)
+    return [
+        _detect_image(
+            logits[i], deltas[i], anchors, bounds, height, width,
+            score_threshold, topk_per_level, nms_threshold, max_detections,
+        )
+        for i in range(n)
+    ]

@@ -1,0 +1,126 @@
+"""Checkpoints as ``.npz`` files that load without pickle.
+
+A checkpoint holds plain arrays only: ``param/<name>`` for every parameter,
+``optim/<name>`` for the momentum buffers, and ``meta``, a JSON string (a 0-d
+unicode array) with the model config, the training config and the step. It is
+read with ``allow_pickle=False``: a checkpoint from a stranger can hold no code.
+
+Writing is atomic: the file is written under a temporary name in the same
+folder, flushed to disk, then renamed over the target (``os.replace`` is atomic
+on POSIX and Windows), so a crash leaves the old checkpoint or the new one,
+never half of one.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import zipfile
+
+import numpy as np
+
+FORMAT = "numpy-retinanet-checkpoint"
+VERSION = 1
+
+
+def save_checkpoint(path, model, optimizer=None, step=0, train_config=None, extra=None):
+    """Write ``model`` (and optionally the optimizer state) to ``path`` atomically.
+
+    Parameters
+    ----------
+    path : target file (``.npz``).
+    model : a RetinaNet (anything with ``state_dict()`` and ``config()``).
+    optimizer : an SGD, or None.
+    step : number of training steps done.
+    train_config : JSON-serialisable dict of training settings (for resuming).
+    extra : JSON-serialisable dict stored in the meta (e.g. loss history).
+    """
+    path = os.fspath(path)
+    arrays = {f"param/{k}": v for k, v in model.state_dict().items()}
+    if optimizer is not None:
+        arrays.update({f"optim/{k}": v for k, v in optimizer.state_dict().items()})
+    meta = {"format": FORMAT, "version": VERSION, "model": model.config(), "step": int(step),
+            "train_config": train_config or {}, "has_optimizer": optimizer is not None,
+            "extra": extra or {}}
+    arrays["meta"] = np.array(json.dumps(meta))
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".checkpoint-", suffix=".npz.tmp", dir=folder)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            np.savez(f, **arrays)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+    return path
+
+
+def read_checkpoint(path):
+    """Read a checkpoint's arrays and meta without building a model.
+
+    Returns
+    -------
+    meta : dict (format, version, model, step, train_config, has_optimizer, extra).
+    params : dict name -> array.
+    optim : dict name -> array (empty when no optimizer state was saved).
+
+    Raises FileNotFoundError for a missing file and ValueError naming the file for
+    a truncated, corrupt or foreign one.
+    """
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"checkpoint {path!r} does not exist")
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            names = list(z.files)
+            if "meta" not in names:
+                raise ValueError(f"{path!r} is not a numpy-retinanet checkpoint (no 'meta' entry)")
+            meta = json.loads(str(z["meta"]))
+            params = {n[len("param/"):]: z[n] for n in names if n.startswith("param/")}
+            optim = {n[len("optim/"):]: z[n] for n in names if n.startswith("optim/")}
+    except (zipfile.BadZipFile, EOFError, OSError, json.JSONDecodeError) as e:
+        raise ValueError(f"{path!r} is not a readable checkpoint (truncated or corrupt): {e}") from e
+    except ValueError as e:
+        if path in str(e):
+            raise
+        # np.load raises ValueError for object arrays (pickle) and for non-npy data.
+        raise ValueError(f"{path!r} is not a valid numpy-retinanet checkpoint: {e}") from e
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+        raise ValueError(f"{path!r} is not a numpy-retinanet checkpoint (format {meta.get('format')!r})")
+    if meta.get("version") != VERSION:
+        raise ValueError(f"{path!r} has checkpoint version {meta.get('version')}, this code reads {VERSION}")
+    return meta, params, optim
+
+
+def build_model(model_config):
+    """A RetinaNet from the ``model`` part of a checkpoint's meta."""
+    from numpy_retinanet.model.retinanet import RetinaNet
+
+    return RetinaNet(model_config["num_classes"], preset=model_config["preset"],
+                     dtype=np.dtype(model_config["dtype"]), seed=model_config["seed"],
+                     **model_config.get("overrides", {}))
+
+
+def load_checkpoint(path):
+    """Load a checkpoint into a new model.
+
+    Returns
+    -------
+    model : RetinaNet with the saved parameters.
+    info : dict with "step", "model" (config), "train_config", "extra" and
+        "optimizer" (the momentum buffers, or None).
+    """
+    meta, params, optim = read_checkpoint(path)
+    try:
+        model = build_model(meta["model"])
+        model.load_state_dict(params)
+    except (KeyError, TypeError, ValueError) as e:
+        raise ValueError(f"checkpoint {os.fspath(path)!r} does not fit its model: {e}") from e
+    info = {"step": meta["step"], "model": meta["model"], "train_config": meta["train_config"],
+            "extra": meta.get("extra", {}), "optimizer": optim if meta.get("has_optimizer") else None}
+    return model, info

@@ -1,0 +1,163 @@
+"""RetinaNet (§4): backbone -> feature pyramid -> shared classification and box subnets.
+
+    model = RetinaNet(num_classes=3, preset="default")
+    logits, deltas = model.forward(images)          # (N, M, K), (N, M, 4)
+    ...loss, dlogits, ddeltas = retinanet_loss(...)
+    model.zero_grad(); model.backward(dlogits, ddeltas)   # fills model.grads
+    anchors = model.anchors(H, W)                   # (M, 4), the same order as the outputs
+
+Anchors are ordered level (P3..P7), row, column, anchor, which is the order in
+which the heads flatten their outputs.
+
+Presets (sizes in pixels; the paper's anchors are 32..512 on P3..P7 for ~800 px
+images, i.e. 4 x stride; objects here are 10-70 px in 128 px images, so the
+CPU presets use 2 x stride, i.e. 16..256):
+- ``"tiny"``: a few channels, for gradient checks and smoke tests (float64 friendly).
+- ``"default"``: CPU-sized, trains on synthetic shapes in minutes.
+- ``"paper"``: ResNet-18-like widths, 256-channel FPN, 4-conv heads, anchors 32..512
+  (the paper's head and pyramid; slow on a CPU).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from numpy_retinanet.backend import array_module
+from numpy_retinanet.detection.anchors import AnchorGenerator
+from numpy_retinanet.model.backbone import ResNetBackbone
+from numpy_retinanet.model.fpn import FPN
+from numpy_retinanet.model.heads import RetinaHead, prior_bias
+from numpy_retinanet.nn.modules import Module
+
+STRIDES = (8, 16, 32, 64, 128)  # P3..P7
+
+PRESETS = {
+    "tiny": dict(stem_width=4, widths=(4, 4, 8, 8), depths=(1, 1, 1, 1), gn_groups=2,
+                 fpn_channels=8, p6_from="c5", head_depth=1, head_channels=8, head_norm_groups=0,
+                 anchor_sizes=(16, 32, 64, 128, 256), aspect_ratios=(0.5, 1.0, 2.0), scales=(1.0, 2 ** 0.5),
+                 prior=0.01),
+    "default": dict(stem_width=16, widths=(16, 32, 64, 128), depths=(1, 1, 1, 1), gn_groups=8,
+                    fpn_channels=64, p6_from="c5", head_depth=2, head_channels=64, head_norm_groups=0,
+                    anchor_sizes=(16, 32, 64, 128, 256), aspect_ratios=(0.5, 1.0, 2.0),
+                    scales=(1.0, 2 ** (1 / 3), 2 ** (2 / 3)), prior=0.01),
+    "paper": dict(stem_width=64, widths=(64, 128, 256, 512), depths=(2, 2, 2, 2), gn_groups=32,
+                  fpn_channels=256, p6_from="c5", head_depth=4, head_channels=256, head_norm_groups=0,
+                  anchor_sizes=(32, 64, 128, 256, 512), aspect_ratios=(0.5, 1.0, 2.0),
+                  scales=(1.0, 2 ** (1 / 3), 2 ** (2 / 3)), prior=0.01),
+}
+
+
+def resolve_config(preset: str, overrides: dict) -> dict:
+    """The preset's settings with ``overrides`` applied; unknown names raise ValueError."""
+    if preset not in PRESETS:
+        raise ValueError(f"preset must be one of {sorted(PRESETS)}, got {preset!r}")
+    cfg = dict(PRESETS[preset])
+    unknown = sorted(set(overrides) - set(cfg))
+    if unknown:
+        raise ValueError(f"unknown model settings {unknown}; known: {sorted(cfg)}")
+    cfg.update(overrides)
+    for key in ("widths", "depths", "anchor_sizes", "aspect_ratios", "scales"):
+        cfg[key] = tuple(cfg[key])
+    return cfg
+
+
+class RetinaNet(Module):
+    """The detector of §4.
+
+    Parameters
+    ----------
+    num_classes : K, number of object classes (no background class: sigmoid outputs).
+    preset : "tiny", "default" or "paper" (see the module docstring).
+    dtype : parameter dtype; images must have the same dtype.
+    seed : seed of the initialization.
+    **overrides : any preset setting, e.g. ``fpn_channels=32``.
+    """
+
+    def __init__(self, num_classes, preset="default", dtype=np.float32, seed=0, **overrides):
+        super().__init__()
+        if int(num_classes) != num_classes or num_classes < 1:
+            raise ValueError(f"num_classes must be a positive integer, got {num_classes!r}")
+        dtype = np.dtype(dtype)
+        if dtype not in (np.float32, np.float64):
+            raise ValueError(f"dtype must be float32 or float64, got {dtype}")
+        cfg = resolve_config(preset, overrides)
+        self.num_classes = int(num_classes)
+        self.preset = preset
+        self.dtype = dtype
+        self.seed = int(seed)
+        self.overrides = dict(overrides)
+        self.cfg = cfg
+        rng = np.random.default_rng(seed)
+        self.anchor_generator = AnchorGenerator(sizes=cfg["anchor_sizes"], strides=STRIDES,
+                                                aspect_ratios=cfg["aspect_ratios"], scales=cfg["scales"])
+        A = self.anchor_generator.num_anchors_per_location
+        self.backbone = ResNetBackbone(cfg["stem_width"], cfg["widths"], cfg["depths"], cfg["gn_groups"],
+                                       rng=rng, dtype=dtype)
+        self.fpn = FPN(self.backbone.out_channels, cfg["fpn_channels"], cfg["p6_from"], rng=rng, dtype=dtype)
+        head = dict(depth=cfg["head_depth"], channels=cfg["head_channels"],
+                    norm_groups=cfg["head_norm_groups"], rng=rng, dtype=dtype)
+        self.cls_head = RetinaHead(cfg["fpn_channels"], A, self.num_classes,
+                                   bias_init=prior_bias(cfg["prior"]), **head)
+        self.box_head = RetinaHead(cfg["fpn_channels"], A, 4, bias_init=0.0, **head)
+        self._anchor_cache = {}
+
+    def config(self) -> dict:
+        """Everything needed to rebuild this model (saved in checkpoints)."""
+        return {"num_classes": self.num_classes, "preset": self.preset, "dtype": self.dtype.name,
+                "seed": self.seed, "overrides": {k: list(v) if isinstance(v, tuple) else v
+                                                 for k, v in self.overrides.items()}}
+
+    def _check_images(self, images):
+        if not hasattr(images, "shape") or images.ndim != 4 or images.shape[1] != 3:
+            shape = getattr(images, "shape", type(images).__name__)
+            raise ValueError(f"images must be an array of shape (N, 3, H, W), got {shape}")
+        if images.dtype != self.dtype:
+            raise ValueError(f"images must have the model's dtype {self.dtype}, got {images.dtype}")
+        if images.shape[0] < 1 or images.shape[2] < 1 or images.shape[3] < 1:
+            raise ValueError(f"images must not be empty, got shape {tuple(images.shape)}")
+        xp = array_module(images)
+        if not bool(xp.isfinite(images).all()):
+            raise ValueError("images contain NaN or infinity")
+
+    def forward(self, images, keep_cache=True):
+        """images (N, 3, H, W) -> logits (N, M, K), deltas (N, M, 4).
+
+        ``keep_cache=False`` drops the caches right away (inference: no backward follows).
+        """
+        self._check_images(images)
+        c3, c4, c5 = self.backbone.forward(images)
+        features = self.fpn.forward(c3, c4, c5)
+        logits = self.cls_head.forward(features)
+        deltas = self.box_head.forward(features)
+        if not keep_cache:
+            self.clear_cache()
+        return logits, deltas
+
+    def backward(self, dlogits, ddeltas):
+        """Gradients w.r.t. the outputs -> adds every parameter's gradient into ``grads``.
+
+        Returns the gradient w.r.t. the images (N, 3, H, W).
+        """
+        dcls = self.cls_head.backward(dlogits)
+        dbox = self.box_head.backward(ddeltas)
+        dps = [a + b for a, b in zip(dcls, dbox)]
+        dc3, dc4, dc5 = self.fpn.backward(dps)
+        return self.backbone.backward(dc3, dc4, dc5)
+
+    def level_shapes(self, height, width):
+        """[(H_l, W_l)] of P3..P7 for an image of this size."""
+        return self.anchor_generator.level_shapes(height, width)
+
+    def level_sizes(self, height, width):
+        """Number of anchors on each level, P3..P7 (sums to M)."""
+        A = self.anchor_generator.num_anchors_per_location
+        return [h * w * A for h, w in self.level_shapes(height, width)]
+
+    def anchors(self, height, width, xp=None):
+        """(M, 4) anchors for an image of this size, in the order of the outputs, model dtype."""
+        xp = xp if xp is not None else array_module(next(iter(self.params.values())))
+        key = (int(height), int(width), xp.__name__)
+        if key not in self._anchor_cache:
+            self._anchor_cache[key] = self.anchor_generator.grid_anchors(
+                self.level_shapes(height, width), xp=xp, dtype=self.dtype)
+        return self._anchor_cache[key]

@@ -1,0 +1,459 @@
+"""The building blocks as pure forward/backward pairs (CS231n's ``layers.py`` style).
+
+Every op is ``op_forward(inputs..., hyperparams) -> (out, cache)`` and
+``op_backward(dout, cache) -> grads`` in input order. Nothing is stored
+anywhere else, so a module may call the same op many times (a head shared
+by five pyramid levels) and run the backward passes in reverse order.
+
+Ops here: 2-D convolution (every layer of the backbone, FPN and heads, §3-§4
+of Lin et al. 2017), ReLU, nearest-neighbour upsampling (the FPN's top-down
+path, Lin et al. 2017 "Feature Pyramid Networks", §3), and group
+normalization (Wu & He 2018), which the from-scratch backbone uses instead
+of batch norm because our batches are small.
+
+Arrays are NCHW as in PyTorch. Outputs keep the input's float dtype. The
+arrays returned may be non-contiguous views (the conv computes in a
+channels-first, batch-second layout and hands back a transposed view rather
+than pay for a copy); every op here accepts any memory layout.
+"""
+
+from __future__ import annotations
+
+import operator
+
+from numpy_retinanet.backend import array_module
+
+# --------------------------------------------------------------------------
+# Validation. Errors name the argument, say what was expected and what came.
+# --------------------------------------------------------------------------
+
+
+def _check_array(name, a, dims=None):
+    """Check that ``a`` is a non-empty float array without NaN, with axes ``dims`` if given."""
+    if not (hasattr(a, "dtype") and hasattr(a, "shape") and hasattr(a, "ndim")):
+        raise ValueError(f"{name} must be an array, got {type(a).__name__}")
+    if dims is not None and a.ndim != len(dims):
+        raise ValueError(
+            f"{name} must be {len(dims)}-D with shape ({', '.join(dims)}), "
+            f"got shape {tuple(a.shape)}"
+        )
+    if a.dtype.kind != "f":
+        raise ValueError(
+            f"{name} must have a float dtype (float32 to train, float64 for gradient "
+            f"checks), got {a.dtype}"
+        )
+    if a.size == 0:
+        raise ValueError(f"{name} must not be empty, got shape {tuple(a.shape)}")
+    # max() propagates NaN, needs no temporary array and cannot overflow, so it
+    # is the cheapest full pass that detects a NaN (about 2% of a 3x3 conv).
+    if array_module(a).isnan(a.max()):
+        raise ValueError(f"{name} contains NaN")
+
+
+def _check_dtype_matches(name, a, ref_name, ref):
+    if a.dtype != ref.dtype:
+        raise ValueError(
+            f"{name} must have the same dtype as {ref_name} ({ref.dtype}), got {a.dtype}; "
+            "mixing them would silently change the precision of the output"
+        )
+
+
+def _check_int(name, v, minimum):
+    try:
+        iv = operator.index(v)
+    except TypeError:
+        raise ValueError(f"{name} must be an integer >= {minimum}, got {v!r}") from None
+    if iv < minimum:
+        raise ValueError(f"{name} must be an integer >= {minimum}, got {iv}")
+    return iv
+
+
+def _check_dout(name, d, shape, dtype):
+    """Check an upstream gradient against the forward output it belongs to."""
+    _check_array(name, d)
+    if tuple(d.shape) != tuple(shape):
+        raise ValueError(
+            f"{name} must have the forward output's shape {tuple(shape)}, got {tuple(d.shape)}"
+        )
+    if d.dtype != dtype:
+        raise ValueError(f"{name} must have the forward pass's dtype {dtype}, got {d.dtype}")
+
+
+# --------------------------------------------------------------------------
+# Convolution
+# --------------------------------------------------------------------------
+#
+# Layout. Internally the conv works on a "grid" per channel: all N images
+# stacked, each image a block of rows of fixed length, flattened into one
+# row of length L. A kernel tap (i, j) then reads the input shifted by a
+# constant offset in that flattened row, so im2col is, per tap, ONE copy of
+# C contiguous runs of length ~L (a memcpy), not C*N*OH runs of length OW.
+# The price is that the output is computed on the whole grid, including a
+# margin of positions that are no output pixel; they are cut off afterwards
+# (~6% extra GEMM work for 64x64 maps, ~13% for 32x32).
+#
+# Stride s: the padded input is split into its s*s phases (rows a::s, columns
+# b::s), one per grid; tap (i, j) reads phase (i % s, j % s) shifted by
+# (i // s, j // s), so strided convs keep the contiguous shifted copies.
+# Phase (a, b) IS the column block of tap (a, b) (its shift is zero), so it
+# is written there directly and the other taps copy from it.
+#
+# Zero padding is shared: row r's right padding is row r+1's left padding,
+# and one image's bottom padding the next one's top padding. A shifted read
+# that runs past a row end or an image end lands in those zeros, which is
+# exactly what a zero-padded conv reads there. That is why the grid needs
+# only H + p rows and W + p columns (rounded up to a multiple of s) rather
+# than H + 2p and W + 2p, and also at least s*OH and s*OW so that every
+# output pixel has a grid position.
+#
+# The column matrix is (KH*KW*C, L): one GEMM W2 (F, KH*KW*C) @ col gives
+# the output as (F, N, grid rows, grid cols), i.e. channels first, batch
+# second. Returning a transposed view of it costs nothing; the next conv
+# reads such a view with contiguous rows.
+
+
+def _phase_rows(size, pad, stride):
+    """For each phase a < stride: (first input index, first grid index, count).
+
+    Input rows ``first::stride`` (``count`` of them) sit at grid rows
+    ``grid0 : grid0 + count`` of phase ``a``, given that input row ``h`` sits
+    at padded row ``h + pad`` and padded row ``stride * r + a`` is grid row
+    ``r`` of phase ``a``.
+    """
+    out = []
+    for a in range(stride):
+        first = (a - pad) % stride
+        out.append((first, (first + pad - a) // stride, len(range(first, size, stride))))
+    return out
+
+
+def conv_output_size(size, kernel, stride, padding):
+    """Output length of a convolution: floor((size + 2 padding - kernel) / stride) + 1."""
+    return (size + 2 * padding - kernel) // stride + 1
+
+
+def conv2d_forward(x, w, b, stride=1, padding=0):
+    """2-D convolution (cross-correlation, as in every deep-learning library).
+
+    y[n, f, oh, ow] = b[f] + sum_{c, i, j} w[f, c, i, j] * xpad[n, c, s*oh + i, s*ow + j]
+
+    where xpad is x with ``padding`` zeros on every side and s is ``stride``.
+
+    Parameters
+    ----------
+    x : (N, C, H, W) float array.
+    w : (F, C, KH, KW) filters, same dtype as x.
+    b : (F,) bias, or None for no bias.
+    stride : int >= 1, the same along H and W.
+    padding : int >= 0 zeros added on each side of H and W.
+
+    Returns
+    -------
+    y : (N, F, OH, OW) with OH = floor((H + 2 padding - KH) / stride) + 1
+        (OW likewise); x's dtype. A non-contiguous view (see the layout note above).
+    cache : for ``conv2d_backward``.
+    """
+    xp = array_module(x, w, b)
+    _check_array("x", x, ("N", "C", "H", "W"))
+    _check_array("w", w, ("F", "C", "KH", "KW"))
+    _check_dtype_matches("w", w, "x", x)
+    n, c, h, wd = x.shape
+    f, cw, kh, kw = w.shape
+    if cw != c:
+        raise ValueError(
+            f"w must have x's {c} input channels in axis 1 of (F, C, KH, KW), "
+            f"got w of shape {tuple(w.shape)}"
+        )
+    if b is not None:
+        _check_array("b", b, ("F",))
+        _check_dtype_matches("b", b, "x", x)
+        if b.shape[0] != f:
+            raise ValueError(f"b must have shape ({f},) (one per filter of w), got {tuple(b.shape)}")
+    s = _check_int("stride", stride, 1)
+    p = _check_int("padding", padding, 0)
+    oh, ow = conv_output_size(h, kh, s, p), conv_output_size(wd, kw, s, p)
+    if kh > h + 2 * p or kw > wd + 2 * p:
+        raise ValueError(
+            f"w's kernel {kh}x{kw} is larger than the padded input "
+            f"{h + 2 * p}x{wd + 2 * p} (H + 2*padding by W + 2*padding)"
+        )
+
+    gh = -(-max(h + p, s * oh) // s)  # grid rows per image and phase
+    gw = -(-max(wd + p, s * ow) // s)  # grid columns per row
+    L = n * gh * gw
+    taps = kh * kw
+    xt = x.transpose(1, 0, 2, 3)  # (C, N, H, W), a view
+    if kh == kw == 1 and s == 1 and p == 0:
+        # 1x1 conv: the grid is the input itself, so col is a view when x is
+        # already channels-first, batch-second (another conv's output) and one
+        # copy otherwise.
+        col = xt.reshape(c, L)
+    else:
+        col = xp.empty((taps, c, L), dtype=x.dtype)
+        rows, cols = _phase_rows(h, p, s), _phase_rows(wd, p, s)
+        for a in range(min(s, kh)):
+            h0, r0, nh = rows[a]
+            for bb in range(min(s, kw)):
+                w0, c0, nw = cols[bb]
+                g = col[a * kw + bb].reshape(c, n, gh, gw)
+                g[:, :, :r0] = 0
+                g[:, :, r0 + nh:] = 0
+                g[:, :, r0:r0 + nh, :c0] = 0
+                g[:, :, r0:r0 + nh, c0 + nw:] = 0
+                g[:, :, r0:r0 + nh, c0:c0 + nw] = xt[:, :, h0::s, w0::s]
+        for i in range(kh):
+            for j in range(kw):
+                off = (i // s) * gw + j // s
+                if off == 0:  # a phase, written above
+                    continue
+                t, t0 = i * kw + j, (i % s) * kw + j % s
+                k = max(L - off, 0)  # 0 when the tap sees only padding
+                col[t, :, :k] = col[t0, :, L - k:]
+                col[t, :, k:] = 0  # reads past the last image: padding
+        col = col.reshape(taps * c, L)
+
+    w2 = w.transpose(0, 2, 3, 1).reshape(f, taps * c)  # columns ordered (i, j, c) like col's rows
+    y = w2 @ col
+    if b is not None:
+        y += b[:, None]
+    out = y.reshape(f, n, gh, gw)[:, :, :oh, :ow].transpose(1, 0, 2, 3)
+    cache = (col, w2, tuple(x.shape), tuple(w.shape), b is not None, s, p, gh, gw)
+    return out, cache
+
+
+def conv2d_backward(dy, cache):
+    """Gradients of ``conv2d_forward``.
+
+    dW = dY @ col^T and dcol = W^T @ dY are one GEMM each; col2im then adds
+    each tap's block of dcol into its phase at the tap's shift, one tap at a
+    time (exact, no scatter-add).
+
+    Parameters
+    ----------
+    dy : (N, F, OH, OW) gradient of the loss w.r.t. the conv output, its dtype.
+    cache : from ``conv2d_forward``; not modified, so backward may be repeated.
+
+    Returns
+    -------
+    dx : (N, C, H, W), a non-contiguous view.
+    dw : (F, C, KH, KW).
+    db : (F,), or None when the forward pass had no bias.
+    """
+    col, w2, xshape, wshape, has_bias, s, p, gh, gw = cache
+    n, c, h, wd = xshape
+    f, _, kh, kw = wshape
+    oh, ow = conv_output_size(h, kh, s, p), conv_output_size(wd, kw, s, p)
+    _check_dout("dy", dy, (n, f, oh, ow), col.dtype)
+    xp = array_module(dy, col)
+    L = n * gh * gw
+    taps = kh * kw
+
+    dyt = dy.transpose(1, 0, 2, 3)
+    if (oh, ow) == (gh, gw):
+        dyg = dyt.reshape(f, L)  # a view when dy is channels-first, batch-second
+    else:
+        # The margin of the grid is no output pixel: a zero gradient there
+        # keeps it out of dW and dx.
+        dyg = xp.empty((f, n, gh, gw), dtype=dy.dtype)
+        dyg[:, :, :oh, :ow] = dyt
+        dyg[:, :, oh:] = 0
+        dyg[:, :, :oh, ow:] = 0
+        dyg = dyg.reshape(f, L)
+
+    db = dyg.sum(axis=1) if has_bias else None
+    dw = xp.ascontiguousarray((dyg @ col.T).reshape(f, kh, kw, c).transpose(0, 3, 1, 2))
+    # dcol is a fresh array, so col2im may accumulate into its phase blocks
+    # in place: phase (a, b) is tap (a, b)'s block, at shift zero.
+    dcol = (w2.T @ dyg).reshape(taps, c, L)
+    for i in range(kh):
+        for j in range(kw):
+            off = (i // s) * gw + j // s
+            if off == 0:
+                continue
+            t, t0 = i * kw + j, (i % s) * kw + j % s
+            k = max(L - off, 0)
+            dcol[t0, :, L - k:] += dcol[t, :, :k]
+
+    if s == 1:
+        # One phase: dx is its interior; the padding's gradient is dropped.
+        dx = dcol[0].reshape(c, n, gh, gw)[:, :, p:p + h, p:p + wd]
+    else:
+        dx = xp.empty((c, n, h, wd), dtype=dy.dtype)
+        rows, cols = _phase_rows(h, p, s), _phase_rows(wd, p, s)
+        for a in range(s):
+            h0, r0, nh = rows[a]
+            for bb in range(s):
+                w0, c0, nw = cols[bb]
+                if a < kh and bb < kw:
+                    g = dcol[a * kw + bb].reshape(c, n, gh, gw)
+                    dx[:, :, h0::s, w0::s] = g[:, :, r0:r0 + nh, c0:c0 + nw]
+                else:  # a phase no tap reads (kernel smaller than the stride)
+                    dx[:, :, h0::s, w0::s] = 0
+    return dx.transpose(1, 0, 2, 3), dw, db
+
+
+# --------------------------------------------------------------------------
+# ReLU
+# --------------------------------------------------------------------------
+
+
+def relu_forward(x):
+    """ReLU, y = max(x, 0), elementwise.
+
+    Parameters
+    ----------
+    x : float array of any shape.
+
+    Returns
+    -------
+    y : like x.
+    cache : the mask x > 0 (one byte per entry rather than x itself).
+    """
+    _check_array("x", x)
+    xp = array_module(x)
+    mask = x > 0
+    return xp.maximum(x, 0), (mask, x.dtype)
+
+
+def relu_backward(dy, cache):
+    """dx = dy where x > 0, else 0 (the subgradient at x = 0 is taken as 0).
+
+    Parameters
+    ----------
+    dy : like the forward output.
+
+    Returns
+    -------
+    dx : like x.
+    """
+    mask, dtype = cache
+    _check_dout("dy", dy, mask.shape, dtype)
+    return dy * mask
+
+
+# --------------------------------------------------------------------------
+# Nearest-neighbour upsampling (the FPN's top-down pathway)
+# --------------------------------------------------------------------------
+
+
+def upsample_nearest_forward(x, factor=2):
+    """Nearest-neighbour upsampling: y[n, c, i, j] = x[n, c, i // factor, j // factor].
+
+    Parameters
+    ----------
+    x : (N, C, H, W) float array.
+    factor : int >= 1.
+
+    Returns
+    -------
+    y : (N, C, H*factor, W*factor), x's dtype, a new array.
+    cache : for ``upsample_nearest_backward``.
+    """
+    _check_array("x", x, ("N", "C", "H", "W"))
+    k = _check_int("factor", factor, 1)
+    xp = array_module(x)
+    n, c, h, w = x.shape
+    y = xp.empty((n, c, h, k, w, k), dtype=x.dtype)
+    y[...] = x[:, :, :, None, :, None]
+    return y.reshape(n, c, h * k, w * k), (tuple(x.shape), k, x.dtype)
+
+
+def upsample_nearest_backward(dy, cache):
+    """dx[n, c, i, j] = sum of dy over the factor x factor block that copied x[n, c, i, j].
+
+    Parameters
+    ----------
+    dy : (N, C, H*factor, W*factor).
+
+    Returns
+    -------
+    dx : (N, C, H, W).
+    """
+    (n, c, h, w), k, dtype = cache
+    _check_dout("dy", dy, (n, c, h * k, w * k), dtype)
+    return dy.reshape(n, c, h, k, w, k).sum(axis=(3, 5))
+
+
+# --------------------------------------------------------------------------
+# Group normalization (Wu & He 2018)
+# --------------------------------------------------------------------------
+
+
+def group_norm_forward(x, gamma, beta, num_groups, eps=1e-5):
+    """Group normalization (Wu & He 2018, eq. 1-3 with the GN set S_i of §3.1).
+
+    The C channels are split into ``num_groups`` groups of C/G consecutive
+    channels; each (sample, group) is normalized by its own mean and variance
+    over its C/G * H * W entries, then scaled and shifted per channel:
+
+        xhat = (x - mu_{n,g}) / sqrt(var_{n,g} + eps),   y = gamma[c] * xhat + beta[c]
+
+    Unlike batch norm nothing is averaged over the batch, so it behaves the
+    same at batch 1 and in training and inference.
+
+    Parameters
+    ----------
+    x : (N, C, H, W) float array.
+    gamma, beta : (C,) scale and shift, x's dtype.
+    num_groups : int G >= 1 dividing C.
+    eps : float > 0 added to the variance.
+
+    Returns
+    -------
+    y : (N, C, H, W), x's dtype.
+    cache : for ``group_norm_backward``.
+    """
+    _check_array("x", x, ("N", "C", "H", "W"))
+    n, c, h, w = x.shape
+    for name, a in (("gamma", gamma), ("beta", beta)):
+        _check_array(name, a, ("C",))
+        _check_dtype_matches(name, a, "x", x)
+        if a.shape[0] != c:
+            raise ValueError(f"{name} must have shape ({c},) (one per channel of x), got {tuple(a.shape)}")
+    g = _check_int("num_groups", num_groups, 1)
+    if c % g:
+        raise ValueError(f"num_groups must divide x's {c} channels, got {g}")
+    if not eps > 0:
+        raise ValueError(f"eps must be > 0, got {eps!r}")
+    xp = array_module(x, gamma, beta)
+    # Splitting the channel axis is a view for any memory layout of x.
+    xg = x.reshape(n, g, c // g, h, w)
+    axes = (2, 3, 4)
+    mu = xg.mean(axis=axes, keepdims=True)
+    xc = xg - mu
+    var = (xc * xc).mean(axis=axes, keepdims=True)  # two-pass: no cancellation
+    inv_std = 1 / xp.sqrt(var + eps)
+    xhat = (xc * inv_std).reshape(n, c, h, w)
+    y = xhat * gamma[:, None, None] + beta[:, None, None]
+    return y, (xhat, inv_std, gamma, g)
+
+
+def group_norm_backward(dy, cache):
+    """Gradients of ``group_norm_forward``.
+
+        dxhat  = dy * gamma
+        dx     = inv_std * (dxhat - mean(dxhat) - xhat * mean(dxhat * xhat))
+        dgamma = sum_{n,h,w} dy * xhat,   dbeta = sum_{n,h,w} dy
+
+    where mean is over the M = C/G * H * W entries of each (sample, group).
+
+    Parameters
+    ----------
+    dy : (N, C, H, W).
+
+    Returns
+    -------
+    dx : (N, C, H, W); dgamma, dbeta : (C,).
+    """
+    xhat, inv_std, gamma, g = cache
+    _check_dout("dy", dy, xhat.shape, xhat.dtype)
+    n, c, h, w = xhat.shape
+    dgamma = (dy * xhat).sum(axis=(0, 2, 3))
+    dbeta = dy.sum(axis=(0, 2, 3))
+    dxhat = (dy * gamma[:, None, None]).reshape(n, g, c // g, h, w)
+    xhat_g = xhat.reshape(n, g, c // g, h, w)
+    axes = (2, 3, 4)
+    mean_d = dxhat.mean(axis=axes, keepdims=True)
+    mean_dx = (dxhat * xhat_g).mean(axis=axes, keepdims=True)
+    dx = (dxhat - mean_d - xhat_g * mean_dx) * inv_std
+    return dx.reshape(n, c, h, w), dgamma, dbeta

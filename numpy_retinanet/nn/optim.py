@@ -1,0 +1,99 @@
+"""SGD with momentum and weight decay, and the warm-up + step learning-rate schedule (§4.1).
+
+The optimizer is separate from backward (backward never changes a parameter), so
+a gradient check can run backward any number of times.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from numpy_retinanet.backend import array_module, to_host
+
+
+class SGD:
+    """Stochastic gradient descent with momentum and L2 weight decay (PyTorch's form).
+
+        g = grad + weight_decay * p      (decay only on weights with ndim > 1; see below)
+        v = momentum * v + g
+        p = p - lr * v
+
+    Biases and normalization scales/shifts (1-D parameters) get no weight decay:
+    shrinking them toward zero does not regularize the function, and decaying the
+    classification prior bias (§3.3) would undo it.
+
+    Parameters
+    ----------
+    params : dict name -> array, updated in place (``model.params``).
+    lr, momentum, weight_decay : the paper uses 0.01 (batch 16), 0.9, 1e-4.
+    """
+
+    def __init__(self, params: dict, lr=0.01, momentum=0.9, weight_decay=1e-4):
+        if lr <= 0:
+            raise ValueError(f"lr must be > 0, got {lr}")
+        if not 0 <= momentum < 1:
+            raise ValueError(f"momentum must be in [0, 1), got {momentum}")
+        if weight_decay < 0:
+            raise ValueError(f"weight_decay must be >= 0, got {weight_decay}")
+        self.params = params
+        self.lr = lr
+        self.momentum = momentum
+        self.weight_decay = weight_decay
+        self.velocity = {k: array_module(p).zeros_like(p) for k, p in params.items()}
+
+    def step(self, grads: dict, lr=None):
+        """One update with ``grads`` (same keys as params); ``lr`` overrides the base rate."""
+        lr = self.lr if lr is None else lr
+        for k, p in self.params.items():
+            g = grads[k]
+            if self.weight_decay and p.ndim > 1:
+                g = g + self.weight_decay * p
+            v = self.velocity[k]
+            v *= self.momentum
+            v += g
+            p -= lr * v
+
+    def state_dict(self) -> dict:
+        """Host copies of the momentum buffers, keyed like the parameters."""
+        return {k: np.array(to_host(v), copy=True) for k, v in self.velocity.items()}
+
+    def load_state_dict(self, state: dict):
+        """Restore momentum buffers (names and shapes must match the parameters)."""
+        if set(state) != set(self.velocity):
+            raise ValueError("optimizer state does not match the parameters: "
+                             f"missing {sorted(set(self.velocity) - set(state))[:5]}, "
+                             f"unexpected {sorted(set(state) - set(self.velocity))[:5]}")
+        for k, v in self.velocity.items():
+            if tuple(state[k].shape) != tuple(v.shape):
+                raise ValueError(f"optimizer state {k!r} has shape {tuple(state[k].shape)}, expected {tuple(v.shape)}")
+            v[...] = array_module(v).asarray(state[k])
+
+
+class WarmupStepSchedule:
+    """Learning rate at each step: linear warm-up, then division by 10 at each milestone.
+
+    lr(t) = base_lr * w(t) * decay^(number of milestones <= t), where
+    w(t) = warmup_factor + (1 - warmup_factor) * t / warmup_steps for t < warmup_steps, else 1.
+    Detectron: base_lr 0.01, warm-up 500 steps from 1/3, milestones 60k and 80k of 90k.
+    """
+
+    def __init__(self, base_lr, warmup_steps=500, warmup_factor=1.0 / 3.0, milestones=(), decay=0.1):
+        if base_lr <= 0:
+            raise ValueError(f"base_lr must be > 0, got {base_lr}")
+        if warmup_steps < 0:
+            raise ValueError(f"warmup_steps must be >= 0, got {warmup_steps}")
+        if not 0 < warmup_factor <= 1:
+            raise ValueError(f"warmup_factor must be in (0, 1], got {warmup_factor}")
+        if list(milestones) != sorted(milestones):
+            raise ValueError(f"milestones must be increasing, got {list(milestones)}")
+        self.base_lr = base_lr
+        self.warmup_steps = int(warmup_steps)
+        self.warmup_factor = warmup_factor
+        self.milestones = [int(m) for m in milestones]
+        self.decay = decay
+
+    def __call__(self, step: int) -> float:
+        lr = self.base_lr * self.decay ** sum(step >= m for m in self.milestones)
+        if step < self.warmup_steps:
+            lr *= self.warmup_factor + (1.0 - self.warmup_factor) * step / self.warmup_steps
+        return float(lr)
