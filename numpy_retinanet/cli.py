@@ -5,6 +5,10 @@ from __future__ import annotations
 import argparse
 import sys
 
+from numpy_retinanet.engine.config import TrainConfig
+
+TRAIN_DEFAULTS = TrainConfig()
+
 
 def _cmd_figures(args) -> int:
     from numpy_retinanet.figures import make_figures
@@ -18,6 +22,85 @@ def _cmd_bench(args) -> int:
     from numpy_retinanet.bench import run_bench
 
     return run_bench(args)
+
+
+def _cmd_train(args) -> int:
+    from numpy_retinanet.engine.trainer import TrainingDiverged, train
+
+    if args.resume:
+        try:
+            train(TrainConfig(), args.resume, resume=True)
+        except TrainingDiverged as e:
+            print(f"numpy-retinanet train: {e}", file=sys.stderr)
+            return 1
+        return 0
+    config = TrainConfig(preset=args.preset, image_size=args.image_size, num_classes=args.num_classes,
+                         iterations=args.iterations, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
+                         warmup_steps=args.warmup_steps, clip_grad_norm=args.clip_grad_norm, eval_images=args.eval_images, device=args.device,
+                         log_every=args.log_every)
+    try:
+        train(config, args.out)
+    except TrainingDiverged as e:
+        print(f"numpy-retinanet train: {e}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _cmd_evaluate(args) -> int:
+    import json
+
+    from numpy_retinanet.backend import get_module
+    from numpy_retinanet.data.shapes import ShapesDataset
+    from numpy_retinanet.engine.checkpoint import load_checkpoint
+    from numpy_retinanet.engine.inference import evaluate_model
+
+    xp = get_module(args.device)
+    model, info = load_checkpoint(args.checkpoint)
+    model.to(xp)
+    tc = info["train_config"]
+    size, seed = tc.get("image_size", 128), args.seed if args.seed is not None else tc.get("eval_seed", 1000)
+    ds = ShapesDataset(args.num_images, size, model.num_classes, seed=seed)
+    result = evaluate_model(model, ds, xp=xp)
+    out = {"checkpoint": args.checkpoint, "step": info["step"], "num_images": args.num_images, "seed": seed,
+           "AP": result["AP"], "AP50": result["AP50"], "AP75": result["AP75"],
+           "per_class_AP": dict(zip(ds.class_names, result["per_class_AP"]))}
+    if args.json:
+        print(json.dumps(out, indent=1))
+    else:
+        print(f"{args.checkpoint} (step {info['step']}) on {args.num_images} shapes images, seed {seed}:")
+        print(f"AP {out['AP']:.4f}  AP50 {out['AP50']:.4f}  AP75 {out['AP75']:.4f}")
+        for name, ap in out["per_class_AP"].items():
+            print(f"  {name:<10} AP {ap:.4f}")
+    return 0
+
+
+def _cmd_detect(args) -> int:
+    import os
+
+    from numpy_retinanet.backend import get_module
+    from numpy_retinanet.engine.checkpoint import load_checkpoint
+    from numpy_retinanet.engine.images import detect_files
+
+    xp = get_module(args.device)
+    model, info = load_checkpoint(args.checkpoint)
+    model.to(xp)
+    names = info["train_config"].get("class_names")
+    if not names:
+        from numpy_retinanet.data.shapes import ALL_CLASS_NAMES
+
+        names = list(ALL_CLASS_NAMES[: model.num_classes])
+    os.makedirs(args.out, exist_ok=True)
+    for path, out_path, dets in detect_files(model, args.images, args.out, names, xp=xp,
+                                             score_threshold=args.score_threshold):
+        found = ", ".join(f"{names[int(l)]} {s:.2f}" for l, s in zip(dets["labels"], dets["scores"])) or "nothing"
+        print(f"{path}: {found} -> {out_path}")
+    return 0
+
+
+def _cmd_check(args) -> int:
+    from numpy_retinanet.exercises import check_file
+
+    return check_file(args.file)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -39,6 +122,44 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--repeats", type=int, default=5, help="timed repeats, median reported")
     b.add_argument("--json", action="store_true", help="print JSON instead of a table")
     b.set_defaults(func=_cmd_bench)
+    t = sub.add_parser("train", help="train a detector on the built-in synthetic shapes")
+    t.add_argument("--preset", default=TRAIN_DEFAULTS.preset, help="model preset: tiny, default or paper")
+    t.add_argument("--image-size", type=int, default=TRAIN_DEFAULTS.image_size,
+                   help="side of the square images (>= 64)")
+    t.add_argument("--num-classes", type=int, default=TRAIN_DEFAULTS.num_classes, help="kinds of shapes, 1-7")
+    t.add_argument("--iterations", type=int, default=TRAIN_DEFAULTS.iterations, help="training steps")
+    t.add_argument("--batch-size", type=int, default=TRAIN_DEFAULTS.batch_size, help="images per step")
+    t.add_argument("--lr", type=float, default=TRAIN_DEFAULTS.lr, help="base learning rate")
+    t.add_argument("--seed", type=int, default=TRAIN_DEFAULTS.seed, help="initialization seed")
+    t.add_argument("--warmup-steps", type=int, default=TRAIN_DEFAULTS.warmup_steps,
+                   help="linear warm-up steps from lr/3")
+    t.add_argument("--clip-grad-norm", type=float, default=0.0, help="clip the global gradient norm (0: off)")
+    t.add_argument("--eval-images", type=int, default=TRAIN_DEFAULTS.eval_images, help="held-out images evaluated at the end")
+    t.add_argument("--log-every", type=int, default=TRAIN_DEFAULTS.log_every, help="steps between progress lines")
+    t.add_argument("--out", default="runs/shapes", help="run folder (default: runs/shapes)")
+    t.add_argument("--resume", metavar="RUN", default=None, help="continue the run in folder RUN")
+    t.add_argument("--device", choices=["cpu", "gpu"], default="cpu", help="where the math runs")
+    t.set_defaults(func=_cmd_train)
+
+    e = sub.add_parser("evaluate", help="COCO-style AP of a checkpoint on held-out shapes")
+    e.add_argument("--checkpoint", required=True, help="checkpoint.npz of a run")
+    e.add_argument("--num-images", type=int, default=200, help="held-out images (default 200)")
+    e.add_argument("--seed", type=int, default=None, help="seed of the held-out images (default: the run's)")
+    e.add_argument("--json", action="store_true", help="print JSON")
+    e.add_argument("--device", choices=["cpu", "gpu"], default="cpu", help="where the math runs")
+    e.set_defaults(func=_cmd_evaluate)
+
+    d = sub.add_parser("detect", help="draw detections of a checkpoint on image files")
+    d.add_argument("--checkpoint", required=True, help="checkpoint.npz of a run")
+    d.add_argument("images", nargs="+", help="PNG or JPEG files")
+    d.add_argument("--out", required=True, help="folder for the drawn images")
+    d.add_argument("--score-threshold", type=float, default=0.3, help="lowest score drawn and listed")
+    d.add_argument("--device", choices=["cpu", "gpu"], default="cpu", help="where the math runs")
+    d.set_defaults(func=_cmd_detect)
+
+    c = sub.add_parser("check", help="check a gradient-check exercise file (lessons/exercises)")
+    c.add_argument("file", help="the exercise file you filled in")
+    c.set_defaults(func=_cmd_check)
     return p
 
 

@@ -192,6 +192,9 @@ def test_iou_exactly_half_matches_at_050_but_not_at_055():
     np.testing.assert_array_equal(r["precision"][0, :, 0], 1.0)
     np.testing.assert_array_equal(r["precision"][1, :, 0], 0.0)
     assert r["AP"] == 0.5
+    # AP50 and AP75 exist only when their threshold is evaluated.
+    only_055 = evaluate_detections(d, g, num_classes=1, iou_thresholds=[0.55])
+    assert only_055["AP"] == 0.0 and np.isnan(only_055["AP50"]) and np.isnan(only_055["AP75"])
     # With COCO's 10 thresholds only 0.50 passes: AP = 1/10.
     coco = evaluate_detections(d, g, num_classes=1)
     assert coco["AP50"] == 1.0 and coco["AP75"] == 0.0
@@ -267,7 +270,8 @@ def test_accepts_lists_and_empty_lists():
         ([NO_DETS], [NO_GT, NO_GT], "one entry per image, got 1 and 2"),
         ([NO_DETS, det([A], [0.9], [3])], [NO_GT, NO_GT], r"detections\[1\]\['labels'\] must lie in \[0, 2\)"),
         ([NO_DETS], [gt([A], [-1])], r"ground_truths\[0\]\['labels'\] must lie in"),
-        ([{"boxes": np.zeros((1, 5)), "scores": [0.9], "labels": [0]}], [NO_GT], r"detections\[0\]\['boxes'\] must have shape \(n, 4\)"),
+        ([{"boxes": np.zeros((1, 5)), "scores": [0.9], "labels": [0]}], [NO_GT],
+         r"detections\[0\]\['boxes'\] must have shape \(n, 4\)"),
         ([det([A], [0.9, 0.8], [0])], [NO_GT], r"detections\[0\]\['scores'\] must have shape \(1,\)"),
         ([det([A], [0.9], [0, 1])], [NO_GT], r"detections\[0\]\['labels'\] must have shape \(1,\)"),
         ([NO_DETS], [gt([[0, 0, np.nan, 1]], [0])], r"ground_truths\[0\]\['boxes'\] must be finite"),
@@ -323,7 +327,8 @@ def pycocotools_reference(dets, gts, num_classes, max_det=100):
         evals = []
         for dd, gg in zip(dets, gts):
             g = [xywh(b) for b, lab in zip(gg["boxes"].tolist(), gg["labels"].tolist()) if lab == k]
-            dt = [(s, xywh(b)) for b, s, lab in zip(dd["boxes"].tolist(), dd["scores"].tolist(), dd["labels"].tolist()) if lab == k]
+            dt = [(s, xywh(b)) for b, s, lab in zip(dd["boxes"].tolist(), dd["scores"].tolist(),
+                                                   dd["labels"].tolist()) if lab == k]
             if not g and not dt:
                 continue
             inds = np.argsort([-s for s, _ in dt], kind="mergesort")

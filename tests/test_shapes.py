@@ -307,7 +307,8 @@ def test_get_batch_flips_the_chosen_samples():
     assert images.shape == (6, 3, 64, 64)
     for j, (i, f) in enumerate(zip(indices, flips)):
         image, target = ds[int(i)]
+        b = target["boxes"]
         expected_image = image[:, :, ::-1] if f else image
-        expected_boxes = target["boxes"][:, [2, 1, 0, 3]] * [-1, 1, -1, 1] + [64, 0, 64, 0] if f else target["boxes"]
+        expected_boxes = np.stack([64 - b[:, 2], b[:, 1], 64 - b[:, 0], b[:, 3]], axis=1) if f else b
         np.testing.assert_array_equal(images[j], expected_image)
         np.testing.assert_array_equal(targets[j]["boxes"], expected_boxes)

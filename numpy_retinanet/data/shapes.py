@@ -142,7 +142,7 @@ def _rasterize(name, x0, y0, s, angle, image_size):
     elif name == "diamond":
         draw.polygon(_polygon(cx, cy, np.full(4, r), 0.0), fill=255)
     elif name == "plus":
-        arm = max(1, round(s / 3))
+        arm = round(s / 3)
         o = (s - arm) // 2
         draw.rectangle([x0, y0 + o, x1, y0 + o + arm - 1], fill=255)
         draw.rectangle([x0 + o, y0, x0 + o + arm - 1, y1], fill=255)
@@ -242,7 +242,8 @@ def draw_scene(rng, image_size, num_classes, max_objects=4, noise_std=6.0):
             box = mask_to_box(mask)
             if boxes and _box_iou(box, np.stack(boxes)).max() > MAX_BOX_IOU:
                 continue
-            if any(np.count_nonzero(v & ~mask) < MIN_VISIBLE * np.count_nonzero(m) for v, m in zip(visible, masks)):
+            if any(np.count_nonzero(v & ~mask) < MIN_VISIBLE * np.count_nonzero(m)
+                   for v, m in zip(visible, masks)):
                 continue
             for v in visible:
                 v &= ~mask
@@ -269,7 +270,8 @@ def draw_scene(rng, image_size, num_classes, max_objects=4, noise_std=6.0):
 
 
 def _check_int(name, value, low, high=None):
-    if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < low or (high is not None and value > high):
+    is_int = isinstance(value, (int, np.integer)) and not isinstance(value, bool)
+    if not is_int or value < low or (high is not None and value > high):
         expected = f"an int >= {low}" if high is None else f"an int in [{low}, {high}]"
         raise ValueError(f"{name} must be {expected}, got {value!r}")
     return int(value)
@@ -312,7 +314,7 @@ class ShapesDataset:
         if not -self.num_images <= i < self.num_images:
             raise IndexError(f"index {i} out of range for a dataset of {self.num_images} images")
         i = int(i) % self.num_images
-        rng = np.random.default_rng([self.seed, _IMAGE_STREAM])
+        rng = np.random.default_rng([self.seed, _IMAGE_STREAM, i])
         return draw_scene(rng, self.image_size, self.num_classes, self.max_objects, self.noise_std)
 
     def raw(self, i):

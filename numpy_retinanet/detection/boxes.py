@@ -141,7 +141,11 @@ def _is_real(x):
 
 
 def _check_weights(weights):
-    if not isinstance(weights, (tuple, list)) or len(weights) != 4 or not all(_is_real(w) and math.isfinite(w) and w > 0 for w in weights):
+    if (
+        not isinstance(weights, (tuple, list))
+        or len(weights) != 4
+        or not all(_is_real(w) and math.isfinite(w) and w > 0 for w in weights)
+    ):
         raise ValueError(f"weights must be four positive finite numbers (wx, wy, ww, wh), got {weights!r}")
     return tuple(float(w) for w in weights)
 

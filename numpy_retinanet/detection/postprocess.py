@@ -100,9 +100,9 @@ def _detect_image(logits, deltas, anchors, bounds, height, width, score_threshol
         flat = np.flatnonzero(level > score_threshold)
         flat = flat[np.argsort(-level[flat], kind="stable")[:topk]]
         chosen.append(start * num_classes + flat)
-    # Candidates back in (anchor, class) order, so that equal scores are later kept
-    # in the order level, row, column, anchor, class.
-    flat = np.sort(np.concatenate(chosen))
+    # Levels follow one another in anchor order and each is sorted stably, so equal
+    # scores stay in (anchor, class) order, which batched_nms's stable sort keeps.
+    flat = np.concatenate(chosen)
     if flat.size == 0:
         return _empty()
     anchor_index, labels = np.divmod(flat, num_classes)

@@ -1,0 +1,55 @@
+"""Exercise 2: the backward pass of the smooth L1 loss (§4.1, the box regression loss).
+
+Task
+----
+Write ``smooth_l1_backward``: the gradient of the smooth L1 loss with respect to the
+predicted box deltas, multiplied by the upstream gradient ``dloss``. Only the backward is
+yours; the forward is ``numpy_retinanet.nn.losses.smooth_l1_forward(pred, target, beta)``,
+which computes, entry by entry with d = pred - target (Detectron's form, no sum),
+
+    loss = 0.5 d^2 / beta     if |d| < beta
+    loss = |d| - 0.5 beta     otherwise
+
+and, for beta = 0, the L1 loss |d|. RetinaNet uses beta = 0.11 [Detectron].
+
+Math
+----
+Differentiate each piece with respect to d, then use dd/dpred = 1. The two pieces meet with
+the same value and the same slope at |d| = beta, so the gradient is continuous; the quadratic
+zone is |d| < beta (not |d| < 1: that is the zone of beta = 1 only). For beta = 0 there is
+only the second piece. (The gradient with respect to ``target`` would be minus yours; the
+detector does not need it, since targets are constants.)
+
+Shapes: ``dloss``, ``pred`` and ``target`` share one shape ((num_positive, 4) in the detector);
+``dpred`` has that shape too. ``beta`` is a float >= 0. All arrays are float64 NumPy arrays.
+
+What the checker compares
+-------------------------
+Run ``numpy-retinanet check lessons/exercises/ex2_smooth_l1_backward.py``. Four cases: beta =
+0.11, 1.0, 0.5 with half the entries inside the quadratic zone, and beta = 0 (L1); no |d| lies
+within 0.05 beta of a kink, where central differences straddle two pieces. For each case one
+row: your ``dpred`` against central differences of the forward (float64, h = 1e-5) and against
+the reference solution, on every entry. A correct answer reaches a max relative error around
+1e-9 (a row passes below about 1e-6); a mistake is usually off by 1e-2 or more.
+"""
+
+import numpy as np  # noqa: F401 -- offered for your answer
+
+EXERCISE = 2
+
+
+def smooth_l1_backward(dloss, pred, target, beta):
+    """Gradient of the smooth L1 loss with respect to ``pred``, times ``dloss``.
+
+    Parameters
+    ----------
+    dloss : (...) upstream gradient, one per entry of the loss.
+    pred : (...) predicted box deltas.
+    target : (...) target box deltas.
+    beta : float >= 0, the width of the quadratic zone (0: the L1 loss).
+
+    Returns
+    -------
+    dpred : (...) dloss * dloss_entry/dpred, the shape of ``pred``.
+    """
+    raise NotImplementedError("Exercise 2: write smooth_l1_backward, dloss * d(smooth L1)/dpred")
