@@ -27,10 +27,11 @@ What the checker compares
 -------------------------
 Run ``numpy-retinanet check lessons/exercises/ex2_smooth_l1_backward.py``. Four cases: beta =
 0.11, 1.0, 0.5 with half the entries inside the quadratic zone, and beta = 0 (L1); no |d| lies
-within 0.05 beta of a kink, where central differences straddle two pieces. For each case one
-row: your ``dpred`` against central differences of the forward (float64, h = 1e-5) and against
-the reference solution, on every entry. A correct answer reaches a max relative error around
-1e-9 (a row passes below about 1e-6); a mistake is usually off by 1e-2 or more.
+within 0.05 beta of a kink (within 0.05 of 0 for L1), where central differences would straddle
+two pieces. For each case one row: your ``dpred`` against central differences of the forward
+(float64, h = 1e-5) and against the reference solution, on every entry. A correct answer
+reaches a max relative error around 1e-9 (a row passes below about 1e-6); a mistake is
+usually off by 1e-2 or more.
 """
 
 import numpy as np  # noqa: F401 -- offered for your answer
