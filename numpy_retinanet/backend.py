@@ -76,21 +76,32 @@ def to_host(x):
     return xp.asnumpy(x)
 
 
+class GPUUnavailableError(RuntimeError):
+    """The GPU was asked for, but CuPy is missing or sees no usable CUDA device."""
+
+
+_INSTALL_GPU = (
+    "install the gpu extra: python -m pip install 'numpy-retinanet[gpu]' (from a checkout: "
+    "python -m pip install -e '.[gpu]'), which brings cupy-cuda12x; for another CUDA version "
+    "install the matching cupy-cudaXXx wheel instead. Or run on the CPU: --device cpu"
+)
+
+
 def get_gpu_module():
-    """Import CuPy and check that a CUDA device is there; raise a helpful error if not."""
+    """Import CuPy and check that a CUDA device is there; raise ``GPUUnavailableError`` saying how if not."""
     try:
         import cupy
-    except ImportError as e:  # pragma: no cover - depends on the machine
-        raise RuntimeError(
-            "the GPU was asked for but CuPy is not installed; install the gpu extra: "
-            "python -m pip install -e '.[gpu]' (or a cupy-cudaXXx wheel that matches your CUDA)"
-        ) from e
+    except ImportError as e:
+        raise GPUUnavailableError(f"the GPU was asked for but CuPy is not installed; {_INSTALL_GPU}") from e
     try:
         n = cupy.cuda.runtime.getDeviceCount()
-    except Exception as e:  # pragma: no cover - depends on the machine
-        raise RuntimeError(f"CuPy is installed but no CUDA device could be used: {e}") from e
-    if n < 1:  # pragma: no cover
-        raise RuntimeError("CuPy is installed but no CUDA device was found")
+    except Exception as e:  # CUDARuntimeError: no driver, or a wheel built for another CUDA
+        raise GPUUnavailableError(
+            f"CuPy is installed but no CUDA device could be used ({e}); check the NVIDIA driver and that "
+            f"the CuPy wheel matches its CUDA version, or {_INSTALL_GPU}"
+        ) from e
+    if n < 1:
+        raise GPUUnavailableError(f"CuPy is installed but found no CUDA device; {_INSTALL_GPU}")
     return cupy
 
 

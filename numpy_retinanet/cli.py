@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from numpy_retinanet.backend import GPUUnavailableError
 from numpy_retinanet.engine.config import TrainConfig
 
 TRAIN_DEFAULTS = TrainConfig()
@@ -29,15 +30,15 @@ def _cmd_train(args) -> int:
 
     if args.resume:
         try:
-            train(TrainConfig(), args.resume, resume=True)
+            train(TrainConfig(), args.resume, resume=True, device=args.device)
         except TrainingDiverged as e:
             print(f"numpy-retinanet train: {e}", file=sys.stderr)
             return 1
         return 0
     config = TrainConfig(preset=args.preset, image_size=args.image_size, num_classes=args.num_classes,
                          iterations=args.iterations, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
-                         warmup_steps=args.warmup_steps, clip_grad_norm=args.clip_grad_norm, eval_images=args.eval_images, device=args.device,
-                         log_every=args.log_every)
+                         warmup_steps=args.warmup_steps, clip_grad_norm=args.clip_grad_norm,
+                         eval_images=args.eval_images, device=args.device or "cpu", log_every=args.log_every)
     try:
         train(config, args.out)
     except TrainingDiverged as e:
@@ -138,7 +139,9 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--log-every", type=int, default=TRAIN_DEFAULTS.log_every, help="steps between progress lines")
     t.add_argument("--out", default="runs/shapes", help="run folder (default: runs/shapes)")
     t.add_argument("--resume", metavar="RUN", default=None, help="continue the run in folder RUN")
-    t.add_argument("--device", choices=["cpu", "gpu"], default="cpu", help="where the math runs")
+    # No default here: when resuming, a device not given means the run's own.
+    t.add_argument("--device", choices=["cpu", "gpu"], default=None,
+                   help="where the math runs (default: cpu; when resuming, the run's device)")
     t.set_defaults(func=_cmd_train)
 
     e = sub.add_parser("evaluate", help="COCO-style AP of a checkpoint on held-out shapes")
@@ -171,6 +174,6 @@ def main(argv=None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
-    except (ValueError, FileNotFoundError) as e:
+    except (ValueError, FileNotFoundError, GPUUnavailableError) as e:
         print(f"numpy-retinanet {args.command}: error: {e}", file=sys.stderr)
         return 2

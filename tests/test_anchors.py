@@ -127,8 +127,7 @@ def test_bad_arguments_raise_naming_them(call, match):
 
 
 @pytest.mark.gpu
-def test_anchors_on_gpu_match_numpy():
-    cupy = pytest.importorskip("cupy")
+def test_anchors_on_gpu_match_numpy(cupy):
     gen = AnchorGenerator()
     got = gen.anchors(70, 90, xp=cupy)
     assert isinstance(got, cupy.ndarray)

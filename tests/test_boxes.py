@@ -248,8 +248,7 @@ def test_bad_input_raises_naming_the_argument(call, match):
 
 
 @pytest.mark.gpu
-def test_box_ops_on_gpu_match_numpy():
-    cupy = pytest.importorskip("cupy")
+def test_box_ops_on_gpu_match_numpy(cupy):
     rng = np.random.default_rng(0)
     xy = rng.uniform(0, 50, (20, 2))
     boxes = np.concatenate([xy, xy + rng.uniform(1, 30, (20, 2))], axis=1)

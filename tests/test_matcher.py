@@ -139,8 +139,7 @@ def test_bad_input_raises_naming_the_argument(call, match):
 
 
 @pytest.mark.gpu
-def test_match_on_gpu_matches_numpy():
-    cupy = pytest.importorskip("cupy")
+def test_match_on_gpu_matches_numpy(cupy):
     anchors = strip((0, 10), (0, 20), (0, 25), (40, 50), (1, 11))
     boxes = strip((0, 10), (0, 3), (41, 49))
     got = match_anchors(cupy.asarray(anchors), cupy.asarray(boxes))

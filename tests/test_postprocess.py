@@ -250,8 +250,7 @@ def test_bad_input_raises_naming_the_argument(call, match):
 
 
 @pytest.mark.gpu
-def test_gpu_inputs_give_host_outputs():
-    cupy = pytest.importorskip("cupy")
+def test_gpu_inputs_give_host_outputs(cupy):
     anchors = row_of_anchors(5)
     logits, deltas = heads(anchors, 3)
     logits[0, 2, 1] = 2.0

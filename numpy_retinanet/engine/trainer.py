@@ -22,6 +22,7 @@ the last checkpoint written before it is kept.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
@@ -88,7 +89,7 @@ class _StopFlag:
         return False
 
 
-def train(config: TrainConfig, out_dir, resume=False, log=print, stop_after=None):
+def train(config: TrainConfig, out_dir, resume=False, log=print, stop_after=None, device=None):
     """Train a RetinaNet on synthetic shapes and write the run folder.
 
     Parameters
@@ -98,6 +99,8 @@ def train(config: TrainConfig, out_dir, resume=False, log=print, stop_after=None
     resume : continue from ``out_dir/checkpoint.npz``.
     log : function receiving each progress line.
     stop_after : stop (as if interrupted) after this many steps in this call; for tests.
+    device : "cpu" or "gpu" to override the config's device (also a resumed run's: a checkpoint
+        holds host arrays, so a run may continue on another device).
 
     Returns
     -------
@@ -113,6 +116,8 @@ def train(config: TrainConfig, out_dir, resume=False, log=print, stop_after=None
         elapsed_before = float(meta["extra"].get("train_seconds", 0.0))
     else:
         start_step, history, elapsed_before = 0, {}, 0.0
+    if device is not None:
+        config = dataclasses.replace(config, device=device)
     config.validate()
     xp = get_module(config.device)
     os.makedirs(out_dir, exist_ok=True)
