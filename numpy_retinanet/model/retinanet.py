@@ -13,7 +13,10 @@ Presets (sizes in pixels; the paper's anchors are 32..512 on P3..P7 for ~800 px
 images, i.e. 4 x stride; objects here are 10-70 px in 128 px images, so the
 CPU presets use 2 x stride, i.e. 16..256):
 - ``"tiny"``: a few channels, for gradient checks and smoke tests (float64 friendly).
-- ``"default"``: CPU-sized, trains on synthetic shapes in minutes.
+- ``"default"``: CPU-sized, trains on synthetic shapes in minutes. Its heads have
+  GroupNorm after each hidden conv (the paper's have none): trained from scratch at
+  batch 8 without it, a 1000-step run diverged (gradient norm 8753 at step 617,
+  final AP 0.005); with it the same run was stable (gradient norm <= 13, AP 0.33).
 - ``"paper"``: ResNet-18-like widths, 256-channel FPN, 4-conv heads, anchors 32..512
   (the paper's head and pyramid; slow on a CPU).
 """
@@ -37,7 +40,7 @@ PRESETS = {
                  anchor_sizes=(16, 32, 64, 128, 256), aspect_ratios=(0.5, 1.0, 2.0), scales=(1.0, 2 ** 0.5),
                  prior=0.01),
     "default": dict(stem_width=16, widths=(16, 32, 64, 128), depths=(1, 1, 1, 1), gn_groups=8,
-                    fpn_channels=64, p6_from="c5", head_depth=2, head_channels=64, head_norm_groups=0,
+                    fpn_channels=64, p6_from="c5", head_depth=2, head_channels=64, head_norm_groups=8,
                     anchor_sizes=(16, 32, 64, 128, 256), aspect_ratios=(0.5, 1.0, 2.0),
                     scales=(1.0, 2 ** (1 / 3), 2 ** (2 / 3)), prior=0.01),
     "paper": dict(stem_width=64, widths=(64, 128, 256, 512), depths=(2, 2, 2, 2), gn_groups=32,
