@@ -154,8 +154,81 @@ def format_conv_table(result):
     return "\n".join(lines)
 
 
+def _synchronize(xp):
+    """Wait for queued GPU work, so a timer measures the work and not its launch."""
+    if xp is not np:
+        xp.cuda.Stream.null.synchronize()
+
+
 def bench_model(args):
-    raise NotImplementedError("bench model lands with the detector")
+    """Forward, loss, backward and SGD times of a preset's training step, and its peak memory.
+
+    Medians over ``args.repeats`` steps after one warm-up step; every step uses the
+    same batch of shapes images. Peak memory of one step is measured with tracemalloc
+    (NumPy reports its allocations to it) on the CPU, and with CuPy's memory pool on a GPU.
+    """
+    import tracemalloc
+
+    from numpy_retinanet.backend import get_module
+    from numpy_retinanet.data.shapes import ShapesDataset, get_batch
+    from numpy_retinanet.detection.criterion import retinanet_loss
+    from numpy_retinanet.model.retinanet import RetinaNet
+    from numpy_retinanet.nn.optim import SGD
+
+    xp = get_module(args.device)
+    size, batch = args.image_size, args.batch_size
+    model = RetinaNet(3, preset=args.preset).to(xp)
+    opt = SGD(model.params, lr=0.001)
+    images, targets = get_batch(ShapesDataset(batch, size, seed=0), 0, batch)
+    images = xp.asarray(images)
+    anchors = model.anchors(size, size, xp=xp)
+    parts = {"forward": [], "loss": [], "backward": [], "sgd": []}
+    peak = 0.0
+    for r in range(args.repeats + 1):
+        if r == 1 and xp is np:
+            tracemalloc.start()
+        t = [time.perf_counter()]
+        logits, deltas = model.forward(images)
+        _synchronize(xp)
+        t.append(time.perf_counter())
+        _, dlogits, ddeltas = retinanet_loss(logits, deltas, anchors, targets)
+        _synchronize(xp)
+        t.append(time.perf_counter())
+        model.zero_grad()
+        model.backward(dlogits, ddeltas)
+        _synchronize(xp)
+        t.append(time.perf_counter())
+        opt.step(model.grads)
+        _synchronize(xp)
+        t.append(time.perf_counter())
+        del logits, deltas, dlogits, ddeltas
+        if r == 1:
+            if xp is np:
+                peak = tracemalloc.get_traced_memory()[1] / 2**20
+                tracemalloc.stop()
+            else:
+                peak = xp.get_default_memory_pool().total_bytes() / 2**20
+        if r == 0:  # warm-up: first-touch page faults, BLAS thread start
+            continue
+        for k, name in enumerate(parts):
+            parts[name].append(t[k + 1] - t[k])
+    med = {k: statistics.median(v) * 1e3 for k, v in parts.items()}
+    step = sum(med.values())
+    result = {"preset": args.preset, "device": args.device, "batch": batch, "image_size": size,
+              "parameters": model.num_parameters(), "repeats": args.repeats,
+              "ms": {k: round(v, 2) for k, v in med.items()}, "step_ms": round(step, 2),
+              "images_per_s": round(batch / (step / 1e3), 1),
+              "peak_step_memory_mib": round(peak, 1)}
+    if args.json:
+        print(json.dumps(result, indent=2))
+    else:
+        print(f"RetinaNet {args.preset!r} ({result['parameters']:,} parameters), {args.device}, "
+              f"batch {batch} x {size}x{size} float32, median of {args.repeats} steps after a warm-up")
+        for name, ms in med.items():
+            print(f"  {name:<9} {ms:8.1f} ms")
+        print(f"  {'step':<9} {step:8.1f} ms   {result['images_per_s']:.1f} images/s")
+        print(f"  peak memory of one step: {peak:.0f} MiB")
+    return 0
 
 
 def run_bench(args) -> int:

@@ -11,7 +11,10 @@ which the heads flatten their outputs.
 
 Presets (sizes in pixels; the paper's anchors are 32..512 on P3..P7 for ~800 px
 images, i.e. 4 x stride; objects here are 10-70 px in 128 px images, so the
-CPU presets use 2 x stride, i.e. 16..256):
+``"tiny"`` preset uses 2 x stride (16..256) and ``"default"`` 1.5 x stride (12..192):
+with 16 px anchors a 10 px shape reaches IoU 0.39 at best and is matched only by
+the low-quality rule; a trained model found 57% of the shapes under 16 px at IoU 0.5,
+against 98% of those over 40 px. A 12 px anchor gives a 10 px shape IoU 0.69.
 - ``"tiny"``: a few channels, for gradient checks and smoke tests (float64 friendly).
 - ``"default"``: CPU-sized, trains on synthetic shapes in minutes. Its heads have
   GroupNorm after each hidden conv (the paper's have none): trained from scratch at
@@ -41,7 +44,7 @@ PRESETS = {
                  prior=0.01),
     "default": dict(stem_width=16, widths=(16, 32, 64, 128), depths=(1, 1, 1, 1), gn_groups=8,
                     fpn_channels=64, p6_from="c5", head_depth=2, head_channels=64, head_norm_groups=8,
-                    anchor_sizes=(16, 32, 64, 128, 256), aspect_ratios=(0.5, 1.0, 2.0),
+                    anchor_sizes=(12, 24, 48, 96, 192), aspect_ratios=(0.5, 1.0, 2.0),
                     scales=(1.0, 2 ** (1 / 3), 2 ** (2 / 3)), prior=0.01),
     "paper": dict(stem_width=64, widths=(64, 128, 256, 512), depths=(2, 2, 2, 2), gn_groups=32,
                   fpn_channels=256, p6_from="c5", head_depth=4, head_channels=256, head_norm_groups=0,
