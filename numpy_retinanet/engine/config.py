@@ -14,7 +14,7 @@ class TrainConfig:
     preset: str = "default"
     image_size: int = 128
     num_classes: int = 3
-    iterations: int = 4000
+    iterations: int = 3000
     batch_size: int = 8
     lr: float = 0.01
     momentum: float = 0.9
