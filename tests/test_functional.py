@@ -67,9 +67,21 @@ def make_conv_inputs(case, dtype=np.float64):
     return rng, x, w, b
 
 
-def channels_first_view(x):
-    """The same values as x, laid out in memory as (C, N, H, W), like a conv's output."""
-    return np.ascontiguousarray(x.transpose(1, 0, 2, 3)).transpose(1, 0, 2, 3)
+def with_layout(x, layout):
+    """The same values as x in another memory layout.
+
+    "nchw": contiguous. "cnhw": compact channels-first, batch-second, like a
+    ReLU of a conv output. "grid": a slice of a larger channels-first buffer,
+    like a conv output itself.
+    """
+    if layout == "nchw":
+        return x
+    if layout == "cnhw":
+        return np.ascontiguousarray(x.transpose(1, 0, 2, 3)).transpose(1, 0, 2, 3)
+    n, c, h, w = x.shape
+    buf = np.full((c, n, h + 1, w + 2), np.inf)
+    buf[:, :, :h, :w] = x.transpose(1, 0, 2, 3)
+    return buf[:, :, :h, :w].transpose(1, 0, 2, 3)
 
 
 def assert_all_pass(rows):
@@ -80,11 +92,10 @@ def assert_all_pass(rows):
 # ---------------------------------------------------------------- conv
 
 
-@given(case=conv_cases(), channels_first=st.booleans())
-def test_conv_forward_matches_naive_loops(case, channels_first):
+@given(case=conv_cases(), layout=st.sampled_from(["nchw", "cnhw", "grid"]))
+def test_conv_forward_matches_naive_loops(case, layout):
     _, x, w, b = make_conv_inputs(case)
-    if channels_first:
-        x = channels_first_view(x)
+    x = with_layout(x, layout)
     y, _ = conv2d_forward(x, w, b, stride=case["stride"], padding=case["padding"])
     expected = naive_conv2d(x, w, b, case["stride"], case["padding"])
     assert y.shape == expected.shape
@@ -123,28 +134,31 @@ def test_conv_output_size_is_floor_formula():
     assert y.shape == (1, 2, 3, 2)
 
 
-def test_conv_chain_uses_the_first_conv_output_layout():
-    # The second conv reads the first one's (non-contiguous) output and hands
-    # a non-contiguous dx back: the composition must still match the oracle.
+def test_conv_relu_conv_chain_with_non_contiguous_layouts():
+    # The first conv returns a non-contiguous (channels-first) view, ReLU keeps
+    # that layout, and the 1x1 conv reads it without a copy; dx comes back as
+    # a view too. The composition must still match the oracle and its gradients.
     rng = np.random.default_rng(0)
     x = rng.standard_normal((2, 3, 6, 5))
     w1, b1 = rng.standard_normal((4, 3, 3, 3)), rng.standard_normal(4)
     w2, b2 = rng.standard_normal((2, 4, 1, 1)), rng.standard_normal(2)
     h, c1 = conv2d_forward(x, w1, b1, 1, 1)
-    y, c2 = conv2d_forward(h, w2, b2, 1, 0)
-    expected = naive_conv2d(naive_conv2d(x, w1, b1, 1, 1), w2, b2, 1, 0)
+    r, cr = relu_forward(h)
+    y, c2 = conv2d_forward(r, w2, b2, 1, 0)
+    assert np.shares_memory(c2[0], r)  # the 1x1 fast path took the view
+    expected = naive_conv2d(np.maximum(naive_conv2d(x, w1, b1, 1, 1), 0), w2, b2, 1, 0)
     np.testing.assert_allclose(y, expected, rtol=1e-12, atol=1e-12)
 
     dout = rng.standard_normal(y.shape)
-    dh, dw2, _ = conv2d_backward(dout, c2)
-    dx, dw1, db1 = conv2d_backward(dh, c1)
+    dr, dw2, db2 = conv2d_backward(dout, c2)
+    dx, dw1, db1 = conv2d_backward(relu_backward(dr, cr), c1)
 
     def f():
-        h_ = conv2d_forward(x, w1, b1, 1, 1)[0]
+        h_ = relu_forward(conv2d_forward(x, w1, b1, 1, 1)[0])[0]
         return float(np.sum(conv2d_forward(h_, w2, b2, 1, 0)[0] * dout))
 
-    rows = check_gradients(f, {"x": x, "w1": w1, "b1": b1, "w2": w2},
-                           {"x": dx, "w1": dw1, "b1": db1, "w2": dw2}, verbose=False)
+    rows = check_gradients(f, {"x": x, "w1": w1, "b1": b1, "w2": w2, "b2": b2},
+                           {"x": dx, "w1": dw1, "b1": db1, "w2": dw2, "b2": db2}, verbose=False)
     assert_all_pass(rows)
 
 
@@ -248,6 +262,25 @@ def test_group_norm_normalizes_each_sample_and_group(case):
             np.testing.assert_allclose(xhat[i, k * per:(k + 1) * per], expected, rtol=1e-10, atol=1e-10)
 
 
+def test_group_norm_of_a_sample_does_not_depend_on_the_rest_of_the_batch():
+    rng = np.random.default_rng(4)
+    x = rng.standard_normal((3, 4, 5, 5))
+    gamma, beta = rng.uniform(0.5, 2.0, 4), rng.standard_normal(4)
+    y_batch, _ = group_norm_forward(x, gamma, beta, 2)
+    y_one, _ = group_norm_forward(x[1:2], gamma, beta, 2)
+    np.testing.assert_allclose(y_batch[1:2], y_one, rtol=1e-12, atol=1e-12)
+
+
+def test_group_norm_float32_is_accurate_when_the_mean_dwarfs_the_spread():
+    # E[x^2] - E[x]^2 gets the variance wrong by over 10% here in float32.
+    rng = np.random.default_rng(5)
+    x32 = (1000.0 + rng.standard_normal((2, 4, 16, 16))).astype(np.float32)
+    gamma, beta = np.ones(4), np.zeros(4)
+    y32, _ = group_norm_forward(x32, gamma.astype(np.float32), beta.astype(np.float32), 2)
+    y64, _ = group_norm_forward(x32.astype(np.float64), gamma, beta, 2)
+    np.testing.assert_allclose(y32, y64, atol=2e-3)
+
+
 @given(case=group_norm_cases())
 def test_group_norm_backward_matches_numerical_gradients(case):
     shape, g, seed = case
@@ -338,6 +371,7 @@ BAD_OTHER = [
     ("num_groups", lambda: group_norm_forward(_x(), np.ones(2), np.zeros(2), 3)),
     ("num_groups", lambda: group_norm_forward(_x(), np.ones(2), np.zeros(2), 0)),
     ("eps", lambda: group_norm_forward(_x(), np.ones(2), np.zeros(2), 1, eps=0.0)),
+    ("eps", lambda: group_norm_forward(_x(), np.ones(2), np.zeros(2), 1, eps="1e-5")),
 ]
 
 

@@ -5,11 +5,12 @@ Every op is ``op_forward(inputs..., hyperparams) -> (out, cache)`` and
 anywhere else, so a module may call the same op many times (a head shared
 by five pyramid levels) and run the backward passes in reverse order.
 
-Ops here: 2-D convolution (every layer of the backbone, FPN and heads, §3-§4
-of Lin et al. 2017), ReLU, nearest-neighbour upsampling (the FPN's top-down
-path, Lin et al. 2017 "Feature Pyramid Networks", §3), and group
-normalization (Wu & He 2018), which the from-scratch backbone uses instead
-of batch norm because our batches are small.
+Ops here: 2-D convolution (every layer of the backbone, FPN and heads of
+RetinaNet, Lin et al. 2017 "Focal Loss for Dense Object Detection", §4),
+ReLU, nearest-neighbour upsampling (the FPN's top-down path, Lin et al.
+2017 "Feature Pyramid Networks", §3), and group normalization (Wu & He
+2018), which the from-scratch backbone uses instead of batch norm because
+our batches are small.
 
 Arrays are NCHW as in PyTorch. Outputs keep the input's float dtype. The
 arrays returned may be non-contiguous views (the conv computes in a
@@ -45,7 +46,8 @@ def _check_array(name, a, dims=None):
     if a.size == 0:
         raise ValueError(f"{name} must not be empty, got shape {tuple(a.shape)}")
     # max() propagates NaN, needs no temporary array and cannot overflow, so it
-    # is the cheapest full pass that detects a NaN (about 2% of a 3x3 conv).
+    # is the cheapest full pass that detects a NaN: one read of the array, a
+    # small fraction of what any op here costs. Done once per argument per call.
     if array_module(a).isnan(a.max()):
         raise ValueError(f"{name} contains NaN")
 
@@ -90,7 +92,8 @@ def _check_dout(name, d, shape, dtype):
 # C contiguous runs of length ~L (a memcpy), not C*N*OH runs of length OW.
 # The price is that the output is computed on the whole grid, including a
 # margin of positions that are no output pixel; they are cut off afterwards
-# (~6% extra GEMM work for 64x64 maps, ~13% for 32x32).
+# (for 3x3, padding 1: 3% extra GEMM work on 64x64 maps, 6% on 32x32 at
+# stride 1; 6% and 13% at stride 2).
 #
 # Stride s: the padded input is split into its s*s phases (rows a::s, columns
 # b::s), one per grid; tap (i, j) reads phase (i % s, j % s) shifted by
@@ -151,7 +154,8 @@ def conv2d_forward(x, w, b, stride=1, padding=0):
     -------
     y : (N, F, OH, OW) with OH = floor((H + 2 padding - KH) / stride) + 1
         (OW likewise); x's dtype. A non-contiguous view (see the layout note above).
-    cache : for ``conv2d_backward``.
+    cache : for ``conv2d_backward``; it holds the column matrix, about KH*KW
+        times the size of x.
     """
     xp = array_module(x, w, b)
     _check_array("x", x, ("N", "C", "H", "W"))
@@ -184,9 +188,9 @@ def conv2d_forward(x, w, b, stride=1, padding=0):
     taps = kh * kw
     xt = x.transpose(1, 0, 2, 3)  # (C, N, H, W), a view
     if kh == kw == 1 and s == 1 and p == 0:
-        # 1x1 conv: the grid is the input itself, so col is a view when x is
-        # already channels-first, batch-second (another conv's output) and one
-        # copy otherwise.
+        # 1x1 conv: the grid is the input itself, so col is a free view when x
+        # is compact channels-first, batch-second (a ReLU or GroupNorm of a
+        # conv output: elementwise ops keep the layout) and one copy otherwise.
         col = xt.reshape(c, L)
     else:
         col = xp.empty((taps, c, L), dtype=x.dtype)
@@ -261,7 +265,11 @@ def conv2d_backward(dy, cache):
         dyg = dyg.reshape(f, L)
 
     db = dyg.sum(axis=1) if has_bias else None
-    dw = xp.ascontiguousarray((dyg @ col.T).reshape(f, kh, kw, c).transpose(0, 3, 1, 2))
+    # dW^T = col @ dY^T, not dW = dY @ col^T: the same product, but OpenBLAS
+    # splits this tall (KH*KW*C, F) output between its threads without a
+    # barrier per block of the long L axis. The other order ran 20x slower
+    # whenever another process shared the two cores (equal on one thread).
+    dw = xp.ascontiguousarray((col @ dyg.T).reshape(kh, kw, c, f).transpose(3, 2, 0, 1))
     # dcol is a fresh array, so col2im may accumulate into its phase blocks
     # in place: phase (a, b) is tap (a, b)'s block, at shift zero.
     dcol = (w2.T @ dyg).reshape(taps, c, L)
@@ -275,7 +283,8 @@ def conv2d_backward(dy, cache):
             dcol[t0, :, L - k:] += dcol[t, :, :k]
 
     if s == 1:
-        # One phase: dx is its interior; the padding's gradient is dropped.
+        # One phase: dx is its interior, a view (no copy; dcol is freed with
+        # dx). The padding's gradient is dropped.
         dx = dcol[0].reshape(c, n, gh, gw)[:, :, p:p + h, p:p + wd]
     else:
         dx = xp.empty((c, n, h, wd), dtype=dy.dtype)
@@ -353,9 +362,14 @@ def upsample_nearest_forward(x, factor=2):
     k = _check_int("factor", factor, 1)
     xp = array_module(x)
     n, c, h, w = x.shape
-    y = xp.empty((n, c, h, k, w, k), dtype=x.dtype)
-    y[...] = x[:, :, :, None, :, None]
-    return y.reshape(n, c, h * k, w * k), (tuple(x.shape), k, x.dtype)
+    # One strided copy per offset (a, b) inside the block, like the conv's
+    # taps: a broadcast copy x[..., None] would run an inner loop of length
+    # factor and is ~5x slower.
+    y = xp.empty((n, c, h * k, w * k), dtype=x.dtype)
+    for a in range(k):
+        for b in range(k):
+            y[:, :, a::k, b::k] = x
+    return y, (tuple(x.shape), k, x.dtype)
 
 
 def upsample_nearest_backward(dy, cache):
@@ -371,7 +385,14 @@ def upsample_nearest_backward(dy, cache):
     """
     (n, c, h, w), k, dtype = cache
     _check_dout("dy", dy, (n, c, h * k, w * k), dtype)
-    return dy.reshape(n, c, h, k, w, k).sum(axis=(3, 5))
+    # Strided adds, one offset at a time: reshape(...).sum(axis=(3, 5))
+    # reduces runs of length factor and is ~20x slower.
+    dx = dy[:, :, ::k, ::k].copy()
+    for a in range(k):
+        for b in range(k):
+            if a or b:
+                dx += dy[:, :, a::k, b::k]
+    return dx
 
 
 # --------------------------------------------------------------------------
@@ -380,7 +401,7 @@ def upsample_nearest_backward(dy, cache):
 
 
 def group_norm_forward(x, gamma, beta, num_groups, eps=1e-5):
-    """Group normalization (Wu & He 2018, eq. 1-3 with the GN set S_i of §3.1).
+    """Group normalization (Wu & He 2018, §3.1).
 
     The C channels are split into ``num_groups`` groups of C/G consecutive
     channels; each (sample, group) is normalized by its own mean and variance
@@ -409,22 +430,29 @@ def group_norm_forward(x, gamma, beta, num_groups, eps=1e-5):
         _check_array(name, a, ("C",))
         _check_dtype_matches(name, a, "x", x)
         if a.shape[0] != c:
-            raise ValueError(f"{name} must have shape ({c},) (one per channel of x), got {tuple(a.shape)}")
+            raise ValueError(
+                f"{name} must have shape ({c},) (one per channel of x), got {tuple(a.shape)}"
+            )
     g = _check_int("num_groups", num_groups, 1)
     if c % g:
         raise ValueError(f"num_groups must divide x's {c} channels, got {g}")
-    if not eps > 0:
-        raise ValueError(f"eps must be > 0, got {eps!r}")
+    if not (isinstance(eps, (int, float)) and eps > 0):
+        raise ValueError(f"eps must be a number > 0, got {eps!r}")
     xp = array_module(x, gamma, beta)
+    per = c // g
     # Splitting the channel axis is a view for any memory layout of x.
-    xg = x.reshape(n, g, c // g, h, w)
-    axes = (2, 3, 4)
-    mu = xg.mean(axis=axes, keepdims=True)
+    xg = x.reshape(n, g, per, h, w)
+    mu = xg.mean(axis=(2, 3, 4), keepdims=True)
+    # Two passes (centre, then square) rather than E[x^2] - E[x]^2, which
+    # cancels catastrophically in float32 when |mean| >> std. The einsum sums
+    # the squares without a temporary array; xc then becomes xhat in place.
     xc = xg - mu
-    var = (xc * xc).mean(axis=axes, keepdims=True)  # two-pass: no cancellation
-    inv_std = 1 / xp.sqrt(var + eps)
-    xhat = (xc * inv_std).reshape(n, c, h, w)
-    y = xhat * gamma[:, None, None] + beta[:, None, None]
+    var = xp.einsum("ngchw,ngchw->ng", xc, xc) / (per * h * w)
+    inv_std = 1 / xp.sqrt(var + eps)  # (N, G)
+    xc *= inv_std[:, :, None, None, None]
+    xhat = xc.reshape(n, c, h, w)
+    y = xhat * gamma[:, None, None]
+    y += beta[:, None, None]
     return y, (xhat, inv_std, gamma, g)
 
 
@@ -447,13 +475,23 @@ def group_norm_backward(dy, cache):
     """
     xhat, inv_std, gamma, g = cache
     _check_dout("dy", dy, xhat.shape, xhat.dtype)
+    xp = array_module(dy, xhat)
     n, c, h, w = xhat.shape
-    dgamma = (dy * xhat).sum(axis=(0, 2, 3))
-    dbeta = dy.sum(axis=(0, 2, 3))
-    dxhat = (dy * gamma[:, None, None]).reshape(n, g, c // g, h, w)
-    xhat_g = xhat.reshape(n, g, c // g, h, w)
-    axes = (2, 3, 4)
-    mean_d = dxhat.mean(axis=axes, keepdims=True)
-    mean_dx = (dxhat * xhat_g).mean(axis=axes, keepdims=True)
-    dx = (dxhat - mean_d - xhat_g * mean_dx) * inv_std
-    return dx.reshape(n, c, h, w), dgamma, dbeta
+    per = c // g
+    # Per-(sample, channel) sums first: the formula needs the full-size
+    # arrays only in the last line, which keeps big temporaries to two.
+    s_dy = dy.sum(axis=(2, 3))  # (N, C)
+    s_dy_xhat = xp.einsum("nchw,nchw->nc", dy, xhat)  # (N, C), no temporary
+    dbeta = s_dy.sum(axis=0)
+    dgamma = s_dy_xhat.sum(axis=0)
+    m = per * h * w
+    mean_d = (s_dy * gamma).reshape(n, g, per).sum(axis=2) / m  # mean(dxhat), (N, G)
+    mean_dx = (s_dy_xhat * gamma).reshape(n, g, per).sum(axis=2) / m  # mean(dxhat * xhat)
+
+    def per_channel(v):  # (N, G) -> (N, C, 1, 1), each group's value on its channels
+        return xp.repeat(v, per, axis=1)[:, :, None, None]
+
+    dx = dy * (per_channel(inv_std) * gamma[:, None, None])
+    dx -= xhat * per_channel(inv_std * mean_dx)
+    dx -= per_channel(inv_std * mean_d)
+    return dx, dgamma, dbeta
