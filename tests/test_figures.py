@@ -1,23 +1,50 @@
-"""Tests of figures.py: the plotted data is the paper's formula, and the PNGs regenerate byte for byte."""
+"""Tests of figures.py: the plotted data is the paper's formula, and the PNGs regenerate byte for byte.
+
+Figures that need a trained model are tested on a tiny model here; regenerating them from the
+figures' own training run takes minutes and is marked slow.
+"""
 
 from pathlib import Path
 
 import numpy as np
 import pytest
+from matplotlib.patches import Rectangle
 
+from numpy_retinanet.data.shapes import ShapesDataset, collate
+from numpy_retinanet.detection.boxes import box_iou
+from numpy_retinanet.detection.criterion import assign_targets
+from numpy_retinanet.detection.matcher import BACKGROUND, IGNORED, match_anchors
+from numpy_retinanet.engine.checkpoint import save_checkpoint
 from numpy_retinanet.figures import (
+    FIGURE4_GAMMAS,
     FIGURES,
     GAMMAS,
+    anchors_per_level_data,
+    detections_data,
+    figure_image,
     focal_loss_curves,
     focal_loss_gradient_curves,
+    load_figure_model,
+    loss_cdf_curves,
     make_figures,
+    matched_anchors_data,
+    plot_anchors_per_level,
+    plot_detections,
     plot_focal_loss_gradient,
     plot_focal_loss_vs_pt,
+    plot_loss_cdf,
+    plot_matched_anchors,
+    preset_anchor_generator,
     register_figure,
+    train_figure_model,
 )
+from numpy_retinanet.model.retinanet import RetinaNet
 
 COMMITTED = Path(__file__).resolve().parent.parent / "figures"
 NAMES = ["focal_loss_vs_pt", "focal_loss_gradient"]
+# Figures made from the code alone, quick enough to regenerate in every test run.
+QUICK = [n for n, make in FIGURES.items() if not make.needs_model]
+MODEL_FIGURES = ["detections", "training_curve", "figure4_loss_cdf"]
 
 
 def test_figure_1_data_is_ce_and_fl_of_p_t():
@@ -73,13 +100,17 @@ def test_figure_1_refuses_p_t_outside_the_open_interval(p_t):
 @pytest.fixture(scope="module")
 def two_renderings(tmp_path_factory):
     a, b = tmp_path_factory.mktemp("a"), tmp_path_factory.mktemp("b")
-    return make_figures(a), make_figures(b)
+    return make_figures(a, only=QUICK), make_figures(b, only=QUICK)
 
 
-def test_make_figures_writes_every_registered_figure(two_renderings):
+def test_every_figure_is_registered_and_only_the_model_figures_need_a_model():
+    assert list(FIGURES) == NAMES + ["anchors_per_level", "matched_anchors"] + MODEL_FIGURES
+    assert QUICK == NAMES + ["anchors_per_level", "matched_anchors"]
+
+
+def test_make_figures_writes_every_quick_figure(two_renderings):
     first, _ = two_renderings
-    assert len(first) == len(FIGURES) and list(FIGURES)[:2] == NAMES
-    assert [p.name for p in first][:2] == [n + ".png" for n in NAMES]
+    assert [p.name for p in first] == [n + ".png" for n in QUICK]
     for p in first:
         assert p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
@@ -89,7 +120,7 @@ def test_figures_regenerate_byte_identical(two_renderings):
         assert p.read_bytes() == q.read_bytes(), p.name
 
 
-@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("name", QUICK)
 def test_committed_figures_match_a_fresh_rendering(two_renderings, name):
     fresh = {p.name: p for p in two_renderings[0]}[name + ".png"]
     committed = COMMITTED / (name + ".png")
@@ -112,3 +143,208 @@ def test_only_selects_and_unknown_names_are_refused(tmp_path):
 def test_a_figure_name_cannot_be_registered_twice():
     with pytest.raises(ValueError, match="focal_loss_vs_pt.*already registered"):
         register_figure("focal_loss_vs_pt")(lambda out_dir: out_dir)
+
+
+# ----------------------------------------------------------------------------------------
+# Anchors and matching
+# ----------------------------------------------------------------------------------------
+
+
+def test_anchors_per_level_are_the_generators_at_the_middle_location():
+    data = anchors_per_level_data(image_size=128, preset="default")
+    gen = data["generator"]
+    assert [lv["shape"] for lv in data["levels"]] == [(16, 16), (8, 8), (4, 4), (2, 2), (1, 1)]
+    for lvl, lv in enumerate(data["levels"]):
+        (h, w), s = lv["shape"], lv["stride"]
+        i, j = lv["location"]
+        assert (i, j) == ((h - 1) // 2, (w - 1) // 2) and s == gen.strides[lvl]
+        # the centres are the patch centres ((j + 0.5) S, (i + 0.5) S), row-major
+        cy, cx = np.meshgrid((np.arange(h) + 0.5) * s, (np.arange(w) + 0.5) * s, indexing="ij")
+        np.testing.assert_allclose(lv["centers"], np.stack([cx.ravel(), cy.ravel()], 1))
+        # the 9 anchors: that location's centre plus the cell anchors, so areas (size * scale)^2
+        a = lv["anchors"]
+        np.testing.assert_allclose(a, gen.cell_anchors(lvl) + [(j + .5) * s, (i + .5) * s] * 2, rtol=1e-12)
+        areas = (a[:, 2] - a[:, 0]) * (a[:, 3] - a[:, 1])
+        np.testing.assert_allclose(areas, np.tile((lv["size"] * np.asarray(gen.scales)) ** 2, 3), rtol=1e-9)
+
+
+def test_anchors_figure_draws_exactly_each_levels_anchors():
+    data = anchors_per_level_data()
+    picture, _, _ = figure_image()
+    fig = plot_anchors_per_level(data, picture)
+    for ax, lv in zip(fig.axes, data["levels"]):
+        rects = [p for p in ax.patches if isinstance(p, Rectangle)]
+        drawn = np.array([[r.get_x(), r.get_y(), r.get_x() + r.get_width(), r.get_y() + r.get_height()]
+                          for r in rects])
+        np.testing.assert_allclose(drawn, lv["anchors"])
+        x1, x2 = ax.get_xlim()
+        assert x1 <= lv["anchors"][:, 0].min() and x2 >= lv["anchors"][:, 2].max()  # every anchor is in view
+
+
+def test_matched_anchors_follow_the_rules_of_section_4():
+    picture, target, _ = figure_image()
+    gen = preset_anchor_generator()
+    data = matched_anchors_data(picture, target, gen)
+    m, best = data["matches"], data["best_iou"]
+    anchors = gen.anchors(128, 128, dtype=np.float64)
+    np.testing.assert_array_equal(m, match_anchors(anchors, target["boxes"].astype(np.float64)))
+    np.testing.assert_allclose(best, box_iou(anchors, target["boxes"].astype(np.float64)).max(axis=1))
+    assert np.all(m[best >= 0.5] >= 0) and np.all(m[best < 0.4] == BACKGROUND)
+    assert np.all(m[(best >= 0.4) & (best < 0.5) & ~data["low_quality"]] == IGNORED)
+    assert np.array_equal(data["low_quality"], (m >= 0) & (best < 0.5)) and data["low_quality"].any()
+    counts = data["counts"]
+    assert np.array_equal(np.sum([counts[k] for k in counts], axis=0), gen.level_sizes(128, 128))
+    assert sum(counts["positive"]) == np.sum(m >= 0) and sum(counts["ignored"]) == np.sum(m == IGNORED)
+
+
+def test_matched_figure_draws_every_positive_and_ignored_anchor():
+    picture, target, names = figure_image()
+    data = matched_anchors_data(picture, target, preset_anchor_generator())
+    fig = plot_matched_anchors(data, picture, names)
+    drawn = {(r.get_x(), r.get_y(), r.get_width(), r.get_height())
+             for r in fig.axes[0].patches if isinstance(r, Rectangle)}
+    shown = np.concatenate([data["anchors"][data["matches"] != BACKGROUND], data["boxes"]])
+    assert drawn == {(a[0], a[1], a[2] - a[0], a[3] - a[1]) for a in shown.tolist()}
+
+
+# ----------------------------------------------------------------------------------------
+# Figure 4 and the model figures, on a tiny untrained model
+# ----------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def tiny_curves():
+    model = RetinaNet(3, preset="tiny", seed=0)
+    # Fresh from the prior, every output is p ~ 0.01 and gamma would barely reorder anything;
+    # larger last-layer weights spread the logits as training does.
+    model.cls_head.subnet.layers[-1].params["weight"][...] *= 300
+    dataset = ShapesDataset(6, image_size=64, num_classes=3, seed=1000)
+    return model, dataset, loss_cdf_curves(model, dataset, gammas=FIGURE4_GAMMAS, batch_size=4)
+
+
+def test_figure4_curves_are_cumulative_shares_ordered_by_gamma(tiny_curves):
+    _, _, curves = tiny_curves
+    q = curves["fraction"]
+    assert q[0] == 0.0 and q[-1] == 1.0 and np.all(np.diff(q) > 0)
+    assert curves["gammas"] == FIGURE4_GAMMAS == (0.0, 0.5, 1.0, 2.0)
+    for kind in ("positive", "negative"):
+        for g in FIGURE4_GAMMAS:
+            c = curves[kind][g]
+            assert c[0] == 0.0 and c[-1] == 1.0 and np.all(np.diff(c) >= 0)
+            assert np.all(c <= q + 1e-12)  # sorted lowest first: the first x% hold at most x%
+        # a higher gamma multiplies the harder samples' loss by more, so its curve lies lower
+        for lo, hi in zip(FIGURE4_GAMMAS[:-1], FIGURE4_GAMMAS[1:]):
+            assert np.all(curves[kind][hi] <= curves[kind][lo] + 1e-9)
+        assert np.any(curves[kind][2.0] < curves[kind][0.0] - 1e-3)
+
+
+def test_figure4_curves_are_the_focal_loss_of_the_models_outputs(tiny_curves):
+    model, dataset, curves = tiny_curves
+    images, targets = collate([dataset[i] for i in range(len(dataset))])
+    # the same batches as the fixture's batch_size=4: float32 sums depend on the batch shape
+    logits = np.concatenate([model.forward(images[:4], keep_cache=False)[0],
+                             model.forward(images[4:], keep_cache=False)[0]])
+    cls_t, _, positive, valid = assign_targets(model.anchors(64, 64), targets, 3)
+    pos = logits[cls_t == 1].astype(np.float64)
+    neg = logits[valid & ~positive].ravel().astype(np.float64)
+    assert curves["num_positive"] == positive.sum() == pos.size
+    assert curves["num_negative"] == 3 * (valid & ~positive).sum() == neg.size
+    for kind, x, y in (("positive", pos, 1.0), ("negative", neg, 0.0)):
+        p_t = 1 / (1 + np.exp(-x)) if y == 1 else 1 / (1 + np.exp(x))
+        for g in FIGURE4_GAMMAS:
+            fl = np.sort(-((1 - p_t) ** g) * np.log(p_t))  # eq. 4
+            assert np.isclose(curves["loss_sum"][kind][g], fl.sum(), rtol=1e-9)
+            for i in np.searchsorted(curves["fraction"], [0.3, 0.9, 0.999]):
+                k = int(np.floor(curves["fraction"][i] * len(fl)))
+                assert np.isclose(curves[kind][g][i], fl[:k].sum() / fl.sum(), rtol=1e-9, atol=1e-15)
+
+
+def test_figure4_refuses_a_bad_grid(tiny_curves):
+    model, dataset, _ = tiny_curves
+    with pytest.raises(ValueError, match="fractions"):
+        loss_cdf_curves(model, dataset, fractions=np.array([0.1, 0.5, 1.0]))
+
+
+def test_figure4_draws_exactly_its_data(tiny_curves):
+    _, _, curves = tiny_curves
+    fig = plot_loss_cdf(curves, "caption")
+    for ax, kind in zip(fig.axes, ("positive", "negative")):
+        lines = {line.get_label(): line for line in ax.get_lines() if line.get_label().startswith("$")}
+        assert len(lines) == len(FIGURE4_GAMMAS)
+        for g in FIGURE4_GAMMAS:
+            np.testing.assert_array_equal(lines[rf"$\gamma = {g:g}$"].get_ydata(), curves[kind][g])
+    assert "caption" in fig._suptitle.get_text()
+
+
+def test_detections_figure_draws_one_panel_per_image(tiny_curves):
+    model, dataset, _ = tiny_curves
+    data = detections_data(model, dataset, [0, 2, 3])
+    assert [d["picture"].shape for d in data] == [(64, 64, 3)] * 3
+    assert all(len(d["detections"]["boxes"]) == len(d["detections"]["scores"]) for d in data)
+    fig = plot_detections(data, dataset.class_names, "title", columns=2)
+    assert len(fig.axes) == 4 and [len(ax.images) for ax in fig.axes] == [1, 1, 1, 0]
+    n_gt = [sum(isinstance(p, Rectangle) for p in ax.patches) for ax in fig.axes[:3]]
+    assert n_gt == [len(d["target"]["boxes"]) for d in data]  # dashed ground truth
+
+
+TINY_RUN = dict(preset="tiny", image_size=64, iterations=3, batch_size=2, warmup_steps=1, train_images=4)
+
+
+def test_the_figure_model_trains_with_overrides_and_says_what_it_is():
+    trained = train_figure_model(log=lambda line: None, **TINY_RUN)
+    assert trained.step == 3 and len(trained.history["total"]) == 3
+    assert trained.caption() == "RetinaNet 'tiny' preset, 3 steps x 2 images, seed 0 (trained by numpy-retinanet figures)"
+    held_out = trained.held_out(num_images=5)
+    assert len(held_out) == 5 and held_out.image_size == 64 and held_out.seed == 1000
+
+
+def test_a_model_figure_refuses_to_run_without_a_model(tmp_path):
+    with pytest.raises(ValueError, match="'detections' needs a trained model"):
+        FIGURES["detections"](tmp_path)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_model_figures_from_a_checkpoint(tmp_path):
+    from numpy_retinanet.engine.config import TrainConfig
+    from numpy_retinanet.engine.trainer import train
+
+    train(TrainConfig(**TINY_RUN, eval_images=0), tmp_path / "run", log=lambda line: None)
+    ckpt = tmp_path / "run" / "checkpoint.npz"
+    assert load_figure_model(ckpt).source == str(ckpt)
+    paths = make_figures(tmp_path / "out", only=["training_curve"], checkpoint=ckpt)
+    assert [p.name for p in paths] == ["training_curve.png"] and paths[0].read_bytes()[:4] == b"\x89PNG"
+    bare = tmp_path / "bare.npz"
+    save_checkpoint(bare, RetinaNet(3, preset="tiny"))
+    with pytest.raises(ValueError, match="no loss history"):
+        load_figure_model(bare)
+
+
+# ----------------------------------------------------------------------------------------
+# The committed model figures: the figures' own training run (minutes)
+# ----------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def figure_model():
+    return train_figure_model(log=lambda line: None)
+
+
+@pytest.mark.slow
+def test_figure4_of_the_trained_model_shows_the_papers_finding(figure_model):
+    curves = loss_cdf_curves(figure_model.model, figure_model.held_out())
+    q = curves["fraction"]
+
+    def area(kind):
+        return np.trapezoid(curves[kind][0.0] - curves[kind][2.0], q)
+
+    # §5.1: gamma barely changes the positives' distribution and concentrates the negatives'
+    assert area("negative") > 2 * area("positive")
+    assert 1 - curves["negative"][2.0][np.searchsorted(q, 0.9)] > 0.5
+
+
+@pytest.mark.slow
+def test_committed_model_figures_match_a_fresh_rendering(figure_model, tmp_path):
+    for name in MODEL_FIGURES:
+        fresh = FIGURES[name](tmp_path, figure_model)
+        assert fresh.read_bytes() == (COMMITTED / fresh.name).read_bytes(), (
+            f"figures/{fresh.name} is out of date (or was made on another machine): run `numpy-retinanet figures`")

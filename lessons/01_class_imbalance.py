@@ -1,0 +1,187 @@
+# %% [markdown]
+# # Lesson 1: class imbalance and the cross-entropy
+#
+# A one-stage detector such as RetinaNet classifies every *anchor*, a box of fixed size and shape
+# placed at every position of every feature map, as one of K object classes or as background.
+# Almost every anchor is background. This lesson counts how lopsided that is, and shows why the
+# ordinary cross-entropy then spends most of its effort on examples that are already easy. That is
+# the problem the focal loss (lesson 2) solves. Paper: §1 and §3.1 ("Cross Entropy Loss").
+#
+# Run it with `python lessons/01_class_imbalance.py`, or open it as a notebook (jupytext) or as
+# cells in VS Code. Every number the text states is computed and checked by an `assert` below it.
+
+# %%
+import numpy as np
+
+from numpy_retinanet.data.shapes import ShapesDataset
+from numpy_retinanet.detection.anchors import AnchorGenerator
+from numpy_retinanet.detection.matcher import BACKGROUND, IGNORED, match_anchors
+from numpy_retinanet.model.retinanet import RetinaNet
+from numpy_retinanet.nn.losses import sigmoid_cross_entropy_backward, sigmoid_cross_entropy_forward
+
+# %% [markdown]
+# ## How many anchors?
+#
+# The paper places 9 anchors (3 aspect ratios x 3 scales) at every location of five feature maps,
+# P3 to P7, with strides 8 to 128 pixels (§4). The paper says a one-stage detector must process
+# "~100k locations that densely cover the image" (§1). For an 800 x 800 image, the paper's anchors are:
+
+# %%
+paper_anchors = AnchorGenerator()  # the paper's sizes 32..512, strides 8..128, 3 ratios, 3 scales
+num_paper = len(paper_anchors.anchors(800, 800))
+print(f"anchors on an 800x800 image: {num_paper:,}")
+assert num_paper == 120_087
+assert paper_anchors.num_anchors_per_location == 9 == len(paper_anchors.aspect_ratios) * len(paper_anchors.scales)
+assert paper_anchors.strides == (8, 16, 32, 64, 128)  # P3..P7
+
+# %% [markdown]
+# 120,087 anchors, for the handful of objects in a typical photograph. This course trains on a synthetic
+# dataset of coloured shapes in 128 px images (`numpy_retinanet.data.shapes`), with the CPU-sized
+# `default` preset of the model: 3,069 anchors per image. The matcher of §4 (lesson 6) labels an
+# anchor *positive* when it overlaps a box with IoU >= 0.5, *background* below 0.4, and *ignored*
+# in between. Over 100 training images:
+
+# %%
+model = RetinaNet(num_classes=3, preset="default")
+anchors = model.anchors(128, 128).astype(np.float64)
+dataset = ShapesDataset(100, image_size=128, num_classes=3, seed=0)
+counts = {"positive": 0, "ignored": 0, "background": 0}
+num_objects = 0
+for i in range(len(dataset)):
+    _, target = dataset[i]
+    matches = match_anchors(anchors, target["boxes"].astype(np.float64))
+    counts["positive"] += int(np.sum(matches >= 0))
+    counts["ignored"] += int(np.sum(matches == IGNORED))
+    counts["background"] += int(np.sum(matches == BACKGROUND))
+    num_objects += len(target["boxes"])
+total = sum(counts.values())
+print(f"{len(anchors):,} anchors per image, {num_objects} objects in {len(dataset)} images")
+print(counts, f"-> {counts['background'] / counts['positive']:.0f} background anchors per positive")
+assert len(anchors) == 3069 and total == 3069 * len(dataset)
+assert counts["positive"] / total < 0.01  # fewer than 1 anchor in 100 is positive
+assert 250 < counts["background"] / counts["positive"] < 300
+
+# %% [markdown]
+# Fewer than 1 anchor in 100 is positive: here 250 to 300 background anchors per positive one.
+# With bigger images and smaller objects the ratio grows (exercise 2).
+#
+# ## The cross-entropy, from the logit
+#
+# The network outputs a logit x for each anchor and class; p = sigmoid(x) is the probability that
+# the class is present, y in {0, 1} the truth. The paper writes the binary cross-entropy with
+# p_t, the probability given to the *correct* answer (eq. 1-2):
+#
+#     p_t = p if y = 1, else 1 - p          CE(p_t) = -log(p_t)
+#
+# `sigmoid_cross_entropy_forward(logits, targets)` returns one loss per entry (no sum).
+# An example is *easy* when p_t is near 1. Even then its loss is not zero:
+
+# %%
+def logit_of(p_t):
+    """The logit of a positive (y = 1) whose p_t is the given probability."""
+    p_t = np.asarray(p_t, dtype=np.float64)
+    return np.log(p_t) - np.log1p(-p_t)
+
+
+p_t = np.array([0.1, 0.5, 0.9, 0.99])
+ce, _ = sigmoid_cross_entropy_forward(logit_of(p_t), np.ones(4))
+for p, loss in zip(p_t, ce):
+    print(f"p_t = {p:<5}  CE = {loss:.4f}")
+np.testing.assert_allclose(ce, -np.log(p_t), rtol=1e-12)
+assert round(ce[1], 3) == 0.693 and round(ce[2], 3) == 0.105 and round(ce[3], 4) == 0.0101
+assert 0.15 < ce[2] / ce[1] < 0.16
+
+# %% [markdown]
+# An easy example with p_t = 0.99 still costs 0.0101, and a confident one with p_t = 0.9 costs 0.105,
+# 15% of the 0.693 of a coin flip (p_t = 0.5).
+#
+# The package never forms p and takes its log: it computes -log p_t = softplus(-x_t) with
+# x_t = x if y = 1 else -x (see the docstring of `numpy_retinanet.nn.losses`). The naive formula
+# breaks for large logits, which a detector produces all the time:
+
+# %%
+x = np.array([-800.0])  # a positive the network is very sure is background
+with np.errstate(over="ignore", divide="ignore"):
+    naive = -np.log(1.0 / (1.0 + np.exp(-x)))  # exp(800) overflows, sigmoid is 0, log(0) = -inf
+stable, _ = sigmoid_cross_entropy_forward(x, np.ones(1))
+print(f"naive: {naive[0]}, stable: {stable[0]}")
+assert np.isinf(naive[0]) and stable[0] == 800.0
+
+# %% [markdown]
+# ## Easy negatives drown the rare positives (§3.1)
+#
+# "When summed over a large number of easy examples, these small loss values can overwhelm the rare
+# class" (§3.1). Take a detector early in training: 100,000 background anchors that it already
+# rejects (p_t = 0.99 each), and 100 positive anchors it still gets wrong (p_t = 0.1 each).
+# Which group does the loss, and the gradient, come from?
+
+# %%
+num_neg, num_pos = 100_000, 100
+neg_logits = np.full(num_neg, -logit_of(0.99))  # y = 0, p = 0.01, so p_t = 0.99
+pos_logits = np.full(num_pos, logit_of(0.1))  # y = 1, p = p_t = 0.1
+logits = np.concatenate([neg_logits, pos_logits])
+targets = np.concatenate([np.zeros(num_neg), np.ones(num_pos)])
+is_neg = targets == 0
+
+ce, cache = sigmoid_cross_entropy_forward(logits, targets)
+dce = sigmoid_cross_entropy_backward(np.ones_like(ce), cache)  # dCE/dx = p - y
+loss_share = ce[is_neg].sum() / ce.sum()
+grad_share = np.abs(dce[is_neg]).sum() / np.abs(dce).sum()
+print(f"loss: negatives {ce[is_neg].sum():.1f}, positives {ce[~is_neg].sum():.1f} -> negatives' share {loss_share:.1%}")
+print(f"gradient magnitude: negatives' share {grad_share:.1%}")
+np.testing.assert_allclose(dce, 1 / (1 + np.exp(-logits)) - targets, atol=1e-12)
+assert 0.81 < loss_share < 0.82 and 0.91 < grad_share < 0.92
+
+# %% [markdown]
+# The easy negatives, each one nearly solved, hold 81% of the loss and 92% of the gradient
+# magnitude: SGD's step mostly pushes already-correct anchors a little further. This is the
+# "inefficient training" of §3 ("most locations are easy negatives that contribute no useful
+# learning signal").
+#
+# ## Balancing with alpha does not tell easy from hard (§3.1, eq. 3)
+#
+# The usual fix is a weight alpha in [0, 1] for the positives and 1 - alpha for the negatives,
+# the alpha-balanced CE: CE = -alpha_t log(p_t) (eq. 3). Choosing alpha so that both groups weigh
+# the same is easy. But alpha scales every negative by the same factor. Add 100 *hard* negatives
+# (p_t = 0.1, a shape the detector wrongly finds) to the 100,000 easy ones: their share of the
+# negatives' loss is the same with and without alpha.
+
+# %%
+logits_hard = np.concatenate([logits, np.full(100, -logit_of(0.1))])  # hard negatives: p = 0.9, y = 0
+targets_hard = np.concatenate([targets, np.zeros(100)])
+hard = np.zeros(len(logits_hard), dtype=bool)
+hard[-100:] = True
+negatives = targets_hard == 0
+
+shares = {}
+for alpha in (None, 0.25, 0.75):
+    loss, _ = sigmoid_cross_entropy_forward(logits_hard, targets_hard, alpha=alpha)
+    shares[alpha] = loss[hard].sum() / loss[negatives].sum()
+    print(f"alpha = {alpha}: hard negatives hold {shares[alpha]:.1%} of the negatives' loss")
+assert round(shares[None], 3) == 0.186
+assert np.isclose(shares[0.25], shares[None], rtol=1e-12) and np.isclose(shares[0.75], shares[None], rtol=1e-12)
+
+# %% [markdown]
+# Whatever alpha is, the 100 hard negatives hold only 18.6% of the negatives' loss; the other
+# 81% still comes from the 100,000 easy ones. Alpha balances positives against negatives; it
+# cannot focus training on the hard examples. The focal loss (lesson 2) down-weights each example
+# by how easy it already is.
+#
+# ## Summary
+#
+# - A dense detector scores ~10^5 anchors per image (120,087 at 800 px in the paper's design;
+#   3,069 at 128 px here), and fewer than 1 in 100 is positive.
+# - CE = -log p_t is small but not zero for easy examples; summed over ~10^5 easy negatives it
+#   outweighs the few positives, in the loss and in the gradient.
+# - The package computes every loss from the logit (softplus), so it stays finite where the naive
+#   -log(sigmoid(x)) overflows.
+# - Alpha-balanced CE (eq. 3) reweights classes, not difficulty.
+#
+# ## Exercises
+#
+# 1. Find the alpha at which positives and negatives contribute equally to the CE of the toy above
+#    (100,000 easy negatives at p_t = 0.99, 100 positives at p_t = 0.1). Is it near the paper's
+#    best CE value alpha = 0.75 (Table 1a)? Why might it differ?
+# 2. Repeat the anchor count for 256 px images of the shapes dataset (`ShapesDataset(..., image_size=256)`
+#    and `model.anchors(256, 256)`). How does the background-to-positive ratio change, and why?
+# 3. Show from eq. 2 that dCE/dx = p - y, and check it with `sigmoid_cross_entropy_backward`.

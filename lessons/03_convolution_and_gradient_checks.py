@@ -1,0 +1,183 @@
+# %% [markdown]
+# # Lesson 3: convolution forward and backward, and checking gradients
+#
+# Every layer of RetinaNet's backbone, feature pyramid and heads is a 2-D convolution (§4). There is
+# no autograd in this package: each op is a pair `op_forward(inputs...) -> (out, cache)` and
+# `op_backward(dout, cache) -> grads`, written by hand. This lesson runs the convolution both ways,
+# then shows the tool that makes hand-written backward passes trustworthy: the gradient check.
+
+# %%
+import numpy as np
+
+from numpy_retinanet.data.shapes import ShapesDataset, collate
+from numpy_retinanet.detection.criterion import retinanet_loss
+from numpy_retinanet.gradcheck import check_gradients, compare, directional_check, numerical_gradient
+from numpy_retinanet.model.retinanet import RetinaNet
+from numpy_retinanet.nn.functional import conv2d_backward, conv2d_forward, conv_output_size
+
+rng = np.random.default_rng(0)
+
+# %% [markdown]
+# ## Forward
+#
+# Images and feature maps are NCHW (batch, channels, height, width). A convolution with F filters
+# w of shape (F, C, KH, KW), bias b (F,), stride s and zero padding p computes
+#
+#     y[n, f, i, j] = b[f] + sum over c, u, v of w[f, c, u, v] * xpad[n, c, s*i + u, s*j + v]
+#
+# (a cross-correlation, as in every deep-learning library). The output side is
+# floor((H + 2p - K) / s) + 1: a 3x3 stride-2 conv with padding 1 halves a 128 px map, and
+# rounds odd sizes up.
+
+# %%
+assert conv_output_size(128, kernel=3, stride=2, padding=1) == 64
+assert conv_output_size(5, kernel=3, stride=2, padding=1) == 3  # ceil(5 / 2)
+assert conv_output_size(16, kernel=3, stride=1, padding=1) == 16  # "same" at stride 1
+
+x = rng.standard_normal((2, 3, 7, 7))
+w = rng.standard_normal((4, 3, 3, 3))
+b = rng.standard_normal(4)
+y, cache = conv2d_forward(x, w, b, stride=2, padding=1)
+print("x", x.shape, "-> y", y.shape)
+assert y.shape == (2, 4, 4, 4)
+
+# %% [markdown]
+# The package computes all outputs with one matrix product (an "im2col" layout, explained in
+# `nn/functional.py`). The formula above, for one output entry, agrees:
+
+# %%
+xpad = np.pad(x, ((0, 0), (0, 0), (1, 1), (1, 1)))
+for n, f, i, j in [(0, 0, 0, 0), (1, 3, 2, 1), (0, 2, 3, 3)]:
+    by_hand = b[f] + np.sum(w[f] * xpad[n, :, 2 * i:2 * i + 3, 2 * j:2 * j + 3])
+    assert np.isclose(y[n, f, i, j], by_hand, rtol=1e-12)
+
+# %% [markdown]
+# ## Backward
+#
+# Given dL/dy (same shape as y), the backward returns dL/dx, dL/dw and dL/db. Each follows from the
+# sum above: y[n, f, i, j] depends on b[f] with slope 1, so db[f] is the sum of dy over n, i, j;
+# it depends on w[f, c, u, v] with slope xpad[n, c, s*i + u, s*j + v], so dw correlates the input
+# with dy; and each input pixel receives dy times the weights of every output window it fell into.
+
+# %%
+dy = rng.standard_normal(y.shape)
+dx, dw, db = conv2d_backward(dy, cache)
+assert dx.shape == x.shape and dw.shape == w.shape and db.shape == b.shape
+np.testing.assert_allclose(db, dy.sum(axis=(0, 2, 3)), rtol=1e-12)
+np.testing.assert_allclose(dw[1, 2, 0, 0], np.sum(dy[:, 1] * xpad[:, 2, 0:8:2, 0:8:2]), rtol=1e-12)
+
+# %% [markdown]
+# ## Checking gradients
+#
+# A hand-written backward can be wrong in a hundred small ways (a transposed axis, a forgotten
+# stride, a lost padding row). The gradient check catches them: take the scalar
+# f = sum(y * dy), whose gradient with respect to x is exactly what `conv2d_backward(dy, ...)` returns,
+# and compare with central differences
+#
+#     df/dx[k] ~ (f(x + h e_k) - f(x - h e_k)) / (2h)
+#
+# The error is O(h^2) from truncation plus O(eps / h) from rounding; in float64 with h = 1e-5 both
+# are 1e-10 or less, so a correct backward agrees to ~1e-8 relative error or better. `check_gradients`
+# perturbs each entry in place, restores it, and prints one row per input.
+
+# %%
+h = 1e-5
+assert np.isclose(h**2, 1e-10) and np.finfo(np.float64).eps / h < 1e-10
+
+
+def f():
+    return float(np.sum(conv2d_forward(x, w, b, stride=2, padding=1)[0] * dy))
+
+
+rows = check_gradients(f, {"x": x, "w": w, "b": b}, {"x": dx, "w": dw, "b": db})
+assert all(r.passed for r in rows)
+assert max(r.max_rel_error for r in rows) < 1e-6 and max(r.norm_rel_error for r in rows) < 1e-9
+
+# %% [markdown]
+# Every entry of all three gradients agrees to a relative error below 1e-6, and each gradient as a
+# whole (the norm of the difference over the norm of the gradient) to below 1e-9. Now a plausible bug:
+# flipping the kernel in dw, as a *convolution* (not a correlation) would. The check fails, by a
+# large margin:
+
+# %%
+buggy_dw = dw[:, :, ::-1, ::-1]
+row = compare("w (flipped kernel bug)", buggy_dw, numerical_gradient(f, w))
+print(row.format())
+assert not row.passed and row.max_rel_error > 0.1
+
+# %% [markdown]
+# float32 cannot be checked this way: its rounding error (~1e-7 relative) divided by h = 1e-5 is
+# already 1e-2. The checker refuses it rather than report noise:
+
+# %%
+assert 1e-8 < np.finfo(np.float32).eps < 1e-6 and 1e-3 < np.finfo(np.float32).eps / h < 1e-1
+try:
+    check_gradients(f, {"x": x.astype(np.float32)}, {"x": dx.astype(np.float32)})
+except ValueError as e:
+    print("refused:", str(e)[:80], "...")
+else:
+    raise AssertionError("float32 should be refused")
+
+# %% [markdown]
+# ## The whole detector at once
+#
+# A module (`nn/modules.py`) wraps an op with its parameters; `RetinaNet.backward` runs every module's
+# backward in reverse order, and the gradients land in `model.grads`. The `tiny` preset in float64 is
+# small enough to check end to end: from the parameters, through the backbone, pyramid, heads and the
+# training loss of §4.1 (lessons 4 to 7 explain each part).
+
+# %%
+model = RetinaNet(num_classes=3, preset="tiny", dtype=np.float64, seed=0)
+images, targets = collate([ShapesDataset(2, image_size=64, num_classes=3, seed=0)[i] for i in range(2)])
+images = images.astype(np.float64)
+anchors = model.anchors(64, 64)
+
+
+def total_loss():
+    logits, deltas = model.forward(images, keep_cache=False)
+    return retinanet_loss(logits, deltas, anchors, targets)[0]["total"]
+
+
+logits, deltas = model.forward(images)
+losses, dlogits, ddeltas = retinanet_loss(logits, deltas, anchors, targets)
+model.zero_grad()
+model.backward(dlogits, ddeltas)
+grads = {k: g.copy() for k, g in model.grads.items()}
+print(f"{model.num_parameters():,} parameters in {len(grads)} arrays; loss {losses['total']:.4f}")
+assert model.num_parameters() == 10_318 and 2 * model.num_parameters() == 20_636
+
+# %% [markdown]
+# Checking all 10,318 parameters entry by entry would take 20,636 forward passes. Two cheaper checks
+# cover them: a few random entries of some parameters, and one random *direction* over all of them
+# at once, compared with (f(theta + h d) - f(theta - h d)) / (2h).
+
+# %%
+some = ["backbone.stem.0.weight", "fpn.p6.weight", "cls_head.subnet.0.weight", "box_head.subnet.2.bias"]
+params = model.params
+rows = check_gradients(total_loss, {k: params[k] for k in some}, {k: grads[k] for k in some}, max_entries=6)
+row = directional_check(total_loss, params, grads)
+assert all(r.passed for r in rows) and row.passed and row.max_rel_error < 1e-6
+
+# %% [markdown]
+# Both pass; the random direction over all 10,318 parameters agrees to better than 1e-6. This is how
+# every backward pass of the package is tested (`tests/`).
+#
+# ## Summary
+#
+# - A convolution's output side is floor((H + 2p - K) / s) + 1; its backward gives db = sum of dy,
+#   dw = input patches correlated with dy, and dx = dy spread back through the weights.
+# - A gradient check compares the backward with central differences in float64; correct code agrees
+#   to better than 1e-6 per entry (usually ~1e-8), a bug is off by 1e-1 or more. float32 is refused.
+# - `check_gradients` checks entries (all, or `max_entries` at random); `directional_check` checks a
+#   whole model in two forward passes.
+#
+# ## Exercises
+#
+# 1. Write the convolution's backward yourself: `lessons/exercises/ex3_conv2d_backward.py`, checked by
+#    `numpy-retinanet check lessons/exercises/ex3_conv2d_backward.py`.
+# 2. The nearest-neighbour upsampling of the feature pyramid has a backward too:
+#    `lessons/exercises/ex4_upsample_backward.py`.
+# 3. Vary h in `numerical_gradient(f, w, h=...)` from 1e-1 to 1e-12 and plot the max relative error
+#    against h. Where is it smallest, and why does it grow on both sides?
+# 4. Introduce another bug (drop the last row of dx, or swap dw's axes) and see which row of the
+#    report fails.

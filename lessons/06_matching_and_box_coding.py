@@ -1,0 +1,196 @@
+# %% [markdown]
+# # Lesson 6: matching anchors to objects, and coding boxes
+#
+# Training needs a target for every anchor: which class it should predict (or background), and, for
+# anchors on an object, how to move the anchor onto that object's box. The matcher assigns each
+# anchor a box by IoU (§4, "Matching"); the box coder turns an (anchor, box) pair into four regression
+# targets and back (§4, "Box Regression Subnet"). `detection.criterion` combines both into the
+# training targets and the loss.
+
+# %%
+import numpy as np
+
+from numpy_retinanet.detection.boxes import DELTA_CLAMP, box_iou, decode_boxes, encode_boxes
+from numpy_retinanet.detection.criterion import assign_targets, retinanet_loss
+from numpy_retinanet.detection.matcher import BACKGROUND, IGNORED, match_anchors
+from numpy_retinanet.figures import as_image, figure_image, matched_anchors_data, plot_matched_anchors
+from numpy_retinanet.gradcheck import check_gradients
+from numpy_retinanet.model.retinanet import RetinaNet
+from numpy_retinanet.nn.losses import smooth_l1_backward, smooth_l1_forward
+
+model = RetinaNet(num_classes=3, preset="default")
+anchors = model.anchors(128, 128).astype(np.float64)
+assert len(anchors) == 3069
+picture, target, class_names = figure_image()
+boxes = target["boxes"].astype(np.float64)
+print("boxes (x1, y1, x2, y2):\n", boxes, "\nlabels:", [class_names[k] for k in target["labels"]])
+
+# %% [markdown]
+# ## The rules (§4)
+#
+# "Anchors are assigned to ground-truth object boxes using an intersection-over-union (IoU) threshold
+# of 0.5; and to background if their IoU is in [0, 0.4). ... Anchors with IoU in [0.4, 0.5) are
+# ignored during training." Each anchor takes at most one box: the one it overlaps most.
+# `match_anchors` returns, per anchor, the index of its box, `BACKGROUND` (-1) or `IGNORED` (-2).
+
+# %%
+matches = match_anchors(anchors, boxes)
+iou = box_iou(anchors, boxes)  # (M, G)
+best = iou.max(axis=1)
+n_pos, n_ign, n_bg = int(np.sum(matches >= 0)), int(np.sum(matches == IGNORED)), int(np.sum(matches == BACKGROUND))
+print(f"{n_pos} positive, {n_ign} ignored, {n_bg} background of {len(anchors)}")
+assert (n_pos, n_ign, n_bg) == (16, 40, 3013)
+positive = matches >= 0
+low_quality = positive & (best < 0.5)
+assert np.all(matches[best >= 0.5] >= 0)  # IoU >= 0.5: positive
+assert np.all(matches[best < 0.4] == BACKGROUND)  # IoU < 0.4: background
+assert np.all(matches[(best >= 0.4) & (best < 0.5) & ~low_quality] == IGNORED)  # in between: ignored
+assert low_quality.sum() == 1
+assert np.array_equal(matches[positive], iou[positive].argmax(axis=1))  # each takes its best box
+
+# %% [markdown]
+# 16 positive anchors, 40 ignored, 3,013 background. One anchor with IoU in [0.4, 0.5) is positive
+# anyway: the exception of the next section.
+#
+# ## Low-quality matches
+#
+# Box 2, a 55 x 57 px triangle, is centred at (34.5, 67.5), between the centres of the P5 anchors that
+# have its size, which are 32 px apart (16, 48, 80, ...): its best anchor reaches only IoU 0.463. By the
+# rules above it would get no positive anchor and never be learned. torchvision and detectron2 (and this
+# package, `allow_low_quality=True`) therefore also make positive, for each box, the anchor(s) with that
+# box's highest IoU.
+
+# %%
+box_best = iou.max(axis=0)
+strict = match_anchors(anchors, boxes, allow_low_quality=False)
+print("best IoU of each box:", np.round(box_best, 3))
+print("positives per box, strict rules:", [int(np.sum(strict == g)) for g in range(len(boxes))],
+      " with low-quality matches:", [int(np.sum(matches == g)) for g in range(len(boxes))])
+assert boxes[2, 2] - boxes[2, 0] == 55 and boxes[2, 3] - boxes[2, 1] == 57 and class_names[target["labels"][2]] == "triangle"
+assert np.array_equal((boxes[2, :2] + boxes[2, 2:]) / 2, [34.5, 67.5]) and model.anchor_generator.strides[2] == 32
+assert round(box_best[2], 3) == 0.463 and np.sum(strict == 2) == 0 and np.sum(matches == 2) == 1
+
+# %% [markdown]
+# The figure (`figures/matched_anchors.png`) shows the positive anchors in the colour of the box they take,
+# the low-quality one dotted, and the ignored ones dashed; on the right, the counts per level. All
+# positives come from P3 and P4, whose anchor sides (8 to 54 px) fit these 17 to 57 px objects.
+
+# %%
+data = matched_anchors_data(picture, target, model.anchor_generator)
+assert np.array_equal(data["matches"], matches) and data["low_quality"].sum() == 1
+assert data["counts"]["positive"] == [6, 10, 0, 0, 0]
+p3_p4 = anchors[data["level"] <= 1]
+sides = np.concatenate([p3_p4[:, 2] - p3_p4[:, 0], p3_p4[:, 3] - p3_p4[:, 1]])
+assert int(sides.min()) == 8 and round(sides.max()) == 54
+assert np.min(boxes[:, 2:] - boxes[:, :2]) == 17 and np.max(boxes[:, 2:] - boxes[:, :2]) == 57
+as_image(plot_matched_anchors(data, picture, class_names))
+
+# %% [markdown]
+# ## Box coding (R-CNN deltas)
+#
+# The box subnet does not predict corners. For an anchor with centre (xa, ya) and size (wa, ha) and a
+# box with centre (x, y) and size (w, h), it predicts
+#
+#     dx = (x - xa) / wa      dy = (y - ya) / ha      dw = log(w / wa)      dh = log(h / ha)
+#
+# (weights (1, 1, 1, 1), as Detectron). Shifts are in units of the anchor's size and sizes are log
+# ratios, so the targets have similar ranges for every level. `decode_boxes` inverts the coding.
+
+# %%
+anchor = np.array([[0.0, 0.0, 32.0, 32.0]])
+box = np.array([[8.0, 4.0, 40.0, 36.0]])  # same size, centre moved by (8, 4)
+deltas = encode_boxes(anchor, box)
+print("deltas:", deltas)
+np.testing.assert_allclose(deltas, [[0.25, 0.125, 0.0, 0.0]])
+np.testing.assert_allclose(decode_boxes(anchor, deltas), box)
+
+pos = np.flatnonzero(positive)
+t = encode_boxes(anchors[pos], boxes[matches[pos]])
+np.testing.assert_allclose(decode_boxes(anchors[pos], t), boxes[matches[pos]], atol=1e-9)
+print(f"targets of the {len(pos)} positives: |dx|, |dy| <= {np.abs(t[:, :2]).max():.2f}, "
+      f"|dw|, |dh| <= {np.abs(t[:, 2:]).max():.2f}")
+assert np.abs(t).max() < 1.0
+
+# %% [markdown]
+# Every positive's four targets lie within +-1. When decoding, dw and dh are clamped at
+# log(1000 / 16) [Detectron], so a wild prediction early in training grows a box by at most 62.5x
+# instead of overflowing exp:
+
+# %%
+wild = decode_boxes(anchor, np.array([[0.0, 0.0, 50.0, 50.0]]))
+print("width after dw = 50:", wild[0, 2] - wild[0, 0])
+assert np.isclose(np.exp(DELTA_CLAMP), 62.5) and np.isclose(wild[0, 2] - wild[0, 0], 32 * 62.5)
+
+# %% [markdown]
+# ## Targets for a batch
+#
+# `assign_targets` runs the matcher and the coder for each image: one-hot class targets (all zeros for
+# background), box targets for positives, and two masks. Ignored anchors are left out of both losses.
+
+# %%
+cls_t, box_t, is_pos, valid = assign_targets(anchors, [target], num_classes=3)
+print("cls targets", cls_t.shape, "box targets", box_t.shape)
+assert cls_t.sum() == n_pos and np.array_equal(cls_t[0, pos].argmax(axis=1), target["labels"][matches[pos]])
+assert (~valid).sum() == n_ign and np.allclose(box_t[0, pos], t)
+
+# %% [markdown]
+# ## The loss (§4.1)
+#
+# The classification loss is the focal loss summed over all anchors that are not ignored, and the box
+# loss is smooth L1 summed over positives; both are divided by the number of positive anchors, not by
+# the ~3,000 anchors: the easy negatives are already down-weighted by the focal term. An image without
+# objects still trains; it divides by max(1, P).
+
+# %%
+rng = np.random.default_rng(0)
+logits = rng.standard_normal((1, len(anchors), 3)) - 4.0
+deltas_out = 0.1 * rng.standard_normal((1, len(anchors), 4))
+losses, dlogits, ddeltas = retinanet_loss(logits, deltas_out, anchors, [target])
+print(losses)
+assert losses["num_positive"] == n_pos
+assert np.all(dlogits[0, ~valid[0]] == 0) and np.all(ddeltas[0, ~is_pos[0]] == 0)
+empty = {"boxes": np.zeros((0, 4)), "labels": np.zeros(0, dtype=np.int64)}
+losses_empty, _, _ = retinanet_loss(logits, deltas_out, anchors, [empty])
+assert losses_empty["num_positive"] == 0 and losses_empty["box_regression"] == 0.0
+assert np.isfinite(losses_empty["classification"]) and losses_empty["classification"] > 0
+
+# %% [markdown]
+# Ignored anchors get zero gradient, and only positives get a box gradient.
+#
+# ## Smooth L1
+#
+# With d = prediction - target, smooth L1 is 0.5 d^2 / beta for |d| < beta and |d| - 0.5 beta beyond,
+# with beta = 0.11 [Detectron]: quadratic near 0, so the gradient shrinks as the box gets close, and
+# linear far away, so an outlier cannot dominate. The two pieces meet with equal value and slope:
+
+# %%
+beta = 0.11
+d = np.array([beta - 1e-9, beta + 1e-9])
+value, cache = smooth_l1_forward(d, np.zeros(2), beta=beta)
+slope = smooth_l1_backward(np.ones(2), cache)
+print("value at beta:", value, "slope:", slope)
+np.testing.assert_allclose(value, 0.5 * beta, atol=1e-8)
+np.testing.assert_allclose(slope, 1.0, atol=1e-7)
+
+pred, goal, dout = rng.standard_normal((6, 4)) * 0.2, rng.standard_normal((6, 4)) * 0.2, rng.standard_normal((6, 4))
+dpred = smooth_l1_backward(dout, smooth_l1_forward(pred, goal)[1])
+rows = check_gradients(lambda: float(np.sum(smooth_l1_forward(pred, goal)[0] * dout)), {"pred": pred}, {"pred": dpred})
+assert rows[0].passed
+
+# %% [markdown]
+# ## Summary
+#
+# - IoU >= 0.5 positive, < 0.4 background, in between ignored; each anchor takes the box it overlaps
+#   most; each box also takes its best anchor (low-quality match), so no object is left without one.
+# - Box targets are R-CNN deltas: shifts in anchor units, log size ratios; decoding clamps dw, dh at
+#   log(62.5).
+# - The loss sums focal loss over non-ignored anchors and smooth L1 over positives, divided by
+#   max(1, number of positives).
+#
+# ## Exercises
+#
+# 1. Write the backward pass of smooth L1: `lessons/exercises/ex2_smooth_l1_backward.py`
+#    (`numpy-retinanet check lessons/exercises/ex2_smooth_l1_backward.py`).
+# 2. Match with `fg_iou=0.6, bg_iou=0.5` and with `fg_iou=0.4, bg_iou=0.3`. How do the counts change?
+# 3. Two boxes of one image are both some anchor's best box, and that anchor overlaps the other box
+#    more. Which box does it regress to? Read the docstring of `detection.matcher` and build the case.
