@@ -14,7 +14,7 @@ TRAIN_DEFAULTS = TrainConfig()
 def _cmd_figures(args) -> int:
     from numpy_retinanet.figures import make_figures
 
-    for path in make_figures(args.out, only=args.only):
+    for path in make_figures(args.out, only=args.only, checkpoint=args.checkpoint):
         print(f"wrote {path}")
     return 0
 
@@ -115,6 +115,8 @@ def build_parser() -> argparse.ArgumentParser:
     f = sub.add_parser("figures", help="regenerate the PNGs in figures/")
     f.add_argument("--out", default="figures", help="output folder (default: figures)")
     f.add_argument("--only", nargs="*", default=None, help="names of figures to make (default: all)")
+    f.add_argument("--checkpoint", default=None,
+                   help="use this trained model for the model figures instead of training one")
     f.set_defaults(func=_cmd_figures)
 
     b = sub.add_parser("bench", help="benchmarks (never timed tests)")

@@ -188,8 +188,9 @@ def train(config: TrainConfig, out_dir, resume=False, log=print, stop_after=None
         log(f"stopped at step {step}; checkpoint saved to {ckpt_path}. "
             f"Continue with: numpy-retinanet train --resume {out_dir}")
     else:
-        log(f"training done in {_format_eta(train_seconds)} (min:s); evaluating on {config.eval_images} "
-            f"held-out images (seed {config.eval_seed})")
+        evaluating = (f"evaluating on {config.eval_images} held-out images (seed {config.eval_seed})"
+                      if config.eval_images else "no evaluation (eval_images=0)")
+        log(f"training done in {_format_eta(train_seconds)} (min:s); {evaluating}")
         metrics.update(evaluate_run(model, config, out_dir, xp, log))
     plot_training_curve(history, os.path.join(out_dir, "training_curve.png"),
                         title=f"RetinaNet ({config.preset}) on shapes")
