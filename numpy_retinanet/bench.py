@@ -232,11 +232,15 @@ def bench_model(args):
 
 
 def run_bench(args) -> int:
-    """Entry point of ``numpy-retinanet bench``: ``args.what`` in {"conv", "model"}."""
+    """Entry point of ``numpy-retinanet bench``: ``args.what`` in {"all", "conv", "model"}."""
+    if args.what == "all":
+        from numpy_retinanet.bench_ops import run_all
+
+        return run_all(args)
     if args.what == "conv":
         result = bench_conv(args.repeats)
         print(json.dumps(result, indent=2) if args.json else format_conv_table(result))
         return 0
     if args.what == "model":
         return bench_model(args)
-    raise ValueError(f"what must be 'conv' or 'model', got {args.what!r}")
+    raise ValueError(f"what must be 'all', 'conv' or 'model', got {args.what!r}")

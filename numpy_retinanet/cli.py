@@ -120,14 +120,16 @@ def build_parser() -> argparse.ArgumentParser:
     f.set_defaults(func=_cmd_figures)
 
     b = sub.add_parser("bench", help="benchmarks (never timed tests)")
-    b.add_argument("what", nargs="?", default="conv", choices=["conv", "model"],
-                   help="conv: 3x3 convs vs the matmul rate; model: forward/loss/backward of a preset")
+    b.add_argument("what", nargs="?", default="all", choices=["all", "conv", "model"],
+                   help="all (default): every op and the training step, beside PyTorch when it is "
+                        "installed; conv: 3x3 convs vs the matmul rate; model: forward/loss/backward of a preset")
     b.add_argument("--repeats", type=int, default=5, help="timed repeats, median reported")
     b.add_argument("--json", action="store_true", help="print JSON instead of a table")
     b.add_argument("--preset", default="default", help="model: the preset to time (default: default)")
     b.add_argument("--batch-size", type=int, default=8, help="model: images per step (default 8)")
     b.add_argument("--image-size", type=int, default=128, help="model: image side (default 128)")
     b.add_argument("--device", choices=["cpu", "gpu"], default="cpu", help="model: where the math runs")
+    b.add_argument("--no-torch", action="store_true", help="all: skip the PyTorch comparison")
     b.set_defaults(func=_cmd_bench)
     t = sub.add_parser("train", help="train a detector on the built-in synthetic shapes")
     t.add_argument("--preset", default=TRAIN_DEFAULTS.preset, help="model preset: tiny, default or paper")

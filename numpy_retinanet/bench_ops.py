@@ -1,0 +1,398 @@
+"""``numpy-retinanet bench``: the training step of the default preset, op by op, beside PyTorch.
+
+What is timed (batch 8 of 128x128 float32 shapes images unless told otherwise):
+
+- every distinct conv of the preset (input shape, filters, stride), forward and
+  backward (dx, dW, db), and the four benchmark convs of ``bench conv``;
+- the backbone, the FPN and the two heads over the five levels, forward and backward;
+- the loss (matching, focal loss, smooth L1, and their gradients w.r.t. the outputs);
+- post-processing of one batch (score threshold, top-k, decoding, NMS);
+- the whole training step (forward, loss, backward, SGD), images/s, and the
+  peak memory of one step (tracemalloc; NumPy reports its allocations to it).
+
+When PyTorch is installed (the optional ``bench`` extra), the identical network
+is built in PyTorch with the same weights (``torch_mirror``), its outputs and
+gradients are checked against ours, and every op is timed in both libraries in
+the same run: for each repeat, NumPy then PyTorch, with a pause after each,
+because idle BLAS/OpenMP worker threads keep spinning for ~0.1 s after a call
+and slow whatever runs next. Medians over the repeats (after a warm-up round)
+and their ratio NumPy / PyTorch are printed. PyTorch has no NMS of its own
+(torchvision's is not a dependency), so post-processing is timed for NumPy only.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import statistics
+import time
+import tracemalloc
+
+import numpy as np
+
+from numpy_retinanet.bench import BATCH, CONV_CASES
+from numpy_retinanet.data.shapes import ShapesDataset, get_batch
+from numpy_retinanet.detection.criterion import assign_targets, retinanet_loss
+from numpy_retinanet.detection.postprocess import postprocess
+from numpy_retinanet.model.retinanet import RetinaNet
+from numpy_retinanet.nn import functional as F
+from numpy_retinanet.nn import modules as nn_modules
+from numpy_retinanet.nn.optim import SGD
+
+AGREEMENT_LIMIT = 1e-4  # max |ours - torch| / max |torch| per tensor, float32
+PAUSE_S = 0.15  # after each timed call, so one library's spinning threads do not slow the other
+
+
+def torch_available() -> bool:
+    return importlib.util.find_spec("torch") is not None
+
+
+def conv_shapes(model, images):
+    """The distinct convs of one forward pass: [((x shape), (w shape), stride, padding, has bias, count)].
+
+    Found by running the forward pass with ``Conv2d.forward`` wrapped to record its
+    input; the wrapper is removed afterwards.
+    """
+    seen = {}
+    original = nn_modules.Conv2d.forward
+
+    def recording(self, x):
+        w = self.params["weight"]
+        key = (tuple(x.shape), tuple(w.shape), self.stride, self.padding, "bias" in self.params)
+        seen[key] = seen.get(key, 0) + 1
+        return original(self, x)
+
+    nn_modules.Conv2d.forward = recording
+    try:
+        model.forward(images, keep_cache=False)
+    finally:
+        nn_modules.Conv2d.forward = original
+    return [(*key, count) for key, count in seen.items()]
+
+
+def _ms(seconds):
+    return round(1e3 * seconds, 3)
+
+
+class _Ops:
+    """Named pairs (numpy job, torch job or None), timed interleaved."""
+
+    def __init__(self):
+        self.jobs = {}
+
+    def add(self, name, numpy_fn, torch_fn=None, count=1):
+        self.jobs[name] = (numpy_fn, torch_fn, count)
+
+    def run(self, repeats, pause=PAUSE_S):
+        times = {name: ([], []) for name in self.jobs}
+        for r in range(repeats + 1):
+            for name, (np_fn, t_fn, _) in self.jobs.items():
+                for fn, out in ((np_fn, times[name][0]), (t_fn, times[name][1])):
+                    if fn is None:
+                        continue
+                    t0 = time.perf_counter()
+                    fn()
+                    dt = time.perf_counter() - t0
+                    if r:  # round 0 warms up caches, thread pools and the allocators
+                        out.append(dt)
+                    time.sleep(pause)
+        rows = []
+        for name, (np_t, t_t) in times.items():
+            row = {"op": name, "count": self.jobs[name][2], "numpy_ms": _ms(statistics.median(np_t))}
+            if t_t:
+                row["torch_ms"] = _ms(statistics.median(t_t))
+                row["ratio"] = round(row["numpy_ms"] / row["torch_ms"], 3)
+            rows.append(row)
+        return rows
+
+
+def _conv_job(x_shape, w_shape, stride, padding, has_bias, rng, torch=None):
+    """conv forward + backward on random data, as (numpy job, torch job or None)."""
+    x = rng.standard_normal(x_shape, dtype=np.float32)
+    w = (rng.standard_normal(w_shape, dtype=np.float32) / np.float32(np.sqrt(np.prod(w_shape[1:]))))
+    b = np.zeros(w_shape[0], np.float32) if has_bias else None
+    y, _ = F.conv2d_forward(x, w, b, stride, padding)
+    dy = rng.standard_normal(y.shape, dtype=np.float32)
+
+    def numpy_job():
+        _, cache = F.conv2d_forward(x, w, b, stride, padding)
+        F.conv2d_backward(dy, cache)
+
+    if torch is None:
+        return numpy_job, None
+    tx = torch.from_numpy(x).requires_grad_()
+    tw = torch.from_numpy(w).requires_grad_()
+    tb = torch.from_numpy(b).requires_grad_() if b is not None else None
+    tdy = torch.from_numpy(dy)
+
+    def torch_job():
+        out = torch.nn.functional.conv2d(tx, tw, tb, stride, padding)
+        out.backward(tdy)
+        tx.grad = tw.grad = None  # fresh gradients each time, as ours are
+        if tb is not None:
+            tb.grad = None
+
+    return numpy_job, torch_job
+
+
+def _module_jobs(model, tmodel, images, rng, torch):
+    """Backbone, FPN and heads, forward + backward with random upstream gradients."""
+    c3, c4, c5 = model.backbone.forward(images)
+    feats = model.fpn.forward(c3, c4, c5)
+    logits = model.cls_head.forward(feats)
+    deltas = model.box_head.forward(feats)
+    model.clear_cache()
+    rand = lambda a: rng.standard_normal(a.shape, dtype=np.float32)  # noqa: E731
+    dc = [rand(c) for c in (c3, c4, c5)]
+    dps = [rand(p) for p in feats]
+    dl, dd = rand(logits), rand(deltas)
+
+    def np_backbone():
+        model.backbone.forward(images)
+        model.backbone.backward(*dc)
+
+    def np_fpn():
+        model.fpn.forward(c3, c4, c5)
+        model.fpn.backward(dps)
+
+    def np_heads():
+        model.cls_head.forward(feats)
+        model.box_head.forward(feats)
+        model.cls_head.backward(dl)
+        model.box_head.backward(dd)
+
+    jobs = {"backbone": [np_backbone, None], "FPN": [np_fpn, None], "heads (cls + box, 5 levels)": [np_heads, None]}
+    if torch is None:
+        return jobs
+    t = torch.from_numpy
+    ti = t(images)
+    tc = [t(np.ascontiguousarray(c)).requires_grad_() for c in (c3, c4, c5)]
+    tf = [t(np.ascontiguousarray(p)).requires_grad_() for p in feats]
+    stem, s1, s2, s3, s4 = tmodel.backbone
+
+    def t_backbone():
+        a3 = s2(s1(stem(ti)))
+        a4 = s3(a3)
+        torch.autograd.backward([a3, a4, s4(a4)], [t(g) for g in dc])
+
+    def t_fpn():
+        torch.autograd.backward(tmodel.fpn(*tc), [t(g) for g in dps])
+        for x in tc:
+            x.grad = None
+
+    def t_heads():
+        torch.autograd.backward([tmodel.cls_head(tf), tmodel.box_head(tf)], [t(dl), t(dd)])
+        for x in tf:
+            x.grad = None
+
+    jobs["backbone"][1], jobs["FPN"][1], jobs["heads (cls + box, 5 levels)"][1] = t_backbone, t_fpn, t_heads
+    return jobs
+
+
+def _step_fns(model, tmodel, images, targets, anchors, torch):
+    """One training step in each library; each returns its four part times in seconds."""
+    opt = SGD(model.params, lr=1e-4)
+
+    def numpy_step():
+        t = [time.perf_counter()]
+        logits, deltas = model.forward(images)
+        t.append(time.perf_counter())
+        _, dlogits, ddeltas = retinanet_loss(logits, deltas, anchors, targets)
+        t.append(time.perf_counter())
+        model.zero_grad()
+        model.backward(dlogits, ddeltas)
+        t.append(time.perf_counter())
+        opt.step(model.grads)
+        t.append(time.perf_counter())
+        return np.diff(t)
+
+    if torch is None:
+        return numpy_step, None
+    from numpy_retinanet.torch_mirror import torch_loss
+
+    topt = torch.optim.SGD(tmodel.parameters(), lr=1e-4, momentum=0.9, weight_decay=1e-4)
+    ti = torch.from_numpy(images)
+
+    def torch_step():
+        t = [time.perf_counter()]
+        logits, deltas = tmodel(ti)
+        t.append(time.perf_counter())
+        # The same matcher as ours, in NumPy: the targets are data, not something to compare.
+        cls_t, box_t, pos, valid = (torch.from_numpy(a) for a in assign_targets(anchors, targets, logits.shape[2]))
+        loss, _, _ = torch_loss(logits, deltas, cls_t, box_t, pos, valid)
+        t.append(time.perf_counter())
+        topt.zero_grad()
+        loss.backward()
+        t.append(time.perf_counter())
+        topt.step()
+        t.append(time.perf_counter())
+        return np.diff(t)
+
+    return numpy_step, torch_step
+
+
+def check_agreement(model, tmodel, images, targets, anchors, torch):
+    """Max relative error of outputs, loss and every gradient between the libraries.
+
+    Returns {"max_relative_error", "tensors", "worst"}; see ``torch_mirror.relative_error``.
+    """
+    from numpy_retinanet.torch_mirror import compare, relative_error, torch_loss
+
+    logits, deltas = model.forward(images, keep_cache=False)
+    losses, dlogits, ddeltas = retinanet_loss(logits, deltas, anchors, targets)
+    rows = compare(model, tmodel, images, dlogits, ddeltas)
+    tl = torch.from_numpy(np.ascontiguousarray(logits)).requires_grad_()
+    td = torch.from_numpy(np.ascontiguousarray(deltas)).requires_grad_()
+    cls_t, box_t, pos, valid = (torch.from_numpy(a) for a in assign_targets(anchors, targets, logits.shape[2]))
+    loss, _, _ = torch_loss(tl, td, cls_t, box_t, pos, valid)
+    loss.backward()
+    rows += [("loss", relative_error(np.float64(losses["total"]), loss.detach().numpy())),
+             ("dloss/dlogits", relative_error(dlogits, tl.grad.numpy())),
+             ("dloss/ddeltas", relative_error(ddeltas, td.grad.numpy()))]
+    model.zero_grad()
+    worst = max(rows, key=lambda r: r[1])
+    return {"max_relative_error": worst[1], "worst": worst[0], "tensors": len(rows),
+            "limit": AGREEMENT_LIMIT, "ok": worst[1] <= AGREEMENT_LIMIT}
+
+
+def _peak_step_memory_mib(step):
+    tracemalloc.start()
+    try:
+        step()
+        return tracemalloc.get_traced_memory()[1] / 2**20
+    finally:
+        tracemalloc.stop()
+
+
+def bench_all(preset="default", batch=8, size=128, repeats=5, use_torch=None):
+    """Everything the module docstring lists, as a dict (``format_all`` prints it)."""
+    if repeats < 1:
+        raise ValueError(f"repeats must be >= 1, got {repeats}")
+    torch = None
+    if use_torch is None:
+        use_torch = torch_available()
+    if use_torch:
+        import torch
+    rng = np.random.default_rng(0)
+    model = RetinaNet(3, preset=preset)
+    images, targets = get_batch(ShapesDataset(batch, size, seed=0), 0, batch)
+    anchors = model.anchors(size, size)
+    tmodel = None
+    result = {"preset": preset, "batch": batch, "image_size": size, "repeats": repeats,
+              "parameters": model.num_parameters(), "numpy": np.__version__}
+    if torch is not None:
+        from numpy_retinanet.torch_mirror import mirror
+
+        tmodel = mirror(model)
+        result["torch"] = torch.__version__
+        result["torch_threads"] = torch.get_num_threads()
+        result["agreement"] = check_agreement(model, tmodel, images, targets, anchors, torch)
+
+    ops = _Ops()
+    for x_shape, w_shape, stride, padding, has_bias, count in conv_shapes(model, images):
+        name = (f"conv {w_shape[1]}->{w_shape[0]} {w_shape[2]}x{w_shape[3]} s{stride} "
+                f"on {x_shape[2]}x{x_shape[3]}")
+        ops.add(name, *_conv_job(x_shape, w_shape, stride, padding, has_bias, rng, torch), count=count)
+    for c, s, st in CONV_CASES:
+        ops.add(f"bench conv {c}->{c} 3x3 s{st} on {s}x{s}, batch {BATCH}",
+                *_conv_job((BATCH, c, s, s), (c, c, 3, 3), st, 1, False, rng, torch))
+    for name, (np_fn, t_fn) in _module_jobs(model, tmodel, images, rng, torch).items():
+        ops.add(name, np_fn, t_fn)
+    logits, deltas = model.forward(images, keep_cache=False)
+
+    def np_loss():
+        retinanet_loss(logits, deltas, anchors, targets)
+
+    t_loss = None
+    if torch is not None:
+        from numpy_retinanet.torch_mirror import torch_loss
+
+        tl = torch.from_numpy(np.ascontiguousarray(logits)).requires_grad_()
+        td = torch.from_numpy(np.ascontiguousarray(deltas)).requires_grad_()
+
+        def t_loss():
+            ct, bt, pos, valid = (torch.from_numpy(a) for a in assign_targets(anchors, targets, logits.shape[2]))
+            torch_loss(tl, td, ct, bt, pos, valid)[0].backward()
+            tl.grad = td.grad = None
+
+    ops.add("loss (match, focal, smooth L1, gradients)", np_loss, t_loss)
+    # Scores of an untrained model all sit near the prior 0.01, below the 0.05
+    # threshold, which would make post-processing trivially cheap. Logits around
+    # the prior with spread 2 put ~20% of the (anchor, class) pairs above it: a
+    # busy image, so NMS has real work.
+    busy = (rng.standard_normal(logits.shape) * 2.0 - 4.6).astype(np.float32)
+    ops.add("post-processing (threshold, top-k, decode, NMS)",
+            lambda: postprocess(busy, deltas, anchors, (size, size), level_sizes=model.level_sizes(size, size)))
+    result["ops"] = ops.run(repeats)
+
+    np_step, t_step = _step_fns(model, tmodel, images, targets, anchors, torch)
+    parts = {"numpy": [], "torch": []}
+    for r in range(repeats + 1):
+        for lib, fn in (("numpy", np_step), ("torch", t_step)):
+            if fn is None:
+                continue
+            dt = fn()
+            if r:
+                parts[lib].append(dt)
+            time.sleep(PAUSE_S)
+    names = ("forward", "loss", "backward", "sgd")
+    step = {}
+    for lib, rows in parts.items():
+        if rows:
+            med = np.median(np.array(rows), axis=0)
+            step[lib] = {n: _ms(v) for n, v in zip(names, med)}
+            step[lib]["step"] = _ms(np.median(np.array(rows).sum(axis=1)))
+            step[lib]["images_per_s"] = round(batch / (step[lib]["step"] / 1e3), 1)
+    if "torch" in step:
+        step["ratio"] = {n: round(step["numpy"][n] / step["torch"][n], 3) for n in (*names, "step")}
+    result["step"] = step
+    result["peak_step_memory_mib"] = round(_peak_step_memory_mib(np_step), 1)
+    return result
+
+
+def format_all(result):
+    """The result of ``bench_all`` as text."""
+    has_torch = "torch" in result
+    head = (f"RetinaNet {result['preset']!r} ({result['parameters']:,} parameters), batch {result['batch']} x "
+            f"{result['image_size']}x{result['image_size']} float32, median of {result['repeats']} after a warm-up; "
+            f"numpy {result['numpy']}")
+    lines = [head + (f", torch {result['torch']} ({result['torch_threads']} threads)" if has_torch else
+                     "; PyTorch not installed (python -m pip install -e '.[bench]' adds the comparison)")]
+    if has_torch:
+        a = result["agreement"]
+        lines.append(f"agreement with PyTorch: max relative error {a['max_relative_error']:.2e} over {a['tensors']} "
+                     f"tensors (outputs, loss, every gradient; worst: {a['worst']}); limit {a['limit']:.0e}: "
+                     f"{'PASS' if a['ok'] else 'FAIL'}")
+    lines.append("")
+    lines.append(f"{'op (forward + backward)':<52} {'x/step':>6} {'numpy ms':>9}"
+                 + (f" {'torch ms':>9} {'numpy/torch':>11}" if has_torch else ""))
+    for r in result["ops"]:
+        line = f"{r['op']:<52} {r['count']:>6} {r['numpy_ms']:>9.2f}"
+        if "torch_ms" in r:
+            line += f" {r['torch_ms']:>9.2f} {r['ratio']:>11.2f}"
+        elif has_torch:
+            line += f" {'-':>9} {'-':>11}"
+        lines.append(line)
+    lines.append("")
+    step = result["step"]
+    lines.append(f"{'training step':<20} {'numpy ms':>9}" + (f" {'torch ms':>9} {'numpy/torch':>11}" if has_torch else ""))
+    for n in ("forward", "loss", "backward", "sgd", "step"):
+        line = f"{n:<20} {step['numpy'][n]:>9.1f}"
+        if has_torch:
+            line += f" {step['torch'][n]:>9.1f} {step['ratio'][n]:>11.2f}"
+        lines.append(line)
+    line = f"{'images/s':<20} {step['numpy']['images_per_s']:>9.1f}"
+    if has_torch:
+        line += f" {step['torch']['images_per_s']:>9.1f}"
+    lines.append(line)
+    lines.append(f"peak memory of one NumPy step: {result['peak_step_memory_mib']:.0f} MiB")
+    return "\n".join(lines)
+
+
+def run_all(args) -> int:
+    result = bench_all(args.preset, args.batch_size, args.image_size, args.repeats,
+                       use_torch=False if args.no_torch else None)
+    print(json.dumps(result, indent=1) if args.json else format_all(result))
+    if "agreement" in result and not result["agreement"]["ok"]:
+        return 1
+    return 0

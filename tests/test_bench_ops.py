@@ -1,0 +1,64 @@
+"""`numpy-retinanet bench` (all): every op and the step are reported; the PyTorch mirror agrees with the model.
+
+No timing is asserted here: speed targets live in the benchmark itself.
+"""
+
+import importlib.util
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from numpy_retinanet.bench_ops import conv_shapes
+from numpy_retinanet.model.retinanet import RetinaNet
+from numpy_retinanet.nn.modules import Conv2d
+
+
+def test_conv_shapes_cover_every_conv_call_of_a_forward_pass():
+    model = RetinaNet(3, preset="tiny")
+    images = np.zeros((2, 3, 64, 64), np.float32)
+    shapes = conv_shapes(model, images)
+    convs_once = sum(isinstance(m, Conv2d) for part in (model.backbone, model.fpn) for m in part.modules())
+    convs_per_level = sum(isinstance(m, Conv2d) for h in (model.cls_head, model.box_head) for m in h.modules())
+    assert sum(s[-1] for s in shapes) == convs_once + 5 * convs_per_level
+    assert len(set(s[:5] for s in shapes)) == len(shapes)  # distinct entries
+    assert model.num_pending() == 0  # the recording forward left no caches behind
+    assert Conv2d.forward.__name__ == "forward"  # and the wrapper is gone
+
+
+def test_bench_all_without_torch_reports_every_op_and_the_step():
+    r = subprocess.run([sys.executable, "-m", "numpy_retinanet", "bench", "--no-torch", "--preset", "tiny",
+                        "--image-size", "64", "--batch-size", "2", "--repeats", "1", "--json"],
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    out = json.loads(r.stdout)
+    names = [o["op"] for o in out["ops"]]
+    for part in ("backbone", "FPN", "heads", "loss", "post-processing", "bench conv 128->128 3x3 s2"):
+        assert any(n.startswith(part) for n in names), (part, names)
+    assert all(o["numpy_ms"] > 0 and "torch_ms" not in o for o in out["ops"])
+    assert set(out["step"]) == {"numpy"}
+    assert out["step"]["numpy"]["step"] >= out["step"]["numpy"]["forward"] > 0
+    assert out["peak_step_memory_mib"] > 0
+
+
+def test_torch_mirror_matches_outputs_loss_and_every_gradient():
+    if importlib.util.find_spec("torch") is None:
+        pytest.skip("PyTorch is not installed (optional 'bench' extra): nothing to compare against")
+    import torch
+
+    from numpy_retinanet.bench_ops import check_agreement
+    from numpy_retinanet.data.shapes import ShapesDataset, get_batch
+    from numpy_retinanet.torch_mirror import mirror
+
+    model = RetinaNet(3, preset="tiny", seed=3)
+    images, targets = get_batch(ShapesDataset(2, 64, seed=0), 0, 2)
+    result = check_agreement(model, mirror(model), images, targets, model.anchors(64, 64), torch)
+    assert result["tensors"] == len(model.params) + 5
+    assert result["ok"], result
+    # The check can fail: a perturbed copy of one weight is caught.
+    bad = mirror(model)
+    with torch.no_grad():
+        bad.fpn.output3.weight.mul_(1.01)
+    assert not check_agreement(model, bad, images, targets, model.anchors(64, 64), torch)["ok"]
