@@ -98,6 +98,17 @@ def _cmd_detect(args) -> int:
     return 0
 
 
+def _cmd_ablate(args) -> int:
+    from numpy_retinanet.ablate import run_ablation
+
+    result = run_ablation(args.out, iterations=args.iterations, seeds=args.seeds, eval_images=args.eval_images,
+                          image_size=args.image_size, settings=args.only)
+    for name in ("md", "png", "json"):
+        print(f"wrote {args.out}/table1_shapes.{name}")
+    print(f"{result['seconds'] / 60:.1f} minutes")
+    return 0
+
+
 def _cmd_check(args) -> int:
     from numpy_retinanet.exercises import check_file
 
@@ -118,6 +129,19 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--checkpoint", default=None,
                    help="use this trained model for the model figures instead of training one")
     f.set_defaults(func=_cmd_figures)
+
+    from numpy_retinanet.ablate import ABLATION_DEFAULTS, SETTINGS
+
+    a = sub.add_parser("ablate", help="Table 1 in miniature: CE vs focal loss at an equal budget, several seeds")
+    a.add_argument("--out", default="figures", help="where table1_shapes.md/.png/.json go (default: figures)")
+    a.add_argument("--iterations", type=int, default=ABLATION_DEFAULTS["iterations"], help="steps per run")
+    a.add_argument("--seeds", type=int, default=ABLATION_DEFAULTS["seeds"], help="runs per loss (seeds 0..N-1)")
+    a.add_argument("--eval-images", type=int, default=ABLATION_DEFAULTS["eval_images"],
+                   help="held-out images (seed 1000) per evaluation")
+    a.add_argument("--image-size", type=int, default=128, help="side of the square images")
+    a.add_argument("--only", nargs="*", default=None, metavar="SETTING",
+                   help=f"a subset of the settings: {', '.join(repr(s[0]) for s in SETTINGS)}")
+    a.set_defaults(func=_cmd_ablate)
 
     b = sub.add_parser("bench", help="benchmarks (never timed tests)")
     b.add_argument("what", nargs="?", default="all", choices=["all", "conv", "model"],
@@ -142,7 +166,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--seed", type=int, default=TRAIN_DEFAULTS.seed, help="initialization seed")
     t.add_argument("--warmup-steps", type=int, default=TRAIN_DEFAULTS.warmup_steps,
                    help="linear warm-up steps from lr/3")
-    t.add_argument("--clip-grad-norm", type=float, default=0.0, help="clip the global gradient norm (0: off)")
+    t.add_argument("--clip-grad-norm", type=float, default=TRAIN_DEFAULTS.clip_grad_norm,
+                   help="clip the global gradient norm (0: off)")
     t.add_argument("--eval-images", type=int, default=TRAIN_DEFAULTS.eval_images, help="held-out images evaluated at the end")
     t.add_argument("--log-every", type=int, default=TRAIN_DEFAULTS.log_every, help="steps between progress lines")
     t.add_argument("--out", default="runs/shapes", help="run folder (default: runs/shapes)")

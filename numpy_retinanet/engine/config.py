@@ -14,20 +14,21 @@ class TrainConfig:
     preset: str = "default"
     image_size: int = 128
     num_classes: int = 3
-    iterations: int = 3000
+    iterations: int = 4000
     batch_size: int = 8
-    lr: float = 0.01
+    lr: float = 0.02
     momentum: float = 0.9
     weight_decay: float = 1e-4
     warmup_steps: int = 200
     warmup_factor: float = 1.0 / 3.0
     # The paper decays at 60k and 80k of 90k iterations: the same fractions here.
     decay_at: tuple = (2.0 / 3.0, 8.0 / 9.0)
-    clip_grad_norm: float = 0.0  # 0 = off
+    clip_grad_norm: float = 10.0  # 0 = off
     alpha: float = 0.25
     gamma: float = 2.0
     loss: str = "focal"  # or "ce" (alpha-balanced cross-entropy, Table 1a)
     train_images: int = 20000
+    max_objects: int = 4  # shapes per image are 0..max_objects (fewer: more background per object)
     seed: int = 0
     data_seed: int = 0
     eval_images: int = 200
@@ -40,7 +41,7 @@ class TrainConfig:
     def validate(self):
         checks = [("image_size", self.image_size >= 64), ("num_classes", 1 <= self.num_classes <= 7),
                   ("iterations", self.iterations >= 1), ("batch_size", self.batch_size >= 1),
-                  ("lr", self.lr > 0), ("train_images", self.train_images >= 1),
+                  ("lr", self.lr > 0), ("train_images", self.train_images >= 1), ("max_objects", self.max_objects >= 1),
                   ("eval_images", self.eval_images >= 0), ("log_every", self.log_every >= 1),
                   ("checkpoint_every", self.checkpoint_every >= 1), ("clip_grad_norm", self.clip_grad_norm >= 0),
                   ("loss", self.loss in ("focal", "ce")), ("device", self.device in ("cpu", "gpu"))]

@@ -132,7 +132,8 @@ def train(config: TrainConfig, out_dir, resume=False, log=print, stop_after=None
     if opt_state:
         optimizer.load_state_dict(opt_state)
     schedule = WarmupStepSchedule(config.lr, config.warmup_steps, config.warmup_factor, config.milestones())
-    dataset = ShapesDataset(config.train_images, config.image_size, config.num_classes, seed=config.data_seed)
+    dataset = ShapesDataset(config.train_images, config.image_size, config.num_classes, seed=config.data_seed,
+                            max_objects=config.max_objects)
     anchors = model.anchors(config.image_size, config.image_size, xp=xp)
     for key in ("step", "total", "classification", "box_regression", "num_positive", "lr", "grad_norm"):
         history.setdefault(key, [])
@@ -246,7 +247,7 @@ def _train_step(model, optimizer, images, targets, anchors, lr, config, step, ck
 def evaluate_run(model, config, out_dir, xp, log):
     """AP on the held-out split and a picture of detections; returns the metrics to record."""
     held_out = ShapesDataset(max(config.eval_images, 1), config.image_size, config.num_classes,
-                             seed=config.eval_seed)
+                             seed=config.eval_seed, max_objects=config.max_objects)
     out = {}
     if config.eval_images > 0:
         dets, gts = predict_dataset(model, held_out, xp=xp)

@@ -79,7 +79,6 @@ class RetinaHead(Module):
     def backward(self, dout):
         """(N, M, out_per_anchor) -> [(N, C, H_l, W_l) per level]; adds every level's share into grads."""
         shapes = self._pop("RetinaHead")
-        xp = array_module(dout)
         sizes = [h * w * self.num_anchors for (_, h, w) in shapes]
         starts = np.concatenate([[0], np.cumsum(sizes)])
         dfeatures = [None] * len(shapes)
@@ -87,6 +86,7 @@ class RetinaHead(Module):
         for lvl in reversed(range(len(shapes))):
             n, h, w = shapes[lvl]
             d = dout[:, starts[lvl]:starts[lvl + 1]].reshape(n, h, w, self.num_anchors * self.out_per_anchor)
-            d = xp.ascontiguousarray(d.transpose(0, 3, 1, 2))
-            dfeatures[lvl] = self.subnet.backward(d)
+            # A transposed view: the conv's backward accepts any layout and makes its
+            # one copy into its own layout anyway.
+            dfeatures[lvl] = self.subnet.backward(d.transpose(0, 3, 1, 2))
         return dfeatures
