@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from numpy_retinanet.backend import GPUUnavailableError
+from numpy_retinanet.backend import GPUUnavailableError, keep_freed_memory
 from numpy_retinanet.engine.config import TrainConfig
 
 TRAIN_DEFAULTS = TrainConfig()
@@ -202,6 +202,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv=None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    keep_freed_memory()
     try:
         return int(args.func(args) or 0)
     except KeyboardInterrupt:
