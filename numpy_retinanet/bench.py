@@ -160,33 +160,23 @@ def _synchronize(xp):
         xp.cuda.Stream.null.synchronize()
 
 
-def bench_model(args):
-    """Forward, loss, backward and SGD times of a preset's training step, and its peak memory.
+STEP_PARTS = ("forward", "loss", "backward", "sgd")
 
-    Medians over ``args.repeats`` steps after one warm-up step; every step uses the
-    same batch of shapes images. Peak memory of one step is measured with tracemalloc
-    (NumPy reports its allocations to it) on the CPU, and with CuPy's memory pool on a GPU.
+
+def step_timer(model, images, targets, anchors, xp=np):
+    """A function running one training step of ``model`` and returning its part times.
+
+    The step is forward, loss (``retinanet_loss``), backward and an SGD update, on
+    the same batch every call; the returned array holds the seconds of each part,
+    in the order of ``STEP_PARTS``. On a GPU it waits for the queued work after
+    each part, so the timer measures the work and not its launch.
     """
-    import tracemalloc
-
-    from numpy_retinanet.backend import get_module
-    from numpy_retinanet.data.shapes import ShapesDataset, get_batch
     from numpy_retinanet.detection.criterion import retinanet_loss
-    from numpy_retinanet.model.retinanet import RetinaNet
     from numpy_retinanet.nn.optim import SGD
 
-    xp = get_module(args.device)
-    size, batch = args.image_size, args.batch_size
-    model = RetinaNet(3, preset=args.preset).to(xp)
     opt = SGD(model.params, lr=0.001)
-    images, targets = get_batch(ShapesDataset(batch, size, seed=0), 0, batch)
-    images = xp.asarray(images)
-    anchors = model.anchors(size, size, xp=xp)
-    parts = {"forward": [], "loss": [], "backward": [], "sgd": []}
-    peak = 0.0
-    for r in range(args.repeats + 1):
-        if r == 1 and xp is np:
-            tracemalloc.start()
+
+    def step():
         t = [time.perf_counter()]
         logits, deltas = model.forward(images)
         _synchronize(xp)
@@ -201,23 +191,52 @@ def bench_model(args):
         opt.step(model.grads)
         _synchronize(xp)
         t.append(time.perf_counter())
-        del logits, deltas, dlogits, ddeltas
-        if r == 1:
-            if xp is np:
-                peak = tracemalloc.get_traced_memory()[1] / 2**20
-                tracemalloc.stop()
-            else:
-                peak = xp.get_default_memory_pool().total_bytes() / 2**20
-        if r == 0:  # warm-up: first-touch page faults, BLAS thread start
-            continue
-        for k, name in enumerate(parts):
-            parts[name].append(t[k + 1] - t[k])
+        return np.diff(t)
+
+    return step
+
+
+def host_peak_memory_mib(fn):
+    """Peak memory NumPy allocates while ``fn()`` runs, in MiB (tracemalloc: NumPy reports to it)."""
+    import tracemalloc
+
+    tracemalloc.start()
+    try:
+        fn()
+        return tracemalloc.get_traced_memory()[1] / 2**20
+    finally:
+        tracemalloc.stop()
+
+
+def bench_model(args):
+    """Forward, loss, backward and SGD times of a preset's training step, and its peak memory.
+
+    Medians over ``args.repeats`` steps after one warm-up step; every step uses the
+    same batch of shapes images. Peak memory of one more step is measured with
+    tracemalloc on the CPU, and with CuPy's memory pool on a GPU.
+    """
+    from numpy_retinanet.backend import get_module
+    from numpy_retinanet.data.shapes import ShapesDataset, get_batch
+    from numpy_retinanet.model.retinanet import RetinaNet
+
+    xp = get_module(args.device)
+    size, batch = args.image_size, args.batch_size
+    model = RetinaNet(3, preset=args.preset).to(xp)
+    images, targets = get_batch(ShapesDataset(batch, size, seed=0), 0, batch)
+    step = step_timer(model, xp.asarray(images), targets, model.anchors(size, size, xp=xp), xp)
+    times = [step() for _ in range(args.repeats + 1)][1:]  # the first: page faults, BLAS thread start
+    if xp is np:
+        peak = host_peak_memory_mib(step)
+    else:
+        step()
+        peak = xp.get_default_memory_pool().total_bytes() / 2**20
+    parts = {name: [t[k] for t in times] for k, name in enumerate(STEP_PARTS)}
     med = {k: statistics.median(v) * 1e3 for k, v in parts.items()}
-    step = sum(med.values())
+    step_ms = sum(med.values())
     result = {"preset": args.preset, "device": args.device, "batch": batch, "image_size": size,
               "parameters": model.num_parameters(), "repeats": args.repeats,
-              "ms": {k: round(v, 2) for k, v in med.items()}, "step_ms": round(step, 2),
-              "images_per_s": round(batch / (step / 1e3), 1),
+              "ms": {k: round(v, 2) for k, v in med.items()}, "step_ms": round(step_ms, 2),
+              "images_per_s": round(batch / (step_ms / 1e3), 1),
               "peak_step_memory_mib": round(peak, 1)}
     if args.json:
         print(json.dumps(result, indent=2))
@@ -226,7 +245,7 @@ def bench_model(args):
               f"batch {batch} x {size}x{size} float32, median of {args.repeats} steps after a warm-up")
         for name, ms in med.items():
             print(f"  {name:<9} {ms:8.1f} ms")
-        print(f"  {'step':<9} {step:8.1f} ms   {result['images_per_s']:.1f} images/s")
+        print(f"  {'step':<9} {step_ms:8.1f} ms   {result['images_per_s']:.1f} images/s")
         print(f"  peak memory of one step: {peak:.0f} MiB")
     return 0
 

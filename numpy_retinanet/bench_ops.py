@@ -26,18 +26,16 @@ import importlib.util
 import json
 import statistics
 import time
-import tracemalloc
 
 import numpy as np
 
-from numpy_retinanet.bench import BATCH, CONV_CASES
+from numpy_retinanet.bench import BATCH, CONV_CASES, STEP_PARTS, host_peak_memory_mib, step_timer
 from numpy_retinanet.data.shapes import ShapesDataset, get_batch
-from numpy_retinanet.detection.criterion import assign_targets, retinanet_loss
+from numpy_retinanet.detection.criterion import retinanet_loss
 from numpy_retinanet.detection.postprocess import postprocess
 from numpy_retinanet.model.retinanet import RetinaNet
 from numpy_retinanet.nn import functional as F
 from numpy_retinanet.nn import modules as nn_modules
-from numpy_retinanet.nn.optim import SGD
 
 AGREEMENT_LIMIT = 1e-4  # max |ours - torch| / max |torch| per tensor, float32
 PAUSE_S = 0.15  # after each timed call, so one library's spinning threads do not slow the other
@@ -123,8 +121,8 @@ def _conv_job(x_shape, w_shape, stride, padding, has_bias, rng, torch=None):
     x = rng.standard_normal(x_shape, dtype=np.float32)
     w = (rng.standard_normal(w_shape, dtype=np.float32) / np.float32(np.sqrt(np.prod(w_shape[1:]))))
     b = np.zeros(w_shape[0], np.float32) if has_bias else None
-    y, _ = F.conv2d_forward(x, w, b, stride, padding)
-    dy = rng.standard_normal(y.shape, dtype=np.float32)
+    out = [F.conv_output_size(x_shape[k], w_shape[k], stride, padding) for k in (2, 3)]
+    dy = rng.standard_normal((x_shape[0], w_shape[0], *out), dtype=np.float32)
 
     def numpy_job():
         _, cache = F.conv2d_forward(x, w, b, stride, padding)
@@ -202,36 +200,20 @@ def _module_jobs(model, tmodel, images, rng, torch):
 
 
 def _step_fns(model, tmodel, images, targets, anchors, torch):
-    """One training step in each library; each returns its four part times in seconds."""
-    opt = SGD(model.params, lr=1e-4)
-
-    def numpy_step():
-        t = [time.perf_counter()]
-        logits, deltas = model.forward(images)
-        t.append(time.perf_counter())
-        _, dlogits, ddeltas = retinanet_loss(logits, deltas, anchors, targets)
-        t.append(time.perf_counter())
-        model.zero_grad()
-        model.backward(dlogits, ddeltas)
-        t.append(time.perf_counter())
-        opt.step(model.grads)
-        t.append(time.perf_counter())
-        return np.diff(t)
-
+    """One training step in each library; each returns its part times (``STEP_PARTS``) in seconds."""
+    numpy_step = step_timer(model, images, targets, anchors)
     if torch is None:
         return numpy_step, None
-    from numpy_retinanet.torch_mirror import torch_loss
+    from numpy_retinanet.torch_mirror import torch_retinanet_loss
 
-    topt = torch.optim.SGD(tmodel.parameters(), lr=1e-4, momentum=0.9, weight_decay=1e-4)
+    topt = torch.optim.SGD(tmodel.parameters(), lr=1e-3, momentum=0.9, weight_decay=1e-4)
     ti = torch.from_numpy(images)
 
     def torch_step():
         t = [time.perf_counter()]
         logits, deltas = tmodel(ti)
         t.append(time.perf_counter())
-        # The same matcher as ours, in NumPy: the targets are data, not something to compare.
-        cls_t, box_t, pos, valid = (torch.from_numpy(a) for a in assign_targets(anchors, targets, logits.shape[2]))
-        loss, _, _ = torch_loss(logits, deltas, cls_t, box_t, pos, valid)
+        loss, _, _ = torch_retinanet_loss(logits, deltas, anchors, targets)
         t.append(time.perf_counter())
         topt.zero_grad()
         loss.backward()
@@ -248,15 +230,14 @@ def check_agreement(model, tmodel, images, targets, anchors, torch):
 
     Returns {"max_relative_error", "tensors", "worst"}; see ``torch_mirror.relative_error``.
     """
-    from numpy_retinanet.torch_mirror import compare, relative_error, torch_loss
+    from numpy_retinanet.torch_mirror import compare, relative_error, torch_retinanet_loss
 
     logits, deltas = model.forward(images, keep_cache=False)
     losses, dlogits, ddeltas = retinanet_loss(logits, deltas, anchors, targets)
     rows = compare(model, tmodel, images, dlogits, ddeltas)
     tl = torch.from_numpy(np.ascontiguousarray(logits)).requires_grad_()
     td = torch.from_numpy(np.ascontiguousarray(deltas)).requires_grad_()
-    cls_t, box_t, pos, valid = (torch.from_numpy(a) for a in assign_targets(anchors, targets, logits.shape[2]))
-    loss, _, _ = torch_loss(tl, td, cls_t, box_t, pos, valid)
+    loss, _, _ = torch_retinanet_loss(tl, td, anchors, targets)
     loss.backward()
     rows += [("loss", relative_error(np.float64(losses["total"]), loss.detach().numpy())),
              ("dloss/dlogits", relative_error(dlogits, tl.grad.numpy())),
@@ -265,15 +246,6 @@ def check_agreement(model, tmodel, images, targets, anchors, torch):
     worst = max(rows, key=lambda r: r[1])
     return {"max_relative_error": worst[1], "worst": worst[0], "tensors": len(rows),
             "limit": AGREEMENT_LIMIT, "ok": worst[1] <= AGREEMENT_LIMIT}
-
-
-def _peak_step_memory_mib(step):
-    tracemalloc.start()
-    try:
-        step()
-        return tracemalloc.get_traced_memory()[1] / 2**20
-    finally:
-        tracemalloc.stop()
 
 
 def bench_all(preset="default", batch=8, size=128, repeats=5, use_torch=None):
@@ -317,14 +289,13 @@ def bench_all(preset="default", batch=8, size=128, repeats=5, use_torch=None):
 
     t_loss = None
     if torch is not None:
-        from numpy_retinanet.torch_mirror import torch_loss
+        from numpy_retinanet.torch_mirror import torch_retinanet_loss
 
         tl = torch.from_numpy(np.ascontiguousarray(logits)).requires_grad_()
         td = torch.from_numpy(np.ascontiguousarray(deltas)).requires_grad_()
 
         def t_loss():
-            ct, bt, pos, valid = (torch.from_numpy(a) for a in assign_targets(anchors, targets, logits.shape[2]))
-            torch_loss(tl, td, ct, bt, pos, valid)[0].backward()
+            torch_retinanet_loss(tl, td, anchors, targets)[0].backward()
             tl.grad = td.grad = None
 
     ops.add("loss (match, focal, smooth L1, gradients)", np_loss, t_loss)
@@ -349,7 +320,7 @@ def bench_all(preset="default", batch=8, size=128, repeats=5, use_torch=None):
             if r:
                 parts[lib].append(dt)
             time.sleep(PAUSE_S)
-    names = ("forward", "loss", "backward", "sgd")
+    names = STEP_PARTS
     step = {}
     for lib, rows in parts.items():
         if rows:
@@ -360,7 +331,7 @@ def bench_all(preset="default", batch=8, size=128, repeats=5, use_torch=None):
     if "torch" in step:
         step["ratio"] = {n: round(step["numpy"][n] / step["torch"][n], 3) for n in (*names, "step")}
     result["step"] = step
-    result["peak_step_memory_mib"] = round(_peak_step_memory_mib(np_step), 1)
+    result["peak_step_memory_mib"] = round(host_peak_memory_mib(np_step), 1)
     return result
 
 
@@ -389,7 +360,8 @@ def format_all(result):
         lines.append(line)
     lines.append("")
     step = result["step"]
-    lines.append(f"{'training step':<20} {'numpy ms':>9}" + (f" {'torch ms':>9} {'numpy/torch':>11}" if has_torch else ""))
+    lines.append(f"{'training step':<20} {'numpy ms':>9}"
+                 + (f" {'torch ms':>9} {'numpy/torch':>11}" if has_torch else ""))
     for n in ("forward", "loss", "backward", "sgd", "step"):
         line = f"{n:<20} {step['numpy'][n]:>9.1f}"
         if has_torch:

@@ -144,7 +144,8 @@ def make_figures(out_dir="figures", only=None, checkpoint=None, log=print):
     return [FIGURES[n](out, trained) for n in names]
 
 
-def _save(fig, path):
+def save_figure(fig, path):
+    """Write ``fig`` as a PNG with reproducible metadata (see the module docstring)."""
     FigureCanvasAgg(fig)
     fig.savefig(path, dpi=DPI, metadata={"Software": None})
     return path
@@ -284,12 +285,12 @@ def plot_focal_loss_gradient(curves):
 
 @register_figure("focal_loss_vs_pt")
 def _focal_loss_vs_pt(out_dir):
-    return _save(plot_focal_loss_vs_pt(focal_loss_curves()), out_dir / "focal_loss_vs_pt.png")
+    return save_figure(plot_focal_loss_vs_pt(focal_loss_curves()), out_dir / "focal_loss_vs_pt.png")
 
 
 @register_figure("focal_loss_gradient")
 def _focal_loss_gradient(out_dir):
-    return _save(plot_focal_loss_gradient(focal_loss_gradient_curves()), out_dir / "focal_loss_gradient.png")
+    return save_figure(plot_focal_loss_gradient(focal_loss_gradient_curves()), out_dir / "focal_loss_gradient.png")
 
 
 # ----------------------------------------------------------------------------------------
@@ -495,14 +496,14 @@ def plot_matched_anchors(data, picture, class_names):
 @register_figure("anchors_per_level")
 def _anchors_per_level(out_dir):
     picture, _, _ = figure_image()
-    return _save(plot_anchors_per_level(anchors_per_level_data(), picture), out_dir / "anchors_per_level.png")
+    return save_figure(plot_anchors_per_level(anchors_per_level_data(), picture), out_dir / "anchors_per_level.png")
 
 
 @register_figure("matched_anchors")
 def _matched_anchors(out_dir):
     picture, target, names = figure_image()
     data = matched_anchors_data(picture, target, preset_anchor_generator())
-    return _save(plot_matched_anchors(data, picture, names), out_dir / "matched_anchors.png")
+    return save_figure(plot_matched_anchors(data, picture, names), out_dir / "matched_anchors.png")
 
 
 # ----------------------------------------------------------------------------------------
@@ -693,7 +694,7 @@ def _detections(out_dir, trained):
     data = detections_data(trained.model, held_out, range(8))
     title = (f"Detections (score >= 0.3) on held-out shapes; dashed: ground truth. "
              f"AP {ap['AP']:.3f}, AP50 {ap['AP50']:.3f} on {len(held_out)} images\n{trained.caption()}")
-    return _save(plot_detections(data, held_out.class_names, title), out_dir / "detections.png")
+    return save_figure(plot_detections(data, held_out.class_names, title), out_dir / "detections.png")
 
 
 @register_figure("training_curve", needs_model=True)
@@ -705,4 +706,4 @@ def _training_curve(out_dir, trained):
 @register_figure("figure4_loss_cdf", needs_model=True)
 def _figure4_loss_cdf(out_dir, trained):
     curves = loss_cdf_curves(trained.model, trained.held_out())
-    return _save(plot_loss_cdf(curves, trained.caption()), out_dir / "figure4_loss_cdf.png")
+    return save_figure(plot_loss_cdf(curves, trained.caption()), out_dir / "figure4_loss_cdf.png")

@@ -153,6 +153,19 @@ def torch_loss(logits, deltas, cls_t, box_t, positive, valid, alpha=0.25, gamma=
     return loss_cls + loss_box, loss_cls, loss_box
 
 
+def torch_retinanet_loss(logits, deltas, anchors, targets):
+    """``torch_loss`` on the targets our matcher assigns (``assign_targets``, in NumPy).
+
+    The targets are data, not something to compare, so both libraries learn from
+    the same assignment. Returns (total, classification, box_regression) tensors.
+    """
+    from numpy_retinanet.detection.criterion import assign_targets
+
+    cls_t, box_t, positive, valid = (torch.from_numpy(a) for a in
+                                     assign_targets(anchors, targets, logits.shape[2]))
+    return torch_loss(logits, deltas, cls_t, box_t, positive, valid)
+
+
 def relative_error(ours, theirs) -> float:
     """max |ours - theirs| / max |theirs|: the error relative to the tensor's scale.
 

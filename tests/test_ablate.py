@@ -4,8 +4,14 @@ import dataclasses
 import json
 import subprocess
 import sys
+from pathlib import Path
 
-from numpy_retinanet.ablate import PAPER_TABLE1, SETTINGS, ablation_config, format_table, ordering_statement
+import pytest
+
+from numpy_retinanet.ablate import (PAPER_TABLE1, SETTINGS, ablation_config, format_table, ordering_statement,
+                                    plot_table)
+
+FIGURES = Path(__file__).resolve().parent.parent / "figures"
 
 
 def test_the_settings_are_table_1_and_differ_only_in_the_loss():
@@ -22,8 +28,9 @@ def test_the_settings_are_table_1_and_differ_only_in_the_loss():
 
 def _result(aps):
     names = list(aps)
-    return {"command": "numpy-retinanet ablate", "settings": names, "seeds": 2, "iterations": 10, "eval_images": 5, "image_size": 64,
-            "parameters": 1, "seconds": 60.0, "anchors_per_image": 1000, "positive_anchors_per_image": 2.0,
+    return {"command": "numpy-retinanet ablate", "settings": names, "max_objects": 2,
+            "model": {"preset": "default", "fpn_channels": 32}, "seeds": 2, "iterations": 10, "eval_images": 5,
+            "image_size": 64, "parameters": 1, "seconds": 60.0, "anchors_per_image": 1000, "positive_anchors_per_image": 2.0,
             "runs": {n: [{"AP": a, "AP50": a, "AP75": a}] * 2 for n, a in aps.items()},
             "summary": {n: {k: (a, 0.01) for k in ("AP", "AP50", "AP75")} for n, a in aps.items()}}
 
@@ -50,4 +57,20 @@ def test_ablate_command_writes_the_table_plot_and_json(tmp_path):
     assert all(len(result["runs"][n]) == 2 for n in result["settings"])
     assert (tmp_path / "table1_shapes.png").stat().st_size > 0
     md = (tmp_path / "table1_shapes.md").read_text()
-    assert "| CE, alpha .75 |" in md and "ablate --iterations 2 --seeds 2 --eval-images 2 --image-size 64 --only 'CE, alpha .75'" in md
+    assert "| CE, alpha .75 |" in md
+    assert "ablate --iterations 2 --seeds 2 --eval-images 2 --image-size 64 --only 'CE, alpha .75'" in md
+
+
+def test_an_unknown_setting_is_a_clear_error():
+    with pytest.raises(ValueError, match="unknown setting 'FL, gamma 3'"):
+        ablation_config("FL, gamma 3", seed=0, iterations=10)
+
+
+def test_the_committed_table_and_plot_are_what_the_committed_results_give(tmp_path):
+    # The 27-minute runs are not repeated here; the table and plot drawn from their
+    # results must match the committed files, so prose, numbers and picture cannot drift.
+    result = json.loads((FIGURES / "table1_shapes.json").read_text())
+    assert [s[0] for s in SETTINGS] == result["settings"] and result["seeds"] >= 3
+    assert (FIGURES / "table1_shapes.md").read_text() == format_table(result)
+    plot_table(result, tmp_path / "t.png")
+    assert (tmp_path / "t.png").read_bytes() == (FIGURES / "table1_shapes.png").read_bytes()

@@ -1,4 +1,4 @@
-"""`numpy-retinanet bench model` runs and reports every part (no timing is asserted: speed targets live in the benchmark)."""
+"""`numpy-retinanet bench model` and `bench` (all) run and report every part (no timing is asserted: speed targets live in the benchmark)."""
 
 import importlib.util
 import json
@@ -8,16 +8,32 @@ import sys
 import pytest
 
 
-def test_bench_model_reports_every_part():
-    r = subprocess.run([sys.executable, "-m", "numpy_retinanet", "bench", "model", "--preset", "tiny",
+def _bench_json(*args):
+    """``numpy-retinanet bench ARGS`` on the tiny preset, 2 images of 64 px, one repeat; its JSON output."""
+    r = subprocess.run([sys.executable, "-m", "numpy_retinanet", "bench", *args, "--preset", "tiny",
                         "--image-size", "64", "--batch-size", "2", "--repeats", "1", "--json"],
-                       capture_output=True, text=True, timeout=120)
+                       capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr
-    out = json.loads(r.stdout)
+    return json.loads(r.stdout)
+
+
+def test_bench_model_reports_every_part():
+    out = _bench_json("model")
     assert set(out["ms"]) == {"forward", "loss", "backward", "sgd"}
     assert all(v > 0 for v in out["ms"].values())
     assert out["step_ms"] >= max(out["ms"].values())
     assert out["peak_step_memory_mib"] > 0 and out["batch"] == 2 and out["image_size"] == 64
+
+
+def test_bench_all_without_torch_reports_every_op_and_the_step():
+    out = _bench_json("all", "--no-torch")
+    names = [o["op"] for o in out["ops"]]
+    for part in ("backbone", "FPN", "heads", "loss", "post-processing", "bench conv 128->128 3x3 s2"):
+        assert any(n.startswith(part) for n in names), (part, names)
+    assert all(o["numpy_ms"] > 0 and "torch_ms" not in o for o in out["ops"])
+    assert set(out["step"]) == {"numpy"}
+    assert out["step"]["numpy"]["step"] >= out["step"]["numpy"]["forward"] > 0
+    assert out["peak_step_memory_mib"] > 0
 
 
 def test_bench_on_gpu_without_cupy_is_a_clear_error():

@@ -1,12 +1,9 @@
-"""`numpy-retinanet bench` (all): every op and the step are reported; the PyTorch mirror agrees with the model.
+"""The parts of `numpy-retinanet bench` (all): the conv census, and the PyTorch mirror agrees with the model.
 
 No timing is asserted here: speed targets live in the benchmark itself.
 """
 
 import importlib.util
-import json
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -26,21 +23,6 @@ def test_conv_shapes_cover_every_conv_call_of_a_forward_pass():
     assert len(set(s[:5] for s in shapes)) == len(shapes)  # distinct entries
     assert model.num_pending() == 0  # the recording forward left no caches behind
     assert Conv2d.forward.__name__ == "forward"  # and the wrapper is gone
-
-
-def test_bench_all_without_torch_reports_every_op_and_the_step():
-    r = subprocess.run([sys.executable, "-m", "numpy_retinanet", "bench", "--no-torch", "--preset", "tiny",
-                        "--image-size", "64", "--batch-size", "2", "--repeats", "1", "--json"],
-                       capture_output=True, text=True, timeout=300)
-    assert r.returncode == 0, r.stderr
-    out = json.loads(r.stdout)
-    names = [o["op"] for o in out["ops"]]
-    for part in ("backbone", "FPN", "heads", "loss", "post-processing", "bench conv 128->128 3x3 s2"):
-        assert any(n.startswith(part) for n in names), (part, names)
-    assert all(o["numpy_ms"] > 0 and "torch_ms" not in o for o in out["ops"])
-    assert set(out["step"]) == {"numpy"}
-    assert out["step"]["numpy"]["step"] >= out["step"]["numpy"]["forward"] > 0
-    assert out["peak_step_memory_mib"] > 0
 
 
 def test_torch_mirror_matches_outputs_loss_and_every_gradient():
