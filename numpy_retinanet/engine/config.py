@@ -16,7 +16,7 @@ class TrainConfig:
     num_classes: int = 3
     iterations: int = 4000
     batch_size: int = 8
-    lr: float = 0.02
+    lr: float = 0.06
     momentum: float = 0.9
     weight_decay: float = 1e-4
     warmup_steps: int = 200
