@@ -4,4 +4,5 @@ import sys
 
 from numpy_retinanet.cli import main
 
-sys.exit(main())
+if __name__ == "__main__":  # not when a worker process (engine.parallel) imports this module
+    sys.exit(main())

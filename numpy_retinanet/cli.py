@@ -9,6 +9,10 @@ from numpy_retinanet.backend import GPUUnavailableError, keep_freed_memory
 from numpy_retinanet.engine.config import TrainConfig
 
 TRAIN_DEFAULTS = TrainConfig()
+# Two worker processes use both cores of a 2-core laptop for the whole step, not only for
+# the matrix products (engine/parallel.py gives the numbers). A fixed number, not the
+# machine's core count, so that the same command gives the same numbers everywhere.
+CLI_CPU_WORKERS = 2
 
 
 def _cmd_figures(args) -> int:
@@ -25,12 +29,18 @@ def _cmd_bench(args) -> int:
     return run_bench(args)
 
 
+def _default_workers(args) -> int:
+    if args.workers is not None:
+        return args.workers
+    return CLI_CPU_WORKERS if args.device in (None, "cpu") else 1
+
+
 def _cmd_train(args) -> int:
     from numpy_retinanet.engine.trainer import TrainingDiverged, train
 
     if args.resume:
         try:
-            train(TrainConfig(), args.resume, resume=True, device=args.device)
+            train(TrainConfig(), args.resume, resume=True, device=args.device, workers=args.workers)
         except TrainingDiverged as e:
             print(f"numpy-retinanet train: {e}", file=sys.stderr)
             return 1
@@ -38,7 +48,8 @@ def _cmd_train(args) -> int:
     config = TrainConfig(preset=args.preset, image_size=args.image_size, num_classes=args.num_classes,
                          iterations=args.iterations, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
                          warmup_steps=args.warmup_steps, clip_grad_norm=args.clip_grad_norm,
-                         eval_images=args.eval_images, device=args.device or "cpu", log_every=args.log_every)
+                         eval_images=args.eval_images, device=args.device or "cpu", log_every=args.log_every,
+                         workers=_default_workers(args))
     try:
         train(config, args.out)
     except TrainingDiverged as e:
@@ -175,6 +186,9 @@ def build_parser() -> argparse.ArgumentParser:
     # No default here: when resuming, a device not given means the run's own.
     t.add_argument("--device", choices=["cpu", "gpu"], default=None,
                    help="where the math runs (default: cpu; when resuming, the run's device)")
+    t.add_argument("--workers", type=int, default=None,
+                   help="processes computing each step's gradient, part of the batch each "
+                        f"(default: {CLI_CPU_WORKERS} on the cpu, 1 on the gpu; when resuming, the run's)")
     t.set_defaults(func=_cmd_train)
 
     e = sub.add_parser("evaluate", help="COCO-style AP of a checkpoint on held-out shapes")

@@ -421,9 +421,21 @@ def batch_indices(step, batch_size, num_images, seed=0, shuffle=True, flip=True)
     return indices, flips
 
 
-def get_batch(dataset, step, batch_size, seed=0, shuffle=True, flip=True):
-    """The batch of training step ``step``: ``(images (B, 3, H, W) float32, targets)``."""
+def get_batch(dataset, step, batch_size, seed=0, shuffle=True, flip=True, part=None):
+    """The batch of training step ``step``: ``(images (B, 3, H, W) float32, targets)``.
+
+    ``part=(k, parts)`` draws only the k-th of ``parts`` consecutive, near-equal pieces
+    of that batch (``numpy.array_split`` sizes), for data-parallel workers that each
+    draw their own piece; the pieces in order are the whole batch.
+    """
     indices, flips = batch_indices(step, batch_size, len(dataset), seed, shuffle, flip)
+    if part is not None:
+        k, parts = part
+        if not (1 <= parts <= batch_size and 0 <= k < parts):
+            raise ValueError(f"part must be (k, parts) with 0 <= k < parts <= batch_size ({batch_size}), "
+                             f"got {part!r}")
+        keep = np.array_split(np.arange(batch_size), parts)[k]
+        indices, flips = indices[keep], flips[keep]
     samples = [dataset[int(i)] for i in indices]
     return collate([hflip(*sample) if f else sample for sample, f in zip(samples, flips)])
 

@@ -36,6 +36,9 @@ class TrainConfig:
     log_every: int = 50
     checkpoint_every: int = 500
     device: str = "cpu"
+    # Processes computing each step's gradient, one part of the batch each (engine.parallel);
+    # 1 computes it in the calling process. The command line's default is 2 on the CPU.
+    workers: int = 1
     model_overrides: dict = field(default_factory=dict)
 
     def validate(self):
@@ -44,10 +47,15 @@ class TrainConfig:
                   ("lr", self.lr > 0), ("train_images", self.train_images >= 1), ("max_objects", self.max_objects >= 1),
                   ("eval_images", self.eval_images >= 0), ("log_every", self.log_every >= 1),
                   ("checkpoint_every", self.checkpoint_every >= 1), ("clip_grad_norm", self.clip_grad_norm >= 0),
-                  ("loss", self.loss in ("focal", "ce")), ("device", self.device in ("cpu", "gpu"))]
+                  ("loss", self.loss in ("focal", "ce")), ("device", self.device in ("cpu", "gpu")),
+                  ("workers", 1 <= self.workers <= max(1, self.batch_size))]
         bad = [name for name, ok in checks if not ok]
         if bad:
-            raise ValueError(f"invalid training settings: " + ", ".join(f"{b}={getattr(self, b)!r}" for b in bad))
+            raise ValueError(f"invalid training settings: " + ", ".join(f"{b}={getattr(self, b)!r}" for b in bad)
+                             + (" (workers must be 1 to batch_size)" if "workers" in bad else ""))
+        if self.workers > 1 and self.device != "cpu":
+            raise ValueError(f"workers={self.workers} needs device 'cpu' (got {self.device!r}); "
+                             "on a GPU one process computes the whole batch")
 
     def milestones(self):
         return [int(round(f * self.iterations)) for f in self.decay_at]

@@ -2,7 +2,9 @@
 
 One step: a batch from ``data.shapes`` -> ``RetinaNet.forward`` -> ``retinanet_loss``
 -> ``RetinaNet.backward`` -> (optional gradient-norm clipping) -> ``SGD.step`` with the
-warm-up + step-decay learning rate of ``nn.optim.WarmupStepSchedule``.
+warm-up + step-decay learning rate of ``nn.optim.WarmupStepSchedule`` (``engine.step``).
+With ``config.workers > 1`` the first four run in worker processes, one part of the
+batch each (``engine.parallel``), and this process combines their gradients and steps.
 
 The run folder holds:
     checkpoint.npz        parameters, momentum, config, step, loss history (no pickle)
@@ -22,9 +24,9 @@ the last checkpoint written before it is kept.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
-import math
 import os
 import resource
 import signal
@@ -34,11 +36,12 @@ import numpy as np
 
 from numpy_retinanet.backend import get_module, to_host
 from numpy_retinanet.data.shapes import ShapesDataset, denormalize, get_batch
-from numpy_retinanet.detection.criterion import retinanet_loss
 from numpy_retinanet.engine.checkpoint import read_checkpoint, save_checkpoint
 from numpy_retinanet.engine.config import TrainConfig
-from numpy_retinanet.engine.inference import detect, predict_dataset
 from numpy_retinanet.engine.evaluate import evaluate_detections
+from numpy_retinanet.engine.inference import detect, predict_dataset
+from numpy_retinanet.engine.parallel import GradientWorkers
+from numpy_retinanet.engine.step import NonFiniteStep, apply_gradients, compute_gradients
 from numpy_retinanet.model.retinanet import RetinaNet
 from numpy_retinanet.nn.optim import SGD, WarmupStepSchedule
 from numpy_retinanet.visualize import draw_detections, grid, plot_training_curve
@@ -56,11 +59,6 @@ def peak_memory_mib() -> float:
 def _format_eta(seconds):
     seconds = int(max(0, seconds))
     return f"{seconds // 60:d}:{seconds % 60:02d}"
-
-
-def _global_grad_norm(grads):
-    """sqrt of the sum of squares of every gradient entry, accumulated in float64."""
-    return math.sqrt(sum(float((g.astype(np.float64) ** 2).sum()) for g in grads.values()))
 
 
 class _StopFlag:
@@ -89,7 +87,7 @@ class _StopFlag:
         return False
 
 
-def train(config: TrainConfig, out_dir, resume=False, log=print, stop_after=None, device=None):
+def train(config: TrainConfig, out_dir, resume=False, log=print, stop_after=None, device=None, workers=None):
     """Train a RetinaNet on synthetic shapes and write the run folder.
 
     Parameters
@@ -100,7 +98,9 @@ def train(config: TrainConfig, out_dir, resume=False, log=print, stop_after=None
     log : function receiving each progress line.
     stop_after : stop (as if interrupted) after this many steps in this call; for tests.
     device : "cpu" or "gpu" to override the config's device (also a resumed run's: a checkpoint
-        holds host arrays, so a run may continue on another device).
+        holds host arrays, so a run may continue on another device). "gpu" also sets workers to 1.
+    workers : override the config's number of gradient processes (also a resumed run's: it
+        changes only the float rounding, see ``engine.parallel``).
 
     Returns
     -------
@@ -117,7 +117,9 @@ def train(config: TrainConfig, out_dir, resume=False, log=print, stop_after=None
     else:
         start_step, history, elapsed_before = 0, {}, 0.0
     if device is not None:
-        config = dataclasses.replace(config, device=device)
+        config = dataclasses.replace(config, device=device, workers=1 if device == "gpu" else config.workers)
+    if workers is not None:
+        config = dataclasses.replace(config, workers=workers)
     config.validate()
     xp = get_module(config.device)
     os.makedirs(out_dir, exist_ok=True)
@@ -145,19 +147,30 @@ def train(config: TrainConfig, out_dir, resume=False, log=print, stop_after=None
     if start_step == 0:
         log(f"training RetinaNet ({config.preset}, {model.num_parameters():,} parameters) on shapes: "
             f"{config.iterations} steps x {config.batch_size} images of {config.image_size}px, "
-            f"{config.num_classes} classes, lr {config.lr}, {config.device}; run folder {out_dir}")
+            f"{config.num_classes} classes, lr {config.lr}, {config.device}"
+            f"{f' ({config.workers} worker processes)' if config.workers > 1 else ''}; run folder {out_dir}")
     else:
         log(f"resuming {out_dir} at step {start_step} of {config.iterations}")
     t0 = time.perf_counter()
     window_t, window_images = time.perf_counter(), 0
     step = start_step
     interrupted = False
-    with _StopFlag() as flag:
+    workers = GradientWorkers(config, model.params) if config.workers > 1 else contextlib.nullcontext()
+    with _StopFlag() as flag, workers:
         while step < config.iterations:
-            images, targets = get_batch(dataset, step, config.batch_size, seed=config.data_seed)
             lr = schedule(step)
-            losses, grad_norm = _train_step(model, optimizer, xp.asarray(images), targets, anchors, lr, config,
-                                            step, ckpt_path)
+            try:
+                if config.workers == 1:
+                    images, targets = get_batch(dataset, step, config.batch_size, seed=config.data_seed)
+                    losses, grad_norm = _train_step(model, optimizer, xp.asarray(images), targets, anchors, lr,
+                                                    config)
+                else:
+                    losses, grads = workers.gradients(step, model.params)
+                    grad_norm = apply_gradients(optimizer, grads, lr, config)
+            except NonFiniteStep as e:
+                raise TrainingDiverged(
+                    f"{e} at step {step}; training stopped. The last good checkpoint ({ckpt_path}, if one was "
+                    "written) was kept. Try a lower --lr or --clip-grad-norm.") from e
             step += 1
             for key, value in (("step", step), ("total", losses["total"]),
                                ("classification", losses["classification"]),
@@ -181,6 +194,7 @@ def train(config: TrainConfig, out_dir, resume=False, log=print, stop_after=None
             if flag.stop or (stop_after is not None and step - start_step >= stop_after):
                 interrupted = True
                 break
+        worker_peaks = workers.peak_memory_mib() if config.workers > 1 else []
     save(step)
     train_seconds = elapsed_before + (time.perf_counter() - t0)
     metrics = {"config": config.to_dict(), "model": model.config(), "step": step, "interrupted": interrupted,
@@ -195,7 +209,9 @@ def train(config: TrainConfig, out_dir, resume=False, log=print, stop_after=None
         metrics.update(evaluate_run(model, config, out_dir, xp, log))
     plot_training_curve(history, os.path.join(out_dir, "training_curve.png"),
                         title=f"RetinaNet ({config.preset}) on shapes")
-    metrics["peak_memory_mib"] = round(peak_memory_mib(), 1)
+    # Each process's peak, summed: an upper bound on the memory in use at any one moment.
+    metrics["peak_memory_mib"] = round(peak_memory_mib() + sum(worker_peaks), 1)
+    metrics["processes"] = 1 + len(worker_peaks)
     with open(os.path.join(out_dir, "metrics.json"), "w") as f:
         json.dump(metrics, f, indent=1)
     if "AP" in metrics:
@@ -204,44 +220,10 @@ def train(config: TrainConfig, out_dir, resume=False, log=print, stop_after=None
     return metrics
 
 
-def _train_step(model, optimizer, images, targets, anchors, lr, config, step, ckpt_path):
-    """forward -> loss -> backward -> clip -> SGD; returns (losses, gradient norm before clipping).
-
-    Floating-point overflow or an invalid operation anywhere in the step means the
-    run has diverged: numpy is told to raise on them, and the error names the step
-    and where it happened. Nothing is updated when that happens.
-    """
-    def diverged(what):
-        model.clear_cache()
-        return TrainingDiverged(
-            f"{what} at step {step}; training stopped. The last good checkpoint ({ckpt_path}, if one was "
-            "written) was kept. Try a lower --lr or --clip-grad-norm.")
-
-    with np.errstate(over="raise", invalid="raise", divide="raise"):
-        try:
-            logits, deltas = model.forward(images)
-            losses, dlogits, ddeltas = retinanet_loss(logits, deltas, anchors, targets, alpha=config.alpha,
-                                                      gamma=config.gamma, loss=config.loss)
-        except (FloatingPointError, ValueError) as e:
-            if isinstance(e, ValueError) and "NaN" not in str(e):
-                raise
-            raise diverged(f"the forward pass or loss overflowed ({e})") from e
-        for part in ("classification", "box_regression"):
-            if not math.isfinite(losses[part]):
-                raise diverged(f"the {part} loss is {losses[part]}")
-        try:
-            model.zero_grad()
-            model.backward(dlogits, ddeltas)
-            norm = _global_grad_norm(model.grads)
-        except FloatingPointError as e:
-            raise diverged(f"the backward pass overflowed ({e})") from e
-        if not math.isfinite(norm):
-            raise diverged(f"the gradient norm is {norm}")
-        if config.clip_grad_norm > 0 and norm > config.clip_grad_norm:
-            for g in model.grads.values():
-                g *= config.clip_grad_norm / norm
-        optimizer.step(model.grads, lr=lr)
-    return losses, norm
+def _train_step(model, optimizer, images, targets, anchors, lr, config):
+    """forward -> loss -> backward -> clip -> SGD in this process; returns (losses, gradient norm)."""
+    losses, grads = compute_gradients(model, images, targets, anchors, config)
+    return losses, apply_gradients(optimizer, grads, lr, config)
 
 
 def evaluate_run(model, config, out_dir, xp, log):

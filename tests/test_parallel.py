@@ -1,0 +1,157 @@
+"""Data-parallel gradients (engine.parallel): the same numbers as one process, exact resume, clean exits."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from multiprocessing import shared_memory
+
+import numpy as np
+import pytest
+
+from numpy_retinanet.data.shapes import ShapesDataset, get_batch
+from numpy_retinanet.engine.checkpoint import load_checkpoint
+from numpy_retinanet.engine.config import TrainConfig
+from numpy_retinanet.engine.parallel import GradientWorkers
+from numpy_retinanet.engine.step import compute_gradients
+from numpy_retinanet.engine.trainer import TrainingDiverged, train
+from numpy_retinanet.model.retinanet import RetinaNet
+
+TINY = dict(preset="tiny", image_size=64, iterations=8, batch_size=4, lr=0.05, warmup_steps=2,
+            clip_grad_norm=5.0, eval_images=0, log_every=4, checkpoint_every=100, train_images=16)
+
+
+def one_process(config, model, step):
+    dataset = ShapesDataset(config.train_images, config.image_size, config.num_classes, seed=config.data_seed,
+                            max_objects=config.max_objects)
+    images, targets = get_batch(dataset, step, config.batch_size, seed=config.data_seed)
+    losses, grads = compute_gradients(model, images, targets, model.anchors(config.image_size, config.image_size),
+                                      config)
+    return losses, {k: g.copy() for k, g in grads.items()}, targets
+
+
+def assert_same_step(a, b):
+    (la, ga), (lb, gb) = a, b
+    assert la["num_positive"] == lb["num_positive"]
+    for key in ("classification", "box_regression", "total"):
+        assert lb[key] == pytest.approx(la[key], rel=1e-5), key
+    for k in ga:
+        np.testing.assert_allclose(gb[k], ga[k], rtol=1e-4, atol=1e-6 * np.abs(ga[k]).max(), err_msg=k)
+
+
+@pytest.mark.parametrize("workers", [2, 3])  # 3: parts of 2, 1 and 1 images
+def test_workers_give_the_whole_batch_loss_and_gradient(workers):
+    config = TrainConfig(**dict(TINY, workers=workers))
+    model = RetinaNet(config.num_classes, preset="tiny", seed=3)
+    with GradientWorkers(config, model.params) as pool:
+        for step in (0, 1):
+            expected = one_process(config, model, step)[:2]
+            assert_same_step(expected, pool.gradients(step, model.params))
+
+
+def test_a_part_without_objects_is_weighted_right():
+    # One image per part; about one image in ten has no shape. Find a step with such an
+    # image: its part's loss was divided by max(1, 0) = 1, the others' by their positives.
+    config = TrainConfig(**dict(TINY, workers=4, train_images=64))
+    model = RetinaNet(config.num_classes, preset="tiny", seed=3)
+    dataset = ShapesDataset(config.train_images, config.image_size, seed=config.data_seed)
+    steps = [s for s in range(60) if 0 < sum(len(t["boxes"]) == 0 for t in get_batch(dataset, s, 4)[1]) < 4]
+    assert steps, "no step with an image without shapes among the first 60"
+    with GradientWorkers(config, model.params) as pool:
+        assert_same_step(one_process(config, model, steps[0])[:2], pool.gradients(steps[0], model.params))
+
+
+def test_training_with_two_workers_ends_where_one_process_ends(tmp_path):
+    train(TrainConfig(**TINY), tmp_path / "one", log=lambda s: None)
+    train(TrainConfig(**dict(TINY, workers=2)), tmp_path / "two", log=lambda s: None)
+    a, _ = load_checkpoint(tmp_path / "one" / "checkpoint.npz")
+    b, info = load_checkpoint(tmp_path / "two" / "checkpoint.npz")
+    assert info["train_config"]["workers"] == 2
+    for k in a.params:
+        np.testing.assert_allclose(b.params[k], a.params[k], rtol=1e-3, atol=1e-5, err_msg=k)
+    one = json.loads((tmp_path / "one" / "metrics.json").read_text())
+    two = json.loads((tmp_path / "two" / "metrics.json").read_text())
+    np.testing.assert_allclose(two["history"]["total"], one["history"]["total"], rtol=1e-4)
+    assert (one["processes"], two["processes"]) == (1, 3)
+
+
+def test_interrupted_and_resumed_run_with_workers_is_exact(tmp_path):
+    cfg = TrainConfig(**dict(TINY, workers=2))
+    train(cfg, tmp_path / "full", log=lambda s: None)
+    train(cfg, tmp_path / "part", log=lambda s: None, stop_after=3)
+    train(TrainConfig(), tmp_path / "part", resume=True, log=lambda s: None)
+    a, ia = load_checkpoint(tmp_path / "full" / "checkpoint.npz")
+    b, ib = load_checkpoint(tmp_path / "part" / "checkpoint.npz")
+    for k in a.params:
+        np.testing.assert_array_equal(b.params[k], a.params[k], err_msg=k)
+    for k in ia["optimizer"]:
+        np.testing.assert_array_equal(ib["optimizer"][k], ia["optimizer"][k], err_msg=k)
+
+
+def test_divergence_in_a_worker_names_the_step(tmp_path):
+    cfg = TrainConfig(**dict(TINY, iterations=40, lr=1e6, warmup_steps=0, clip_grad_norm=0, workers=2))
+    with pytest.raises(TrainingDiverged, match=r"(loss is (nan|inf)|overflowed|gradient norm is).* at step \d+"):
+        train(cfg, tmp_path, log=lambda s: None)
+
+
+def test_a_dead_worker_is_reported_and_shared_memory_is_freed():
+    config = TrainConfig(**dict(TINY, workers=2))
+    model = RetinaNet(config.num_classes, preset="tiny")
+    pool = GradientWorkers(config, model.params)
+    names = [block.name for block in pool._blocks]
+    pool._procs[1].kill()
+    pool._procs[1].join()
+    with pytest.raises(RuntimeError, match="training worker 1 exited unexpectedly"):
+        pool.gradients(0, model.params)
+    pool.close()
+    for name in names:
+        with pytest.raises(FileNotFoundError):
+            shared_memory.SharedMemory(name=name)
+
+
+def test_bad_worker_counts_are_refused(tmp_path):
+    with pytest.raises(ValueError, match="workers=5"):
+        train(TrainConfig(**dict(TINY, workers=5)), tmp_path)  # more parts than images
+    with pytest.raises(ValueError, match="workers=2 needs device 'cpu'"):
+        TrainConfig(**dict(TINY, workers=2, device="gpu")).validate()
+    with pytest.raises(ValueError, match="part must be"):
+        get_batch(ShapesDataset(4, 64), 0, 2, part=(0, 3))
+
+
+def test_ctrl_c_saves_a_checkpoint_and_stops_the_workers(tmp_path):
+    run = tmp_path / "run"
+    # A terminal's Ctrl-C signals the whole process group: the main process and its workers.
+    proc = subprocess.Popen([sys.executable, "-m", "numpy_retinanet", "train", "--preset", "tiny", "--image-size",
+                             "64", "--iterations", "100000", "--batch-size", "2", "--log-every", "5",
+                             "--workers", "2", "--out", str(run)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
+                            env=dict(os.environ, MPLBACKEND="Agg"))
+    try:
+        for line in proc.stdout:
+            if line.startswith("step "):
+                break
+        os.killpg(proc.pid, signal.SIGINT)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert proc.returncode == 0, err
+    assert "stopped at step" in out and "--resume" in out
+    model, info = load_checkpoint(run / "checkpoint.npz")
+    assert 5 <= info["step"] < 100000
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["interrupted"] and metrics["step"] == info["step"]
+    # No process is left behind in the group (multiprocessing's resource tracker, which
+    # frees the shared memory, exits once the main process has gone: allow it a moment).
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        try:
+            os.killpg(proc.pid, 0)
+        except ProcessLookupError:
+            break
+        time.sleep(0.1)
+    else:
+        left = subprocess.run(["ps", "-o", "pid,args", "-g", str(proc.pid)], capture_output=True, text=True).stdout
+        pytest.fail(f"processes left in the group after exit:\n{left}")
