@@ -100,7 +100,9 @@ assert (defaults.preset, defaults.momentum, defaults.weight_decay) == ("default"
 # `train(config, run_folder)` runs the loop with that schedule, prints progress, and writes
 # `checkpoint.npz`, `metrics.json`, `training_curve.png` and `detections.png` into the run folder (here a
 # temporary one). The command line does the same: `numpy-retinanet train --out runs/shapes` trains the
-# `default` preset with `TrainConfig`'s defaults (`numpy-retinanet train --help` lists them), and
+# `default` preset with `TrainConfig`'s defaults (`numpy-retinanet train --help` lists them), except
+# that it splits each batch between two worker processes, one core each (`--workers 2`,
+# `engine/parallel.py`: the same gradient up to float rounding, in less time), and
 # `--resume runs/shapes` continues an interrupted run exactly.
 
 # %%
