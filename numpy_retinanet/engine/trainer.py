@@ -3,8 +3,9 @@
 One step: a batch from ``data.shapes`` -> ``RetinaNet.forward`` -> ``retinanet_loss``
 -> ``RetinaNet.backward`` -> (optional gradient-norm clipping) -> ``SGD.step`` with the
 warm-up + step-decay learning rate of ``nn.optim.WarmupStepSchedule`` (``engine.step``).
-With ``config.workers > 1`` the first four run in worker processes, one part of the
-batch each (``engine.parallel``), and this process combines their gradients and steps.
+With ``config.workers > 1`` worker processes draw the batch and run forward, loss and
+backward, one part of the batch each (``engine.parallel``); this process combines their
+gradients, clips and steps.
 
 The run folder holds:
     checkpoint.npz        parameters, momentum, config, step, loss history (no pickle)
@@ -155,8 +156,8 @@ def train(config: TrainConfig, out_dir, resume=False, log=print, stop_after=None
     window_t, window_images = time.perf_counter(), 0
     step = start_step
     interrupted = False
-    workers = GradientWorkers(config, model.params) if config.workers > 1 else contextlib.nullcontext()
-    with _StopFlag() as flag, workers:
+    pool = GradientWorkers(config, model.params) if config.workers > 1 else contextlib.nullcontext()
+    with _StopFlag() as flag, pool:
         while step < config.iterations:
             lr = schedule(step)
             try:
@@ -165,7 +166,7 @@ def train(config: TrainConfig, out_dir, resume=False, log=print, stop_after=None
                     losses, grad_norm = _train_step(model, optimizer, xp.asarray(images), targets, anchors, lr,
                                                     config)
                 else:
-                    losses, grads = workers.gradients(step, model.params)
+                    losses, grads = pool.gradients(step, model.params)
                     grad_norm = apply_gradients(optimizer, grads, lr, config)
             except NonFiniteStep as e:
                 raise TrainingDiverged(
@@ -194,7 +195,7 @@ def train(config: TrainConfig, out_dir, resume=False, log=print, stop_after=None
             if flag.stop or (stop_after is not None and step - start_step >= stop_after):
                 interrupted = True
                 break
-        worker_peaks = workers.peak_memory_mib() if config.workers > 1 else []
+        worker_peaks = pool.peak_memory_mib() if config.workers > 1 else []
     save(step)
     train_seconds = elapsed_before + (time.perf_counter() - t0)
     metrics = {"config": config.to_dict(), "model": model.config(), "step": step, "interrupted": interrupted,
