@@ -75,6 +75,12 @@ def read_checkpoint(path):
     path = os.fspath(path)
     if not os.path.isfile(path):
         raise FileNotFoundError(f"checkpoint {path!r} does not exist")
+    # A checkpoint is an .npz, i.e. a zip archive. Anything else np.load would try to read
+    # as a pickle and refuse with advice to load it unsafely, which is wrong advice here.
+    with open(path, "rb") as f:
+        if f.read(4) != b"PK\x03\x04":
+            raise ValueError(f"{path!r} is not a numpy-retinanet checkpoint (not an .npz archive; "
+                             "empty, truncated at the start, or another kind of file)")
     try:
         with np.load(path, allow_pickle=False) as z:
             names = list(z.files)
