@@ -33,8 +33,9 @@ def test_tiny_training_lowers_the_loss_and_writes_every_file(tmp_path):
     assert any(line.startswith("step     20/60") and "img/s" in line and "ETA" in line for line in lines)
 
 
-def test_interrupted_and_resumed_run_ends_with_the_same_parameters(tmp_path):
-    cfg = dict(TINY, iterations=30, eval_images=0)
+@pytest.mark.parametrize("workers", [1, 2])  # 2: the batch split between processes (engine.parallel)
+def test_interrupted_and_resumed_run_ends_with_the_same_parameters(tmp_path, workers):
+    cfg = dict(TINY, iterations=30, eval_images=0, workers=workers)
     full = tmp_path / "full"
     part = tmp_path / "part"
     train(TrainConfig(**cfg), full, log=lambda s: None)
@@ -50,8 +51,10 @@ def test_interrupted_and_resumed_run_ends_with_the_same_parameters(tmp_path):
         np.testing.assert_array_equal(ia["optimizer"][k], ib["optimizer"][k], err_msg=k)
 
 
-def test_nan_loss_stops_with_the_step_and_keeps_the_last_checkpoint(tmp_path):
-    cfg = TrainConfig(**dict(TINY, iterations=40, lr=1e6, warmup_steps=0, checkpoint_every=1, eval_images=0))
+@pytest.mark.parametrize("workers", [1, 2])
+def test_nan_loss_stops_with_the_step_and_keeps_the_last_checkpoint(tmp_path, workers):
+    cfg = TrainConfig(**dict(TINY, iterations=40, lr=1e6, warmup_steps=0, checkpoint_every=1, eval_images=0,
+                             workers=workers))
     with pytest.raises(TrainingDiverged, match=r"(loss is (nan|inf)|overflowed|gradient norm is).* at step \d+"):
         train(cfg, tmp_path, log=lambda s: None)
     model, info = load_checkpoint(tmp_path / "checkpoint.npz")  # the last good one loads

@@ -148,8 +148,7 @@ class GradientWorkers:
     """
 
     def __init__(self, config: TrainConfig, params: dict):
-        if config.device != "cpu":
-            raise ValueError(f"workers > 1 runs on the CPU only, got device {config.device!r}")
+        config.validate()  # among others: workers from 1 to batch_size, and the CPU
         self._conns, self._procs, self._blocks = [], [], []
         self._layout = layout = FlatLayout(params)
         context = multiprocessing.get_context("spawn")
