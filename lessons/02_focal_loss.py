@@ -9,7 +9,7 @@
 # %%
 import numpy as np
 
-from numpy_retinanet.figures import (
+from numpy_retinanet.teaching.figures import (
     as_image,
     focal_loss_curves,
     focal_loss_gradient_curves,
@@ -109,7 +109,7 @@ assert share["FL"][0] < 0.0005 and share["FL"][1] > 0.999
 #
 # ## Figure 1
 #
-# `numpy_retinanet.figures` makes every figure of the repository from the package's own functions;
+# `numpy_retinanet.teaching.figures` makes every figure of the repository from the package's own functions;
 # `focal_loss_curves` computes the curves of Figure 1 with `sigmoid_focal_loss_forward`. `as_image`
 # renders a figure to an image, which Jupyter and VS Code show below the cell (a script draws it and
 # moves on).

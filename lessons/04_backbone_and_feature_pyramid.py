@@ -11,7 +11,8 @@
 import numpy as np
 
 from numpy_retinanet.data.shapes import ShapesDataset
-from numpy_retinanet.model.retinanet import PRESETS, STRIDES, RetinaNet
+from numpy_retinanet.model.presets import PRESETS, STRIDES
+from numpy_retinanet.model.retinanet import RetinaNet
 from numpy_retinanet.nn.functional import upsample_nearest_forward
 
 model = RetinaNet(num_classes=3, preset="default", seed=0)

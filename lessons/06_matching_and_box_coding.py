@@ -13,7 +13,7 @@ import numpy as np
 from numpy_retinanet.detection.boxes import DELTA_CLAMP, box_iou, decode_boxes, encode_boxes
 from numpy_retinanet.detection.criterion import assign_targets, retinanet_loss
 from numpy_retinanet.detection.matcher import BACKGROUND, IGNORED, match_anchors
-from numpy_retinanet.figures import as_image, figure_image, matched_anchors_data, plot_matched_anchors
+from numpy_retinanet.teaching.figures import as_image, figure_image, matched_anchors_data, plot_matched_anchors
 from numpy_retinanet.gradcheck import check_gradients
 from numpy_retinanet.model.retinanet import RetinaNet
 from numpy_retinanet.nn.losses import smooth_l1_backward, smooth_l1_forward

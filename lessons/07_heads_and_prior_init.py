@@ -10,7 +10,8 @@
 # %%
 import numpy as np
 
-from numpy_retinanet.data.shapes import ShapesDataset, collate
+from numpy_retinanet.data.shapes import ShapesDataset
+from numpy_retinanet.data.batching import collate
 from numpy_retinanet.detection.criterion import assign_targets, retinanet_loss
 from numpy_retinanet.model.heads import prior_bias
 from numpy_retinanet.model.retinanet import RetinaNet

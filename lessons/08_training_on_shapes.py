@@ -17,12 +17,13 @@ import tempfile
 import numpy as np
 from PIL import Image
 
-from numpy_retinanet.data.shapes import ShapesDataset, get_batch
+from numpy_retinanet.data.shapes import ShapesDataset
+from numpy_retinanet.data.batching import get_batch
 from numpy_retinanet.detection.criterion import retinanet_loss
 from numpy_retinanet.engine.checkpoint import load_checkpoint
 from numpy_retinanet.engine.config import TrainConfig
 from numpy_retinanet.engine.trainer import train
-from numpy_retinanet.figures import FIGURE_TRAINING
+from numpy_retinanet.teaching.figures import FIGURE_TRAINING
 from numpy_retinanet.model.retinanet import RetinaNet
 from numpy_retinanet.nn.optim import SGD, WarmupStepSchedule
 

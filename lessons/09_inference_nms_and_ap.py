@@ -9,11 +9,12 @@
 # %%
 import numpy as np
 
-from numpy_retinanet.data.shapes import ShapesDataset, collate
+from numpy_retinanet.data.shapes import ShapesDataset
+from numpy_retinanet.data.batching import collate
 from numpy_retinanet.detection.boxes import batched_nms, box_iou, nms
 from numpy_retinanet.detection.criterion import assign_targets
 from numpy_retinanet.detection.postprocess import postprocess
-from numpy_retinanet.engine.evaluate import COCO_IOU_THRESHOLDS, RECALL_THRESHOLDS, evaluate_detections
+from numpy_retinanet.evaluation.coco import COCO_IOU_THRESHOLDS, RECALL_THRESHOLDS, evaluate_detections
 from numpy_retinanet.model.retinanet import RetinaNet
 
 # %% [markdown]

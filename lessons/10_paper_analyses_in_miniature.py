@@ -17,7 +17,7 @@ import tempfile
 
 import numpy as np
 
-from numpy_retinanet.figures import as_image, loss_cdf_curves, plot_loss_cdf, train_figure_model
+from numpy_retinanet.teaching.figures import as_image, loss_cdf_curves, plot_loss_cdf, train_figure_model
 
 FAST = os.environ.get("NUMPY_RETINANET_FAST") == "1"
 TINY = dict(preset="tiny", image_size=64, batch_size=4, lr=0.05, warmup_steps=10, clip_grad_norm=5.0,
@@ -125,14 +125,14 @@ assert all(balance[hi] < balance[lo] for lo, hi in zip(gammas[:-1], gammas[1:]))
 #
 # ## Table 1a/1b: ablations at an equal budget
 #
-# An ablation trains the same detector with one setting changed. `numpy_retinanet.ablate` holds the
+# An ablation trains the same detector with one setting changed. `numpy_retinanet.tools.ablate` holds the
 # seven losses of the paper's Table 1a/1b; `ablation_config` gives the training settings of one cell
 # (only `loss`, `alpha` and `gamma` differ between cells) and `run_ablation` trains every cell with
 # several seeds and evaluates each on the same held-out images. Here three of the settings run for a
 # few steps with one seed (20 steps on 64 px images in fast mode, 200 steps otherwise):
 
 # %%
-from numpy_retinanet.ablate import SETTINGS, ablation_config, run_ablation
+from numpy_retinanet.tools.ablate import SETTINGS, ablation_config, run_ablation
 
 cells = ["CE, alpha .75", "FL, gamma 0.5, alpha .50", "FL, gamma 2, alpha .25"]
 steps, eval_images, size = (20, 20, 64) if FAST else (200, 200, 128)

@@ -10,6 +10,8 @@ CuPy is imported only when a CuPy array is seen or the GPU is asked for, so
 
 from __future__ import annotations
 
+import resource
+
 import numpy as np
 
 # Array types that are not NumPy's, mapped to the module that runs them. CuPy is
@@ -145,3 +147,8 @@ def keep_freed_memory() -> bool:
         return False
     m_trim_threshold, m_mmap_threshold = -1, -3  # from glibc's malloc.h
     return bool(mallopt(m_mmap_threshold, 1 << 30)) and bool(mallopt(m_trim_threshold, 2**31 - 1))
+
+
+def peak_memory_mib() -> float:
+    """Peak resident memory of this process so far (Linux reports KiB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0

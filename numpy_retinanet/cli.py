@@ -16,7 +16,7 @@ CLI_CPU_WORKERS = 2
 
 
 def _cmd_figures(args) -> int:
-    from numpy_retinanet.figures import make_figures
+    from numpy_retinanet.teaching.figures import make_figures
 
     for path in make_figures(args.out, only=args.only, checkpoint=args.checkpoint):
         print(f"wrote {path}")
@@ -24,7 +24,7 @@ def _cmd_figures(args) -> int:
 
 
 def _cmd_bench(args) -> int:
-    from numpy_retinanet.bench import run_bench
+    from numpy_retinanet.tools.bench import run_bench
 
     return run_bench(args)
 
@@ -91,7 +91,7 @@ def _cmd_detect(args) -> int:
 
     from numpy_retinanet.backend import get_module
     from numpy_retinanet.engine.checkpoint import load_checkpoint
-    from numpy_retinanet.engine.images import detect_files
+    from numpy_retinanet.engine.inference import detect_files
 
     xp = get_module(args.device)
     model, info = load_checkpoint(args.checkpoint)
@@ -110,7 +110,7 @@ def _cmd_detect(args) -> int:
 
 
 def _cmd_ablate(args) -> int:
-    from numpy_retinanet.ablate import run_ablation
+    from numpy_retinanet.tools.ablate import run_ablation
 
     result = run_ablation(args.out, iterations=args.iterations, seeds=args.seeds, eval_images=args.eval_images,
                           image_size=args.image_size, settings=args.only)
@@ -121,7 +121,7 @@ def _cmd_ablate(args) -> int:
 
 
 def _cmd_check(args) -> int:
-    from numpy_retinanet.exercises import check_file
+    from numpy_retinanet.teaching.exercises import check_file
 
     return check_file(args.file)
 
@@ -141,7 +141,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="use this trained model for the model figures instead of training one")
     f.set_defaults(func=_cmd_figures)
 
-    from numpy_retinanet.ablate import ABLATION_DEFAULTS, SETTINGS
+    from numpy_retinanet.tools.ablate import ABLATION_DEFAULTS, SETTINGS
 
     a = sub.add_parser("ablate", help="Table 1 in miniature: CE vs focal loss at an equal budget, several seeds")
     a.add_argument("--out", default="figures", help="where table1_shapes.md/.png/.json go (default: figures)")

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from numpy_retinanet.ablate import (PAPER_TABLE1, SETTINGS, ablation_config, format_table, ordering_statement,
+from numpy_retinanet.tools.ablate import (PAPER_TABLE1, SETTINGS, ablation_config, format_table, ordering_statement,
                                     plot_table)
 
 FIGURES = Path(__file__).resolve().parent.parent / "figures"

@@ -8,7 +8,7 @@ import importlib.util
 import numpy as np
 import pytest
 
-from numpy_retinanet.bench_ops import conv_shapes
+from numpy_retinanet.tools.bench.ops import conv_shapes
 from numpy_retinanet.model.retinanet import RetinaNet
 from numpy_retinanet.nn.modules import Conv2d
 
@@ -30,9 +30,10 @@ def test_torch_mirror_matches_outputs_loss_and_every_gradient():
         pytest.skip("PyTorch is not installed (optional 'bench' extra): nothing to compare against")
     import torch
 
-    from numpy_retinanet.bench_ops import check_agreement
-    from numpy_retinanet.data.shapes import ShapesDataset, get_batch
-    from numpy_retinanet.torch_mirror import mirror
+    from numpy_retinanet.tools.bench.ops import check_agreement
+    from numpy_retinanet.data.shapes import ShapesDataset
+    from numpy_retinanet.data.batching import get_batch
+    from numpy_retinanet.tools.torch_mirror import mirror
 
     model = RetinaNet(3, preset="tiny", seed=3)
     images, targets = get_batch(ShapesDataset(2, 64, seed=0), 0, 2)

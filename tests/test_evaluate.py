@@ -12,7 +12,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from numpy_retinanet.engine.evaluate import (
+from numpy_retinanet.evaluation.coco import (
     COCO_IOU_THRESHOLDS,
     RECALL_THRESHOLDS,
     evaluate_detections,

@@ -17,8 +17,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from numpy_retinanet import exercise_solutions as sol
-from numpy_retinanet.exercises import EXERCISES, check_file, check_module, load_exercise_file
+from numpy_retinanet.teaching import exercise_solutions as sol
+from numpy_retinanet.teaching.exercises import EXERCISES, check_file, check_module, load_exercise_file
 
 ROOT = Path(__file__).resolve().parents[1]
 STUBS = {

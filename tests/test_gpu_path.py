@@ -19,13 +19,14 @@ import pytest
 import _strict_cupy
 from numpy_retinanet import backend, cli
 from numpy_retinanet.backend import GPUUnavailableError, array_module, get_module, to_host
-from numpy_retinanet.data.shapes import ShapesDataset, get_batch
+from numpy_retinanet.data.shapes import ShapesDataset
+from numpy_retinanet.data.batching import get_batch
 from numpy_retinanet.detection.criterion import retinanet_loss
 from numpy_retinanet.detection.postprocess import _sigmoid
 from numpy_retinanet.engine import trainer
 from numpy_retinanet.engine.checkpoint import load_checkpoint, save_checkpoint
 from numpy_retinanet.engine.config import TrainConfig
-from numpy_retinanet.engine.evaluate import evaluate_detections
+from numpy_retinanet.evaluation.coco import evaluate_detections
 from numpy_retinanet.engine.inference import predict_dataset
 from numpy_retinanet.gradcheck import all_passed, check_gradients, numerical_gradient
 from numpy_retinanet.model.retinanet import RetinaNet
@@ -336,7 +337,7 @@ class Blocker:
 sys.meta_path.insert(0, Blocker())
 import numpy_retinanet
 # torch_mirror is the one module that needs an optional extra (torch, for the benchmark).
-optional = set() if importlib.util.find_spec("torch") else {"numpy_retinanet.torch_mirror"}
+optional = set() if importlib.util.find_spec("torch") else {"numpy_retinanet.tools.torch_mirror"}
 names = [m.name for m in pkgutil.walk_packages(numpy_retinanet.__path__, "numpy_retinanet.")
          if not m.name.endswith("__main__") and m.name not in optional]
 for name in names:

@@ -1,1 +1,2 @@
-"""data subpackage (see DESIGN.md)."""
+"""Datasets behind one seam (``build.build_dataset``): the synthetic shapes, transforms, batching,
+image files."""

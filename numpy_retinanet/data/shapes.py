@@ -25,19 +25,8 @@ Boxes
     *before* later shapes cover part of it. A partly hidden shape keeps its full
     box, as in COCO. Boxes and labels are listed in drawing order.
 Pixels
-    The network sees ``(uint8 / 255 - PIXEL_MEAN) / PIXEL_STD`` per channel, with
-    ``PIXEL_MEAN = 0.5`` and ``PIXEL_STD = 0.25``: values lie in [-2, 2], NCHW,
-    float32. ``normalize`` and ``denormalize`` are the only places this happens,
-    so training, detection and drawing agree.
+    ``ds[i]`` is normalized by ``data.transforms.normalize``; ``ds.raw(i)`` is the picture.
 
-Batching
-    ``batch_indices(step, ...)`` gives the image indices and flip decisions of any
-    training step directly: the sample stream is a sequence of epochs, each a
-    permutation of the dataset seeded by ``(seed, epoch)``, and step ``k`` takes
-    positions ``k * batch_size ... (k + 1) * batch_size - 1`` of that stream
-    (a batch may straddle two epochs). A trainer that resumes at step ``k`` sees
-    exactly the batches it would have seen without stopping. Horizontal flip is
-    the only augmentation, as in the paper (§4.1).
 """
 
 from __future__ import annotations
@@ -45,11 +34,10 @@ from __future__ import annotations
 import numpy as np
 from PIL import Image, ImageDraw
 
-#: Every kind of shape, in label order; a dataset with K classes uses the first K.
-ALL_CLASS_NAMES = ("circle", "square", "triangle", "diamond", "plus", "hexagon", "star")
+from numpy_retinanet._checks import check_int
+from numpy_retinanet.data.transforms import normalize
 
-PIXEL_MEAN = 0.5
-PIXEL_STD = 0.25
+ALL_CLASS_NAMES = ("circle", "square", "triangle", "diamond", "plus", "hexagon", "star")
 
 EMPTY_FRACTION = 0.1
 MIN_SIZE_FRACTION = 10 / 128
@@ -63,54 +51,9 @@ PLACEMENT_TRIES = 20
 GRADIENT_SPREAD = 60
 MIN_IMAGE_SIZE = 64
 
-# Second word of every generator seed, so that image i and epoch i of the same seed
-# never share a random stream.
+# Second word of every image's generator seed; the sample order uses 1 (data.batching),
+# so image i and epoch i of the same seed never share a random stream.
 _IMAGE_STREAM = 0
-_ORDER_STREAM = 1
-
-
-# ------------------------------------------------------------------ pixels
-
-
-def normalize(image):
-    """uint8 picture -> network input: ``(image / 255 - PIXEL_MEAN) / PIXEL_STD``, channels first.
-
-    Parameters
-    ----------
-    image : ndarray, shape (H, W, 3), uint8
-
-    Returns
-    -------
-    ndarray, shape (3, H, W), float32, values in [-2, 2]
-    """
-    image = np.asarray(image)
-    if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
-        raise ValueError(f"image must be a uint8 array of shape (H, W, 3), got {image.dtype} {image.shape}")
-    x = (image.astype(np.float32) / np.float32(255) - np.float32(PIXEL_MEAN)) / np.float32(PIXEL_STD)
-    return np.ascontiguousarray(x.transpose(2, 0, 1))
-
-
-def denormalize(image):
-    """Network input -> uint8 picture, the inverse of ``normalize`` (rounded to the nearest level).
-
-    Values outside the displayable range (below -2 or above 2, e.g. after an
-    adversarial edit) saturate at 0 and 255.
-
-    Parameters
-    ----------
-    image : ndarray, shape (3, H, W), float
-
-    Returns
-    -------
-    ndarray, shape (H, W, 3), uint8
-    """
-    image = np.asarray(image)
-    if image.ndim != 3 or image.shape[0] != 3 or image.dtype.kind != "f":
-        raise ValueError(f"image must be a float array of shape (3, H, W), got {image.dtype} {image.shape}")
-    if not np.isfinite(image).all():
-        raise ValueError("image must be finite, got NaN or inf")
-    x = (image.transpose(1, 2, 0) * PIXEL_STD + PIXEL_MEAN) * 255.0
-    return np.clip(np.rint(x), 0, 255).astype(np.uint8)
 
 
 # ------------------------------------------------------------------ drawing
@@ -269,14 +212,6 @@ def draw_scene(rng, image_size, num_classes, max_objects=4, noise_std=6.0):
     )
 
 
-def _check_int(name, value, low, high=None):
-    is_int = isinstance(value, (int, np.integer)) and not isinstance(value, bool)
-    if not is_int or value < low or (high is not None and value > high):
-        expected = f"an int >= {low}" if high is None else f"an int in [{low}, {high}]"
-        raise ValueError(f"{name} must be {expected}, got {value!r}")
-    return int(value)
-
-
 class ShapesDataset:
     """A fixed, lazily drawn set of shapes images (see the module docstring).
 
@@ -295,11 +230,11 @@ class ShapesDataset:
     """
 
     def __init__(self, num_images, image_size=128, num_classes=3, seed=0, max_objects=4, noise_std=6.0):
-        self.num_images = _check_int("num_images", num_images, 1)
-        self.image_size = _check_int("image_size", image_size, MIN_IMAGE_SIZE)
-        self.num_classes = _check_int("num_classes", num_classes, 1, len(ALL_CLASS_NAMES))
-        self.seed = _check_int("seed", seed, 0)
-        self.max_objects = _check_int("max_objects", max_objects, 1)
+        self.num_images = check_int("num_images", num_images, 1)
+        self.image_size = check_int("image_size", image_size, MIN_IMAGE_SIZE)
+        self.num_classes = check_int("num_classes", num_classes, 1, len(ALL_CLASS_NAMES))
+        self.seed = check_int("seed", seed, 0)
+        self.max_objects = check_int("max_objects", max_objects, 1)
         if not (isinstance(noise_std, (int, float)) and np.isfinite(noise_std) and noise_std >= 0):
             raise ValueError(f"noise_std must be a finite number >= 0, got {noise_std!r}")
         self.noise_std = float(noise_std)
@@ -329,126 +264,3 @@ class ShapesDataset:
     def __getitem__(self, i):
         image, target = self.raw(i)
         return normalize(image), target
-
-
-# ------------------------------------------------------------------ batches
-
-
-def collate(samples):
-    """Stack ``(image, target)`` samples into a batch.
-
-    Parameters
-    ----------
-    samples : list of (ndarray (3, H, W), dict), all images of one shape
-
-    Returns
-    -------
-    images : ndarray (N, 3, H, W), the images' dtype
-    targets : list of N dicts, as given
-    """
-    samples = list(samples)
-    if not samples:
-        raise ValueError("samples must hold at least one (image, target) pair, got none")
-    shapes = {np.shape(image) for image, _ in samples}
-    if len(shapes) != 1:
-        raise ValueError(f"all images must have the same shape to be stacked, got {sorted(shapes)}")
-    return np.stack([image for image, _ in samples]), [target for _, target in samples]
-
-
-def hflip(image, target):
-    """Mirror an image left-right, with its boxes: x1' = W - x2, x2' = W - x1.
-
-    Parameters
-    ----------
-    image : ndarray (C, H, W)
-    target : dict with "boxes" (n, 4); other entries are copied unchanged
-
-    Returns
-    -------
-    (image (C, H, W), target) : new arrays; the inputs are not modified
-    """
-    image = np.asarray(image)
-    if image.ndim != 3:
-        raise ValueError(f"image must have shape (C, H, W), got {image.shape}")
-    boxes = np.asarray(target["boxes"])
-    if boxes.ndim != 2 or boxes.shape[1] != 4:
-        raise ValueError(f"target['boxes'] must have shape (n, 4), got {boxes.shape}")
-    width = image.shape[2]
-    flipped = boxes.copy()
-    flipped[:, 0] = width - boxes[:, 2]
-    flipped[:, 2] = width - boxes[:, 0]
-    return np.ascontiguousarray(image[:, :, ::-1]), {**target, "boxes": flipped}
-
-
-def batch_indices(step, batch_size, num_images, seed=0, shuffle=True, flip=True):
-    """Which images step ``step`` trains on, and which of them are flipped; no state needed.
-
-    Positions ``step * batch_size + j`` of the sample stream: epoch ``e`` of the
-    stream is a permutation of ``range(num_images)`` drawn, with one flip coin
-    per position, from a generator seeded by ``(seed, e)``. So every image
-    appears once per epoch, and any step can be computed directly.
-
-    Parameters
-    ----------
-    step : int >= 0
-    batch_size : int >= 1 (may exceed num_images: the batch then spans epochs)
-    num_images : int >= 1
-    seed : int >= 0
-    shuffle : bool, False keeps each epoch in index order
-    flip : bool, False never flips
-
-    Returns
-    -------
-    indices : ndarray (batch_size,) int64
-    flips : ndarray (batch_size,) bool
-    """
-    step = _check_int("step", step, 0)
-    batch_size = _check_int("batch_size", batch_size, 1)
-    num_images = _check_int("num_images", num_images, 1)
-    seed = _check_int("seed", seed, 0)
-    positions = step * batch_size + np.arange(batch_size)
-    epochs, offsets = np.divmod(positions, num_images)
-    indices = np.empty(batch_size, dtype=np.int64)
-    flips = np.zeros(batch_size, dtype=bool)
-    for epoch in np.unique(epochs):
-        rng = np.random.default_rng([seed, _ORDER_STREAM, int(epoch)])
-        order = rng.permutation(num_images) if shuffle else np.arange(num_images)
-        coins = rng.random(num_images) < 0.5
-        here = epochs == epoch
-        indices[here] = order[offsets[here]]
-        if flip:
-            flips[here] = coins[offsets[here]]
-    return indices, flips
-
-
-def get_batch(dataset, step, batch_size, seed=0, shuffle=True, flip=True, part=None):
-    """The batch of training step ``step``: ``(images (B, 3, H, W) float32, targets)``.
-
-    ``part=(k, parts)`` draws only the k-th of ``parts`` consecutive, near-equal pieces
-    of that batch (``numpy.array_split`` sizes), for data-parallel workers that each
-    draw their own piece; the pieces in order are the whole batch.
-    """
-    indices, flips = batch_indices(step, batch_size, len(dataset), seed, shuffle, flip)
-    if part is not None:
-        k, parts = part
-        if not (1 <= parts <= batch_size and 0 <= k < parts):
-            raise ValueError(f"part must be (k, parts) with 0 <= k < parts <= batch_size ({batch_size}), "
-                             f"got {part!r}")
-        keep = np.array_split(np.arange(batch_size), parts)[k]
-        indices, flips = indices[keep], flips[keep]
-    samples = [dataset[int(i)] for i in indices]
-    return collate([hflip(*sample) if f else sample for sample, f in zip(samples, flips)])
-
-
-def iterate_batches(dataset, batch_size, seed=0, start_step=0, num_steps=None, shuffle=True, flip=True):
-    """Yield ``get_batch`` for steps ``start_step, start_step + 1, ...``, forever or ``num_steps`` times.
-
-    Resuming at step k is ``iterate_batches(..., start_step=k)``: it yields what
-    an uninterrupted run would have yielded from step k on.
-    """
-    step = _check_int("start_step", start_step, 0)
-    if num_steps is not None:
-        _check_int("num_steps", num_steps, 0)
-    while num_steps is None or step < start_step + num_steps:
-        yield get_batch(dataset, step, batch_size, seed, shuffle, flip)
-        step += 1

@@ -1,1 +1,2 @@
-"""detection subpackage (see DESIGN.md)."""
+"""Detection pieces of §4: anchors, box geometry (IoU, coder, NMS), the matcher, the training loss
+and post-processing."""

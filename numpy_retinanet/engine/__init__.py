@@ -1,1 +1,2 @@
-"""engine subpackage (see DESIGN.md)."""
+"""Running the detector: settings (``config.py``), the training step and loop, worker processes,
+checkpoints and inference."""

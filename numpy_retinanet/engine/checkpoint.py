@@ -20,6 +20,8 @@ import zipfile
 
 import numpy as np
 
+from numpy_retinanet.model.retinanet import build_model
+
 FORMAT = "numpy-retinanet-checkpoint"
 VERSION = 1
 
@@ -101,15 +103,6 @@ def read_checkpoint(path):
     if meta.get("version") != VERSION:
         raise ValueError(f"{path!r} has checkpoint version {meta.get('version')}, this code reads {VERSION}")
     return meta, params, optim
-
-
-def build_model(model_config):
-    """A RetinaNet from the ``model`` part of a checkpoint's meta."""
-    from numpy_retinanet.model.retinanet import RetinaNet
-
-    return RetinaNet(model_config["num_classes"], preset=model_config["preset"],
-                     dtype=np.dtype(model_config["dtype"]), seed=model_config["seed"],
-                     **model_config.get("overrides", {}))
 
 
 def load_checkpoint(path):

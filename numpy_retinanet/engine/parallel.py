@@ -40,7 +40,7 @@ from multiprocessing import shared_memory
 
 import numpy as np
 
-from numpy_retinanet.backend import keep_freed_memory, to_host
+from numpy_retinanet.backend import keep_freed_memory, peak_memory_mib, to_host
 from numpy_retinanet.engine.config import TrainConfig
 
 # Thread counts read once, when the BLAS library loads in the worker.
@@ -98,9 +98,9 @@ def _worker(conn, config_dict, part, layout, params_name, grads_name):
     """
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the main process's to handle
     keep_freed_memory()
-    from numpy_retinanet.data.shapes import ShapesDataset, get_batch
+    from numpy_retinanet.data.shapes import ShapesDataset
+    from numpy_retinanet.data.batching import get_batch
     from numpy_retinanet.engine.step import compute_gradients
-    from numpy_retinanet.engine.trainer import peak_memory_mib
     from numpy_retinanet.model.retinanet import RetinaNet
 
     config = TrainConfig.from_dict(config_dict)

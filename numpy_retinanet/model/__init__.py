@@ -1,1 +1,1 @@
-"""model subpackage (see DESIGN.md)."""
+"""The network of §4: ResNet backbone, feature pyramid, the two subnets, presets."""

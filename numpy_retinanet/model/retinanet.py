@@ -33,39 +33,8 @@ from numpy_retinanet.detection.anchors import AnchorGenerator
 from numpy_retinanet.model.backbone import ResNetBackbone
 from numpy_retinanet.model.fpn import FPN
 from numpy_retinanet.model.heads import RetinaHead, prior_bias
+from numpy_retinanet.model.presets import STRIDES, resolve_config
 from numpy_retinanet.nn.modules import Module
-
-STRIDES = (8, 16, 32, 64, 128)  # P3..P7
-
-PRESETS = {
-    "tiny": dict(stem_width=4, widths=(4, 4, 8, 8), depths=(1, 1, 1, 1), gn_groups=2,
-                 fpn_channels=8, p6_from="c5", head_depth=1, head_channels=8, head_norm_groups=0,
-                 anchor_sizes=(16, 32, 64, 128, 256), aspect_ratios=(0.5, 1.0, 2.0), scales=(1.0, 2 ** 0.5),
-                 prior=0.01),
-    "default": dict(stem_width=16, widths=(16, 32, 64, 128), depths=(1, 1, 1, 1), gn_groups=8,
-                    fpn_channels=64, p6_from="c5", head_depth=2, head_channels=64, head_norm_groups=8,
-                    anchor_sizes=(12, 24, 48, 96, 192), aspect_ratios=(0.5, 1.0, 2.0),
-                    scales=(1.0, 2 ** (1 / 3), 2 ** (2 / 3)), prior=0.01),
-    "paper": dict(stem_width=64, widths=(64, 128, 256, 512), depths=(2, 2, 2, 2), gn_groups=32,
-                  fpn_channels=256, p6_from="c5", head_depth=4, head_channels=256, head_norm_groups=0,
-                  anchor_sizes=(32, 64, 128, 256, 512), aspect_ratios=(0.5, 1.0, 2.0),
-                  scales=(1.0, 2 ** (1 / 3), 2 ** (2 / 3)), prior=0.01),
-}
-
-
-def resolve_config(preset: str, overrides: dict) -> dict:
-    """The preset's settings with ``overrides`` applied; unknown names raise ValueError."""
-    if preset not in PRESETS:
-        raise ValueError(f"preset must be one of {sorted(PRESETS)}, got {preset!r}")
-    cfg = dict(PRESETS[preset])
-    unknown = sorted(set(overrides) - set(cfg))
-    if unknown:
-        raise ValueError(f"unknown model settings {unknown}; known: {sorted(cfg)}")
-    cfg.update(overrides)
-    for key in ("widths", "depths", "anchor_sizes", "aspect_ratios", "scales"):
-        cfg[key] = tuple(cfg[key])
-    return cfg
-
 
 class RetinaNet(Module):
     """The detector of §4.
@@ -167,3 +136,10 @@ class RetinaNet(Module):
             self._anchor_cache[key] = self.anchor_generator.grid_anchors(
                 self.level_shapes(height, width), xp=xp, dtype=self.dtype)
         return self._anchor_cache[key]
+
+
+def build_model(model_config):
+    """A RetinaNet from the ``model`` part of a checkpoint's meta."""
+    return RetinaNet(model_config["num_classes"], preset=model_config["preset"],
+                     dtype=np.dtype(model_config["dtype"]), seed=model_config["seed"],
+                     **model_config.get("overrides", {}))

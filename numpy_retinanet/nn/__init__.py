@@ -1,1 +1,1 @@
-"""nn subpackage (see DESIGN.md)."""
+"""Building blocks with hand-written backward passes: ops (``functional.py``), losses, modules, SGD."""

@@ -18,25 +18,17 @@ is a warm-up, and medians are reported.
 
 from __future__ import annotations
 
-import json
 import statistics
-import time
 
 import numpy as np
 
 from numpy_retinanet.nn.functional import conv2d_backward, conv2d_forward, conv_output_size
+from numpy_retinanet.tools.bench.common import BATCH, timed
 
-BATCH = 8
 KERNEL = 3
 PADDING = 1
 # (channels in = channels out, input height = width, stride)
 CONV_CASES = [(64, 64, 1), (64, 64, 2), (128, 32, 1), (128, 32, 2)]
-
-
-def _timed(fn):
-    t0 = time.perf_counter()
-    fn()
-    return time.perf_counter() - t0
 
 
 def _conv_jobs(channels, size, stride, rng):
@@ -91,7 +83,7 @@ def bench_conv(repeats):
     for r in range(repeats + 1):
         for (*_, jobs, _), t in zip(cases, times):
             for name, fn in jobs.items():
-                dt = _timed(fn)
+                dt = timed(fn)
                 if r:  # round 0 warms up caches, BLAS threads and the allocator
                     t[name].append(dt)
 
@@ -152,114 +144,3 @@ def format_conv_table(result):
     )
     lines.append("conv/matmul: the three GEMMs' time over conv forward + backward time (goal >= 50%)")
     return "\n".join(lines)
-
-
-def _synchronize(xp):
-    """Wait for queued GPU work, so a timer measures the work and not its launch."""
-    if xp is not np:
-        xp.cuda.Stream.null.synchronize()
-
-
-STEP_PARTS = ("forward", "loss", "backward", "sgd")
-
-
-def step_timer(model, images, targets, anchors, xp=np):
-    """A function running one training step of ``model`` and returning its part times.
-
-    The step is forward, loss (``retinanet_loss``), backward and an SGD update, on
-    the same batch every call; the returned array holds the seconds of each part,
-    in the order of ``STEP_PARTS``. On a GPU it waits for the queued work after
-    each part, so the timer measures the work and not its launch.
-    """
-    from numpy_retinanet.detection.criterion import retinanet_loss
-    from numpy_retinanet.nn.optim import SGD
-
-    opt = SGD(model.params, lr=0.001)
-
-    def step():
-        t = [time.perf_counter()]
-        logits, deltas = model.forward(images)
-        _synchronize(xp)
-        t.append(time.perf_counter())
-        _, dlogits, ddeltas = retinanet_loss(logits, deltas, anchors, targets)
-        _synchronize(xp)
-        t.append(time.perf_counter())
-        model.zero_grad()
-        model.backward(dlogits, ddeltas)
-        _synchronize(xp)
-        t.append(time.perf_counter())
-        opt.step(model.grads)
-        _synchronize(xp)
-        t.append(time.perf_counter())
-        return np.diff(t)
-
-    return step
-
-
-def host_peak_memory_mib(fn):
-    """Peak memory NumPy allocates while ``fn()`` runs, in MiB (tracemalloc: NumPy reports to it)."""
-    import tracemalloc
-
-    tracemalloc.start()
-    try:
-        fn()
-        return tracemalloc.get_traced_memory()[1] / 2**20
-    finally:
-        tracemalloc.stop()
-
-
-def bench_model(args):
-    """Forward, loss, backward and SGD times of a preset's training step, and its peak memory.
-
-    Medians over ``args.repeats`` steps after one warm-up step; every step uses the
-    same batch of shapes images. Peak memory of one more step is measured with
-    tracemalloc on the CPU, and with CuPy's memory pool on a GPU.
-    """
-    from numpy_retinanet.backend import get_module
-    from numpy_retinanet.data.shapes import ShapesDataset, get_batch
-    from numpy_retinanet.model.retinanet import RetinaNet
-
-    xp = get_module(args.device)
-    size, batch = args.image_size, args.batch_size
-    model = RetinaNet(3, preset=args.preset).to(xp)
-    images, targets = get_batch(ShapesDataset(batch, size, seed=0), 0, batch)
-    step = step_timer(model, xp.asarray(images), targets, model.anchors(size, size, xp=xp), xp)
-    times = [step() for _ in range(args.repeats + 1)][1:]  # the first: page faults, BLAS thread start
-    if xp is np:
-        peak = host_peak_memory_mib(step)
-    else:
-        step()
-        peak = xp.get_default_memory_pool().total_bytes() / 2**20
-    parts = {name: [t[k] for t in times] for k, name in enumerate(STEP_PARTS)}
-    med = {k: statistics.median(v) * 1e3 for k, v in parts.items()}
-    step_ms = sum(med.values())
-    result = {"preset": args.preset, "device": args.device, "batch": batch, "image_size": size,
-              "parameters": model.num_parameters(), "repeats": args.repeats,
-              "ms": {k: round(v, 2) for k, v in med.items()}, "step_ms": round(step_ms, 2),
-              "images_per_s": round(batch / (step_ms / 1e3), 1),
-              "peak_step_memory_mib": round(peak, 1)}
-    if args.json:
-        print(json.dumps(result, indent=2))
-    else:
-        print(f"RetinaNet {args.preset!r} ({result['parameters']:,} parameters), {args.device}, "
-              f"batch {batch} x {size}x{size} float32, median of {args.repeats} steps after a warm-up")
-        for name, ms in med.items():
-            print(f"  {name:<9} {ms:8.1f} ms")
-        print(f"  {'step':<9} {step_ms:8.1f} ms   {result['images_per_s']:.1f} images/s")
-        print(f"  peak memory of one step: {peak:.0f} MiB")
-    return 0
-
-
-def run_bench(args) -> int:
-    """Entry point of ``numpy-retinanet bench``: ``args.what`` in {"all", "conv", "model"}."""
-    if args.what == "all":
-        from numpy_retinanet.bench_ops import run_all
-
-        return run_all(args)
-    if args.what == "conv":
-        result = bench_conv(args.repeats)
-        print(json.dumps(result, indent=2) if args.json else format_conv_table(result))
-        return 0
-    if args.what == "model":
-        return bench_model(args)
-    raise ValueError(f"what must be 'all', 'conv' or 'model', got {args.what!r}")

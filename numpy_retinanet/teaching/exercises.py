@@ -33,7 +33,7 @@ from pathlib import Path
 
 import numpy as np
 
-from numpy_retinanet import exercise_solutions
+from numpy_retinanet.teaching import exercise_solutions
 from numpy_retinanet.gradcheck import GradCheckRow, check_gradients, compare, format_report
 from numpy_retinanet.nn.functional import conv2d_forward, conv_output_size, upsample_nearest_forward
 from numpy_retinanet.nn.losses import sigmoid_focal_loss_forward, smooth_l1_forward

@@ -29,8 +29,10 @@ import time
 
 import numpy as np
 
-from numpy_retinanet.bench import BATCH, CONV_CASES, STEP_PARTS, host_peak_memory_mib, step_timer
-from numpy_retinanet.data.shapes import ShapesDataset, get_batch
+from numpy_retinanet.tools.bench.common import BATCH, STEP_PARTS, host_peak_memory_mib, step_timer
+from numpy_retinanet.tools.bench.conv import CONV_CASES
+from numpy_retinanet.data.shapes import ShapesDataset
+from numpy_retinanet.data.batching import get_batch
 from numpy_retinanet.detection.criterion import retinanet_loss
 from numpy_retinanet.detection.postprocess import postprocess
 from numpy_retinanet.model.retinanet import RetinaNet
@@ -204,7 +206,7 @@ def _step_fns(model, tmodel, images, targets, anchors, torch):
     numpy_step = step_timer(model, images, targets, anchors)
     if torch is None:
         return numpy_step, None
-    from numpy_retinanet.torch_mirror import torch_retinanet_loss
+    from numpy_retinanet.tools.torch_mirror import torch_retinanet_loss
 
     topt = torch.optim.SGD(tmodel.parameters(), lr=1e-3, momentum=0.9, weight_decay=1e-4)
     ti = torch.from_numpy(images)
@@ -230,7 +232,7 @@ def check_agreement(model, tmodel, images, targets, anchors, torch):
 
     Returns {"max_relative_error", "tensors", "worst"}; see ``torch_mirror.relative_error``.
     """
-    from numpy_retinanet.torch_mirror import compare, relative_error, torch_retinanet_loss
+    from numpy_retinanet.tools.torch_mirror import compare, relative_error, torch_retinanet_loss
 
     logits, deltas = model.forward(images, keep_cache=False)
     losses, dlogits, ddeltas = retinanet_loss(logits, deltas, anchors, targets)
@@ -265,7 +267,7 @@ def bench_all(preset="default", batch=8, size=128, repeats=5, use_torch=None):
     result = {"preset": preset, "batch": batch, "image_size": size, "repeats": repeats,
               "parameters": model.num_parameters(), "numpy": np.__version__}
     if torch is not None:
-        from numpy_retinanet.torch_mirror import mirror
+        from numpy_retinanet.tools.torch_mirror import mirror
 
         tmodel = mirror(model)
         result["torch"] = torch.__version__
@@ -289,7 +291,7 @@ def bench_all(preset="default", batch=8, size=128, repeats=5, use_torch=None):
 
     t_loss = None
     if torch is not None:
-        from numpy_retinanet.torch_mirror import torch_retinanet_loss
+        from numpy_retinanet.tools.torch_mirror import torch_retinanet_loss
 
         tl = torch.from_numpy(np.ascontiguousarray(logits)).requires_grad_()
         td = torch.from_numpy(np.ascontiguousarray(deltas)).requires_grad_()

@@ -34,7 +34,8 @@ from matplotlib.patheffects import withStroke
 from PIL import Image
 
 from numpy_retinanet.backend import array_module, to_host
-from numpy_retinanet.data.shapes import ShapesDataset, collate
+from numpy_retinanet.data.shapes import ShapesDataset
+from numpy_retinanet.data.batching import collate
 from numpy_retinanet.detection.anchors import AnchorGenerator
 from numpy_retinanet.detection.boxes import box_iou
 from numpy_retinanet.detection.criterion import assign_targets
@@ -43,13 +44,13 @@ from numpy_retinanet.engine.checkpoint import load_checkpoint
 from numpy_retinanet.engine.config import TrainConfig
 from numpy_retinanet.engine.inference import detect, evaluate_model
 from numpy_retinanet.engine.trainer import train
-from numpy_retinanet.model.retinanet import STRIDES, resolve_config
+from numpy_retinanet.model.presets import STRIDES, resolve_config
 from numpy_retinanet.nn.losses import (
     sigmoid_cross_entropy_forward,
     sigmoid_focal_loss_backward,
     sigmoid_focal_loss_forward,
 )
-from numpy_retinanet.visualize import draw_detections, plot_training_curve
+from numpy_retinanet.evaluation.visualize import draw_detections, plot_training_curve
 
 __all__ = [
     "FIGURES",

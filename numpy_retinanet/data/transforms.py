@@ -1,0 +1,84 @@
+"""Pixels and boxes between the picture and the network: normalization and the horizontal flip.
+
+Pixels
+    The network sees ``(uint8 / 255 - PIXEL_MEAN) / PIXEL_STD`` per channel, with
+    ``PIXEL_MEAN = 0.5`` and ``PIXEL_STD = 0.25``: values lie in [-2, 2], NCHW,
+    float32. ``normalize`` and ``denormalize`` are the only places this happens,
+    so training, detection and drawing agree.
+Flip
+    Horizontal flip is the only augmentation, as in the paper (§4.1): ``hflip``
+    mirrors an image and its boxes together.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+PIXEL_MEAN = 0.5
+PIXEL_STD = 0.25
+
+
+def normalize(image):
+    """uint8 picture -> network input: ``(image / 255 - PIXEL_MEAN) / PIXEL_STD``, channels first.
+
+    Parameters
+    ----------
+    image : ndarray, shape (H, W, 3), uint8
+
+    Returns
+    -------
+    ndarray, shape (3, H, W), float32, values in [-2, 2]
+    """
+    image = np.asarray(image)
+    if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
+        raise ValueError(f"image must be a uint8 array of shape (H, W, 3), got {image.dtype} {image.shape}")
+    x = (image.astype(np.float32) / np.float32(255) - np.float32(PIXEL_MEAN)) / np.float32(PIXEL_STD)
+    return np.ascontiguousarray(x.transpose(2, 0, 1))
+
+
+def denormalize(image):
+    """Network input -> uint8 picture, the inverse of ``normalize`` (rounded to the nearest level).
+
+    Values outside the displayable range (below -2 or above 2, e.g. after an
+    adversarial edit) saturate at 0 and 255.
+
+    Parameters
+    ----------
+    image : ndarray, shape (3, H, W), float
+
+    Returns
+    -------
+    ndarray, shape (H, W, 3), uint8
+    """
+    image = np.asarray(image)
+    if image.ndim != 3 or image.shape[0] != 3 or image.dtype.kind != "f":
+        raise ValueError(f"image must be a float array of shape (3, H, W), got {image.dtype} {image.shape}")
+    if not np.isfinite(image).all():
+        raise ValueError("image must be finite, got NaN or inf")
+    x = (image.transpose(1, 2, 0) * PIXEL_STD + PIXEL_MEAN) * 255.0
+    return np.clip(np.rint(x), 0, 255).astype(np.uint8)
+
+
+def hflip(image, target):
+    """Mirror an image left-right, with its boxes: x1' = W - x2, x2' = W - x1.
+
+    Parameters
+    ----------
+    image : ndarray (C, H, W)
+    target : dict with "boxes" (n, 4); other entries are copied unchanged
+
+    Returns
+    -------
+    (image (C, H, W), target) : new arrays; the inputs are not modified
+    """
+    image = np.asarray(image)
+    if image.ndim != 3:
+        raise ValueError(f"image must have shape (C, H, W), got {image.shape}")
+    boxes = np.asarray(target["boxes"])
+    if boxes.ndim != 2 or boxes.shape[1] != 4:
+        raise ValueError(f"target['boxes'] must have shape (n, 4), got {boxes.shape}")
+    width = image.shape[2]
+    flipped = boxes.copy()
+    flipped[:, 0] = width - boxes[:, 2]
+    flipped[:, 2] = width - boxes[:, 0]
+    return np.ascontiguousarray(image[:, :, ::-1]), {**target, "boxes": flipped}

@@ -1,0 +1,1 @@
+"""Judging a detector: COCO-style AP (``coco.py``) and pictures of its results (``visualize.py``)."""

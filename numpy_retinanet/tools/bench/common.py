@@ -1,0 +1,71 @@
+"""What every benchmark shares: timers that wait for the GPU, a training step split into parts,
+and the peak memory of a call."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+# Images per step in every benchmark (the default training batch).
+BATCH = 8
+
+
+def timed(fn):
+    """Seconds one call of ``fn()`` takes."""
+    t0 = time.perf_counter()
+    fn()
+    return time.perf_counter() - t0
+
+def synchronize(xp):
+    """Wait for queued GPU work, so a timer measures the work and not its launch."""
+    if xp is not np:
+        xp.cuda.Stream.null.synchronize()
+
+
+STEP_PARTS = ("forward", "loss", "backward", "sgd")
+
+
+def step_timer(model, images, targets, anchors, xp=np):
+    """A function running one training step of ``model`` and returning its part times.
+
+    The step is forward, loss (``retinanet_loss``), backward and an SGD update, on
+    the same batch every call; the returned array holds the seconds of each part,
+    in the order of ``STEP_PARTS``. On a GPU it waits for the queued work after
+    each part, so the timer measures the work and not its launch.
+    """
+    from numpy_retinanet.detection.criterion import retinanet_loss
+    from numpy_retinanet.nn.optim import SGD
+
+    opt = SGD(model.params, lr=0.001)
+
+    def step():
+        t = [time.perf_counter()]
+        logits, deltas = model.forward(images)
+        synchronize(xp)
+        t.append(time.perf_counter())
+        _, dlogits, ddeltas = retinanet_loss(logits, deltas, anchors, targets)
+        synchronize(xp)
+        t.append(time.perf_counter())
+        model.zero_grad()
+        model.backward(dlogits, ddeltas)
+        synchronize(xp)
+        t.append(time.perf_counter())
+        opt.step(model.grads)
+        synchronize(xp)
+        t.append(time.perf_counter())
+        return np.diff(t)
+
+    return step
+
+
+def host_peak_memory_mib(fn):
+    """Peak memory NumPy allocates while ``fn()`` runs, in MiB (tracemalloc: NumPy reports to it)."""
+    import tracemalloc
+
+    tracemalloc.start()
+    try:
+        fn()
+        return tracemalloc.get_traced_memory()[1] / 2**20
+    finally:
+        tracemalloc.stop()
