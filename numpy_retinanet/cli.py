@@ -3,16 +3,91 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 
+from numpy_retinanet import __version__
+from numpy_retinanet._settings import setting_fields
 from numpy_retinanet.backend import GPUUnavailableError, keep_freed_memory
-from numpy_retinanet.engine.config import TrainConfig
+from numpy_retinanet.data.build import DataConfig
+from numpy_retinanet.detection.criterion import LossConfig
+from numpy_retinanet.engine.config import CLI_CPU_WORKERS, TrainConfig
+from numpy_retinanet.model.presets import MODEL_CHOICES, MODEL_SETTINGS, PRESETS
 
-TRAIN_DEFAULTS = TrainConfig()
-# Two worker processes use both cores of a 2-core laptop for the whole step, not only for
-# the matrix products (engine/parallel.py gives the numbers). A fixed number, not the
-# machine's core count, so that the same command gives the same numbers everywhere.
-CLI_CPU_WORKERS = 2
+# Where each group of train's flags comes from, in the order --help lists them.
+_GROUPS = (("data settings (data/build.py)", DataConfig), ("loss settings (detection/criterion.py)", LossConfig),
+           ("training settings (engine/config.py)", TrainConfig))
+_MODEL_PREFIX = "model."  # the dest of a model flag: "model.fpn_channels"
+_METAVARS = {int: "N", float: "X", str: "NAME"}
+
+
+def _flag(name):
+    return "--" + name.replace("_", "-")
+
+
+def _show(value):
+    """A default as it is typed on the command line: 0.666667, 0.5 1 2, true."""
+    if isinstance(value, (tuple, list)):
+        return " ".join(_show(v) for v in value)
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, float):
+        return f"{value:g}"
+    return str(value)
+
+
+def _add_setting_flags(parser):
+    """One flag per setting of TrainConfig, and one per preset setting of the model.
+
+    Generated from the fields (``_settings.setting``): the flag, its type, its choices and the
+    default shown in --help come from the one place each setting is written. A flag that is
+    not given is absent from the parsed arguments (``argparse.SUPPRESS``), so that the
+    config's own default applies and ``--resume`` can tell which settings were given.
+    """
+    placed = set()
+    for title, config_class in _GROUPS:
+        group = parser.add_argument_group(title)
+        for f in setting_fields(config_class):
+            if f.name in placed:  # TrainConfig lists the inherited fields again
+                continue
+            placed.add(f.name)
+            m, default = f.metadata, f.default
+            shown = (f"{CLI_CPU_WORKERS} on the cpu, 1 on the gpu; when resuming, the run's" if f.name == "workers"
+                     else _show(default))
+            kwargs = dict(dest=f.name, default=argparse.SUPPRESS, help=f"{m['help']} (default: {shown})")
+            if isinstance(default, bool):
+                kwargs["action"] = argparse.BooleanOptionalAction
+            elif isinstance(default, tuple):
+                kwargs.update(nargs="+", type=type(default[0]), metavar=_METAVARS[type(default[0])])
+            else:
+                kwargs.update(type=type(default), metavar=_METAVARS.get(type(default)))
+            if m["choices"] is not None:
+                kwargs.update(choices=m["choices"], metavar=None)  # --help lists the choices
+            group.add_argument(_flag(f.name), **{k: v.replace("%", "%%") if k == "help" else v
+                                                 for k, v in kwargs.items()})
+    group = parser.add_argument_group("model settings (model/presets.py): change one setting of the --preset")
+    for name, text in MODEL_SETTINGS.items():
+        values = {preset: settings[name] for preset, settings in PRESETS.items()}
+        example = values["default"]
+        kwargs = dict(dest=_MODEL_PREFIX + name, default=argparse.SUPPRESS,
+                      help=f"{text} (default: the preset's: "
+                           + "; ".join(f"{p} {_show(v)}" for p, v in values.items()) + ")")
+        if isinstance(example, tuple):
+            kwargs.update(nargs="+", type=type(example[0]), metavar=_METAVARS[type(example[0])])
+        else:
+            kwargs.update(type=type(example), metavar=_METAVARS.get(type(example)))
+        if name in MODEL_CHOICES:
+            kwargs.update(choices=MODEL_CHOICES[name], metavar=None)
+        group.add_argument(_flag(name), **kwargs)
+
+
+def _given_settings(args):
+    """(TrainConfig settings, model overrides) that were given on the command line."""
+    given = vars(args)
+    fields = {f.name for f in setting_fields(TrainConfig)}
+    settings = {k: tuple(v) if isinstance(v, list) else v for k, v in given.items() if k in fields}
+    overrides = {k[len(_MODEL_PREFIX):]: v for k, v in given.items() if k.startswith(_MODEL_PREFIX)}
+    return settings, overrides
 
 
 def _cmd_figures(args) -> int:
@@ -29,29 +104,23 @@ def _cmd_bench(args) -> int:
     return run_bench(args)
 
 
-def _default_workers(args) -> int:
-    if args.workers is not None:
-        return args.workers
-    return CLI_CPU_WORKERS if args.device in (None, "cpu") else 1
-
-
 def _cmd_train(args) -> int:
     from numpy_retinanet.engine.trainer import TrainingDiverged, train
 
-    if args.resume:
-        try:
-            train(TrainConfig(), args.resume, resume=True, device=args.device, workers=args.workers)
-        except TrainingDiverged as e:
-            print(f"numpy-retinanet train: {e}", file=sys.stderr)
-            return 1
-        return 0
-    config = TrainConfig(preset=args.preset, image_size=args.image_size, num_classes=args.num_classes,
-                         iterations=args.iterations, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
-                         warmup_steps=args.warmup_steps, clip_grad_norm=args.clip_grad_norm,
-                         eval_images=args.eval_images, device=args.device or "cpu", log_every=args.log_every,
-                         workers=_default_workers(args))
+    settings, model_overrides = _given_settings(args)
     try:
-        train(config, args.out)
+        if args.resume:
+            # A resumed run keeps its own settings; only where the math runs may change.
+            changed = sorted(set(settings) - {"device", "workers"}) + sorted(model_overrides)
+            if changed:
+                raise ValueError(f"--resume continues a run with its own settings; these flags cannot change it: "
+                                 f"{', '.join(_flag(n) for n in changed)}")
+            train(TrainConfig(), args.resume, resume=True, device=settings.get("device"),
+                  workers=settings.get("workers"))
+            return 0
+        if "workers" not in settings:
+            settings["workers"] = CLI_CPU_WORKERS if settings.get("device", "cpu") == "cpu" else 1
+        train(TrainConfig(**settings, model_overrides=model_overrides), args.out)
     except TrainingDiverged as e:
         print(f"numpy-retinanet train: {e}", file=sys.stderr)
         return 1
@@ -62,24 +131,28 @@ def _cmd_evaluate(args) -> int:
     import json
 
     from numpy_retinanet.backend import get_module
-    from numpy_retinanet.data.shapes import ShapesDataset
+    from numpy_retinanet.data.build import build_dataset
     from numpy_retinanet.engine.checkpoint import load_checkpoint
     from numpy_retinanet.engine.inference import evaluate_model
 
     xp = get_module(args.device)
     model, info = load_checkpoint(args.checkpoint)
     model.to(xp)
-    tc = info["train_config"]
-    size, seed = tc.get("image_size", 128), args.seed if args.seed is not None else tc.get("eval_seed", 1000)
-    ds = ShapesDataset(args.num_images, size, model.num_classes, seed=seed)
+    # The run's own held-out images: its data settings, seed and count, unless told otherwise.
+    run = TrainConfig.from_dict({**info["train_config"], "num_classes": model.num_classes})
+    if args.seed is not None:
+        run = dataclasses.replace(run, eval_seed=args.seed)
+    num_images = args.num_images or run.eval_images or TrainConfig.eval_images
+    ds = build_dataset(run, "eval", num_images=num_images)
     result = evaluate_model(model, ds, xp=xp)
-    out = {"checkpoint": args.checkpoint, "step": info["step"], "num_images": args.num_images, "seed": seed,
-           "AP": result["AP"], "AP50": result["AP50"], "AP75": result["AP75"],
-           "per_class_AP": dict(zip(ds.class_names, result["per_class_AP"]))}
+    out = {"checkpoint": args.checkpoint, "step": info["step"], "dataset": run.dataset, "num_images": num_images,
+           "seed": run.eval_seed, "AP": result["AP"], "AP50": result["AP50"], "AP75": result["AP75"],
+           "per_class_AP": dict(zip(info["class_names"], result["per_class_AP"]))}
     if args.json:
         print(json.dumps(out, indent=1))
     else:
-        print(f"{args.checkpoint} (step {info['step']}) on {args.num_images} shapes images, seed {seed}:")
+        print(f"{args.checkpoint} (step {info['step']}) on {num_images} held-out {run.dataset} images, "
+              f"seed {run.eval_seed}:")
         print(f"AP {out['AP']:.4f}  AP50 {out['AP50']:.4f}  AP75 {out['AP75']:.4f}")
         for name, ap in out["per_class_AP"].items():
             print(f"  {name:<10} AP {ap:.4f}")
@@ -96,11 +169,7 @@ def _cmd_detect(args) -> int:
     xp = get_module(args.device)
     model, info = load_checkpoint(args.checkpoint)
     model.to(xp)
-    names = info["train_config"].get("class_names")
-    if not names:
-        from numpy_retinanet.data.shapes import ALL_CLASS_NAMES
-
-        names = list(ALL_CLASS_NAMES[: model.num_classes])
+    names = info["class_names"]
     os.makedirs(args.out, exist_ok=True)
     for path, out_path, dets in detect_files(model, args.images, args.out, names, xp=xp,
                                              score_threshold=args.score_threshold):
@@ -131,6 +200,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="numpy-retinanet",
         description="RetinaNet and the focal loss in plain NumPy.",
     )
+    p.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
 
@@ -160,40 +230,27 @@ def build_parser() -> argparse.ArgumentParser:
                         "installed; conv: 3x3 convs vs the matmul rate; model: forward/loss/backward of a preset")
     b.add_argument("--repeats", type=int, default=5, help="timed repeats, median reported")
     b.add_argument("--json", action="store_true", help="print JSON instead of a table")
-    b.add_argument("--preset", default="default", help="model: the preset to time (default: default)")
+    b.add_argument("--preset", default="default", choices=tuple(PRESETS),
+                   help="model: the preset to time (default: default)")
     b.add_argument("--batch-size", type=int, default=8, help="model: images per step (default 8)")
     b.add_argument("--image-size", type=int, default=128, help="model: image side (default 128)")
     b.add_argument("--device", choices=["cpu", "gpu"], default="cpu", help="model: where the math runs")
     b.add_argument("--no-torch", action="store_true", help="all: skip the PyTorch comparison")
     b.set_defaults(func=_cmd_bench)
-    t = sub.add_parser("train", help="train a detector on the built-in synthetic shapes")
-    t.add_argument("--preset", default=TRAIN_DEFAULTS.preset, help="model preset: tiny, default or paper")
-    t.add_argument("--image-size", type=int, default=TRAIN_DEFAULTS.image_size,
-                   help="side of the square images (>= 64)")
-    t.add_argument("--num-classes", type=int, default=TRAIN_DEFAULTS.num_classes, help="kinds of shapes, 1-7")
-    t.add_argument("--iterations", type=int, default=TRAIN_DEFAULTS.iterations, help="training steps")
-    t.add_argument("--batch-size", type=int, default=TRAIN_DEFAULTS.batch_size, help="images per step")
-    t.add_argument("--lr", type=float, default=TRAIN_DEFAULTS.lr, help="base learning rate")
-    t.add_argument("--seed", type=int, default=TRAIN_DEFAULTS.seed, help="initialization seed")
-    t.add_argument("--warmup-steps", type=int, default=TRAIN_DEFAULTS.warmup_steps,
-                   help="linear warm-up steps from lr/3")
-    t.add_argument("--clip-grad-norm", type=float, default=TRAIN_DEFAULTS.clip_grad_norm,
-                   help="clip the global gradient norm (0: off)")
-    t.add_argument("--eval-images", type=int, default=TRAIN_DEFAULTS.eval_images, help="held-out images evaluated at the end")
-    t.add_argument("--log-every", type=int, default=TRAIN_DEFAULTS.log_every, help="steps between progress lines")
+    t = sub.add_parser("train", help="train a detector (default: on the built-in synthetic shapes)",
+                       description="Train a RetinaNet and write a run folder. Every setting has a flag; "
+                                   "a flag not given keeps the default shown.")
     t.add_argument("--out", default="runs/shapes", help="run folder (default: runs/shapes)")
-    t.add_argument("--resume", metavar="RUN", default=None, help="continue the run in folder RUN")
-    # No default here: when resuming, a device not given means the run's own.
-    t.add_argument("--device", choices=["cpu", "gpu"], default=None,
-                   help="where the math runs (default: cpu; when resuming, the run's device)")
-    t.add_argument("--workers", type=int, default=None,
-                   help="processes computing each step's gradient, part of the batch each "
-                        f"(default: {CLI_CPU_WORKERS} on the cpu, 1 on the gpu; when resuming, the run's)")
+    t.add_argument("--resume", metavar="RUN", default=None,
+                   help="continue the run in folder RUN with its own settings (only --device and --workers "
+                        "may change)")
+    _add_setting_flags(t)
     t.set_defaults(func=_cmd_train)
 
     e = sub.add_parser("evaluate", help="COCO-style AP of a checkpoint on held-out shapes")
     e.add_argument("--checkpoint", required=True, help="checkpoint.npz of a run")
-    e.add_argument("--num-images", type=int, default=200, help="held-out images (default 200)")
+    e.add_argument("--num-images", type=int, default=None,
+                   help="held-out images (default: as many as the run was scored on)")
     e.add_argument("--seed", type=int, default=None, help="seed of the held-out images (default: the run's)")
     e.add_argument("--json", action="store_true", help="print JSON")
     e.add_argument("--device", choices=["cpu", "gpu"], default="cpu", help="where the math runs")

@@ -96,7 +96,7 @@ def test_a_dead_worker_is_reported_and_shared_memory_is_freed():
 
 
 def test_bad_worker_counts_are_refused(tmp_path):
-    with pytest.raises(ValueError, match="workers=5"):
+    with pytest.raises(ValueError, match=r"workers must be at most batch_size \(4\), got 5"):
         train(TrainConfig(**dict(TINY, workers=5)), tmp_path)  # more parts than images
     with pytest.raises(ValueError, match="workers=2 needs device 'cpu'"):
         TrainConfig(**dict(TINY, workers=2, device="gpu")).validate()

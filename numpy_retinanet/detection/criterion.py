@@ -15,17 +15,64 @@ An image with no boxes still trains: all of its anchors are negatives.
 
 from __future__ import annotations
 
+import dataclasses
+from dataclasses import dataclass
+
 import numpy as np
 
+from numpy_retinanet._settings import check_settings, setting
 from numpy_retinanet.backend import array_module
 from numpy_retinanet.detection.boxes import encode_boxes
 from numpy_retinanet.detection.matcher import IGNORED, match_anchors
-from numpy_retinanet.nn.losses import (
-    sigmoid_focal_loss_backward,
-    sigmoid_focal_loss_forward,
-    smooth_l1_backward,
-    smooth_l1_forward,
-)
+from numpy_retinanet.nn.losses import CLASSIFICATION_LOSSES, smooth_l1_backward, smooth_l1_forward
+
+
+@dataclass
+class LossConfig:
+    """Every setting of the training loss, with the paper's values as defaults (§3-4, Table 1).
+
+    ``engine.config.TrainConfig`` inherits these fields, so a run's config is a LossConfig and
+    ``retinanet_loss(..., config)`` reads them from it.
+    """
+
+    loss: str = setting("focal", "classification loss: focal (eq. 5), ce (alpha-balanced cross-entropy, "
+                                 "Table 1a) or fl_star (FL*, Appendix A)", choices=tuple(CLASSIFICATION_LOSSES))
+    # None (in Python only): no weighting, the plain CE of eq. 2 and the FL of eq. 4.
+    alpha: float = setting(0.25, "alpha of eq. 3 and 5: the weight of the positives (focal, ce)", low=0.0,
+                           high=1.0, optional=True)
+    gamma: float = setting(2.0, "gamma: the focusing parameter of eq. 4-5 (focal) and the steepness of FL* "
+                                "(fl_star, > 0)", low=0.0)
+    beta: float = setting(1.0, "beta of FL* (Appendix A): the shift of the logit (fl_star)")
+    smooth_l1_beta: float = setting(0.11, "width of smooth L1's quadratic zone [Detectron]; 0 is L1", low=0.0)
+    fg_iou: float = setting(0.5, "IoU from which an anchor is foreground (§4)", low=0.0, high=1.0)
+    bg_iou: float = setting(0.4, "IoU below which an anchor is background; between bg_iou and fg_iou it is "
+                                 "ignored (§4)", low=0.0, high=1.0)
+    allow_low_quality: bool = setting(True, "also make each box's best anchors foreground (torchvision, "
+                                            "detectron2)")
+
+    def validate(self):
+        """Raise ValueError naming each setting that is out of range."""
+        check_settings(self, "loss settings")
+        if self.bg_iou > self.fg_iou:
+            raise ValueError(f"invalid loss settings: bg_iou must be <= fg_iou ({self.fg_iou}), got {self.bg_iou}")
+        if self.loss == "fl_star" and self.gamma <= 0:
+            raise ValueError(f"invalid loss settings: gamma must be > 0 for fl_star (FL* divides by it), "
+                             f"got {self.gamma}")
+
+
+def loss_config(config=None, **settings) -> LossConfig:
+    """A validated LossConfig: the loss fields of ``config`` (None: the defaults; a TrainConfig
+    is a LossConfig) with ``settings`` changed, e.g. ``loss_config(gamma=0.0)``."""
+    names = [f.name for f in dataclasses.fields(LossConfig)]
+    unknown = sorted(set(settings) - set(names))
+    if unknown:
+        raise ValueError(f"settings must be among the loss settings {names}, got {unknown}")
+    base = config if config is not None else LossConfig()
+    if not isinstance(base, LossConfig):
+        raise ValueError(f"config must be a LossConfig (or a TrainConfig), got {type(base).__name__}")
+    out = LossConfig(**{**{n: getattr(base, n) for n in names}, **settings})
+    out.validate()
+    return out
 
 
 def check_targets(targets, num_images, num_classes):
@@ -94,8 +141,7 @@ def assign_targets(anchors, targets, num_classes, fg_iou=0.5, bg_iou=0.4, allow_
     return cls_targets, box_targets, positive, valid
 
 
-def retinanet_loss(logits, deltas, anchors, targets, alpha=0.25, gamma=2.0, beta=0.11,
-                   fg_iou=0.5, bg_iou=0.4, allow_low_quality=True, loss="focal"):
+def retinanet_loss(logits, deltas, anchors, targets, config=None, **settings):
     """Focal loss + smooth L1 for a batch, with their gradients w.r.t. the network outputs.
 
     Parameters
@@ -104,9 +150,10 @@ def retinanet_loss(logits, deltas, anchors, targets, alpha=0.25, gamma=2.0, beta
     deltas : (N, M, 4) box regression outputs.
     anchors : (M, 4) in the order of the outputs.
     targets : list of N dicts {"boxes": (n, 4) float, "labels": (n,) int in [0, K)}.
-    alpha, gamma : focal loss eq. 5 (gamma = 0 is alpha-balanced cross-entropy; alpha None: no alpha).
-    beta : smooth L1 transition (0.11 [Detectron]; 0 means L1).
-    loss : "focal" (the paper) or "ce" (plain or alpha-balanced sigmoid cross-entropy, for Table 1a).
+    config : a LossConfig (a TrainConfig is one); None: the paper's settings (``LossConfig()``).
+    **settings : loss settings to change, e.g. ``gamma=0.0`` or ``loss="ce", alpha=0.75``
+        (see ``LossConfig``: loss, alpha, gamma, beta, smooth_l1_beta, fg_iou, bg_iou,
+        allow_low_quality).
 
     Returns
     -------
@@ -122,20 +169,20 @@ def retinanet_loss(logits, deltas, anchors, targets, alpha=0.25, gamma=2.0, beta
         raise ValueError(f"deltas must have shape {(n, m, 4)} to match logits, got {tuple(deltas.shape)}")
     if anchors.shape != (m, 4):
         raise ValueError(f"anchors must have shape {(m, 4)} to match logits, got {tuple(anchors.shape)}")
-    if loss not in ("focal", "ce"):
-        raise ValueError(f"loss must be 'focal' or 'ce', got {loss!r}")
+    c = loss_config(config, **settings)
     check_targets(targets, n, k)
     cls_t, box_t, positive, valid = assign_targets(anchors.astype(logits.dtype), targets, k,
-                                                   fg_iou, bg_iou, allow_low_quality)
+                                                   c.fg_iou, c.bg_iou, c.allow_low_quality)
     num_pos = int(positive.sum())
     norm = float(max(1, num_pos))
 
-    fl, fl_cache = sigmoid_focal_loss_forward(logits, cls_t, alpha=alpha, gamma=0.0 if loss == "ce" else gamma)
+    forward, backward, names = CLASSIFICATION_LOSSES[c.loss]
+    cls, cls_cache = forward(logits, cls_t, *(getattr(c, name) for name in names))
     cls_weight = (valid[..., None] / norm).astype(logits.dtype)  # (N, M, 1): ignored anchors count 0
-    loss_cls = float((fl * cls_weight).sum())
-    dlogits = sigmoid_focal_loss_backward(xp.broadcast_to(cls_weight, logits.shape), fl_cache)
+    loss_cls = float((cls * cls_weight).sum())
+    dlogits = backward(xp.broadcast_to(cls_weight, logits.shape), cls_cache)
 
-    sl1, sl1_cache = smooth_l1_forward(deltas, box_t, beta=beta)
+    sl1, sl1_cache = smooth_l1_forward(deltas, box_t, c.smooth_l1_beta)
     box_weight = (positive[..., None] / norm).astype(deltas.dtype)  # (N, M, 1): positives only
     loss_box = float((sl1 * box_weight).sum())
     ddeltas = smooth_l1_backward(xp.broadcast_to(box_weight, deltas.shape), sl1_cache)

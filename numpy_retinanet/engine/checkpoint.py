@@ -20,13 +20,15 @@ import zipfile
 
 import numpy as np
 
+from numpy_retinanet.data.build import build_dataset
+from numpy_retinanet.engine.config import TrainConfig
 from numpy_retinanet.model.retinanet import build_model
 
 FORMAT = "numpy-retinanet-checkpoint"
 VERSION = 1
 
 
-def save_checkpoint(path, model, optimizer=None, step=0, train_config=None, extra=None):
+def save_checkpoint(path, model, optimizer=None, step=0, train_config=None, extra=None, class_names=None):
     """Write ``model`` (and optionally the optimizer state) to ``path`` atomically.
 
     Parameters
@@ -37,14 +39,18 @@ def save_checkpoint(path, model, optimizer=None, step=0, train_config=None, extr
     step : number of training steps done.
     train_config : JSON-serialisable dict of training settings (for resuming).
     extra : JSON-serialisable dict stored in the meta (e.g. loss history).
+    class_names : the K names of the classes, in label order (``dataset.class_names``), so that
+        ``detect`` and ``evaluate`` can name what the model finds. None: the names of the
+        dataset that ``train_config`` describes.
     """
     path = os.fspath(path)
     arrays = {f"param/{k}": v for k, v in model.state_dict().items()}
     if optimizer is not None:
         arrays.update({f"optim/{k}": v for k, v in optimizer.state_dict().items()})
+    class_names = _class_names(class_names, train_config or {}, model.num_classes)
     meta = {"format": FORMAT, "version": VERSION, "model": model.config(), "step": int(step),
-            "train_config": train_config or {}, "has_optimizer": optimizer is not None,
-            "extra": extra or {}}
+            "train_config": train_config or {}, "class_names": class_names,
+            "has_optimizer": optimizer is not None, "extra": extra or {}}
     arrays["meta"] = np.array(json.dumps(meta))
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
@@ -111,8 +117,8 @@ def load_checkpoint(path):
     Returns
     -------
     model : RetinaNet with the saved parameters.
-    info : dict with "step", "model" (config), "train_config", "extra" and
-        "optimizer" (the momentum buffers, or None).
+    info : dict with "step", "model" (config), "train_config", "class_names" (K names, in
+        label order), "extra" and "optimizer" (the momentum buffers, or None).
     """
     meta, params, optim = read_checkpoint(path)
     try:
@@ -121,5 +127,18 @@ def load_checkpoint(path):
     except (KeyError, TypeError, ValueError) as e:
         raise ValueError(f"checkpoint {os.fspath(path)!r} does not fit its model: {e}") from e
     info = {"step": meta["step"], "model": meta["model"], "train_config": meta["train_config"],
+            "class_names": _class_names(meta.get("class_names"), meta["train_config"], model.num_classes),
             "extra": meta.get("extra", {}), "optimizer": optim if meta.get("has_optimizer") else None}
     return model, info
+
+
+def _class_names(names, train_config, num_classes):
+    """``names`` checked to be K strings; None: those of the dataset ``train_config`` describes
+    (checkpoints written before class names were saved are read this way)."""
+    if names is None:
+        config = TrainConfig.from_dict({**train_config, "num_classes": num_classes})
+        names = build_dataset(config, "eval", num_images=1).class_names
+    names = list(names)
+    if len(names) != num_classes or not all(isinstance(n, str) for n in names):
+        raise ValueError(f"class_names must be {num_classes} strings (one per class), got {names!r}")
+    return names

@@ -1,61 +1,72 @@
-"""Training settings, in a module of their own so the command line can show their defaults
-without importing the whole trainer."""
+"""Training settings: the one place each default of a run is written.
+
+``TrainConfig`` inherits the loss settings from ``detection.criterion.LossConfig`` and the data
+settings from ``data.build.DataConfig`` and adds the optimization and the run's bookkeeping,
+so ``TrainConfig(preset="tiny", loss="fl_star", image_size=64)`` sets any of them. Every field
+is a ``_settings.setting`` with its help text and range: ``numpy-retinanet train`` makes one flag
+per field from them (``cli.py``), and ``validate`` checks them. The model's architecture is a
+preset (``model.presets.PRESETS``) with ``model_overrides`` applied.
+
+This module imports no trainer, so the command line can show the defaults quickly.
+"""
 
 from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
 
+from numpy_retinanet._settings import check_settings, setting
+from numpy_retinanet.data.build import DataConfig
+from numpy_retinanet.detection.criterion import LossConfig
+from numpy_retinanet.model.presets import PRESETS, resolve_config
+
+# The command line's number of worker processes on the CPU. Two use both cores of a 2-core
+# laptop for the whole step, not only for the matrix products (engine/parallel.py gives the
+# numbers); a fixed number, not the machine's core count, so that the same command gives the
+# same numbers everywhere. TrainConfig's own default stays 1 (no processes are spawned), so
+# scripts and lessons that call ``train`` need no ``if __name__ == "__main__"`` guard.
+CLI_CPU_WORKERS = 2
+
 
 @dataclass
-class TrainConfig:
+class TrainConfig(LossConfig, DataConfig):
     """Everything a run depends on; saved in the checkpoint and in metrics.json."""
 
-    preset: str = "default"
-    image_size: int = 128
-    num_classes: int = 3
-    iterations: int = 4000
-    batch_size: int = 8
-    lr: float = 0.06
-    momentum: float = 0.9
-    weight_decay: float = 1e-4
-    warmup_steps: int = 200
-    warmup_factor: float = 1.0 / 3.0
+    preset: str = setting("default", "model preset (model/presets.py); its settings can be changed one by one",
+                          choices=tuple(PRESETS))
+    iterations: int = setting(4000, "training steps", low=1)
+    batch_size: int = setting(8, "images per step", low=1)
+    lr: float = setting(0.06, "base learning rate (README: why higher than the paper's 0.01)", low=0.0,
+                        low_open=True)
+    momentum: float = setting(0.9, "SGD momentum (§4.1)", low=0.0, high=1.0)
+    weight_decay: float = setting(1e-4, "weight decay of the conv weights (§4.1)", low=0.0)
+    warmup_steps: int = setting(200, "steps of linear warm-up from warmup_factor x lr", low=0)
+    warmup_factor: float = setting(1.0 / 3.0, "the lr at step 0, as a fraction of lr", low=0.0, low_open=True,
+                                   high=1.0)
     # The paper decays at 60k and 80k of 90k iterations: the same fractions here.
-    decay_at: tuple = (2.0 / 3.0, 8.0 / 9.0)
-    clip_grad_norm: float = 10.0  # 0 = off
-    alpha: float = 0.25
-    gamma: float = 2.0
-    loss: str = "focal"  # or "ce" (alpha-balanced cross-entropy, Table 1a)
-    train_images: int = 20000
-    max_objects: int = 4  # shapes per image are 0..max_objects (fewer: more background per object)
-    seed: int = 0
-    data_seed: int = 0
-    eval_images: int = 200
-    eval_seed: int = 1000  # held-out images are drawn with another seed
-    log_every: int = 50
-    checkpoint_every: int = 500
-    device: str = "cpu"
-    # Processes computing each step's gradient, one part of the batch each (engine.parallel);
-    # 1 computes it in the calling process. The command line's default is 2 on the CPU.
-    workers: int = 1
+    decay_at: tuple = setting((2.0 / 3.0, 8.0 / 9.0), "fractions of the run after which the lr drops 10x",
+                              low=0.0, low_open=True, high=1.0)
+    clip_grad_norm: float = setting(10.0, "clip the global gradient norm at this (0: off)", low=0.0)
+    seed: int = setting(0, "seed of the model's initialization", low=0)
+    log_every: int = setting(50, "steps between progress lines", low=1)
+    checkpoint_every: int = setting(500, "steps between checkpoints", low=1)
+    device: str = setting("cpu", "where the math runs (gpu: CuPy)", choices=("cpu", "gpu"))
+    workers: int = setting(1, "processes computing each step's gradient, one part of the batch each "
+                              "(engine/parallel.py); at most batch_size", low=1)
+    # Preset settings changed for this run, e.g. {"fpn_channels": 32}; each has a flag (cli.py).
     model_overrides: dict = field(default_factory=dict)
 
     def validate(self):
-        checks = [("image_size", self.image_size >= 64), ("num_classes", 1 <= self.num_classes <= 7),
-                  ("iterations", self.iterations >= 1), ("batch_size", self.batch_size >= 1),
-                  ("lr", self.lr > 0), ("train_images", self.train_images >= 1), ("max_objects", self.max_objects >= 1),
-                  ("eval_images", self.eval_images >= 0), ("log_every", self.log_every >= 1),
-                  ("checkpoint_every", self.checkpoint_every >= 1), ("clip_grad_norm", self.clip_grad_norm >= 0),
-                  ("loss", self.loss in ("focal", "ce")), ("device", self.device in ("cpu", "gpu")),
-                  ("workers", 1 <= self.workers <= max(1, self.batch_size))]
-        bad = [name for name, ok in checks if not ok]
-        if bad:
-            raise ValueError(f"invalid training settings: " + ", ".join(f"{b}={getattr(self, b)!r}" for b in bad)
-                             + (" (workers must be 1 to batch_size)" if "workers" in bad else ""))
+        """Raise ValueError naming each setting that is out of range or that does not fit another."""
+        check_settings(self, "training settings")
+        LossConfig.validate(self)  # how the loss settings relate (bg_iou <= fg_iou, FL*'s gamma > 0)
+        if self.workers > self.batch_size:
+            raise ValueError(f"invalid training settings: workers must be at most batch_size ({self.batch_size}), "
+                             f"got {self.workers}")
         if self.workers > 1 and self.device != "cpu":
             raise ValueError(f"workers={self.workers} needs device 'cpu' (got {self.device!r}); "
                              "on a GPU one process computes the whole batch")
+        resolve_config(self.preset, self.model_overrides)  # unknown model settings are named
 
     def milestones(self):
         return [int(round(f * self.iterations)) for f in self.decay_at]
@@ -67,6 +78,7 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, d):
+        """The config saved by ``to_dict`` (JSON lists become tuples again)."""
         known = {f.name for f in dataclasses.fields(cls)}
         d = {k: v for k, v in d.items() if k in known}
         if "decay_at" in d:

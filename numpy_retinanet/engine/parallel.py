@@ -98,15 +98,14 @@ def _worker(conn, config_dict, part, layout, params_name, grads_name):
     """
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the main process's to handle
     keep_freed_memory()
-    from numpy_retinanet.data.shapes import ShapesDataset
+    from numpy_retinanet.data.build import build_dataset
     from numpy_retinanet.data.batching import get_batch
     from numpy_retinanet.engine.step import compute_gradients
     from numpy_retinanet.model.retinanet import RetinaNet
 
     config = TrainConfig.from_dict(config_dict)
     model = RetinaNet(config.num_classes, preset=config.preset, seed=config.seed, **config.model_overrides)
-    dataset = ShapesDataset(config.train_images, config.image_size, config.num_classes, seed=config.data_seed,
-                            max_objects=config.max_objects)
+    dataset = build_dataset(config, "train")
     anchors = model.anchors(config.image_size, config.image_size)
     params_block = shared_memory.SharedMemory(name=params_name)
     grads_block = shared_memory.SharedMemory(name=grads_name)

@@ -38,7 +38,7 @@ def compute_gradients(model, images, targets, anchors, config):
     images : (N, 3, H, W) on the model's device.
     targets : list of N dicts {"boxes", "labels"}.
     anchors : (M, 4), the model's anchors for H x W.
-    config : TrainConfig (alpha, gamma, loss).
+    config : TrainConfig (its loss settings: ``detection.criterion.LossConfig``).
 
     Returns
     -------
@@ -48,8 +48,7 @@ def compute_gradients(model, images, targets, anchors, config):
     with np.errstate(over="raise", invalid="raise", divide="raise"):
         try:
             logits, deltas = model.forward(images)
-            losses, dlogits, ddeltas = retinanet_loss(logits, deltas, anchors, targets, alpha=config.alpha,
-                                                      gamma=config.gamma, loss=config.loss)
+            losses, dlogits, ddeltas = retinanet_loss(logits, deltas, anchors, targets, config)
         except (FloatingPointError, ValueError) as e:
             if isinstance(e, ValueError) and "NaN" not in str(e):
                 raise

@@ -35,7 +35,7 @@ import time
 import numpy as np
 
 from numpy_retinanet.backend import get_module, peak_memory_mib, to_host
-from numpy_retinanet.data.shapes import ShapesDataset
+from numpy_retinanet.data.build import build_dataset
 from numpy_retinanet.data.transforms import denormalize
 from numpy_retinanet.data.batching import get_batch
 from numpy_retinanet.engine.checkpoint import read_checkpoint, save_checkpoint
@@ -131,14 +131,14 @@ def train(config: TrainConfig, out_dir, resume=False, log=print, stop_after=None
     if opt_state:
         optimizer.load_state_dict(opt_state)
     schedule = WarmupStepSchedule(config.lr, config.warmup_steps, config.warmup_factor, config.milestones())
-    dataset = ShapesDataset(config.train_images, config.image_size, config.num_classes, seed=config.data_seed,
-                            max_objects=config.max_objects)
+    dataset = build_dataset(config, "train")
     anchors = model.anchors(config.image_size, config.image_size, xp=xp)
     for key in ("step", "total", "classification", "box_regression", "num_positive", "lr", "grad_norm"):
         history.setdefault(key, [])
 
     def save(step):
         save_checkpoint(ckpt_path, model, optimizer, step=step, train_config=config.to_dict(),
+                        class_names=dataset.class_names,
                         extra={"history": history, "train_seconds": elapsed_before + (time.perf_counter() - t0)})
 
     if start_step == 0:
@@ -225,8 +225,7 @@ def _train_step(model, optimizer, images, targets, anchors, lr, config):
 
 def evaluate_run(model, config, out_dir, xp, log):
     """AP on the held-out split and a picture of detections; returns the metrics to record."""
-    held_out = ShapesDataset(max(config.eval_images, 1), config.image_size, config.num_classes,
-                             seed=config.eval_seed, max_objects=config.max_objects)
+    held_out = build_dataset(config, "eval", num_images=max(config.eval_images, 1))  # pictures even without AP
     out = {}
     if config.eval_images > 0:
         dets, gts = predict_dataset(model, held_out, xp=xp)

@@ -35,3 +35,23 @@ def resolve_config(preset: str, overrides: dict) -> dict:
     for key in ("widths", "depths", "anchor_sizes", "aspect_ratios", "scales"):
         cfg[key] = tuple(cfg[key])
     return cfg
+
+
+#: What each preset setting means, for ``--help`` and readers; every preset sets every one of these.
+MODEL_SETTINGS = {
+    "stem_width": "channels of the backbone's stride-2 stem conv",
+    "widths": "channels of the four ResNet stages (C2..C5)",
+    "depths": "basic blocks in each of the four stages",
+    "gn_groups": "GroupNorm groups in the backbone",
+    "fpn_channels": "channels of every pyramid level P3..P7 (the paper: 256)",
+    "p6_from": "P6 from C5 (the paper) or from P5 (later implementations)",
+    "head_depth": "hidden 3x3 convs of each subnet (the paper: 4)",
+    "head_channels": "channels of the subnets' hidden convs (the paper: 256)",
+    "head_norm_groups": "GroupNorm groups after each hidden head conv (0: none, as in the paper)",
+    "anchor_sizes": "anchor side at scale 1 on P3..P7, in pixels (the paper: 32..512)",
+    "aspect_ratios": "anchor aspect ratios h/w (the paper: 0.5 1 2)",
+    "scales": "anchor scales per size (the paper: 2^0, 2^(1/3), 2^(2/3))",
+    "prior": "pi of §3.3: the foreground probability the classification bias starts at",
+}
+#: Allowed values of the settings that take one of a few names.
+MODEL_CHOICES = {"p6_from": ("c5", "p5")}

@@ -391,3 +391,16 @@ def smooth_l1_backward(dloss, cache):
     xp = array_module(d)
     g = xp.sign(d) if beta == 0.0 else xp.clip(d, -beta, beta) / beta
     return dloss * g
+
+
+# ----------------------------------------------------------------------------------------
+# The classification losses a detector can be trained with, by name
+# ----------------------------------------------------------------------------------------
+
+#: name -> (forward, backward, the settings the forward takes after (logits, targets)).
+#: ``detection.criterion.LossConfig.loss`` picks one; a new loss is a pair above plus a row here.
+CLASSIFICATION_LOSSES = {
+    "focal": (sigmoid_focal_loss_forward, sigmoid_focal_loss_backward, ("alpha", "gamma")),  # eq. 5
+    "ce": (sigmoid_cross_entropy_forward, sigmoid_cross_entropy_backward, ("alpha",)),  # eq. 3, Table 1a
+    "fl_star": (focal_loss_star_forward, focal_loss_star_backward, ("gamma", "beta")),  # Appendix A
+}

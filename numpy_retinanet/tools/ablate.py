@@ -41,7 +41,7 @@ SETTINGS = [
 ]
 
 # Table 1 of the paper (ResNet-50-FPN, 600 px, COCO minival): AP, AP50, AP75; None where
-# the paper gives AP only (PAPER.md).
+# the paper gives AP only (Lin et al. 2017, Table 1a and 1b).
 PAPER_TABLE1 = {
     "CE, alpha .25": (10.8, 16.0, 11.7),
     "CE, alpha .50": (30.2, 46.7, 32.8),
