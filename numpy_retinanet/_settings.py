@@ -17,23 +17,31 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import numbers
 from dataclasses import field
 
 
-def setting(default, help, *, choices=None, low=None, high=None, low_open=False, optional=False):
-    """A dataclass field for a setting.
+def setting_metadata(help, *, choices=None, low=None, high=None, low_open=False, high_open=False,
+                     optional=False) -> dict:
+    """What a setting is and which values it takes (a field's metadata; also used alone for the
+    model presets' settings, which are dict entries, not fields).
 
     Parameters
     ----------
-    default : the value used when none is given (a tuple for a list of numbers).
     help : one line for ``--help``, without the default (the command line adds it).
     choices : the allowed values, or None.
     low, high : bounds for a number, or for every number of a tuple (None: unbounded).
-    low_open : True when ``low`` itself is not allowed (a value must be > low).
+    low_open, high_open : True when ``low`` (``high``) itself is not allowed.
     optional : True when None is allowed too (in Python; the command line has no None).
     """
-    return field(default=default, metadata={"help": help, "choices": choices, "low": low, "high": high,
-                                            "low_open": low_open, "optional": optional})
+    return {"help": help, "choices": choices, "low": low, "high": high, "low_open": low_open,
+            "high_open": high_open, "optional": optional}
+
+
+def setting(default, help, **limits):
+    """A dataclass field for a setting: its default (a tuple for a list of numbers), its help,
+    and the ``limits`` of ``setting_metadata``."""
+    return field(default=default, metadata=setting_metadata(help, **limits))
 
 
 def setting_fields(config_class):
@@ -43,44 +51,50 @@ def setting_fields(config_class):
 
 def describe_range(f) -> str:
     """What values field ``f`` takes, in words: "one of 'a', 'b'", "an int >= 1", "a number in (0, 1]"."""
-    m = f.metadata
+    return _describe(f.default, f.metadata)
+
+
+def _describe(default, m):
     if m["choices"] is not None:
         return "one of " + ", ".join(repr(c) for c in m["choices"])
-    kind = {bool: "true or false", int: "an int", float: "a number", str: "a string"}.get(type(f.default))
-    if isinstance(f.default, tuple):
-        kind = "numbers"
+    kind = {bool: "true or false", int: "an int", float: "a number", str: "a string"}.get(type(default))
+    if isinstance(default, tuple):
+        kind = "ints" if isinstance(default[0], int) else "numbers"
     if m["low"] is not None and m["high"] is not None:
-        return f"{kind} in {'(' if m['low_open'] else '['}{m['low']}, {m['high']}]"
+        return f"{kind} in {'(' if m['low_open'] else '['}{m['low']}, {m['high']}{')' if m['high_open'] else ']'}"
     if m["low"] is not None:
         return f"{kind} {'>' if m['low_open'] else '>='} {m['low']}"
     return kind
 
 
-def _problem(f, value):
-    """None when ``value`` suits field ``f``, else what is wrong, as "<name> must be ..., got ..."."""
-    m = f.metadata
-    wrong = f"{f.name} must be {describe_range(f)}{' or None' if m['optional'] else ''}, got {value!r}"
+def value_problem(name, value, default, metadata):
+    """None when ``value`` suits a setting whose default is ``default`` and whose range is
+    ``metadata`` (as ``setting`` stores it), else "<name> must be <range>, got <value>"."""
+    m = metadata
+    wrong = f"{name} must be {_describe(default, m)}{' or None' if m['optional'] else ''}, got {value!r}"
     if value is None and m["optional"]:
         return None
     if m["choices"] is not None:
         return None if value in m["choices"] else wrong
-    if isinstance(f.default, bool):
+    if isinstance(default, bool):
         return None if isinstance(value, bool) else wrong
-    if isinstance(f.default, str):
+    if isinstance(default, str):
         return None if isinstance(value, str) else wrong
-    numbers = value if isinstance(f.default, tuple) else (value,)
-    if isinstance(f.default, tuple) and (not isinstance(value, (tuple, list)) or not value):
+    values = value if isinstance(default, tuple) else (value,)
+    if isinstance(default, tuple) and (not isinstance(value, (tuple, list)) or not value):
         return wrong
-    for v in numbers:
-        if isinstance(v, bool) or not isinstance(v, (int, float)):
+    example = default[0] if isinstance(default, tuple) else default
+    for v in values:
+        # numpy's scalars count: np.int64 is an Integral, np.float32 a Real
+        if isinstance(v, bool) or not isinstance(v, numbers.Real):
             return wrong
-        if isinstance(f.default, int) and not isinstance(v, int):
+        if isinstance(example, int) and not isinstance(v, numbers.Integral):
             return wrong
         if not math.isfinite(v):
             return wrong
         if m["low"] is not None and (v <= m["low"] if m["low_open"] else v < m["low"]):
             return wrong
-        if m["high"] is not None and v > m["high"]:
+        if m["high"] is not None and (v >= m["high"] if m["high_open"] else v > m["high"]):
             return wrong
     return None
 
@@ -90,6 +104,7 @@ def check_settings(config, what="settings"):
 
     ``what`` names the kind of config in the message ("invalid training settings: ...").
     """
-    problems = [p for f in setting_fields(type(config)) if (p := _problem(f, getattr(config, f.name)))]
+    problems = [p for f in setting_fields(type(config))
+                if (p := value_problem(f.name, getattr(config, f.name), f.default, f.metadata))]
     if problems:
         raise ValueError(f"invalid {what}: " + "; ".join(problems))

@@ -12,7 +12,7 @@ from numpy_retinanet.backend import GPUUnavailableError, keep_freed_memory
 from numpy_retinanet.data.build import DataConfig
 from numpy_retinanet.detection.criterion import LossConfig
 from numpy_retinanet.engine.config import CLI_CPU_WORKERS, TrainConfig
-from numpy_retinanet.model.presets import MODEL_CHOICES, MODEL_SETTINGS, PRESETS
+from numpy_retinanet.model.presets import MODEL_SETTINGS, PRESETS
 
 # Where each group of train's flags comes from, in the order --help lists them.
 _GROUPS = (("data settings (data/build.py)", DataConfig), ("loss settings (detection/criterion.py)", LossConfig),
@@ -66,18 +66,18 @@ def _add_setting_flags(parser):
             group.add_argument(_flag(f.name), **{k: v.replace("%", "%%") if k == "help" else v
                                                  for k, v in kwargs.items()})
     group = parser.add_argument_group("model settings (model/presets.py): change one setting of the --preset")
-    for name, text in MODEL_SETTINGS.items():
+    for name, m in MODEL_SETTINGS.items():
         values = {preset: settings[name] for preset, settings in PRESETS.items()}
         example = values["default"]
         kwargs = dict(dest=_MODEL_PREFIX + name, default=argparse.SUPPRESS,
-                      help=f"{text} (default: the preset's: "
+                      help=f"{m['help']} (default: the preset's: "
                            + "; ".join(f"{p} {_show(v)}" for p, v in values.items()) + ")")
         if isinstance(example, tuple):
             kwargs.update(nargs="+", type=type(example[0]), metavar=_METAVARS[type(example[0])])
         else:
             kwargs.update(type=type(example), metavar=_METAVARS.get(type(example)))
-        if name in MODEL_CHOICES:
-            kwargs.update(choices=MODEL_CHOICES[name], metavar=None)
+        if m["choices"] is not None:
+            kwargs.update(choices=m["choices"], metavar=None)
         group.add_argument(_flag(name), **kwargs)
 
 
@@ -86,7 +86,8 @@ def _given_settings(args):
     given = vars(args)
     fields = {f.name for f in setting_fields(TrainConfig)}
     settings = {k: tuple(v) if isinstance(v, list) else v for k, v in given.items() if k in fields}
-    overrides = {k[len(_MODEL_PREFIX):]: v for k, v in given.items() if k.startswith(_MODEL_PREFIX)}
+    overrides = {k[len(_MODEL_PREFIX):]: tuple(v) if isinstance(v, list) else v
+                 for k, v in given.items() if k.startswith(_MODEL_PREFIX)}
     return settings, overrides
 
 

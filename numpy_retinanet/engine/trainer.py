@@ -119,9 +119,8 @@ def train(config: TrainConfig, out_dir, resume=False, log=print, stop_after=None
         config = dataclasses.replace(config, workers=workers)
     config.validate()
     xp = get_module(config.device)
-    os.makedirs(out_dir, exist_ok=True)
-
     model = RetinaNet(config.num_classes, preset=config.preset, seed=config.seed, **config.model_overrides)
+    os.makedirs(out_dir, exist_ok=True)  # after every setting was checked: a refused run leaves no folder
     opt_state = None
     if resume:
         model.load_state_dict(params)

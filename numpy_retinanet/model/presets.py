@@ -5,6 +5,8 @@ See ``model/retinanet.py`` for why each preset's sizes are what they are.
 
 from __future__ import annotations
 
+from numpy_retinanet._settings import setting_metadata, value_problem
+
 STRIDES = (8, 16, 32, 64, 128)  # P3..P7
 
 PRESETS = {
@@ -32,26 +34,32 @@ def resolve_config(preset: str, overrides: dict) -> dict:
     if unknown:
         raise ValueError(f"unknown model settings {unknown}; known: {sorted(cfg)}")
     cfg.update(overrides)
+    problems = [p for name, m in MODEL_SETTINGS.items()
+                if (p := value_problem(name, cfg[name], PRESETS[preset][name], m))]
+    if problems:
+        raise ValueError("invalid model settings: " + "; ".join(problems))
     for key in ("widths", "depths", "anchor_sizes", "aspect_ratios", "scales"):
         cfg[key] = tuple(cfg[key])
     return cfg
 
 
-#: What each preset setting means, for ``--help`` and readers; every preset sets every one of these.
+#: What each preset setting means and which values it takes (``--help``, ``resolve_config``).
+#: Every preset sets every one of these.
 MODEL_SETTINGS = {
-    "stem_width": "channels of the backbone's stride-2 stem conv",
-    "widths": "channels of the four ResNet stages (C2..C5)",
-    "depths": "basic blocks in each of the four stages",
-    "gn_groups": "GroupNorm groups in the backbone",
-    "fpn_channels": "channels of every pyramid level P3..P7 (the paper: 256)",
-    "p6_from": "P6 from C5 (the paper) or from P5 (later implementations)",
-    "head_depth": "hidden 3x3 convs of each subnet (the paper: 4)",
-    "head_channels": "channels of the subnets' hidden convs (the paper: 256)",
-    "head_norm_groups": "GroupNorm groups after each hidden head conv (0: none, as in the paper)",
-    "anchor_sizes": "anchor side at scale 1 on P3..P7, in pixels (the paper: 32..512)",
-    "aspect_ratios": "anchor aspect ratios h/w (the paper: 0.5 1 2)",
-    "scales": "anchor scales per size (the paper: 2^0, 2^(1/3), 2^(2/3))",
-    "prior": "pi of §3.3: the foreground probability the classification bias starts at",
+    "stem_width": setting_metadata("channels of the backbone's stride-2 stem conv", low=1),
+    "widths": setting_metadata("channels of the four ResNet stages (C2..C5)", low=1),
+    "depths": setting_metadata("basic blocks in each of the four stages", low=1),
+    "gn_groups": setting_metadata("GroupNorm groups in the backbone", low=1),
+    "fpn_channels": setting_metadata("channels of every pyramid level P3..P7 (the paper: 256)", low=1),
+    "p6_from": setting_metadata("P6 from C5 (the paper) or from P5 (later implementations)", choices=("c5", "p5")),
+    "head_depth": setting_metadata("hidden 3x3 convs of each subnet (the paper: 4)", low=0),
+    "head_channels": setting_metadata("channels of the subnets' hidden convs (the paper: 256)", low=1),
+    "head_norm_groups": setting_metadata("GroupNorm groups after each hidden head conv (0: none, as in the paper)",
+                                         low=0),
+    "anchor_sizes": setting_metadata("anchor side at scale 1 on P3..P7, in pixels (the paper: 32..512)", low=1),
+    "aspect_ratios": setting_metadata("anchor aspect ratios h/w (the paper: 0.5 1 2)", low=0.0, low_open=True),
+    "scales": setting_metadata("anchor scales per size (the paper: 2^0, 2^(1/3), 2^(2/3))", low=0.0,
+                               low_open=True),
+    "prior": setting_metadata("pi of §3.3: the foreground probability the classification bias starts at",
+                              low=0.0, low_open=True, high=1.0, high_open=True),
 }
-#: Allowed values of the settings that take one of a few names.
-MODEL_CHOICES = {"p6_from": ("c5", "p5")}

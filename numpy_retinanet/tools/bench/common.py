@@ -7,6 +7,9 @@ import time
 
 import numpy as np
 
+from numpy_retinanet.data.batching import get_batch
+from numpy_retinanet.data.build import DataConfig, build_dataset
+
 # Images per step in every benchmark (the default training batch).
 BATCH = 8
 
@@ -69,3 +72,11 @@ def host_peak_memory_mib(fn):
         return tracemalloc.get_traced_memory()[1] / 2**20
     finally:
         tracemalloc.stop()
+
+
+def shapes_batch(batch, image_size):
+    """The batch every benchmark times: step 0 of a ``batch``-image shapes training set, host arrays.
+
+    Returns (images (batch, 3, image_size, image_size) float32, targets).
+    """
+    return get_batch(build_dataset(DataConfig(image_size=image_size, train_images=batch), "train"), 0, batch)

@@ -7,7 +7,7 @@ import statistics
 
 import numpy as np
 
-from numpy_retinanet.tools.bench.common import STEP_PARTS, host_peak_memory_mib, step_timer
+from numpy_retinanet.tools.bench.common import STEP_PARTS, host_peak_memory_mib, shapes_batch, step_timer
 
 
 def bench_model(args):
@@ -18,14 +18,12 @@ def bench_model(args):
     tracemalloc on the CPU, and with CuPy's memory pool on a GPU.
     """
     from numpy_retinanet.backend import get_module
-    from numpy_retinanet.data.shapes import ShapesDataset
-    from numpy_retinanet.data.batching import get_batch
     from numpy_retinanet.model.retinanet import RetinaNet
 
     xp = get_module(args.device)
     size, batch = args.image_size, args.batch_size
     model = RetinaNet(3, preset=args.preset).to(xp)
-    images, targets = get_batch(ShapesDataset(batch, size, seed=0), 0, batch)
+    images, targets = shapes_batch(batch, size)
     step = step_timer(model, xp.asarray(images), targets, model.anchors(size, size, xp=xp), xp)
     times = [step() for _ in range(args.repeats + 1)][1:]  # the first: page faults, BLAS thread start
     if xp is np:

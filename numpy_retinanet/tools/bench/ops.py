@@ -29,10 +29,8 @@ import time
 
 import numpy as np
 
-from numpy_retinanet.tools.bench.common import BATCH, STEP_PARTS, host_peak_memory_mib, step_timer
+from numpy_retinanet.tools.bench.common import BATCH, STEP_PARTS, host_peak_memory_mib, shapes_batch, step_timer
 from numpy_retinanet.tools.bench.conv import CONV_CASES
-from numpy_retinanet.data.shapes import ShapesDataset
-from numpy_retinanet.data.batching import get_batch
 from numpy_retinanet.detection.criterion import retinanet_loss
 from numpy_retinanet.detection.postprocess import postprocess
 from numpy_retinanet.model.retinanet import RetinaNet
@@ -261,7 +259,7 @@ def bench_all(preset="default", batch=8, size=128, repeats=5, use_torch=None):
         import torch
     rng = np.random.default_rng(0)
     model = RetinaNet(3, preset=preset)
-    images, targets = get_batch(ShapesDataset(batch, size, seed=0), 0, batch)
+    images, targets = shapes_batch(batch, size)
     anchors = model.anchors(size, size)
     tmodel = None
     result = {"preset": preset, "batch": batch, "image_size": size, "repeats": repeats,
