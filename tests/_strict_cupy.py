@@ -24,7 +24,7 @@ Deliberately stricter than CuPy, and why:
   every host -> device copy in the package is an explicit ``xp.asarray``.
 * CuPy forwards ``numpy.sum(device_array)`` and other NumPy functions it also implements to
   itself (NEP 18 ``__array_function__``) and refuses the rest. Here every such call is
-  refused: DESIGN.md asks for ``xp.*``, and which NumPy functions CuPy implements differs
+  refused: docs/ARCHITECTURE.md ("Backend") asks for ``xp.*``, and which NumPy functions CuPy implements differs
   between versions.
 
 The module namespace handed to ``backend.register_array_module`` is ``cupy`` below: it

@@ -18,7 +18,7 @@ rule), so
     dL/dw = sum_l dL_l/dw,    dL/db = sum_l dL_l/db,    dL/dx_l = dL_l/dx_l.
 
 ``numpy_retinanet.nn.functional.conv2d_backward(dout_l, cache_l)`` returns one level's
-(dx_l, dw_l, db_l). Two rules of the package (DESIGN.md, "Modules are thin") make the rest:
+(dx_l, dw_l, db_l). Two rules of the package (docs/ARCHITECTURE.md, "The module contract") make the rest:
 
 * the caches are a stack, pushed level 0 first, so backward pops them *last level first*
   and pairs each with that level's ``dout``;
