@@ -24,7 +24,7 @@ import numpy_retinanet
 # rank of each layer: a module may import its own layer and lower ranks. Two layers of one rank are
 # peers and never import each other.
 LAYER_OF = {
-    "__init__": "base", "backend": "base", "_checks": "base", "gradcheck": "base",
+    "__init__": "base", "backend": "base", "_checks": "base", "_settings": "base", "gradcheck": "base",
     "nn": "nn",
     "detection": "detection",
     "model": "model",
@@ -39,7 +39,7 @@ RANK = {
     "teaching": 7, "tools": 7,
     "cli": 8,
 }
-ORDER = "backend, _checks, gradcheck < nn < detection < model < data < evaluation < engine < teaching, tools < cli"
+ORDER = "backend, _checks, _settings, gradcheck < nn < detection < model < data < evaluation < engine < teaching, tools < cli"
 
 
 def find_modules(package_dir):
