@@ -43,7 +43,7 @@ def test_class_names_follow_num_classes():
         ({"num_classes": len(ALL_CLASS_NAMES) + 1}, r"num_classes must be an int in \[1, 7\], got 8"),
         ({"image_size": 32}, "image_size must be an int >= 64, got 32"),
         ({"seed": -1}, "seed must be an int >= 0, got -1"),
-        ({"noise_std": -1.0}, "noise_std must be a finite number >= 0"),
+        ({"noise_std": -1.0}, r"^noise_std must be a finite real number >= 0, got -1\.0$"),
         ({"max_objects": 0}, "max_objects must be an int >= 1"),
     ],
 )
