@@ -130,8 +130,11 @@ def check_dout(name, dout, shape, dtype=None):
     check_array(name, dout, kind="f", no_nan=True)
     if tuple(dout.shape) != tuple(shape):
         raise ValueError(
-            f"{name} must be an array of the forward output's shape {tuple(shape)}, got shape {tuple(dout.shape)}"
+            f"{name} must be an array of the forward output's shape {tuple(shape)}, "
+            f"got shape {tuple(dout.shape)}"
         )
     if dtype is not None and dout.dtype != dtype:
-        raise ValueError(f"{name} must be an array of the forward pass's dtype {dtype}, got dtype {dout.dtype}")
+        raise ValueError(
+            f"{name} must be an array of the forward pass's dtype {dtype}, got dtype {dout.dtype}"
+        )
     return dout

@@ -30,7 +30,8 @@ def _check_image_size(image_size):
         height, width = image_size
     except (TypeError, ValueError):
         raise ValueError(f"image_size must be a pair (height, width), got {image_size!r}") from None
-    return check_real("image_size[0]", height, 0, low_open=True), check_real("image_size[1]", width, 0, low_open=True)
+    height = check_real("image_size[0]", height, 0, low_open=True)
+    return height, check_real("image_size[1]", width, 0, low_open=True)
 
 
 def _level_bounds(level_sizes, num_anchors):
