@@ -135,6 +135,6 @@ def check_dout(name, dout, shape, dtype=None):
         )
     if dtype is not None and dout.dtype != dtype:
         raise ValueError(
-            f"{name} must be an array of the forward pass's dtype {dtype}, got dtype {dout.dtype}"
+            f"{name} must be an array of the forward pass's dtype {np.dtype(dtype)}, got dtype {dout.dtype}"
         )
     return dout

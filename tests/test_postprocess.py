@@ -8,6 +8,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from numpy_retinanet.detection.postprocess import postprocess
+from numpy_retinanet.nn.losses import sigmoid
 
 LOW = -10.0  # sigmoid(-10) = 4.5e-5, far below the 0.05 threshold
 
@@ -260,3 +261,15 @@ def test_gpu_inputs_give_host_outputs(cupy):
     for key in ("boxes", "scores", "labels"):
         assert isinstance(got[key], np.ndarray)
         np.testing.assert_array_equal(got[key], expected[key])
+
+
+def test_scores_are_the_one_sigmoid_of_the_logits():
+    # postprocess keeps no sigmoid of its own: its scores are nn.losses.sigmoid, bit for bit.
+    rng = np.random.default_rng(3)
+    anchors = row_of_anchors(4)
+    logits = rng.uniform(-3, 3, (1, 4, 2)).astype(np.float32)
+    det = postprocess(logits, np.zeros((1, 4, 4), np.float32), anchors, (100, 100), score_threshold=0.0,
+                      nms_threshold=1.0)[0]
+    expected = sigmoid(logits[0]).reshape(-1)
+    order = np.argsort(-expected, kind="stable")
+    np.testing.assert_array_equal(det["scores"], expected[order].astype(np.float32))
