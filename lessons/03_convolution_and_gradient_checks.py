@@ -55,24 +55,25 @@ for n, f, i, j in [(0, 0, 0, 0), (1, 3, 2, 1), (0, 2, 3, 3)]:
 # %% [markdown]
 # ## Backward
 #
-# Given dL/dy (same shape as y), the backward returns dL/dx, dL/dw and dL/db. Each follows from the
-# sum above: y[n, f, i, j] depends on b[f] with slope 1, so db[f] is the sum of dy over n, i, j;
-# it depends on w[f, c, u, v] with slope xpad[n, c, s*i + u, s*j + v], so dw correlates the input
-# with dy; and each input pixel receives dy times the weights of every output window it fell into.
+# Given dout = dL/dy (same shape as y), the backward returns dL/dx, dL/dw and dL/db. Each follows
+# from the sum above: y[n, f, i, j] depends on b[f] with slope 1, so db[f] is the sum of dout over
+# n, i, j; it depends on w[f, c, u, v] with slope xpad[n, c, s*i + u, s*j + v], so dw correlates
+# the input with dout; and each input pixel receives dout times the weights of every output window
+# it fell into.
 
 # %%
-dy = rng.standard_normal(y.shape)
-dx, dw, db = conv2d_backward(dy, cache)
+dout = rng.standard_normal(y.shape)
+dx, dw, db = conv2d_backward(dout, cache)
 assert dx.shape == x.shape and dw.shape == w.shape and db.shape == b.shape
-np.testing.assert_allclose(db, dy.sum(axis=(0, 2, 3)), rtol=1e-12)
-np.testing.assert_allclose(dw[1, 2, 0, 0], np.sum(dy[:, 1] * xpad[:, 2, 0:8:2, 0:8:2]), rtol=1e-12)
+np.testing.assert_allclose(db, dout.sum(axis=(0, 2, 3)), rtol=1e-12)
+np.testing.assert_allclose(dw[1, 2, 0, 0], np.sum(dout[:, 1] * xpad[:, 2, 0:8:2, 0:8:2]), rtol=1e-12)
 
 # %% [markdown]
 # ## Checking gradients
 #
 # A hand-written backward can be wrong in a hundred small ways (a transposed axis, a forgotten
 # stride, a lost padding row). The gradient check catches them: take the scalar
-# f = sum(y * dy), whose gradient with respect to x is exactly what `conv2d_backward(dy, ...)` returns,
+# f = sum(y * dout), whose gradient with respect to x is exactly what `conv2d_backward(dout, ...)` returns,
 # and compare with central differences
 #
 #     df/dx[k] ~ (f(x + h e_k) - f(x - h e_k)) / (2h)
@@ -87,7 +88,7 @@ assert np.isclose(h**2, 1e-10) and np.finfo(np.float64).eps / h < 1e-10
 
 
 def f():
-    return float(np.sum(conv2d_forward(x, w, b, stride=2, padding=1)[0] * dy))
+    return float(np.sum(conv2d_forward(x, w, b, stride=2, padding=1)[0] * dout))
 
 
 rows = check_gradients(f, {"x": x, "w": w, "b": b}, {"x": dx, "w": dw, "b": db})
@@ -165,8 +166,8 @@ assert all(r.passed for r in rows) and row.passed and row.max_rel_error < 1e-6
 #
 # ## Summary
 #
-# - A convolution's output side is floor((H + 2p - K) / s) + 1; its backward gives db = sum of dy,
-#   dw = input patches correlated with dy, and dx = dy spread back through the weights.
+# - A convolution's output side is floor((H + 2p - K) / s) + 1; its backward gives db = sum of dout,
+#   dw = input patches correlated with dout, and dx = dout spread back through the weights.
 # - A gradient check compares the backward with central differences in float64; correct code agrees
 #   to better than 1e-6 per entry (usually ~1e-8), a bug is off by 1e-1 or more. float32 is refused.
 # - `check_gradients` checks entries (all, or `max_entries` at random); `directional_check` checks a

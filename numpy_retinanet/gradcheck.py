@@ -31,17 +31,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from numpy_retinanet._checks import check_array
 from numpy_retinanet.backend import array_module, to_host
 
-
-def _require_float64(name, x):
-    if not hasattr(x, "dtype") or x.dtype != np.float64:
-        got = getattr(x, "dtype", type(x).__name__)
-        raise ValueError(
-            f"gradient check needs float64 arrays, but {name!r} is {got}; float32 "
-            "central differences carry ~1e-3 relative noise and cannot reach the "
-            "tolerances (use x.astype(np.float64))"
-        )
+# float32 central differences carry ~1e-3 relative noise and cannot reach the tolerances
+# here, so every checked input must be float64 (x.astype(np.float64)).
 
 
 def _entry_indices(shape, max_entries, rng):
@@ -69,7 +63,7 @@ def numerical_gradient(f, x, h=1e-5, indices=None):
     An array shaped like ``x`` (``indices`` None) or a 1-D float64 host array
     with one value per index.
     """
-    _require_float64("x", x)
+    check_array("x", x, dtype=np.float64)
     idx = _entry_indices(x.shape, None, None) if indices is None else list(indices)
     out = np.empty(len(idx), dtype=np.float64)
     for k, i in enumerate(idx):
@@ -174,7 +168,7 @@ def check_gradients(f, inputs, analytic, h=1e-5, rtol=1e-6, atol=1e-9, max_entri
     rng = np.random.default_rng(seed)
     rows = []
     for name, x in inputs.items():
-        _require_float64(name, x)
+        check_array(name, x, dtype=np.float64)
         if name not in analytic or analytic[name] is None:
             raise ValueError(f"no analytic gradient given for input {name!r}")
         g = analytic[name]
@@ -201,7 +195,7 @@ def directional_check(f, inputs, analytic, h=1e-5, rtol=1e-6, atol=1e-9, seed=0,
     rng = np.random.default_rng(seed)
     dirs = {}
     for name, x in inputs.items():
-        _require_float64(name, x)
+        check_array(name, x, dtype=np.float64)
         xp = array_module(x)
         dirs[name] = xp.asarray(rng.standard_normal(x.shape))
     norm = float(np.sqrt(sum(float((d * d).sum()) for d in dirs.values())))

@@ -226,20 +226,20 @@ def test_batched_nms_by_hand():
 @pytest.mark.parametrize(
     "call, match",
     [
-        (lambda: box_iou(np.zeros(4), np.zeros((1, 4))), r"^a must have shape \(N, 4\)"),
-        (lambda: box_iou(np.zeros((1, 4)), np.zeros((1, 5))), r"^b must have shape \(N, 4\)"),
-        (lambda: box_iou(np.array([[0, 0, np.nan, 1]]), np.zeros((1, 4))), r"^a must have finite"),
+        (lambda: box_iou(np.zeros(4), np.zeros((1, 4))), r"^a must be an array of shape \(N, 4\), got shape \(4,\)$"),
+        (lambda: box_iou(np.zeros((1, 4)), np.zeros((1, 5))), r"^b must be an array of shape \(N, 4\), got shape \(1, 5\)$"),
+        (lambda: box_iou(np.array([[0, 0, np.nan, 1]]), np.zeros((1, 4))), r"^a must be finite, got NaN values$"),
         (lambda: box_iou(np.array([[2.0, 0, 1, 1]]), np.zeros((1, 4))), r"^a must be .*x2 >= x1"),
         (lambda: box_area(np.array([[0.0, 3, 1, 1]])), r"^boxes must be"),
         (lambda: encode_boxes(np.array([[0.0, 0, 1, 1]]), np.array([[0.0, 0, 0, 1]])), r"^boxes must be .*x2 > x1"),
-        (lambda: encode_boxes(np.array([[0.0, 0, 1, 1]]), np.zeros((2, 4)) + [0, 0, 1, 1]), r"same shape"),
+        (lambda: encode_boxes(np.array([[0.0, 0, 1, 1]]), np.zeros((2, 4)) + [0, 0, 1, 1]), r"^boxes must be an array of the shape of anchors \(1, 4\), got shape \(2, 4\)$"),
         (lambda: decode_boxes(np.array([[0.0, 0, 1, 0]]), np.zeros((1, 4))), r"^anchors must be"),
         (lambda: decode_boxes(np.array([[0.0, 0, 1, 1]]), np.array([[0, np.nan, 0, 0]])), r"^deltas must be finite"),
-        (lambda: decode_boxes(np.array([[0.0, 0, 1, 1]]), np.zeros((1, 4)), (1, 1, 0, 1)), r"^weights"),
-        (lambda: nms(np.zeros((2, 4)), np.zeros(3), 0.5), r"^scores must have shape \(2,\)"),
+        (lambda: decode_boxes(np.array([[0.0, 0, 1, 1]]), np.zeros((1, 4)), (1, 1, 0, 1)), r"^weights\[2\] must be a finite real number > 0, got 0\.0$"),
+        (lambda: nms(np.zeros((2, 4)), np.zeros(3), 0.5), r"^scores must be an array of shape \(2,\), got shape \(3,\)$"),
         (lambda: nms(np.zeros((1, 4)), np.array([np.nan]), 0.5), r"^scores must be finite"),
-        (lambda: nms(np.zeros((1, 4)), np.zeros(1), 1.5), r"^iou_threshold"),
-        (lambda: batched_nms(np.zeros((1, 4)), np.zeros(1), np.zeros(1), 0.5), r"^labels must be an integer"),
+        (lambda: nms(np.zeros((1, 4)), np.zeros(1), 1.5), r"^iou_threshold must be a finite real number in \[0, 1\], got 1\.5$"),
+        (lambda: batched_nms(np.zeros((1, 4)), np.zeros(1), np.zeros(1), 0.5), r"^labels must be an array of integers \(an int dtype\), got dtype float64$"),
     ],
 )
 def test_bad_input_raises_naming_the_argument(call, match):

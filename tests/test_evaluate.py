@@ -12,11 +12,11 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from numpy_retinanet.detection.boxes import box_iou
 from numpy_retinanet.evaluation.coco import (
     COCO_IOU_THRESHOLDS,
     RECALL_THRESHOLDS,
     evaluate_detections,
-    pairwise_iou,
 )
 
 
@@ -48,10 +48,10 @@ def test_thresholds_are_cocos():
     assert len(RECALL_THRESHOLDS) == 101 and RECALL_THRESHOLDS[50] == 0.5
 
 
-def test_pairwise_iou_hand_values():
+def test_iou_hand_values_are_pycocotools_bbiou():
     a = np.array([[0, 0, 10, 10], [0, 0, 10, 5], [5, 5, 15, 15], [3, 3, 3, 8]], dtype=np.float64)
     b = np.array([[0, 0, 10, 10], [20, 0, 30, 10]], dtype=np.float64)
-    iou = pairwise_iou(a, b)
+    iou = box_iou(a, b)
     assert iou.shape == (4, 2)
     # identical; half inside (50 / 100); corner overlap 25 / (100 + 100 - 25); zero-width box;
     # column 2: no overlap with anything.
@@ -59,7 +59,7 @@ def test_pairwise_iou_hand_values():
     np.testing.assert_array_equal(iou[:, 1], [0.0, 0.0, 0.0, 0.0])
     # Two identical empty boxes: empty union, IoU 0 and no 0/0 warning.
     empty = np.array([[4.0, 4.0, 4.0, 4.0]])
-    assert pairwise_iou(empty, empty)[0, 0] == 0.0
+    assert box_iou(empty, empty)[0, 0] == 0.0
 
 
 # ---------------------------------------------------------------- hand-computed cases
@@ -268,16 +268,16 @@ def test_accepts_lists_and_empty_lists():
     "dets, gts, match",
     [
         ([NO_DETS], [NO_GT, NO_GT], "one entry per image, got 1 and 2"),
-        ([NO_DETS, det([A], [0.9], [3])], [NO_GT, NO_GT], r"detections\[1\]\['labels'\] must lie in \[0, 2\)"),
-        ([NO_DETS], [gt([A], [-1])], r"ground_truths\[0\]\['labels'\] must lie in"),
+        ([NO_DETS, det([A], [0.9], [3])], [NO_GT, NO_GT], r"^detections\[1\]\['labels'\] must be in \[0, 2\) \(num_classes=2\), got values from 3 to 3$"),
+        ([NO_DETS], [gt([A], [-1])], r"^ground_truths\[0\]\['labels'\] must be in \[0, 2\) \(num_classes=2\), got values from -1 to -1$"),
         ([{"boxes": np.zeros((1, 5)), "scores": [0.9], "labels": [0]}], [NO_GT],
-         r"detections\[0\]\['boxes'\] must have shape \(n, 4\)"),
-        ([det([A], [0.9, 0.8], [0])], [NO_GT], r"detections\[0\]\['scores'\] must have shape \(1,\)"),
-        ([det([A], [0.9], [0, 1])], [NO_GT], r"detections\[0\]\['labels'\] must have shape \(1,\)"),
-        ([NO_DETS], [gt([[0, 0, np.nan, 1]], [0])], r"ground_truths\[0\]\['boxes'\] must be finite"),
-        ([det([A], [np.nan], [0])], [NO_GT], r"detections\[0\]\['scores'\] must be finite"),
+         r"^detections\[0\]\['boxes'\] must be an array of shape \(n, 4\), got shape \(1, 5\)$"),
+        ([det([A], [0.9, 0.8], [0])], [NO_GT], r"^detections\[0\]\['scores'\] must be an array of shape \(1,\), got shape \(2,\)$"),
+        ([det([A], [0.9], [0, 1])], [NO_GT], r"^detections\[0\]\['labels'\] must be an array of shape \(1,\), got shape \(2,\)$"),
+        ([NO_DETS], [gt([[0, 0, np.nan, 1]], [0])], r"^ground_truths\[0\]\['boxes'\] must be finite, got NaN values$"),
+        ([det([A], [np.nan], [0])], [NO_GT], r"^detections\[0\]\['scores'\] must be finite, got NaN values$"),
         ([det([[10, 0, 0, 10]], [0.9], [0])], [NO_GT], r"detections\[0\]\['boxes'\] must be \(x1, y1, x2, y2\)"),
-        ([{"boxes": [A], "labels": [0]}], [NO_GT], r"detections\[0\] has no 'scores'"),
+        ([{"boxes": [A], "labels": [0]}], [NO_GT], r"^detections\[0\] must be a dict with 'scores', got keys \['boxes', 'labels'\]$"),
         ([{"boxes": [A], "scores": [0.9], "labels": [0.5]}], [NO_GT], r"detections\[0\]\['labels'\] must be integers"),
     ],
 )
@@ -289,9 +289,9 @@ def test_bad_input_names_image_and_field(dets, gts, match):
 @pytest.mark.parametrize(
     "kwargs, match",
     [
-        ({"num_classes": 0}, "num_classes must be a positive int"),
-        ({"num_classes": 1, "max_detections": 0}, "max_detections must be a positive int"),
-        ({"num_classes": 1, "iou_thresholds": [0.5, 1.5]}, r"iou_thresholds must lie in \[0, 1\]"),
+        ({"num_classes": 0}, r"^num_classes must be an int >= 1, got 0$"),
+        ({"num_classes": 1, "max_detections": 0}, r"^max_detections must be an int >= 1, got 0$"),
+        ({"num_classes": 1, "iou_thresholds": [0.5, 1.5]}, r"^iou_thresholds must be finite values in \[0, 1\], got \[0\.5, 1\.5\]$"),
         ({"num_classes": 1, "iou_thresholds": []}, "iou_thresholds must be a non-empty"),
     ],
 )

@@ -95,9 +95,9 @@ def test_each_stub_with_the_reference_backward_filled_in_passes(n):
 def test_a_correct_answer_that_scribbles_on_its_arguments_still_passes():
     # The checker hands every answer copies, so the numerical gradient and the reference
     # see the case as drawn.
-    def focal(dloss, logits, targets, alpha, gamma):
-        g = sol.focal_loss_backward(dloss, logits, targets, alpha, gamma)
-        for a in (dloss, logits, targets):
+    def focal(dout, logits, targets, alpha, gamma):
+        g = sol.focal_loss_backward(dout, logits, targets, alpha, gamma)
+        for a in (dout, logits, targets):
             a[...] = 7.0
         return g
 
@@ -129,14 +129,14 @@ def test_a_float32_gradient_fails_naming_the_dtype():
 # ----------------------------------------------------------------------------------------
 
 
-def naive_focal(dloss, logits, targets, alpha, gamma, sign=True, alpha_t=True, gamma_term=True):
+def naive_focal(dout, logits, targets, alpha, gamma, sign=True, alpha_t=True, gamma_term=True):
     """dFL/dx written directly from p (not the reference's stable form); the flags make mistakes."""
     p = 1.0 / (1.0 + np.exp(-logits))
     p_t = np.where(targets == 1, p, 1.0 - p)
     y_sign = 2.0 * targets - 1.0 if sign else 1.0
     a_t = np.where(targets == 1, alpha, 1.0 - alpha) if alpha_t else 1.0
     inner = (gamma * p_t * np.log(p_t) if gamma_term else 0.0) + p_t - 1.0
-    return dloss * y_sign * a_t * (1.0 - p_t) ** gamma * inner
+    return dout * y_sign * a_t * (1.0 - p_t) ** gamma * inner
 
 
 def test_focal_a_direct_formula_from_p_passes():
@@ -164,9 +164,9 @@ def test_focal_typical_mistakes_fail_where_they_matter(mistake, fails):
 
 
 def test_focal_alpha_in_place_of_alpha_t_passes_only_at_alpha_one_half():
-    def wrong(dloss, logits, targets, alpha, gamma):
+    def wrong(dout, logits, targets, alpha, gamma):
         return alpha / np.where(targets == 1, alpha, 1 - alpha) * sol.focal_loss_backward(
-            dloss, logits, targets, alpha, gamma)
+            dout, logits, targets, alpha, gamma)
 
     passed, rows = check_module(answer(1, focal_loss_backward=wrong))
     assert not passed
@@ -178,13 +178,13 @@ def test_focal_alpha_in_place_of_alpha_t_passes_only_at_alpha_one_half():
 # ----------------------------------------------------------------------------------------
 
 
-def naive_smooth_l1(dloss, pred, target, beta, flip=False, zone=None, divide=True, clip=True):
+def naive_smooth_l1(dout, pred, target, beta, flip=False, zone=None, divide=True, clip=True):
     d = target - pred if flip else pred - target
     if beta == 0:
-        return dloss * np.sign(d)
+        return dout * np.sign(d)
     inside = np.abs(d) < (beta if zone is None else zone)
     quad = d / beta if divide else d
-    return dloss * (np.where(inside, quad, np.sign(d)) if clip else quad)
+    return dout * (np.where(inside, quad, np.sign(d)) if clip else quad)
 
 
 def test_smooth_l1_cases_keep_away_from_the_kinks_as_the_stub_says():
@@ -434,7 +434,7 @@ def test_a_missing_file_exits_2_with_a_message(tmp_path, capsys):
 
 def test_a_syntax_error_exits_2_naming_the_line(tmp_path, capsys):
     p = tmp_path / "ex1.py"
-    p.write_text("EXERCISE = 1\n\ndef focal_loss_backward(dloss, logits, targets, alpha, gamma)\n    return dloss\n")
+    p.write_text("EXERCISE = 1\n\ndef focal_loss_backward(dout, logits, targets, alpha, gamma)\n    return dout\n")
     assert check_file(p) == 2
     err = capsys.readouterr().err
     assert "line 3" in err and "SyntaxError" in err
@@ -442,8 +442,8 @@ def test_a_syntax_error_exits_2_naming_the_line(tmp_path, capsys):
 
 def test_an_answer_that_raises_fails_with_the_exception_and_its_line(tmp_path, capsys):
     p = tmp_path / "ex2.py"
-    p.write_text("EXERCISE = 2\n\n\ndef smooth_l1_backward(dloss, pred, target, beta):\n"
-                 "    return dloss[pred.size]\n")
+    p.write_text("EXERCISE = 2\n\n\ndef smooth_l1_backward(dout, pred, target, beta):\n"
+                 "    return dout[pred.size]\n")
     assert check_file(p) == 1
     out = capsys.readouterr().out
     assert out.count("raised IndexError at line 5: index") == 4  # every case, no traceback

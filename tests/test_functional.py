@@ -381,9 +381,9 @@ def test_bad_forward_input_raises_value_error_naming_the_argument(name, call):
         call()
 
 
-@pytest.mark.parametrize("dy", [np.zeros((1, 3, 4, 5)), np.zeros((1, 3, 4, 4), dtype=np.float32),
-                                np.full((1, 3, 4, 4), np.nan)])
-def test_bad_upstream_gradient_raises_value_error_naming_dy(dy):
+@pytest.mark.parametrize("dout", [np.zeros((1, 3, 4, 5)), np.zeros((1, 3, 4, 4), dtype=np.float32),
+                                 np.full((1, 3, 4, 4), np.nan)])
+def test_bad_upstream_gradient_raises_value_error_naming_dout(dout):
     _, cache = conv2d_forward(_x(), _w(), None, 1, 1)
-    with pytest.raises(ValueError, match=r"^dy\b"):
-        conv2d_backward(dy, cache)
+    with pytest.raises(ValueError, match=r"^dout\b"):
+        conv2d_backward(dout, cache)

@@ -19,10 +19,9 @@ import pytest
 import _strict_cupy
 from numpy_retinanet import backend, cli
 from numpy_retinanet.backend import GPUUnavailableError, array_module, get_module, to_host
-from numpy_retinanet.data.shapes import ShapesDataset
+from numpy_retinanet.data.shapes import ShapesDataset, mask_to_box
 from numpy_retinanet.data.batching import get_batch
 from numpy_retinanet.detection.criterion import retinanet_loss
-from numpy_retinanet.detection.postprocess import _sigmoid
 from numpy_retinanet.engine import trainer
 from numpy_retinanet.engine.checkpoint import load_checkpoint, save_checkpoint
 from numpy_retinanet.engine.config import TrainConfig
@@ -85,10 +84,10 @@ def test_stand_in_refuses_what_cupy_refuses(xp):
 
 
 def test_a_host_only_helper_fails_on_a_device_array(xp):
-    # postprocess._sigmoid is host-only (np.exp): fed a device array it must fail loudly,
-    # which is what the stand-in exists to catch.
-    with pytest.raises(TypeError):
-        _sigmoid(xp.asarray(np.zeros(3)))
+    # shapes.mask_to_box is host-only (np.flatnonzero): fed a device array it must fail
+    # loudly, which is what the stand-in exists to catch.
+    with pytest.raises(TypeError, match="numpy.flatnonzero called on a device array"):
+        mask_to_box(xp.asarray(np.ones((3, 3), dtype=bool)))
 
 
 def test_mixing_host_and_device_arrays_is_refused(xp):

@@ -124,12 +124,12 @@ def test_matches_reference(anchors, boxes, thresholds, low_quality):
 @pytest.mark.parametrize(
     "call, match",
     [
-        (lambda: match_anchors(strip((0, 10)), strip((0, 10)), 0.4, 0.5), r"^bg_iou must be <= fg_iou"),
-        (lambda: match_anchors(strip((0, 10)), strip((0, 10)), 1.5), r"^fg_iou must be"),
-        (lambda: match_anchors(strip((0, 10)), strip((0, 10)), 0.5, -0.1), r"^bg_iou must be"),
+        (lambda: match_anchors(strip((0, 10)), strip((0, 10)), 0.4, 0.5), r"^bg_iou must be <= fg_iou \(0\.4\), got 0\.5$"),
+        (lambda: match_anchors(strip((0, 10)), strip((0, 10)), 1.5), r"^fg_iou must be a finite real number in \[0, 1\], got 1\.5$"),
+        (lambda: match_anchors(strip((0, 10)), strip((0, 10)), 0.5, -0.1), r"^bg_iou must be a finite real number in \[0, 1\], got -0\.1$"),
         (lambda: match_anchors(strip((10, 10)), strip((0, 10))), r"^anchors must be .*x2 > x1"),
-        (lambda: match_anchors(strip((0, 10)), strip((0, np.nan))), r"^boxes must have finite"),
-        (lambda: match_anchors(strip((0, 10)), np.zeros(4)), r"^boxes must have shape \(N, 4\)"),
+        (lambda: match_anchors(strip((0, 10)), strip((0, np.nan))), r"^boxes must be finite, got NaN values$"),
+        (lambda: match_anchors(strip((0, 10)), np.zeros(4)), r"^boxes must be an array of shape \(N, 4\), got shape \(4,\)$"),
         (lambda: match_anchors(strip((0, 10)), strip((5, 4))), r"^boxes must be"),
     ],
 )

@@ -8,6 +8,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from numpy_retinanet.detection.postprocess import postprocess
+from numpy_retinanet.nn import losses
 
 LOW = -10.0  # sigmoid(-10) = 4.5e-5, far below the 0.05 threshold
 
@@ -229,18 +230,18 @@ L3, D3 = heads(A3, 2)
 @pytest.mark.parametrize(
     "call, match",
     [
-        (lambda: postprocess(L3[0], D3, A3, (10, 10)), r"^logits must have shape \(N, M, K\)"),
-        (lambda: postprocess(L3, D3[:, :2], A3, (10, 10)), r"^deltas must have shape"),
-        (lambda: postprocess(L3, D3, A3[:2], (10, 10)), r"^anchors must have shape \(M, 4\)"),
+        (lambda: postprocess(L3[0], D3, A3, (10, 10)), r"^logits must be an array of shape \(N, M, K\), got shape \(\d+, \d+\)$"),
+        (lambda: postprocess(L3, D3[:, :2], A3, (10, 10)), r"^deltas must be an array of shape \(1, 3, 4\), got shape \(1, 2, 4\)$"),
+        (lambda: postprocess(L3, D3, A3[:2], (10, 10)), r"^anchors must be an array of shape \(3, 4\), got shape \(2, 4\)$"),
         (lambda: postprocess(L3, D3, A3[:, ::-1], (10, 10)), r"^anchors must be"),
-        (lambda: postprocess(np.where(L3 > 0, 0, np.nan), D3, A3, (10, 10)), r"^logits must be finite"),
-        (lambda: postprocess(L3.astype(np.int64), D3, A3, (10, 10)), r"^logits must be a float array"),
+        (lambda: postprocess(np.where(L3 > 0, 0, np.nan), D3, A3, (10, 10)), r"^logits must be finite, got NaN values$"),
+        (lambda: postprocess(L3.astype(np.int64), D3, A3, (10, 10)), r"^logits must be an array of floating dtype .*, got dtype int64$"),
         (lambda: postprocess(L3, D3, A3, (10,)), r"^image_size must be a pair"),
-        (lambda: postprocess(L3, D3, A3, (10, -1)), r"^image_size must be two positive"),
-        (lambda: postprocess(L3, D3, A3, (10, 10), score_threshold=-0.1), r"^score_threshold"),
-        (lambda: postprocess(L3, D3, A3, (10, 10), topk_per_level=0), r"^topk_per_level"),
-        (lambda: postprocess(L3, D3, A3, (10, 10), nms_threshold=2), r"^nms_threshold"),
-        (lambda: postprocess(L3, D3, A3, (10, 10), max_detections=1.5), r"^max_detections"),
+        (lambda: postprocess(L3, D3, A3, (10, -1)), r"^image_size\[1\] must be a finite real number > 0, got -1\.0$"),
+        (lambda: postprocess(L3, D3, A3, (10, 10), score_threshold=-0.1), r"^score_threshold must be a finite real number in \[0, 1\], got -0\.1$"),
+        (lambda: postprocess(L3, D3, A3, (10, 10), topk_per_level=0), r"^topk_per_level must be an int >= 1, got 0$"),
+        (lambda: postprocess(L3, D3, A3, (10, 10), nms_threshold=2), r"^nms_threshold must be a finite real number in \[0, 1\], got 2\.0$"),
+        (lambda: postprocess(L3, D3, A3, (10, 10), max_detections=1.5), r"^max_detections must be an int >= 1, got 1\.5$"),
         (lambda: postprocess(L3, D3, A3, (10, 10), level_sizes=[1, 1]), r"^level_sizes .* summing to .* 3"),
     ],
 )
@@ -260,3 +261,15 @@ def test_gpu_inputs_give_host_outputs(cupy):
     for key in ("boxes", "scores", "labels"):
         assert isinstance(got[key], np.ndarray)
         np.testing.assert_array_equal(got[key], expected[key])
+
+
+def test_scores_are_the_one_sigmoid_of_the_logits():
+    # postprocess keeps no sigmoid of its own: its scores are nn.losses.sigmoid, bit for bit.
+    rng = np.random.default_rng(3)
+    anchors = row_of_anchors(4)
+    logits = rng.uniform(-3, 3, (1, 4, 2)).astype(np.float32)
+    det = postprocess(logits, np.zeros((1, 4, 4), np.float32), anchors, (100, 100), score_threshold=0.0,
+                      nms_threshold=1.0)[0]
+    expected = losses.sigmoid(logits[0]).reshape(-1)
+    order = np.argsort(-expected, kind="stable")
+    np.testing.assert_array_equal(det["scores"], expected[order].astype(np.float32))

@@ -43,7 +43,7 @@ def test_class_names_follow_num_classes():
         ({"num_classes": len(ALL_CLASS_NAMES) + 1}, r"num_classes must be an int in \[1, 7\], got 8"),
         ({"image_size": 32}, "image_size must be an int >= 64, got 32"),
         ({"seed": -1}, "seed must be an int >= 0, got -1"),
-        ({"noise_std": -1.0}, "noise_std must be a finite number >= 0"),
+        ({"noise_std": -1.0}, r"^noise_std must be a finite real number >= 0, got -1\.0$"),
         ({"max_objects": 0}, "max_objects must be an int >= 1"),
     ],
 )
@@ -193,10 +193,10 @@ def test_denormalize_saturates_outside_the_displayable_range():
 @pytest.mark.parametrize(
     "func, arg, match",
     [
-        (normalize, np.zeros((4, 4, 3), dtype=np.float32), r"uint8 array of shape \(H, W, 3\)"),
-        (normalize, np.zeros((3, 4, 4), dtype=np.uint8), r"uint8 array of shape \(H, W, 3\)"),
-        (denormalize, np.zeros((4, 4, 3), dtype=np.float32), r"float array of shape \(3, H, W\)"),
-        (denormalize, np.full((3, 2, 2), np.nan, dtype=np.float32), "finite"),
+        (normalize, np.zeros((4, 4, 3), dtype=np.float32), r"^image must be an array of dtype uint8, got dtype float32$"),
+        (normalize, np.zeros((3, 4, 4), dtype=np.uint8), r"^image must be an array of shape \(H, W, 3\), got shape \(3, 4, 4\)$"),
+        (denormalize, np.zeros((4, 4, 3), dtype=np.float32), r"^image must be an array of shape \(3, H, W\), got shape \(4, 4, 3\)$"),
+        (denormalize, np.full((3, 2, 2), np.nan, dtype=np.float32), r"^image must be finite, got NaN values$"),
     ],
 )
 def test_pixel_functions_refuse_bad_input(func, arg, match):

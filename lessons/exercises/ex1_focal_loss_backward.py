@@ -3,7 +3,7 @@
 Task
 ----
 Write ``focal_loss_backward``: the gradient of the focal loss with respect to the logits,
-multiplied by the upstream gradient ``dloss``. Only the backward is yours; the forward is
+multiplied by the upstream gradient ``dout``. Only the backward is yours; the forward is
 ``numpy_retinanet.nn.losses.sigmoid_focal_loss_forward(logits, targets, alpha, gamma)``,
 which computes, entry by entry (no sum),
 
@@ -21,7 +21,7 @@ The chain rule needs three pieces:
     dx_t/dx = y',    dp_t/dx_t = p_t (1 - p_t),    d(log p_t)/dp_t = 1 / p_t.
 
 Differentiate (1 - p_t)^gamma and log p_t with respect to p_t (product rule), multiply by the
-pieces above and by dloss. Appendix B of the paper states the result without alpha_t; derive
+pieces above and by dout. Appendix B of the paper states the result without alpha_t; derive
 it yourself first, then compare. Two checks on paper: gamma = 0 must give the gradient of the
 alpha-balanced cross-entropy, alpha_t (p - y); and the gradient must vanish as p_t -> 1.
 
@@ -29,7 +29,7 @@ Stable evaluation (the check's logits lie in [-5, 5], so a direct formula works 
 ``sigmoid`` and ``softplus`` from numpy_retinanet.nn.losses, 1 - p_t = sigmoid(-x_t),
 log p_t = -softplus(-x_t) and (1 - p_t)^gamma = exp(-gamma softplus(x_t)) never overflow.
 
-Shapes: ``dloss``, ``logits`` and ``targets`` share one shape, any shape ((N, anchors, K) in
+Shapes: ``dout``, ``logits`` and ``targets`` share one shape, any shape ((N, anchors, K) in
 the detector); ``dlogits`` has that shape too. ``alpha`` is a float in [0, 1] and ``gamma`` a
 float >= 0. All arrays are float64 NumPy arrays.
 
@@ -37,7 +37,7 @@ What the checker compares
 -------------------------
 Run ``numpy-retinanet check lessons/exercises/ex1_focal_loss_backward.py``. Five cases, shapes
 (4, 6) to (2, 3, 4), with (alpha, gamma) = (0.25, 2), (0.25, 0), (0.75, 1), (0.5, 0.5) and
-(0.25, 5), about a third of the targets 1, and a random ``dloss``. For each case one row: your
+(0.25, 5), about a third of the targets 1, and a random ``dout``. For each case one row: your
 ``dlogits`` against central differences of the forward (float64, h = 1e-5) and against the
 reference solution, on every entry. A correct answer reaches a max relative error around 1e-8
 (a row passes below about 1e-6); a mistake is usually off by 1e-2 or more.
@@ -49,12 +49,12 @@ from numpy_retinanet.nn.losses import sigmoid, softplus  # noqa: F401 -- stable 
 EXERCISE = 1
 
 
-def focal_loss_backward(dloss, logits, targets, alpha, gamma):
-    """Gradient of the focal loss (eq. 5) with respect to the logits, times ``dloss``.
+def focal_loss_backward(dout, logits, targets, alpha, gamma):
+    """Gradient of the focal loss (eq. 5) with respect to the logits, times ``dout``.
 
     Parameters
     ----------
-    dloss : (...) upstream gradient, one per entry of the loss.
+    dout : (...) upstream gradient, one per entry of the loss.
     logits : (...) the logits x.
     targets : (...) 0.0 or 1.0.
     alpha : float in [0, 1], the weight of the positives (negatives get 1 - alpha).
@@ -62,6 +62,6 @@ def focal_loss_backward(dloss, logits, targets, alpha, gamma):
 
     Returns
     -------
-    dlogits : (...) dloss * dFL/dx, the shape of ``logits``.
+    dlogits : (...) dout * dFL/dx, the shape of ``logits``.
     """
-    raise NotImplementedError("Exercise 1: write focal_loss_backward, dloss * dFL/dx of eq. 5")
+    raise NotImplementedError("Exercise 1: write focal_loss_backward, dout * dFL/dx of eq. 5")

@@ -3,7 +3,7 @@
 Task
 ----
 Write ``smooth_l1_backward``: the gradient of the smooth L1 loss with respect to the
-predicted box deltas, multiplied by the upstream gradient ``dloss``. Only the backward is
+predicted box deltas, multiplied by the upstream gradient ``dout``. Only the backward is
 yours; the forward is ``numpy_retinanet.nn.losses.smooth_l1_forward(pred, target, beta)``,
 which computes, entry by entry with d = pred - target (Detectron's form, no sum),
 
@@ -20,7 +20,7 @@ zone is |d| < beta (not |d| < 1: that is the zone of beta = 1 only). For beta = 
 only the second piece. (The gradient with respect to ``target`` would be minus yours; the
 detector does not need it, since targets are constants.)
 
-Shapes: ``dloss``, ``pred`` and ``target`` share one shape ((num_positive, 4) in the detector);
+Shapes: ``dout``, ``pred`` and ``target`` share one shape ((num_positive, 4) in the detector);
 ``dpred`` has that shape too. ``beta`` is a float >= 0. All arrays are float64 NumPy arrays.
 
 What the checker compares
@@ -39,18 +39,18 @@ import numpy as np  # noqa: F401 -- offered for your answer
 EXERCISE = 2
 
 
-def smooth_l1_backward(dloss, pred, target, beta):
-    """Gradient of the smooth L1 loss with respect to ``pred``, times ``dloss``.
+def smooth_l1_backward(dout, pred, target, beta):
+    """Gradient of the smooth L1 loss with respect to ``pred``, times ``dout``.
 
     Parameters
     ----------
-    dloss : (...) upstream gradient, one per entry of the loss.
+    dout : (...) upstream gradient, one per entry of the loss.
     pred : (...) predicted box deltas.
     target : (...) target box deltas.
     beta : float >= 0, the width of the quadratic zone (0: the L1 loss).
 
     Returns
     -------
-    dpred : (...) dloss * dloss_entry/dpred, the shape of ``pred``.
+    dpred : (...) dout * dloss_entry/dpred, the shape of ``pred``.
     """
-    raise NotImplementedError("Exercise 2: write smooth_l1_backward, dloss * d(smooth L1)/dpred")
+    raise NotImplementedError("Exercise 2: write smooth_l1_backward, dout * d(smooth L1)/dpred")

@@ -34,8 +34,9 @@ from __future__ import annotations
 import numpy as np
 from PIL import Image, ImageDraw
 
-from numpy_retinanet._checks import check_int
+from numpy_retinanet._checks import check_int, check_real
 from numpy_retinanet.data.transforms import normalize
+from numpy_retinanet.detection.boxes import box_iou
 
 ALL_CLASS_NAMES = ("circle", "square", "triangle", "diamond", "plus", "hexagon", "star")
 
@@ -112,16 +113,6 @@ def mask_to_box(mask):
     return np.array([cols[0], rows[0], cols[-1] + 1, rows[-1] + 1], dtype=np.float32)
 
 
-def _box_iou(box, boxes):
-    """IoU of one box (4,) with each of ``boxes`` (n, 4); all boxes have positive area."""
-    iw = np.clip(np.minimum(box[2], boxes[:, 2]) - np.maximum(box[0], boxes[:, 0]), 0, None)
-    ih = np.clip(np.minimum(box[3], boxes[:, 3]) - np.maximum(box[1], boxes[:, 1]), 0, None)
-    inter = iw * ih
-    area = (box[2] - box[0]) * (box[3] - box[1])
-    areas = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
-    return inter / (area + areas - inter)
-
-
 def _contrasting_colour(rng, start, end):
     """A random RGB colour at least MIN_CONTRAST from every colour between ``start`` and ``end``.
 
@@ -183,7 +174,7 @@ def draw_scene(rng, image_size, num_classes, max_objects=4, noise_std=6.0):
             x0, y0 = (int(v) for v in rng.integers(0, size - s + 1, size=2))
             mask = _rasterize(ALL_CLASS_NAMES[label], x0, y0, s, rng.uniform(0, 2 * np.pi), size)
             box = mask_to_box(mask)
-            if boxes and _box_iou(box, np.stack(boxes)).max() > MAX_BOX_IOU:
+            if boxes and box_iou(box[None], np.stack(boxes)).max() > MAX_BOX_IOU:
                 continue
             if any(np.count_nonzero(v & ~mask) < MIN_VISIBLE * np.count_nonzero(m)
                    for v, m in zip(visible, masks)):
@@ -235,9 +226,7 @@ class ShapesDataset:
         self.num_classes = check_int("num_classes", num_classes, 1, len(ALL_CLASS_NAMES))
         self.seed = check_int("seed", seed, 0)
         self.max_objects = check_int("max_objects", max_objects, 1)
-        if not (isinstance(noise_std, (int, float)) and np.isfinite(noise_std) and noise_std >= 0):
-            raise ValueError(f"noise_std must be a finite number >= 0, got {noise_std!r}")
-        self.noise_std = float(noise_std)
+        self.noise_std = check_real("noise_std", noise_std, 0)
         self.class_names = list(ALL_CLASS_NAMES[: self.num_classes])
 
     def __len__(self):

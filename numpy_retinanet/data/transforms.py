@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from numpy_retinanet._checks import check_array
+
 PIXEL_MEAN = 0.5
 PIXEL_STD = 0.25
 
@@ -30,8 +32,7 @@ def normalize(image):
     ndarray, shape (3, H, W), float32, values in [-2, 2]
     """
     image = np.asarray(image)
-    if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
-        raise ValueError(f"image must be a uint8 array of shape (H, W, 3), got {image.dtype} {image.shape}")
+    check_array("image", image, ("H", "W", 3), dtype=np.uint8)
     x = (image.astype(np.float32) / np.float32(255) - np.float32(PIXEL_MEAN)) / np.float32(PIXEL_STD)
     return np.ascontiguousarray(x.transpose(2, 0, 1))
 
@@ -51,10 +52,7 @@ def denormalize(image):
     ndarray, shape (H, W, 3), uint8
     """
     image = np.asarray(image)
-    if image.ndim != 3 or image.shape[0] != 3 or image.dtype.kind != "f":
-        raise ValueError(f"image must be a float array of shape (3, H, W), got {image.dtype} {image.shape}")
-    if not np.isfinite(image).all():
-        raise ValueError("image must be finite, got NaN or inf")
+    check_array("image", image, (3, "H", "W"), kind="f", finite=True)
     x = (image.transpose(1, 2, 0) * PIXEL_STD + PIXEL_MEAN) * 255.0
     return np.clip(np.rint(x), 0, 255).astype(np.uint8)
 
@@ -72,11 +70,9 @@ def hflip(image, target):
     (image (C, H, W), target) : new arrays; the inputs are not modified
     """
     image = np.asarray(image)
-    if image.ndim != 3:
-        raise ValueError(f"image must have shape (C, H, W), got {image.shape}")
+    check_array("image", image, ("C", "H", "W"))
     boxes = np.asarray(target["boxes"])
-    if boxes.ndim != 2 or boxes.shape[1] != 4:
-        raise ValueError(f"target['boxes'] must have shape (n, 4), got {boxes.shape}")
+    check_array("target['boxes']", boxes, ("n", 4))
     width = image.shape[2]
     flipped = boxes.copy()
     flipped[:, 0] = width - boxes[:, 2]

@@ -25,37 +25,25 @@ as torchvision). This is the order of the heads' outputs once a level's
 
 from __future__ import annotations
 
-import math
-import numbers
-
 import numpy as np
 
-
-def _is_int(x):
-    return isinstance(x, numbers.Integral) and not isinstance(x, bool)
+from numpy_retinanet._checks import check_int, check_real
 
 
 def _positive_numbers(name, values, *, integers=False):
+    """A non-empty tuple of positive ints (``integers``) or positive finite real numbers."""
     try:
         values = tuple(values)
     except TypeError:
         raise ValueError(f"{name} must be a sequence of positive numbers, got {values!r}") from None
-    ok = all(
-        (_is_int(v) if integers else isinstance(v, numbers.Real) and not isinstance(v, bool))
-        and math.isfinite(v)
-        and v > 0
-        for v in values
-    )
-    if not values or not ok:
-        kind = "integers" if integers else "finite numbers"
-        raise ValueError(f"{name} must be a non-empty sequence of positive {kind}, got {values!r}")
+    if not values:
+        raise ValueError(f"{name} must be a non-empty sequence of positive numbers, got {values!r}")
+    for i, v in enumerate(values):
+        if integers:
+            check_int(f"{name}[{i}]", v, 1)
+        else:
+            check_real(f"{name}[{i}]", v, 0, low_open=True)
     return values
-
-
-def _positive_int(name, value):
-    if not _is_int(value) or value <= 0:
-        raise ValueError(f"{name} must be a positive integer, got {value!r}")
-    return int(value)
 
 
 class AnchorGenerator:
@@ -105,8 +93,7 @@ class AnchorGenerator:
         -------
         numpy float64 array, shape (A, 4), in anchor order (ratio-major, scale-minor).
         """
-        if not _is_int(level) or not 0 <= level < len(self.sizes):
-            raise ValueError(f"level must be an integer in [0, {len(self.sizes)}), got {level!r}")
+        check_int("level", level, 0, len(self.sizes) - 1)
         size = self.sizes[level]
         ratios = np.asarray(self.aspect_ratios, dtype=np.float64)[:, None]
         sides = size * np.asarray(self.scales, dtype=np.float64)[None, :]
@@ -125,19 +112,21 @@ class AnchorGenerator:
         -------
         list of (int, int), one per level.
         """
-        height = _positive_int("height", height)
-        width = _positive_int("width", width)
+        height = check_int("height", height, 1)
+        width = check_int("width", width, 1)
         return [(-(-height // s), -(-width // s)) for s in self.strides]
 
     def _checked_level_shapes(self, level_shapes):
         level_shapes = list(level_shapes)
         if len(level_shapes) != len(self.strides):
             raise ValueError(
-                f"level_shapes must have one (H, W) per level ({len(self.strides)}), got {len(level_shapes)}"
+                f"level_shapes must be {len(self.strides)} pairs (H, W), one per level, got {len(level_shapes)}"
             )
-        for hw in level_shapes:
-            if len(hw) != 2 or not all(_is_int(v) and v > 0 for v in hw):
-                raise ValueError(f"level_shapes must hold pairs of positive integers (H, W), got {hw!r}")
+        for i, hw in enumerate(level_shapes):
+            if len(hw) != 2:
+                raise ValueError(f"level_shapes[{i}] must be a pair (H, W), got {hw!r}")
+            check_int(f"level_shapes[{i}][0]", hw[0], 1)
+            check_int(f"level_shapes[{i}][1]", hw[1], 1)
         return level_shapes
 
     def grid_anchors(self, level_shapes, xp=np, dtype=np.float32):

@@ -13,19 +13,15 @@ returns a NumPy ``int64`` array of indices.
 from __future__ import annotations
 
 import math
-import numbers
 
 import numpy as np
 
+from numpy_retinanet._checks import check_array, check_probability, check_real, check_same_shape
 from numpy_retinanet.backend import array_module, to_host
 
 # Detectron's cap on dw and dh when decoding: a box grows by at most 1000/16 = 62.5x
 # its anchor, so that a wild prediction early in training cannot overflow exp().
 DELTA_CLAMP = math.log(1000.0 / 16.0)
-
-
-def _shape_of(x):
-    return tuple(x.shape) if hasattr(x, "shape") else type(x).__name__
 
 
 def check_boxes(name, boxes, *, allow_zero_size=False):
@@ -52,15 +48,7 @@ def check_boxes(name, boxes, *, allow_zero_size=False):
     coordinates, or a box whose corners are out of order.
     """
     xp = array_module(boxes)
-    boxes = xp.asarray(boxes)
-    if boxes.ndim != 2 or boxes.shape[1] != 4:
-        raise ValueError(f"{name} must have shape (N, 4) as (x1, y1, x2, y2), got shape {_shape_of(boxes)}")
-    if boxes.dtype.kind not in "fiu":
-        raise ValueError(f"{name} must hold real numbers, got dtype {boxes.dtype}")
-    if boxes.shape[0] == 0:
-        return boxes
-    if not bool(xp.all(xp.isfinite(boxes))):
-        raise ValueError(f"{name} must have finite coordinates, got NaN or infinity")
+    boxes = check_array(name, xp.asarray(boxes), ("N", 4), kind="fiu", finite=True)
     w = boxes[:, 2] - boxes[:, 0]
     h = boxes[:, 3] - boxes[:, 1]
     bad = (w < 0) | (h < 0) if allow_zero_size else (w <= 0) | (h <= 0)
@@ -136,23 +124,11 @@ def box_iou(a, b):
     return _iou(xp, a.astype(dtype, copy=False), b.astype(dtype, copy=False))
 
 
-def _is_real(x):
-    return isinstance(x, numbers.Real) and not isinstance(x, bool)
-
-
 def _check_weights(weights):
-    if (
-        not isinstance(weights, (tuple, list))
-        or len(weights) != 4
-        or not all(_is_real(w) and math.isfinite(w) and w > 0 for w in weights)
-    ):
-        raise ValueError(f"weights must be four positive finite numbers (wx, wy, ww, wh), got {weights!r}")
-    return tuple(float(w) for w in weights)
-
-
-def _check_same_shape(name_a, a, name_b, b):
-    if a.shape != b.shape:
-        raise ValueError(f"{name_a} and {name_b} must have the same shape (N, 4), got {a.shape} and {b.shape}")
+    """The box coder's ``(wx, wy, ww, wh)``: four positive finite numbers, as floats."""
+    if not isinstance(weights, (tuple, list)) or len(weights) != 4:
+        raise ValueError(f"weights must be a tuple of four numbers (wx, wy, ww, wh), got {weights!r}")
+    return tuple(check_real(f"weights[{i}]", w, 0, low_open=True) for i, w in enumerate(weights))
 
 
 def _centers_sizes(boxes):
@@ -186,7 +162,7 @@ def encode_boxes(anchors, boxes, weights=(1, 1, 1, 1)):
     xp = array_module(anchors, boxes)
     anchors = check_boxes("anchors", anchors)
     boxes = check_boxes("boxes", boxes)
-    _check_same_shape("anchors", anchors, "boxes", boxes)
+    check_same_shape("boxes", boxes, "anchors", anchors)
     wx, wy, ww, wh = _check_weights(weights)
     dtype = _float_dtype(xp, anchors, boxes)
     cxa, cya, wa, ha = _centers_sizes(anchors.astype(dtype, copy=False))
@@ -217,12 +193,8 @@ def decode_boxes(anchors, deltas, weights=(1, 1, 1, 1)):
     """
     xp = array_module(anchors, deltas)
     anchors = check_boxes("anchors", anchors)
-    deltas = xp.asarray(deltas)
-    _check_same_shape("anchors", anchors, "deltas", deltas)
-    if deltas.dtype.kind not in "fiu":
-        raise ValueError(f"deltas must hold real numbers, got dtype {deltas.dtype}")
-    if not bool(xp.all(xp.isfinite(deltas))):
-        raise ValueError("deltas must be finite, got NaN or infinity")
+    deltas = check_same_shape("deltas", xp.asarray(deltas), "anchors", anchors)
+    check_array("deltas", deltas, kind="fiu", finite=True)
     wx, wy, ww, wh = _check_weights(weights)
     dtype = _float_dtype(xp, anchors, deltas)
     cxa, cya, wa, ha = _centers_sizes(anchors.astype(dtype, copy=False))
@@ -234,23 +206,14 @@ def decode_boxes(anchors, deltas, weights=(1, 1, 1, 1)):
     return xp.stack([cx - 0.5 * w, cy - 0.5 * h, cx + 0.5 * w, cy + 0.5 * h], axis=1)
 
 
-def _check_scores(name, scores, n):
-    scores = np.asarray(scores)
-    if scores.shape != (n,):
-        raise ValueError(f"{name} must have shape ({n},), one per box, got shape {scores.shape}")
-    if scores.dtype.kind not in "fiu":
-        raise ValueError(f"{name} must hold real numbers, got dtype {scores.dtype}")
-    if n and not np.all(np.isfinite(scores)):
-        raise ValueError(f"{name} must be finite, got NaN or infinity")
-    # float64 holds every float32 and small integer exactly, and negating it for a
-    # descending sort cannot wrap around as an unsigned integer would.
+def _host_scores(scores, n):
+    """One finite real score per box, as host float64.
+
+    float64 holds every float32 and small integer exactly, and negating it for a
+    descending sort cannot wrap around as an unsigned integer would.
+    """
+    scores = check_array("scores", np.asarray(to_host(scores)), (n,), kind="fiu", finite=True)
     return scores.astype(np.float64, copy=False)
-
-
-def _check_threshold(name, value):
-    if not _is_real(value) or not 0.0 <= value <= 1.0:
-        raise ValueError(f"{name} must be a number in [0, 1], got {value!r}")
-    return float(value)
 
 
 def nms(boxes, scores, iou_threshold):
@@ -273,8 +236,8 @@ def nms(boxes, scores, iou_threshold):
     numpy int64 array, shape (n_kept,): indices into ``boxes``, by decreasing score.
     """
     boxes = check_boxes("boxes", to_host(boxes), allow_zero_size=True)
-    scores = _check_scores("scores", to_host(scores), boxes.shape[0])
-    iou_threshold = _check_threshold("iou_threshold", iou_threshold)
+    scores = _host_scores(scores, boxes.shape[0])
+    iou_threshold = check_probability("iou_threshold", iou_threshold)
     boxes = boxes.astype(_float_dtype(np, boxes), copy=False)
     order = np.argsort(-scores, kind="stable")
     keep = []
@@ -303,13 +266,9 @@ def batched_nms(boxes, scores, labels, iou_threshold):
     equal scores in increasing index order.
     """
     boxes = check_boxes("boxes", to_host(boxes), allow_zero_size=True)
-    scores = _check_scores("scores", to_host(scores), boxes.shape[0])
-    labels = np.asarray(to_host(labels))
-    if labels.shape != scores.shape or labels.dtype.kind not in "iu":
-        raise ValueError(
-            f"labels must be an integer array of shape {scores.shape}, got shape {labels.shape} dtype {labels.dtype}"
-        )
-    iou_threshold = _check_threshold("iou_threshold", iou_threshold)
+    scores = _host_scores(scores, boxes.shape[0])
+    labels = check_array("labels", np.asarray(to_host(labels)), scores.shape, kind="iu")
+    iou_threshold = check_probability("iou_threshold", iou_threshold)
     kept = [np.zeros(0, dtype=np.int64)]
     for label in np.unique(labels):
         members = np.flatnonzero(labels == label)

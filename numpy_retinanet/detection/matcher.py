@@ -18,19 +18,12 @@ is 0 promotes nothing (torchvision would make every anchor positive there).
 
 from __future__ import annotations
 
-import numbers
-
+from numpy_retinanet._checks import check_probability
 from numpy_retinanet.backend import array_module
 from numpy_retinanet.detection.boxes import box_iou, check_boxes
 
 BACKGROUND = -1
 IGNORED = -2
-
-
-def _check_iou_threshold(name, value):
-    if not isinstance(value, numbers.Real) or isinstance(value, bool) or not 0.0 <= value <= 1.0:
-        raise ValueError(f"{name} must be a number in [0, 1], got {value!r}")
-    return float(value)
 
 
 def match_anchors(anchors, boxes, fg_iou=0.5, bg_iou=0.4, allow_low_quality=True):
@@ -58,10 +51,10 @@ def match_anchors(anchors, boxes, fg_iou=0.5, bg_iou=0.4, allow_low_quality=True
     xp = array_module(anchors, boxes)
     anchors = check_boxes("anchors", anchors)
     boxes = check_boxes("boxes", boxes)
-    fg_iou = _check_iou_threshold("fg_iou", fg_iou)
-    bg_iou = _check_iou_threshold("bg_iou", bg_iou)
+    fg_iou = check_probability("fg_iou", fg_iou)
+    bg_iou = check_probability("bg_iou", bg_iou)
     if bg_iou > fg_iou:
-        raise ValueError(f"bg_iou must be <= fg_iou, got bg_iou={bg_iou} and fg_iou={fg_iou}")
+        raise ValueError(f"bg_iou must be <= fg_iou ({fg_iou}), got {bg_iou}")
     m = anchors.shape[0]
     if boxes.shape[0] == 0 or m == 0:
         return xp.full((m,), BACKGROUND, dtype=xp.int64)

@@ -16,56 +16,22 @@ and every output is a NumPy array.
 
 from __future__ import annotations
 
-import numbers
-
 import numpy as np
 
+from numpy_retinanet._checks import check_array, check_int, check_probability, check_real, is_int
 from numpy_retinanet.backend import to_host
 from numpy_retinanet.detection.boxes import batched_nms, check_boxes, decode_boxes
-
-
-def _sigmoid(x):
-    """1 / (1 + exp(-x)) without overflow: exp only ever sees -|x| <= 0."""
-    e = np.exp(-np.abs(x))
-    return np.where(x >= 0, 1 / (1 + e), e / (1 + e))
-
-
-def _is_int(x):
-    return isinstance(x, numbers.Integral) and not isinstance(x, bool)
-
-
-def _check_float_array(name, x, ndim, expected):
-    x = np.asarray(to_host(x))
-    if x.ndim != ndim:
-        raise ValueError(f"{name} must have shape {expected}, got shape {x.shape}")
-    if x.dtype.kind != "f":
-        raise ValueError(f"{name} must be a float array, got dtype {x.dtype}")
-    if not np.all(np.isfinite(x)):
-        raise ValueError(f"{name} must be finite, got NaN or infinity")
-    return x
-
-
-def _check_probability(name, value):
-    if not isinstance(value, numbers.Real) or isinstance(value, bool) or not 0.0 <= value <= 1.0:
-        raise ValueError(f"{name} must be a number in [0, 1], got {value!r}")
-    return float(value)
-
-
-def _check_positive_int(name, value):
-    if not _is_int(value) or value <= 0:
-        raise ValueError(f"{name} must be a positive integer, got {value!r}")
-    return int(value)
+from numpy_retinanet.nn.losses import sigmoid
 
 
 def _check_image_size(image_size):
+    """``(height, width)`` as two positive floats."""
     try:
         height, width = image_size
     except (TypeError, ValueError):
         raise ValueError(f"image_size must be a pair (height, width), got {image_size!r}") from None
-    for v in (height, width):
-        if not isinstance(v, numbers.Real) or isinstance(v, bool) or not 0 < v < float("inf"):
-            raise ValueError(f"image_size must be two positive numbers (height, width), got {image_size!r}")
-    return float(height), float(width)
+    height = check_real("image_size[0]", height, 0, low_open=True)
+    return height, check_real("image_size[1]", width, 0, low_open=True)
 
 
 def _level_bounds(level_sizes, num_anchors):
@@ -73,10 +39,10 @@ def _level_bounds(level_sizes, num_anchors):
     if level_sizes is None:
         return [(0, num_anchors)]
     sizes = list(level_sizes)
-    if not sizes or not all(_is_int(s) and s > 0 for s in sizes) or sum(sizes) != num_anchors:
+    if not sizes or not all(is_int(s) and s > 0 for s in sizes) or sum(sizes) != num_anchors:
         raise ValueError(
             f"level_sizes must be positive integers, the anchors of each level, summing to the "
-            f"number of anchors {num_anchors}; got {level_sizes!r}"
+            f"number of anchors {num_anchors}, got {level_sizes!r}"
         )
     stops = np.cumsum(sizes).tolist()
     return list(zip([0] + stops[:-1], stops))
@@ -93,7 +59,7 @@ def _empty():
 def _detect_image(logits, deltas, anchors, bounds, height, width, score_threshold, topk, nms_threshold, max_det):
     """Detections of one image: logits (M, K), deltas (M, 4), anchors (M, 4), all on the host."""
     num_classes = logits.shape[1]
-    scores = _sigmoid(logits)
+    scores = sigmoid(logits)
     chosen = []
     for start, stop in bounds:
         level = scores[start:stop].reshape(-1)  # flat index = anchor * K + class
@@ -162,21 +128,17 @@ def postprocess(
     ``"boxes"`` (n, 4) float32, ``"scores"`` (n,) float32, ``"labels"`` (n,) int64 in [0, K).
     Zero-area boxes after clipping are dropped (module docstring).
     """
-    logits = _check_float_array("logits", logits, 3, "(N, M, K)")
-    deltas = _check_float_array("deltas", deltas, 3, "(N, M, 4)")
-    anchors = check_boxes("anchors", to_host(anchors))
+    logits = check_array("logits", np.asarray(to_host(logits)), ("N", "M", "K"), kind="f", finite=True)
     n, m, k = logits.shape
     if k == 0:
-        raise ValueError(f"logits must have at least one class, got shape {logits.shape}")
-    if deltas.shape != (n, m, 4):
-        raise ValueError(f"deltas must have shape (N, M, 4) = {(n, m, 4)} to match logits, got {deltas.shape}")
-    if anchors.shape[0] != m:
-        raise ValueError(f"anchors must have shape (M, 4) = {(m, 4)} to match logits, got {anchors.shape}")
+        raise ValueError(f"logits must be an array with at least one class (K >= 1), got shape {logits.shape}")
+    deltas = check_array("deltas", np.asarray(to_host(deltas)), (n, m, 4), kind="f", finite=True)
+    anchors = check_array("anchors", check_boxes("anchors", to_host(anchors)), (m, 4))
     height, width = _check_image_size(image_size)
-    score_threshold = _check_probability("score_threshold", score_threshold)
-    topk_per_level = _check_positive_int("topk_per_level", topk_per_level)
-    nms_threshold = _check_probability("nms_threshold", nms_threshold)
-    max_detections = _check_positive_int("max_detections", max_detections)
+    score_threshold = check_probability("score_threshold", score_threshold)
+    topk_per_level = check_int("topk_per_level", topk_per_level, 1)
+    nms_threshold = check_probability("nms_threshold", nms_threshold)
+    max_detections = check_int("max_detections", max_detections, 1)
     bounds = _level_bounds(level_sizes, m)
     return [
         _detect_image(

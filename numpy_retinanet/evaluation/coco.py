@@ -40,17 +40,23 @@ more than about 1e-16:
 * Means are taken over a differently shaped array, so the floating-point
   summation order differs.
 
-IoU is computed here (``pairwise_iou``) rather than imported from
-``detection.boxes``: evaluation is a host-only NumPy step, and its IoU must follow
-pycocotools exactly (boxes that do not overlap, or whose union is empty, have
-IoU 0).
+IoU is ``detection.boxes.box_iou``. For (x1, y1, x2, y2) boxes it is pycocotools'
+``bbIou`` (maskApi.c) for non-crowd boxes: continuous coordinates (width x2 - x1, no
+``+ 1``), ``intersection / (area_det + area_gt - intersection)`` in float64, and 0 for
+boxes that do not overlap. It differs in one place only: it clamps an IoU that rounding
+puts an ulp above 1 back to 1. Thresholds are capped at 1 - 1e-10, so that changes no
+TP/FP decision; it could only change which of two ground-truth boxes a detection takes
+when it overlaps both with IoU 1 up to rounding. pycocotools' crowd rule (a crowd box's union is the detection's area alone)
+has no counterpart because there are no crowd boxes here.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
+from .._checks import check_array, check_int
 from ..backend import to_host
+from ..detection.boxes import box_iou
 
 #: COCO's IoU thresholds 0.50:0.05:0.95, built as pycocotools builds them, so that
 #: ``0.5`` and ``0.75`` are exact members.
@@ -60,91 +66,51 @@ COCO_IOU_THRESHOLDS = np.linspace(0.5, 0.95, int(np.round((0.95 - 0.5) / 0.05)) 
 RECALL_THRESHOLDS = np.linspace(0.0, 1.0, int(np.round((1.0 - 0.0) / 0.01)) + 1, endpoint=True)
 
 
-def pairwise_iou(boxes_a, boxes_b):
-    """IoU of every box in ``boxes_a`` with every box in ``boxes_b`` (pycocotools' ``bbIou``).
-
-    Parameters
-    ----------
-    boxes_a : ndarray, shape (D, 4), float64, (x1, y1, x2, y2) with x2 >= x1, y2 >= y1
-    boxes_b : ndarray, shape (G, 4), float64
-
-    Returns
-    -------
-    ndarray, shape (D, G), float64
-        ``intersection / (area_a + area_b - intersection)``; 0 where the boxes do
-        not overlap (this also covers an empty union, which only happens then).
-    """
-    a, b = boxes_a[:, None, :], boxes_b[None, :, :]  # (D, 1, 4), (1, G, 4)
-    iw = np.minimum(a[..., 2], b[..., 2]) - np.maximum(a[..., 0], b[..., 0])
-    ih = np.minimum(a[..., 3], b[..., 3]) - np.maximum(a[..., 1], b[..., 1])
-    inter = np.maximum(iw, 0.0) * np.maximum(ih, 0.0)
-    area_a = (boxes_a[:, 2] - boxes_a[:, 0]) * (boxes_a[:, 3] - boxes_a[:, 1])
-    area_b = (boxes_b[:, 2] - boxes_b[:, 0]) * (boxes_b[:, 3] - boxes_b[:, 1])
-    union = area_a[:, None] + area_b[None, :] - inter
-    return np.divide(inter, union, out=np.zeros_like(inter), where=inter > 0)
-
-
 def _field(record, key, where):
     if not isinstance(record, dict):
         raise ValueError(f"{where} must be a dict with {key!r}, got {type(record).__name__}")
     if key not in record:
-        raise ValueError(f"{where} has no {key!r}; it has keys {sorted(record)}")
+        raise ValueError(f"{where} must be a dict with {key!r}, got keys {sorted(record)}")
     try:
         return np.asarray(to_host(record[key]))
     except (TypeError, ValueError) as e:
-        raise ValueError(f"{where}[{key!r}] cannot be converted to an array: {e}") from e
+        raise ValueError(f"{where}[{key!r}] must be convertible to an array, got {e}") from e
 
 
 def _check_boxes(record, where):
+    """``record["boxes"]`` as float64 (n, 4), an empty list meaning no boxes."""
+    name = f"{where}['boxes']"
     boxes = _field(record, "boxes", where)
     if boxes.size == 0 and boxes.ndim == 1:
         boxes = boxes.reshape(0, 4)  # an empty list means "no boxes"
-    if boxes.ndim != 2 or boxes.shape[1] != 4:
-        raise ValueError(f"{where}['boxes'] must have shape (n, 4), got {boxes.shape}")
-    if boxes.dtype.kind not in "iuf":
-        raise ValueError(f"{where}['boxes'] must be numeric, got dtype {boxes.dtype}")
-    boxes = boxes.astype(np.float64)
-    if not np.isfinite(boxes).all():
-        raise ValueError(f"{where}['boxes'] must be finite, got NaN or inf")
+    boxes = check_array(name, boxes, ("n", 4), kind="fiu", finite=True).astype(np.float64)
     bad = (boxes[:, 2] < boxes[:, 0]) | (boxes[:, 3] < boxes[:, 1])
     if bad.any():
         raise ValueError(
-            f"{where}['boxes'] must be (x1, y1, x2, y2) with x2 >= x1 and y2 >= y1, "
-            f"got {boxes[np.argmax(bad)].tolist()}"
+            f"{name} must be (x1, y1, x2, y2) with x2 >= x1 and y2 >= y1, got {boxes[np.argmax(bad)].tolist()}"
         )
     return boxes
 
 
 def _check_labels(record, where, n, num_classes):
-    labels = _field(record, "labels", where)
-    if labels.ndim != 1 or labels.shape[0] != n:
-        raise ValueError(f"{where}['labels'] must have shape ({n},) to match its boxes, got {labels.shape}")
-    if labels.dtype.kind == "f":
-        if not np.isfinite(labels).all():
-            raise ValueError(f"{where}['labels'] must be finite, got NaN or inf")
-        if (labels != np.round(labels)).any():
-            raise ValueError(f"{where}['labels'] must be integers, got {labels.tolist()}")
-    elif labels.dtype.kind not in "iu":
-        raise ValueError(f"{where}['labels'] must be integers, got dtype {labels.dtype}")
+    """``record["labels"]``, one per box, as int64 in [0, num_classes); floats must be whole."""
+    name = f"{where}['labels']"
+    labels = check_array(name, _field(record, "labels", where), (n,), kind="fiu", finite=True)
+    if labels.dtype.kind == "f" and (labels != np.round(labels)).any():
+        raise ValueError(f"{name} must be integers, got {labels.tolist()}")
     labels = labels.astype(np.int64)
     if n and (labels.min() < 0 or labels.max() >= num_classes):
         raise ValueError(
-            f"{where}['labels'] must lie in [0, {num_classes}) (num_classes={num_classes}), "
+            f"{name} must be in [0, {num_classes}) (num_classes={num_classes}), "
             f"got values from {labels.min()} to {labels.max()}"
         )
     return labels
 
 
 def _check_scores(record, where, n):
+    """``record["scores"]``, one finite score per box, as float64."""
     scores = _field(record, "scores", where)
-    if scores.ndim != 1 or scores.shape[0] != n:
-        raise ValueError(f"{where}['scores'] must have shape ({n},) to match its boxes, got {scores.shape}")
-    if scores.dtype.kind not in "iuf":
-        raise ValueError(f"{where}['scores'] must be numeric, got dtype {scores.dtype}")
-    scores = scores.astype(np.float64)
-    if not np.isfinite(scores).all():
-        raise ValueError(f"{where}['scores'] must be finite, got NaN or inf")
-    return scores
+    return check_array(f"{where}['scores']", scores, (n,), kind="fiu", finite=True).astype(np.float64)
 
 
 def match_image(ious, iou_thresholds):
@@ -263,10 +229,8 @@ def evaluate_detections(detections, ground_truths, num_classes, iou_thresholds=N
         x2 < x1 or y2 < y1, scores or labels of the wrong length, labels outside
         ``[0, num_classes)``, NaN or inf; the message names the image and field.
     """
-    if not isinstance(num_classes, (int, np.integer)) or isinstance(num_classes, bool) or num_classes < 1:
-        raise ValueError(f"num_classes must be a positive int, got {num_classes!r}")
-    if not isinstance(max_detections, (int, np.integer)) or isinstance(max_detections, bool) or max_detections < 1:
-        raise ValueError(f"max_detections must be a positive int, got {max_detections!r}")
+    num_classes = check_int("num_classes", num_classes, 1)
+    max_detections = check_int("max_detections", max_detections, 1)
     if iou_thresholds is None:
         thresholds = COCO_IOU_THRESHOLDS
     else:
@@ -274,7 +238,7 @@ def evaluate_detections(detections, ground_truths, num_classes, iou_thresholds=N
         if thresholds.ndim != 1 or thresholds.size == 0:
             raise ValueError(f"iou_thresholds must be a non-empty 1-D sequence, got shape {thresholds.shape}")
         if not (np.isfinite(thresholds).all() and (thresholds >= 0).all() and (thresholds <= 1).all()):
-            raise ValueError(f"iou_thresholds must lie in [0, 1], got {thresholds.tolist()}")
+            raise ValueError(f"iou_thresholds must be finite values in [0, 1], got {thresholds.tolist()}")
     detections = list(detections)
     ground_truths = list(ground_truths)
     if len(detections) != len(ground_truths):
@@ -298,7 +262,7 @@ def evaluate_detections(detections, ground_truths, num_classes, iou_thresholds=N
         for k in np.union1d(gt_labels, det_labels):
             d_k = np.nonzero(det_labels == k)[0]
             order = d_k[np.argsort(-det_scores[d_k], kind="mergesort")][:max_detections]
-            ious = pairwise_iou(det_boxes[order], gt_boxes[gt_labels == k])
+            ious = box_iou(det_boxes[order], gt_boxes[gt_labels == k])
             class_scores[k].append(det_scores[order])
             class_matched[k].append(match_image(ious, thresholds))
 

@@ -57,8 +57,8 @@ class BasicBlock(Module):
         s = self.shortcut.forward(x) if self.shortcut is not None else x
         return self.out_relu.forward(self.branch.forward(x) + s)
 
-    def backward(self, dy):
-        d = self.out_relu.backward(dy)
+    def backward(self, dout):
+        d = self.out_relu.backward(dout)
         dx = self.branch.backward(d)
         return dx + (self.shortcut.backward(d) if self.shortcut is not None else d)
 

@@ -48,11 +48,11 @@ class FPN(Module):
         return lateral + up[:, :, :h, :w], (cache, up.shape)
 
     @staticmethod
-    def _up_add_backward(dsum, saved):
+    def _up_add_backward(dout, saved):
         cache, up_shape = saved
-        xp = array_module(dsum)
-        dup = xp.zeros(up_shape, dtype=dsum.dtype)
-        dup[:, :, : dsum.shape[2], : dsum.shape[3]] = dsum
+        xp = array_module(dout)
+        dup = xp.zeros(up_shape, dtype=dout.dtype)
+        dup[:, :, : dout.shape[2], : dout.shape[3]] = dout
         return F.upsample_nearest_backward(dup, cache)
 
     def forward(self, c3, c4, c5):
@@ -66,9 +66,9 @@ class FPN(Module):
         self._push((s3, s4))
         return [p3, p4, p5, p6, p7]
 
-    def backward(self, dps):
+    def backward(self, douts):
         """Gradients w.r.t. [P3..P7] -> (dC3, dC4, dC5)."""
-        dp3, dp4, dp5, dp6, dp7 = dps
+        dp3, dp4, dp5, dp6, dp7 = douts
         s3, s4 = self._pop("FPN")
         dp6 = dp6 + self.p7_relu.backward(self.p7.backward(dp7))
         d_p6_in = self.p6.backward(dp6)

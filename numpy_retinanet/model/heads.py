@@ -21,14 +21,14 @@ import math
 
 import numpy as np
 
+from numpy_retinanet._checks import check_real
 from numpy_retinanet.backend import array_module
 from numpy_retinanet.nn.modules import Conv2d, GroupNorm, Module, ReLU, Sequential
 
 
 def prior_bias(pi: float) -> float:
     """b = -log((1 - pi) / pi): sigmoid(b) = pi (§3.3). pi = 0.01 gives -4.59512."""
-    if not 0 < pi < 1:
-        raise ValueError(f"prior probability pi must be in (0, 1), got {pi}")
+    pi = check_real("pi", pi, 0, 1, low_open=True, high_open=True)
     return -math.log((1.0 - pi) / pi)
 
 

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from numpy_retinanet._checks import check_array, check_int
 from numpy_retinanet.backend import array_module
 from numpy_retinanet.detection.anchors import AnchorGenerator
 from numpy_retinanet.model.backbone import ResNetBackbone
@@ -50,13 +51,12 @@ class RetinaNet(Module):
 
     def __init__(self, num_classes, preset="default", dtype=np.float32, seed=0, **overrides):
         super().__init__()
-        if int(num_classes) != num_classes or num_classes < 1:
-            raise ValueError(f"num_classes must be a positive integer, got {num_classes!r}")
+        num_classes = check_int("num_classes", num_classes, 1)
         dtype = np.dtype(dtype)
         if dtype not in (np.float32, np.float64):
             raise ValueError(f"dtype must be float32 or float64, got {dtype}")
         cfg = resolve_config(preset, overrides)
-        self.num_classes = int(num_classes)
+        self.num_classes = num_classes
         self.preset = preset
         self.dtype = dtype
         self.seed = int(seed)
@@ -82,24 +82,12 @@ class RetinaNet(Module):
                 "seed": self.seed, "overrides": {k: list(v) if isinstance(v, tuple) else v
                                                  for k, v in self.overrides.items()}}
 
-    def _check_images(self, images):
-        if not hasattr(images, "shape") or images.ndim != 4 or images.shape[1] != 3:
-            shape = getattr(images, "shape", type(images).__name__)
-            raise ValueError(f"images must be an array of shape (N, 3, H, W), got {shape}")
-        if images.dtype != self.dtype:
-            raise ValueError(f"images must have the model's dtype {self.dtype}, got {images.dtype}")
-        if images.shape[0] < 1 or images.shape[2] < 1 or images.shape[3] < 1:
-            raise ValueError(f"images must not be empty, got shape {tuple(images.shape)}")
-        xp = array_module(images)
-        if not bool(xp.isfinite(images).all()):
-            raise ValueError("images contain NaN or infinity")
-
     def forward(self, images, keep_cache=True):
         """images (N, 3, H, W) -> logits (N, M, K), deltas (N, M, 4).
 
         ``keep_cache=False`` drops the caches right away (inference: no backward follows).
         """
-        self._check_images(images)
+        check_array("images", images, ("N", 3, "H", "W"), dtype=self.dtype, nonempty=True, finite=True)
         c3, c4, c5 = self.backbone.forward(images)
         features = self.fpn.forward(c3, c4, c5)
         logits = self.cls_head.forward(features)

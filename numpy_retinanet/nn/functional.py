@@ -20,66 +20,12 @@ than pay for a copy); every op here accepts any memory layout.
 
 from __future__ import annotations
 
-import operator
-
+from numpy_retinanet._checks import check_array, check_dout, check_int, check_real
 from numpy_retinanet.backend import array_module
 
-# --------------------------------------------------------------------------
-# Validation. Errors name the argument, say what was expected and what came.
-# --------------------------------------------------------------------------
-
-
-def _check_array(name, a, dims=None):
-    """Check that ``a`` is a non-empty float array without NaN, with axes ``dims`` if given."""
-    if not (hasattr(a, "dtype") and hasattr(a, "shape") and hasattr(a, "ndim")):
-        raise ValueError(f"{name} must be an array, got {type(a).__name__}")
-    if dims is not None and a.ndim != len(dims):
-        raise ValueError(
-            f"{name} must be {len(dims)}-D with shape ({', '.join(dims)}), "
-            f"got shape {tuple(a.shape)}"
-        )
-    if a.dtype.kind != "f":
-        raise ValueError(
-            f"{name} must have a float dtype (float32 to train, float64 for gradient "
-            f"checks), got {a.dtype}"
-        )
-    if a.size == 0:
-        raise ValueError(f"{name} must not be empty, got shape {tuple(a.shape)}")
-    # max() propagates NaN, needs no temporary array and cannot overflow, so it
-    # is the cheapest full pass that detects a NaN: one read of the array, a
-    # small fraction of what any op here costs. Done once per argument per call.
-    if array_module(a).isnan(a.max()):
-        raise ValueError(f"{name} contains NaN")
-
-
-def _check_dtype_matches(name, a, ref_name, ref):
-    if a.dtype != ref.dtype:
-        raise ValueError(
-            f"{name} must have the same dtype as {ref_name} ({ref.dtype}), got {a.dtype}; "
-            "mixing them would silently change the precision of the output"
-        )
-
-
-def _check_int(name, v, minimum):
-    try:
-        iv = operator.index(v)
-    except TypeError:
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {v!r}") from None
-    if iv < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {iv}")
-    return iv
-
-
-def _check_dout(name, d, shape, dtype):
-    """Check an upstream gradient against the forward output it belongs to."""
-    _check_array(name, d)
-    if tuple(d.shape) != tuple(shape):
-        raise ValueError(
-            f"{name} must have the forward output's shape {tuple(shape)}, got {tuple(d.shape)}"
-        )
-    if d.dtype != dtype:
-        raise ValueError(f"{name} must have the forward pass's dtype {dtype}, got {d.dtype}")
-
+# Every array argument is checked to be a non-empty float array free of NaN: one cheap
+# max() pass per argument per call, a small fraction of what any op here costs.
+_FLOAT = dict(kind="f", nonempty=True, no_nan=True)
 
 # --------------------------------------------------------------------------
 # Convolution
@@ -158,28 +104,20 @@ def conv2d_forward(x, w, b, stride=1, padding=0):
         times the size of x.
     """
     xp = array_module(x, w, b)
-    _check_array("x", x, ("N", "C", "H", "W"))
-    _check_array("w", w, ("F", "C", "KH", "KW"))
-    _check_dtype_matches("w", w, "x", x)
+    check_array("x", x, ("N", "C", "H", "W"), **_FLOAT)
     n, c, h, wd = x.shape
-    f, cw, kh, kw = w.shape
-    if cw != c:
-        raise ValueError(
-            f"w must have x's {c} input channels in axis 1 of (F, C, KH, KW), "
-            f"got w of shape {tuple(w.shape)}"
-        )
+    # The dtype must be x's: mixing them would silently change the output's precision.
+    check_array("w", w, ("F", c, "KH", "KW"), dtype=x.dtype, **_FLOAT)
+    f, _, kh, kw = w.shape
     if b is not None:
-        _check_array("b", b, ("F",))
-        _check_dtype_matches("b", b, "x", x)
-        if b.shape[0] != f:
-            raise ValueError(f"b must have shape ({f},) (one per filter of w), got {tuple(b.shape)}")
-    s = _check_int("stride", stride, 1)
-    p = _check_int("padding", padding, 0)
+        check_array("b", b, (f,), dtype=x.dtype, **_FLOAT)
+    s = check_int("stride", stride, 1)
+    p = check_int("padding", padding, 0)
     oh, ow = conv_output_size(h, kh, s, p), conv_output_size(wd, kw, s, p)
     if kh > h + 2 * p or kw > wd + 2 * p:
         raise ValueError(
-            f"w's kernel {kh}x{kw} is larger than the padded input "
-            f"{h + 2 * p}x{wd + 2 * p} (H + 2*padding by W + 2*padding)"
+            f"w must be a kernel no larger than the padded input {h + 2 * p}x{wd + 2 * p} "
+            f"(H + 2*padding by W + 2*padding), got a {kh}x{kw} kernel"
         )
 
     gh = -(-max(h + p, s * oh) // s)  # grid rows per image and phase
@@ -225,7 +163,7 @@ def conv2d_forward(x, w, b, stride=1, padding=0):
     return out, cache
 
 
-def conv2d_backward(dy, cache):
+def conv2d_backward(dout, cache):
     """Gradients of ``conv2d_forward``.
 
     dW = dY @ col^T and dcol = W^T @ dY are one GEMM each; col2im then adds
@@ -234,7 +172,7 @@ def conv2d_backward(dy, cache):
 
     Parameters
     ----------
-    dy : (N, F, OH, OW) gradient of the loss w.r.t. the conv output, its dtype.
+    dout : (N, F, OH, OW) gradient of the loss w.r.t. the conv output, its dtype.
     cache : from ``conv2d_forward``; not modified, so backward may be repeated.
 
     Returns
@@ -247,32 +185,32 @@ def conv2d_backward(dy, cache):
     n, c, h, wd = xshape
     f, _, kh, kw = wshape
     oh, ow = conv_output_size(h, kh, s, p), conv_output_size(wd, kw, s, p)
-    _check_dout("dy", dy, (n, f, oh, ow), col.dtype)
-    xp = array_module(dy, col)
+    check_dout("dout", dout, (n, f, oh, ow), col.dtype)
+    xp = array_module(dout, col)
     L = n * gh * gw
     taps = kh * kw
 
-    dyt = dy.transpose(1, 0, 2, 3)
+    dout_t = dout.transpose(1, 0, 2, 3)
     if (oh, ow) == (gh, gw):
-        dyg = dyt.reshape(f, L)  # a view when dy is channels-first, batch-second
+        dout_g = dout_t.reshape(f, L)  # a view when dout is channels-first, batch-second
     else:
         # The margin of the grid is no output pixel: a zero gradient there
         # keeps it out of dW and dx.
-        dyg = xp.empty((f, n, gh, gw), dtype=dy.dtype)
-        dyg[:, :, :oh, :ow] = dyt
-        dyg[:, :, oh:] = 0
-        dyg[:, :, :oh, ow:] = 0
-        dyg = dyg.reshape(f, L)
+        dout_g = xp.empty((f, n, gh, gw), dtype=dout.dtype)
+        dout_g[:, :, :oh, :ow] = dout_t
+        dout_g[:, :, oh:] = 0
+        dout_g[:, :, :oh, ow:] = 0
+        dout_g = dout_g.reshape(f, L)
 
-    db = dyg.sum(axis=1) if has_bias else None
+    db = dout_g.sum(axis=1) if has_bias else None
     # dW^T = col @ dY^T, not dW = dY @ col^T: the same product, but OpenBLAS
     # splits this tall (KH*KW*C, F) output between its threads without a
     # barrier per block of the long L axis. The other order ran 20x slower
     # whenever another process shared the two cores (equal on one thread).
-    dw = xp.ascontiguousarray((col @ dyg.T).reshape(kh, kw, c, f).transpose(3, 2, 0, 1))
+    dw = xp.ascontiguousarray((col @ dout_g.T).reshape(kh, kw, c, f).transpose(3, 2, 0, 1))
     # dcol is a fresh array, so col2im may accumulate into its phase blocks
     # in place: phase (a, b) is tap (a, b)'s block, at shift zero.
-    dcol = (w2.T @ dyg).reshape(taps, c, L)
+    dcol = (w2.T @ dout_g).reshape(taps, c, L)
     for i in range(kh):
         for j in range(kw):
             off = (i // s) * gw + j // s
@@ -287,7 +225,7 @@ def conv2d_backward(dy, cache):
         # dx). The padding's gradient is dropped.
         dx = dcol[0].reshape(c, n, gh, gw)[:, :, p:p + h, p:p + wd]
     else:
-        dx = xp.empty((c, n, h, wd), dtype=dy.dtype)
+        dx = xp.empty((c, n, h, wd), dtype=dout.dtype)
         rows, cols = _phase_rows(h, p, s), _phase_rows(wd, p, s)
         for a in range(s):
             h0, r0, nh = rows[a]
@@ -318,26 +256,26 @@ def relu_forward(x):
     y : like x.
     cache : the mask x > 0 (one byte per entry rather than x itself).
     """
-    _check_array("x", x)
+    check_array("x", x, **_FLOAT)
     xp = array_module(x)
     mask = x > 0
     return xp.maximum(x, 0), (mask, x.dtype)
 
 
-def relu_backward(dy, cache):
-    """dx = dy where x > 0, else 0 (the subgradient at x = 0 is taken as 0).
+def relu_backward(dout, cache):
+    """dx = dout where x > 0, else 0 (the subgradient at x = 0 is taken as 0).
 
     Parameters
     ----------
-    dy : like the forward output.
+    dout : like the forward output.
 
     Returns
     -------
     dx : like x.
     """
     mask, dtype = cache
-    _check_dout("dy", dy, mask.shape, dtype)
-    return dy * mask
+    check_dout("dout", dout, mask.shape, dtype)
+    return dout * mask
 
 
 # --------------------------------------------------------------------------
@@ -358,8 +296,8 @@ def upsample_nearest_forward(x, factor=2):
     y : (N, C, H*factor, W*factor), x's dtype, a new array.
     cache : for ``upsample_nearest_backward``.
     """
-    _check_array("x", x, ("N", "C", "H", "W"))
-    k = _check_int("factor", factor, 1)
+    check_array("x", x, ("N", "C", "H", "W"), **_FLOAT)
+    k = check_int("factor", factor, 1)
     xp = array_module(x)
     n, c, h, w = x.shape
     # One strided copy per offset (a, b) inside the block, like the conv's
@@ -372,26 +310,26 @@ def upsample_nearest_forward(x, factor=2):
     return y, (tuple(x.shape), k, x.dtype)
 
 
-def upsample_nearest_backward(dy, cache):
-    """dx[n, c, i, j] = sum of dy over the factor x factor block that copied x[n, c, i, j].
+def upsample_nearest_backward(dout, cache):
+    """dx[n, c, i, j] = sum of dout over the factor x factor block that copied x[n, c, i, j].
 
     Parameters
     ----------
-    dy : (N, C, H*factor, W*factor).
+    dout : (N, C, H*factor, W*factor).
 
     Returns
     -------
     dx : (N, C, H, W).
     """
     (n, c, h, w), k, dtype = cache
-    _check_dout("dy", dy, (n, c, h * k, w * k), dtype)
+    check_dout("dout", dout, (n, c, h * k, w * k), dtype)
     # Strided adds, one offset at a time: reshape(...).sum(axis=(3, 5))
     # reduces runs of length factor and is ~20x slower.
-    dx = dy[:, :, ::k, ::k].copy()
+    dx = dout[:, :, ::k, ::k].copy()
     for a in range(k):
         for b in range(k):
             if a or b:
-                dx += dy[:, :, a::k, b::k]
+                dx += dout[:, :, a::k, b::k]
     return dx
 
 
@@ -424,20 +362,14 @@ def group_norm_forward(x, gamma, beta, num_groups, eps=1e-5):
     y : (N, C, H, W), x's dtype.
     cache : for ``group_norm_backward``.
     """
-    _check_array("x", x, ("N", "C", "H", "W"))
+    check_array("x", x, ("N", "C", "H", "W"), **_FLOAT)
     n, c, h, w = x.shape
     for name, a in (("gamma", gamma), ("beta", beta)):
-        _check_array(name, a, ("C",))
-        _check_dtype_matches(name, a, "x", x)
-        if a.shape[0] != c:
-            raise ValueError(
-                f"{name} must have shape ({c},) (one per channel of x), got {tuple(a.shape)}"
-            )
-    g = _check_int("num_groups", num_groups, 1)
+        check_array(name, a, (c,), dtype=x.dtype, **_FLOAT)
+    g = check_int("num_groups", num_groups, 1)
     if c % g:
-        raise ValueError(f"num_groups must divide x's {c} channels, got {g}")
-    if not (isinstance(eps, (int, float)) and eps > 0):
-        raise ValueError(f"eps must be a number > 0, got {eps!r}")
+        raise ValueError(f"num_groups must be a divisor of x's {c} channels, got {g}")
+    eps = check_real("eps", eps, 0, low_open=True)
     xp = array_module(x, gamma, beta)
     per = c // g
     # Splitting the channel axis is a view for any memory layout of x.
@@ -456,42 +388,42 @@ def group_norm_forward(x, gamma, beta, num_groups, eps=1e-5):
     return y, (xhat, inv_std, gamma, g)
 
 
-def group_norm_backward(dy, cache):
+def group_norm_backward(dout, cache):
     """Gradients of ``group_norm_forward``.
 
-        dxhat  = dy * gamma
+        dxhat  = dout * gamma
         dx     = inv_std * (dxhat - mean(dxhat) - xhat * mean(dxhat * xhat))
-        dgamma = sum_{n,h,w} dy * xhat,   dbeta = sum_{n,h,w} dy
+        dgamma = sum_{n,h,w} dout * xhat,   dbeta = sum_{n,h,w} dout
 
     where mean is over the M = C/G * H * W entries of each (sample, group).
 
     Parameters
     ----------
-    dy : (N, C, H, W).
+    dout : (N, C, H, W).
 
     Returns
     -------
     dx : (N, C, H, W); dgamma, dbeta : (C,).
     """
     xhat, inv_std, gamma, g = cache
-    _check_dout("dy", dy, xhat.shape, xhat.dtype)
-    xp = array_module(dy, xhat)
+    check_dout("dout", dout, xhat.shape, xhat.dtype)
+    xp = array_module(dout, xhat)
     n, c, h, w = xhat.shape
     per = c // g
     # Per-(sample, channel) sums first: the formula needs the full-size
     # arrays only in the last line, which keeps big temporaries to two.
-    s_dy = dy.sum(axis=(2, 3))  # (N, C)
-    s_dy_xhat = xp.einsum("nchw,nchw->nc", dy, xhat)  # (N, C), no temporary
-    dbeta = s_dy.sum(axis=0)
-    dgamma = s_dy_xhat.sum(axis=0)
+    s_dout = dout.sum(axis=(2, 3))  # (N, C)
+    s_dout_xhat = xp.einsum("nchw,nchw->nc", dout, xhat)  # (N, C), no temporary
+    dbeta = s_dout.sum(axis=0)
+    dgamma = s_dout_xhat.sum(axis=0)
     m = per * h * w
-    mean_d = (s_dy * gamma).reshape(n, g, per).sum(axis=2) / m  # mean(dxhat), (N, G)
-    mean_dx = (s_dy_xhat * gamma).reshape(n, g, per).sum(axis=2) / m  # mean(dxhat * xhat)
+    mean_d = (s_dout * gamma).reshape(n, g, per).sum(axis=2) / m  # mean(dxhat), (N, G)
+    mean_dx = (s_dout_xhat * gamma).reshape(n, g, per).sum(axis=2) / m  # mean(dxhat * xhat)
 
     def per_channel(v):  # (N, G) -> (N, C, 1, 1), each group's value on its channels
         return xp.repeat(v, per, axis=1)[:, :, None, None]
 
-    dx = dy * (per_channel(inv_std) * gamma[:, None, None])
+    dx = dout * (per_channel(inv_std) * gamma[:, None, None])
     dx -= xhat * per_channel(inv_std * mean_dx)
     dx -= per_channel(inv_std * mean_d)
     return dx, dgamma, dbeta

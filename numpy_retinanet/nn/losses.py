@@ -5,7 +5,7 @@ input, and leaves the reduction (sum over anchors, divide by the number of posit
 to the caller. Each pair follows the package convention::
 
     loss, cache = op_forward(inputs..., hyperparams)     # loss: same shape as the input
-    dinput = op_backward(dloss, cache)                   # dloss: same shape as loss
+    dinput = op_backward(dout, cache)                    # dout: same shape as loss
 
 Notation (§3): x is the logit, p = sigmoid(x), y in {0, 1} the target, y' = 2y - 1 in
 {-1, +1}, x_t = y' x, p_t = sigmoid(x_t) (= p if y = 1 else 1 - p), alpha_t = alpha if y = 1
@@ -21,13 +21,12 @@ are finite for every finite logit, so no probability is ever clipped and no Runt
 raised for logits as large as +-1e4 in float32 or float64.
 
 dtype: the loss and the gradient have the dtype of ``logits`` (``pred`` for smooth L1);
-targets and ``dloss`` are cast to it. float32 trains, float64 checks gradients.
+targets and ``dout`` are cast to it. float32 trains, float64 checks gradients.
 """
 
 from __future__ import annotations
 
-import math
-
+from numpy_retinanet._checks import check_array, check_dout, check_real, check_same_shape
 from numpy_retinanet.backend import array_module
 
 __all__ = [
@@ -77,38 +76,9 @@ def sigmoid(z):
     return xp.where(z >= 0, 1 / (1 + e), e / (1 + e))
 
 
-# ----------------------------------------------------------------------------------------
-# Input checks: name the argument, what was expected and what came
-# ----------------------------------------------------------------------------------------
-
-
-def _check_float_array(name, x):
-    if not hasattr(x, "dtype") or not hasattr(x, "shape"):
-        raise ValueError(f"{name} must be a float array, got {type(x).__name__}")
-    if x.dtype.kind != "f":
-        raise ValueError(
-            f"{name} must have a floating dtype (float32 or float64), got {x.dtype}; "
-            f"use {name}.astype(np.float32)"
-        )
-    xp = array_module(x)
-    if not bool(xp.all(xp.isfinite(x))):
-        kind = "NaN" if bool(xp.any(xp.isnan(x))) else "inf"
-        raise ValueError(f"{name} must be finite, got {kind} values")
-
-
-def _check_same_shape(name, x, ref_name, ref):
-    if not hasattr(x, "shape") or not hasattr(x, "dtype"):
-        raise ValueError(f"{name} must be an array shaped like {ref_name} {tuple(ref.shape)}, "
-                         f"got {type(x).__name__}")
-    if tuple(x.shape) != tuple(ref.shape):
-        raise ValueError(
-            f"{name} must have the shape of {ref_name}, {tuple(ref.shape)}, got {tuple(x.shape)}"
-        )
-
-
 def _binary_targets(targets, logits):
     """Check ``targets`` (values exactly 0 or 1) and return them as logits' dtype."""
-    _check_same_shape("targets", targets, "logits", logits)
+    check_same_shape("targets", targets, "logits", logits)
     if targets.dtype.kind not in "biuf":
         raise ValueError(f"targets must be 0/1 numbers (bool, int or float), got dtype {targets.dtype}")
     xp = array_module(logits, targets)
@@ -122,24 +92,6 @@ def _binary_targets(targets, logits):
     return targets.astype(logits.dtype)
 
 
-def _real(name, value, low=None, low_open=False, high=None):
-    """``value`` as a Python float, checked to be finite and inside the stated range."""
-    # a bool converts with float() but is never meant as a hyperparameter; a str has no __float__
-    if isinstance(value, bool) or not hasattr(value, "__float__"):
-        raise ValueError(f"{name} must be a real number, got {type(value).__name__}")
-    try:
-        v = float(value)
-    except TypeError as e:  # an array with more than one entry
-        raise ValueError(f"{name} must be a single real number, got {type(value).__name__}") from e
-    if not math.isfinite(v):
-        raise ValueError(f"{name} must be finite, got {v}")
-    if low is not None and (v <= low if low_open else v < low):
-        raise ValueError(f"{name} must be {'>' if low_open else '>='} {low}, got {v}")
-    if high is not None and v > high:
-        raise ValueError(f"{name} must be <= {high}, got {v}")
-    return v
-
-
 def _alpha_t(alpha, y):
     """alpha_t of eq. 3: alpha where y = 1, 1 - alpha where y = 0 (``None`` if alpha is None).
 
@@ -147,16 +99,8 @@ def _alpha_t(alpha, y):
     """
     if alpha is None:
         return None
-    a = _real("alpha", alpha, low=0.0, high=1.0)
+    a = check_real("alpha", alpha, 0, 1)
     return y * a + (1 - y) * (1.0 - a)
-
-
-def _check_dloss(dloss, shape, dtype):
-    if not hasattr(dloss, "shape"):
-        raise ValueError(f"dloss must be an array of shape {tuple(shape)}, got {type(dloss).__name__}")
-    if tuple(dloss.shape) != tuple(shape):
-        raise ValueError(f"dloss must have the loss's shape {tuple(shape)}, got {tuple(dloss.shape)}")
-    return dloss.astype(dtype, copy=False)
 
 
 # ----------------------------------------------------------------------------------------
@@ -185,9 +129,9 @@ def sigmoid_focal_loss_forward(logits, targets, alpha=0.25, gamma=2.0):
     loss : array of logits' shape and dtype, no reduction.
     cache : for ``sigmoid_focal_loss_backward``.
     """
-    _check_float_array("logits", logits)
+    check_array("logits", logits, kind="f", finite=True)
     y = _binary_targets(targets, logits)
-    gamma = _real("gamma", gamma, low=0.0)
+    gamma = check_real("gamma", gamma, 0)
     alpha_t = _alpha_t(alpha, y)
     xp = array_module(logits)
     sign = 2 * y - 1
@@ -200,7 +144,7 @@ def sigmoid_focal_loss_forward(logits, targets, alpha=0.25, gamma=2.0):
     return loss, (sign, x_t, neg_log_pt, modulator, alpha_t, gamma)
 
 
-def sigmoid_focal_loss_backward(dloss, cache):
+def sigmoid_focal_loss_backward(dout, cache):
     """Gradient of the focal loss with respect to the logits (Appendix B).
 
     dFL/dx = y' alpha_t (1 - p_t)^gamma (gamma p_t log p_t + p_t - 1), evaluated with
@@ -210,7 +154,7 @@ def sigmoid_focal_loss_backward(dloss, cache):
 
     Parameters
     ----------
-    dloss : upstream gradient, the shape of the loss.
+    dout : upstream gradient, the shape of the loss.
     cache : from ``sigmoid_focal_loss_forward``.
 
     Returns
@@ -218,13 +162,13 @@ def sigmoid_focal_loss_backward(dloss, cache):
     dlogits : the shape and dtype of the logits.
     """
     sign, x_t, neg_log_pt, modulator, alpha_t, gamma = cache
-    dloss = _check_dloss(dloss, x_t.shape, x_t.dtype)
+    dout = check_dout("dout", dout, x_t.shape).astype(x_t.dtype, copy=False)
     p_t = sigmoid(x_t)
     # (gamma * p_t) first: p_t -> 0 exactly where -log p_t is large, so the product stays finite.
     g = modulator * (-(gamma * p_t) * neg_log_pt - sigmoid(-x_t))
     if alpha_t is not None:
         g = alpha_t * g
-    return dloss * sign * g
+    return dout * sign * g
 
 
 # ----------------------------------------------------------------------------------------
@@ -248,7 +192,7 @@ def sigmoid_cross_entropy_forward(logits, targets, alpha=None):
     loss : array of logits' shape and dtype, no reduction.
     cache : for ``sigmoid_cross_entropy_backward``.
     """
-    _check_float_array("logits", logits)
+    check_array("logits", logits, kind="f", finite=True)
     y = _binary_targets(targets, logits)
     alpha_t = _alpha_t(alpha, y)
     sign = 2 * y - 1
@@ -259,12 +203,12 @@ def sigmoid_cross_entropy_forward(logits, targets, alpha=None):
     return loss, (sign, x_t, alpha_t)
 
 
-def sigmoid_cross_entropy_backward(dloss, cache):
+def sigmoid_cross_entropy_backward(dout, cache):
     """Gradient of the (alpha-balanced) cross-entropy: dCE/dx = y' alpha_t (p_t - 1) = alpha_t (p - y).
 
     Parameters
     ----------
-    dloss : upstream gradient, the shape of the loss.
+    dout : upstream gradient, the shape of the loss.
     cache : from ``sigmoid_cross_entropy_forward``.
 
     Returns
@@ -272,11 +216,11 @@ def sigmoid_cross_entropy_backward(dloss, cache):
     dlogits : the shape and dtype of the logits.
     """
     sign, x_t, alpha_t = cache
-    dloss = _check_dloss(dloss, x_t.shape, x_t.dtype)
+    dout = check_dout("dout", dout, x_t.shape).astype(x_t.dtype, copy=False)
     g = -sigmoid(-x_t)  # p_t - 1, without the cancellation of 1 - p_t near p_t = 1
     if alpha_t is not None:
         g = alpha_t * g
-    return dloss * sign * g
+    return dout * sign * g
 
 
 # ----------------------------------------------------------------------------------------
@@ -303,22 +247,22 @@ def focal_loss_star_forward(logits, targets, gamma=2.0, beta=1.0):
     loss : array of logits' shape and dtype, no reduction.
     cache : for ``focal_loss_star_backward``.
     """
-    _check_float_array("logits", logits)
+    check_array("logits", logits, kind="f", finite=True)
     y = _binary_targets(targets, logits)
-    gamma = _real("gamma", gamma, low=0.0, low_open=True)
-    beta = _real("beta", beta)
+    gamma = check_real("gamma", gamma, 0, low_open=True)
+    beta = check_real("beta", beta)
     sign = 2 * y - 1
     z = gamma * (sign * logits) + beta  # x*_t
     loss = softplus(-z) / gamma
     return loss, (sign, z)
 
 
-def focal_loss_star_backward(dloss, cache):
+def focal_loss_star_backward(dout, cache):
     """Gradient of FL* (Appendix A): dFL*/dx = y' (p*_t - 1), with p*_t - 1 = -sigmoid(-x*_t).
 
     Parameters
     ----------
-    dloss : upstream gradient, the shape of the loss.
+    dout : upstream gradient, the shape of the loss.
     cache : from ``focal_loss_star_forward``.
 
     Returns
@@ -326,8 +270,8 @@ def focal_loss_star_backward(dloss, cache):
     dlogits : the shape and dtype of the logits.
     """
     sign, z = cache
-    dloss = _check_dloss(dloss, z.shape, z.dtype)
-    return dloss * sign * -sigmoid(-z)
+    dout = check_dout("dout", dout, z.shape).astype(z.dtype, copy=False)
+    return dout * sign * -sigmoid(-z)
 
 
 # ----------------------------------------------------------------------------------------
@@ -353,14 +297,11 @@ def smooth_l1_forward(pred, target, beta=0.11):
     loss : array of pred's shape and dtype, no reduction.
     cache : for ``smooth_l1_backward``.
     """
-    _check_float_array("pred", pred)
-    _check_same_shape("target", target, "pred", pred)
-    if target.dtype.kind not in "iuf":
-        raise ValueError(f"target must be a real-valued array, got dtype {target.dtype}")
-    if target.dtype.kind == "f":
-        _check_float_array("target", target)
+    check_array("pred", pred, kind="f", finite=True)
+    check_same_shape("target", target, "pred", pred)
+    check_array("target", target, kind="fiu", finite=True)
     target = target.astype(pred.dtype, copy=False)
-    beta = _real("beta", beta, low=0.0)
+    beta = check_real("beta", beta, 0)
     xp = array_module(pred, target)
     d = pred - target
     ad = xp.abs(d)
@@ -371,7 +312,7 @@ def smooth_l1_forward(pred, target, beta=0.11):
     return loss, (d, beta)
 
 
-def smooth_l1_backward(dloss, cache):
+def smooth_l1_backward(dout, cache):
     """Gradient of smooth L1: d/beta if |d| < beta, else sign(d); for beta = 0, sign(d).
 
     Written as clip(d, -beta, beta) / beta, which is exactly +-1 outside the quadratic zone.
@@ -379,7 +320,7 @@ def smooth_l1_backward(dloss, cache):
 
     Parameters
     ----------
-    dloss : upstream gradient, the shape of the loss.
+    dout : upstream gradient, the shape of the loss.
     cache : from ``smooth_l1_forward``.
 
     Returns
@@ -387,10 +328,10 @@ def smooth_l1_backward(dloss, cache):
     dpred : the shape and dtype of pred (the gradient with respect to target is -dpred).
     """
     d, beta = cache
-    dloss = _check_dloss(dloss, d.shape, d.dtype)
+    dout = check_dout("dout", dout, d.shape).astype(d.dtype, copy=False)
     xp = array_module(d)
     g = xp.sign(d) if beta == 0.0 else xp.clip(d, -beta, beta) / beta
-    return dloss * g
+    return dout * g
 
 
 # ----------------------------------------------------------------------------------------

@@ -18,6 +18,7 @@ import math
 
 import numpy as np
 
+from numpy_retinanet._checks import check_int
 from numpy_retinanet.backend import array_module, to_host
 from numpy_retinanet.nn import functional as F
 
@@ -188,9 +189,9 @@ class Conv2d(Module):
         self._push(cache)
         return y
 
-    def backward(self, dy):
-        """dy (N, F, H', W') -> dx (N, C, H, W); adds dW and db into grads."""
-        dx, dw, db = F.conv2d_backward(dy, self._pop("Conv2d"))
+    def backward(self, dout):
+        """dout (N, F, H', W') -> dx (N, C, H, W); adds dW and db into grads."""
+        dx, dw, db = F.conv2d_backward(dout, self._pop("Conv2d"))
         self._own_grads["weight"] += dw
         if db is not None:
             self._own_grads["bias"] += db
@@ -205,8 +206,8 @@ class ReLU(Module):
         self._push(cache)
         return y
 
-    def backward(self, dy):
-        return F.relu_backward(dy, self._pop("ReLU"))
+    def backward(self, dout):
+        return F.relu_backward(dout, self._pop("ReLU"))
 
 
 class GroupNorm(Module):
@@ -219,9 +220,9 @@ class GroupNorm(Module):
 
     def __init__(self, num_groups, num_channels, eps=1e-5, dtype=np.float32):
         super().__init__()
-        if num_channels % num_groups:
-            raise ValueError(f"num_channels ({num_channels}) must be divisible by num_groups ({num_groups})")
-        self.num_groups = int(num_groups)
+        self.num_groups = check_int("num_groups", num_groups, 1)
+        if num_channels % self.num_groups:
+            raise ValueError(f"num_groups must be a divisor of num_channels ({num_channels}), got {num_groups}")
         self.eps = eps
         self.add_param("weight", np.ones((num_channels,), dtype=dtype))
         self.add_param("bias", np.zeros((num_channels,), dtype=dtype))
@@ -232,8 +233,8 @@ class GroupNorm(Module):
         self._push(cache)
         return y
 
-    def backward(self, dy):
-        dx, dgamma, dbeta = F.group_norm_backward(dy, self._pop("GroupNorm"))
+    def backward(self, dout):
+        dx, dgamma, dbeta = F.group_norm_backward(dout, self._pop("GroupNorm"))
         self._own_grads["weight"] += dgamma
         self._own_grads["bias"] += dbeta
         return dx
@@ -253,7 +254,7 @@ class Sequential(Module):
             x = layer.forward(x)
         return x
 
-    def backward(self, dy):
+    def backward(self, dout):
         for layer in reversed(self.layers):
-            dy = layer.backward(dy)
-        return dy
+            dout = layer.backward(dout)
+        return dout

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from numpy_retinanet._checks import check_int, check_real
 from numpy_retinanet.backend import array_module, to_host
 
 
@@ -29,12 +30,9 @@ class SGD:
     """
 
     def __init__(self, params: dict, lr=0.01, momentum=0.9, weight_decay=1e-4):
-        if lr <= 0:
-            raise ValueError(f"lr must be > 0, got {lr}")
-        if not 0 <= momentum < 1:
-            raise ValueError(f"momentum must be in [0, 1), got {momentum}")
-        if weight_decay < 0:
-            raise ValueError(f"weight_decay must be >= 0, got {weight_decay}")
+        check_real("lr", lr, 0, low_open=True)
+        check_real("momentum", momentum, 0, 1, high_open=True)
+        check_real("weight_decay", weight_decay, 0)
         self.params = params
         self.lr = lr
         self.momentum = momentum
@@ -78,16 +76,12 @@ class WarmupStepSchedule:
     """
 
     def __init__(self, base_lr, warmup_steps=500, warmup_factor=1.0 / 3.0, milestones=(), decay=0.1):
-        if base_lr <= 0:
-            raise ValueError(f"base_lr must be > 0, got {base_lr}")
-        if warmup_steps < 0:
-            raise ValueError(f"warmup_steps must be >= 0, got {warmup_steps}")
-        if not 0 < warmup_factor <= 1:
-            raise ValueError(f"warmup_factor must be in (0, 1], got {warmup_factor}")
+        check_real("base_lr", base_lr, 0, low_open=True)
+        check_real("warmup_factor", warmup_factor, 0, 1, low_open=True)
         if list(milestones) != sorted(milestones):
             raise ValueError(f"milestones must be increasing, got {list(milestones)}")
         self.base_lr = base_lr
-        self.warmup_steps = int(warmup_steps)
+        self.warmup_steps = check_int("warmup_steps", warmup_steps, 0)
         self.warmup_factor = warmup_factor
         self.milestones = [int(m) for m in milestones]
         self.decay = decay

@@ -18,8 +18,8 @@ from numpy_retinanet.nn import functional as F
 from numpy_retinanet.nn.losses import sigmoid, softplus
 
 
-def focal_loss_backward(dloss, logits, targets, alpha, gamma):
-    """Exercise 1: dFL/dx of FL = -alpha_t (1 - p_t)^gamma log p_t (eq. 5), times ``dloss``.
+def focal_loss_backward(dout, logits, targets, alpha, gamma):
+    """Exercise 1: dFL/dx of FL = -alpha_t (1 - p_t)^gamma log p_t (eq. 5), times ``dout``.
 
     Chain rule through x_t = y' x (y' = 2y - 1) and p_t = sigmoid(x_t), dp_t/dx_t = p_t (1 - p_t):
 
@@ -35,21 +35,21 @@ def focal_loss_backward(dloss, logits, targets, alpha, gamma):
     modulator = np.exp(-gamma * softplus(x_t))
     log_p_t = -softplus(-x_t)
     dfl_dxt = alpha_t * modulator * (gamma * sigmoid(x_t) * log_p_t - sigmoid(-x_t))
-    return dloss * sign * dfl_dxt
+    return dout * sign * dfl_dxt
 
 
-def smooth_l1_backward(dloss, pred, target, beta):
-    """Exercise 2: d/dpred of smooth L1 (§4.1), times ``dloss``.
+def smooth_l1_backward(dout, pred, target, beta):
+    """Exercise 2: d/dpred of smooth L1 (§4.1), times ``dout``.
 
     With d = pred - target: d / beta inside the quadratic zone |d| < beta, sign(d) outside;
     beta = 0 is the L1 loss, whose gradient is sign(d) everywhere.
     """
     d = pred - target
     if beta == 0:
-        return dloss * np.sign(d)
+        return dout * np.sign(d)
     inside = np.abs(d) < beta
     # np.where evaluates both branches; d / beta is finite here because beta > 0.
-    return dloss * np.where(inside, d / beta, np.sign(d))
+    return dout * np.where(inside, d / beta, np.sign(d))
 
 
 def conv2d_backward(dout, x, w, b, stride, padding):

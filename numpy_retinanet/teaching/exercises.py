@@ -90,7 +90,7 @@ class _Exercise:
 
 class _FocalLoss(_Exercise):
     number, name = 1, "focal_loss_backward"
-    signature = "focal_loss_backward(dloss, logits, targets, alpha, gamma) -> dlogits"
+    signature = "focal_loss_backward(dout, logits, targets, alpha, gamma) -> dlogits"
     title = "sigmoid focal loss backward (§3.2 eq. 5, Appendix B)"
     typical_error = "1e-8"
 
@@ -100,7 +100,7 @@ class _FocalLoss(_Exercise):
         specs = [((4, 6), 0.25, 2.0), ((2, 5, 3), 0.25, 0.0), ((3, 4), 0.75, 1.0),
                  ((7,), 0.5, 0.5), ((2, 3, 4), 0.25, 5.0)]
         return [dict(logits=rng.uniform(-5, 5, shape), targets=_targets(rng, shape),
-                     dloss=rng.standard_normal(shape), alpha=alpha, gamma=gamma)
+                     dout=rng.standard_normal(shape), alpha=alpha, gamma=gamma)
                 for shape, alpha, gamma in specs]
 
     def describe(self, c):
@@ -108,7 +108,7 @@ class _FocalLoss(_Exercise):
         return f"logits {c['logits'].shape}, alpha={c['alpha']}, gamma={c['gamma']}{extra}"
 
     def answer(self, impl, c):
-        out = impl.focal_loss_backward(c["dloss"].copy(), c["logits"].copy(), c["targets"].copy(),
+        out = impl.focal_loss_backward(c["dout"].copy(), c["logits"].copy(), c["targets"].copy(),
                                        c["alpha"], c["gamma"])
         return {"logits": _returned_array(out, "dlogits")}
 
@@ -117,14 +117,14 @@ class _FocalLoss(_Exercise):
 
         def f():
             loss, _ = sigmoid_focal_loss_forward(logits, c["targets"], c["alpha"], c["gamma"])
-            return float(np.sum(loss * c["dloss"]))
+            return float(np.sum(loss * c["dout"]))
 
         return f, {"logits": logits}
 
 
 class _SmoothL1(_Exercise):
     number, name = 2, "smooth_l1_backward"
-    signature = "smooth_l1_backward(dloss, pred, target, beta) -> dpred"
+    signature = "smooth_l1_backward(dout, pred, target, beta) -> dpred"
     title = "smooth L1 backward (§4.1 box regression)"
     typical_error = "1e-9"
 
@@ -142,7 +142,7 @@ class _SmoothL1(_Exercise):
                 mag = rng.uniform(0.05, 2.0, size)
             d = (mag * rng.choice([-1.0, 1.0], size)).reshape(shape)
             target = rng.standard_normal(shape)
-            out.append(dict(pred=target + d, target=target, dloss=rng.standard_normal(shape), beta=beta))
+            out.append(dict(pred=target + d, target=target, dout=rng.standard_normal(shape), beta=beta))
         return out
 
     def describe(self, c):
@@ -152,14 +152,14 @@ class _SmoothL1(_Exercise):
         return f"pred {c['pred'].shape}, beta={c['beta']} ({n_in} of {c['pred'].size} entries have |d| < beta)"
 
     def answer(self, impl, c):
-        out = impl.smooth_l1_backward(c["dloss"].copy(), c["pred"].copy(), c["target"].copy(), c["beta"])
+        out = impl.smooth_l1_backward(c["dout"].copy(), c["pred"].copy(), c["target"].copy(), c["beta"])
         return {"pred": _returned_array(out, "dpred")}
 
     def loss(self, c):
         pred = c["pred"]
 
         def f():
-            return float(np.sum(smooth_l1_forward(pred, c["target"], c["beta"])[0] * c["dloss"]))
+            return float(np.sum(smooth_l1_forward(pred, c["target"], c["beta"])[0] * c["dout"]))
 
         return f, {"pred": pred}
 
