@@ -12,6 +12,7 @@ from numpy_retinanet.backend import GPUUnavailableError, keep_freed_memory
 from numpy_retinanet.data.build import DataConfig
 from numpy_retinanet.detection.criterion import LossConfig
 from numpy_retinanet.engine.config import CLI_CPU_WORKERS, TrainConfig
+from numpy_retinanet.evaluation.visualize import DRAW_SCORE_THRESHOLD
 from numpy_retinanet.model.presets import MODEL_SETTINGS, PRESETS
 
 # Where each group of train's flags comes from, in the order --help lists them.
@@ -261,7 +262,8 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--checkpoint", required=True, help="checkpoint.npz of a run")
     d.add_argument("images", nargs="+", help="PNG or JPEG files")
     d.add_argument("--out", required=True, help="folder for the drawn images")
-    d.add_argument("--score-threshold", type=float, default=0.3, help="lowest score drawn and listed")
+    d.add_argument("--score-threshold", type=float, default=DRAW_SCORE_THRESHOLD,
+                   help=f"lowest score drawn and listed (default: {DRAW_SCORE_THRESHOLD})")
     d.add_argument("--device", choices=["cpu", "gpu"], default="cpu", help="where the math runs")
     d.set_defaults(func=_cmd_detect)
 

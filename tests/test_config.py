@@ -242,3 +242,25 @@ def test_evaluate_scores_the_run_on_its_own_held_out_images_and_names_its_classe
     assert (out["num_images"], out["seed"]) == (6, 77)
     assert out["AP"] == metrics["AP"] and out["AP50"] == metrics["AP50"]
     assert list(out["per_class_AP"]) == ["circle", "square"]
+
+
+def test_the_paper_values_are_the_defaults_everywhere_they_are_used():
+    """One value per setting: LossConfig's defaults, the building blocks' defaults and the paper's."""
+    import inspect
+
+    from numpy_retinanet.detection.criterion import assign_targets
+    from numpy_retinanet.detection.matcher import match_anchors
+    from numpy_retinanet.nn.losses import focal_loss_star_forward, sigmoid_focal_loss_forward, smooth_l1_forward
+
+    def default(fn, name):
+        return inspect.signature(fn).parameters[name].default
+
+    paper = dict(loss="focal", alpha=0.25, gamma=2.0, beta=1.0, smooth_l1_beta=0.11, fg_iou=0.5, bg_iou=0.4,
+                 allow_low_quality=True)  # PAPER.md: §3.2, Table 1b, Table 3, §4, [Detectron]
+    assert dataclasses.asdict(LossConfig()) == paper
+    assert {k: getattr(TrainConfig(), k) for k in paper} == paper
+    assert (default(sigmoid_focal_loss_forward, "alpha"), default(sigmoid_focal_loss_forward, "gamma")) == (0.25, 2.0)
+    assert (default(focal_loss_star_forward, "gamma"), default(focal_loss_star_forward, "beta")) == (2.0, 1.0)
+    assert default(smooth_l1_forward, "beta") == 0.11
+    for fn in (match_anchors, assign_targets):
+        assert (default(fn, "fg_iou"), default(fn, "bg_iou"), default(fn, "allow_low_quality")) == (0.5, 0.4, True)

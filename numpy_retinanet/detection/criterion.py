@@ -20,11 +20,20 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from numpy_retinanet._checks import check_array
 from numpy_retinanet._settings import check_settings, setting
 from numpy_retinanet.backend import array_module
-from numpy_retinanet.detection.boxes import encode_boxes
-from numpy_retinanet.detection.matcher import IGNORED, match_anchors
-from numpy_retinanet.nn.losses import CLASSIFICATION_LOSSES, smooth_l1_backward, smooth_l1_forward
+from numpy_retinanet.detection.boxes import check_boxes, encode_boxes
+from numpy_retinanet.detection.matcher import BG_IOU, FG_IOU, IGNORED, match_anchors
+from numpy_retinanet.nn.losses import (
+    ALPHA,
+    CLASSIFICATION_LOSSES,
+    FL_STAR_BETA,
+    GAMMA,
+    SMOOTH_L1_BETA,
+    smooth_l1_backward,
+    smooth_l1_forward,
+)
 
 
 @dataclass
@@ -38,14 +47,14 @@ class LossConfig:
     loss: str = setting("focal", "classification loss: focal (eq. 5), ce (alpha-balanced cross-entropy, "
                                  "Table 1a) or fl_star (FL*, Appendix A)", choices=tuple(CLASSIFICATION_LOSSES))
     # None (in Python only): no weighting, the plain CE of eq. 2 and the FL of eq. 4.
-    alpha: float = setting(0.25, "alpha of eq. 3 and 5: the weight of the positives (focal, ce)", low=0.0,
+    alpha: float = setting(ALPHA, "alpha of eq. 3 and 5: the weight of the positives (focal, ce)", low=0.0,
                            high=1.0, optional=True)
-    gamma: float = setting(2.0, "gamma: the focusing parameter of eq. 4-5 (focal) and the steepness of FL* "
+    gamma: float = setting(GAMMA, "gamma: the focusing parameter of eq. 4-5 (focal) and the steepness of FL* "
                                 "(fl_star, > 0)", low=0.0)
-    beta: float = setting(1.0, "beta of FL* (Appendix A): the shift of the logit (fl_star)")
-    smooth_l1_beta: float = setting(0.11, "width of smooth L1's quadratic zone [Detectron]; 0 is L1", low=0.0)
-    fg_iou: float = setting(0.5, "IoU from which an anchor is foreground (§4)", low=0.0, high=1.0)
-    bg_iou: float = setting(0.4, "IoU below which an anchor is background; between bg_iou and fg_iou it is "
+    beta: float = setting(FL_STAR_BETA, "beta of FL* (Appendix A): the shift of the logit (fl_star)")
+    smooth_l1_beta: float = setting(SMOOTH_L1_BETA, "width of smooth L1's quadratic zone [Detectron]; 0 is L1", low=0.0)
+    fg_iou: float = setting(FG_IOU, "IoU from which an anchor is foreground (§4)", low=0.0, high=1.0)
+    bg_iou: float = setting(BG_IOU, "IoU below which an anchor is background; between bg_iou and fg_iou it is "
                                  "ignored (§4)", low=0.0, high=1.0)
     allow_low_quality: bool = setting(True, "also make each box's best anchors foreground (torchvision, "
                                             "detectron2)")
@@ -85,25 +94,16 @@ def check_targets(targets, num_images, num_classes):
             raise ValueError(f"targets[{i}] must be a dict with 'boxes' and 'labels'")
         boxes = np.asarray(t["boxes"]) if isinstance(t["boxes"], (list, tuple)) else t["boxes"]
         labels = np.asarray(t["labels"]) if isinstance(t["labels"], (list, tuple)) else t["labels"]
-        xp = array_module(boxes, labels)
-        if boxes.ndim != 2 or boxes.shape[1] != 4:
-            raise ValueError(f"targets[{i}]['boxes'] must have shape (n, 4), got {tuple(boxes.shape)}")
-        if labels.shape != (boxes.shape[0],):
-            raise ValueError(f"targets[{i}]['labels'] must have shape ({boxes.shape[0]},), got {tuple(labels.shape)}")
+        boxes = check_boxes(f"targets[{i}]['boxes']", boxes)  # (n, 4), finite, x2 > x1 and y2 > y1
+        labels = check_array(f"targets[{i}]['labels']", labels, (boxes.shape[0],), kind="iu")
         if boxes.shape[0] == 0:
             continue
-        if not bool(xp.isfinite(boxes).all()):
-            raise ValueError(f"targets[{i}]['boxes'] contain NaN or infinity")
-        if bool((boxes[:, 2] <= boxes[:, 0]).any() or (boxes[:, 3] <= boxes[:, 1]).any()):
-            raise ValueError(f"targets[{i}]['boxes'] must be (x1, y1, x2, y2) with x2 > x1 and y2 > y1")
-        if labels.dtype.kind not in "iu":
-            raise ValueError(f"targets[{i}]['labels'] must be integers, got {labels.dtype}")
         if bool((labels < 0).any() or (labels >= num_classes).any()):
             raise ValueError(f"targets[{i}]['labels'] must be in [0, {num_classes}), got "
                              f"min {int(labels.min())} max {int(labels.max())}")
 
 
-def assign_targets(anchors, targets, num_classes, fg_iou=0.5, bg_iou=0.4, allow_low_quality=True):
+def assign_targets(anchors, targets, num_classes, fg_iou=FG_IOU, bg_iou=BG_IOU, allow_low_quality=True):
     """Per-anchor training targets for a batch.
 
     Parameters
@@ -162,13 +162,9 @@ def retinanet_loss(logits, deltas, anchors, targets, config=None, **settings):
     ddeltas : (N, M, 4) d total / d deltas.
     """
     xp = array_module(logits, deltas, anchors)
-    if logits.ndim != 3:
-        raise ValueError(f"logits must have shape (N, M, K), got {tuple(logits.shape)}")
-    n, m, k = logits.shape
-    if deltas.shape != (n, m, 4):
-        raise ValueError(f"deltas must have shape {(n, m, 4)} to match logits, got {tuple(deltas.shape)}")
-    if anchors.shape != (m, 4):
-        raise ValueError(f"anchors must have shape {(m, 4)} to match logits, got {tuple(anchors.shape)}")
+    n, m, k = check_array("logits", logits, ("N", "M", "K"), kind="f").shape
+    check_array("deltas", deltas, (n, m, 4), kind="f")
+    check_array("anchors", anchors, (m, 4), kind="f")
     c = loss_config(config, **settings)
     check_targets(targets, n, k)
     cls_t, box_t, positive, valid = assign_targets(anchors.astype(logits.dtype), targets, k,

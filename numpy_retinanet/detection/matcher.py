@@ -22,11 +22,15 @@ from numpy_retinanet._checks import check_probability
 from numpy_retinanet.backend import array_module
 from numpy_retinanet.detection.boxes import box_iou, check_boxes
 
+# §4's thresholds, written once: match_anchors' defaults and detection.criterion.LossConfig's.
+FG_IOU = 0.5
+BG_IOU = 0.4
+
 BACKGROUND = -1
 IGNORED = -2
 
 
-def match_anchors(anchors, boxes, fg_iou=0.5, bg_iou=0.4, allow_low_quality=True):
+def match_anchors(anchors, boxes, fg_iou=FG_IOU, bg_iou=BG_IOU, allow_low_quality=True):
     """Match anchors to ground-truth boxes by IoU (§4).
 
     Parameters

@@ -12,21 +12,23 @@ from numpy_retinanet.detection.postprocess import postprocess
 from numpy_retinanet.data.images import load_image
 from numpy_retinanet.data.transforms import normalize
 from numpy_retinanet.evaluation.coco import evaluate_detections
-from numpy_retinanet.evaluation.visualize import draw_detections
+from numpy_retinanet.evaluation.visualize import DRAW_SCORE_THRESHOLD, draw_detections
 
 
-def detect(model, images, score_threshold=0.05, topk_per_level=1000, nms_threshold=0.5, max_detections=100):
+def detect(model, images, **settings):
     """Detections for a batch: images (N, 3, H, W) in the model's dtype and device.
 
+    ``settings`` are ``detection.postprocess.postprocess``'s (score_threshold, topk_per_level,
+    nms_threshold, max_detections), whose defaults are Detectron's inference settings.
+
     Returns a list of N dicts {"boxes" (n, 4), "scores" (n,), "labels" (n,)} of host
-    NumPy arrays, sorted by score (Detectron's inference settings by default).
+    NumPy arrays, sorted by score.
     """
     h, w = images.shape[2:]
     logits, deltas = model.forward(images, keep_cache=False)
     xp = array_module(logits)
-    return postprocess(logits, deltas, model.anchors(h, w, xp=xp), (h, w), score_threshold=score_threshold,
-                       topk_per_level=topk_per_level, nms_threshold=nms_threshold,
-                       max_detections=max_detections, level_sizes=model.level_sizes(h, w))
+    return postprocess(logits, deltas, model.anchors(h, w, xp=xp), (h, w), level_sizes=model.level_sizes(h, w),
+                       **settings)
 
 
 def predict_dataset(model, dataset, batch_size=16, xp=np, **detect_kwargs):
@@ -46,7 +48,7 @@ def evaluate_model(model, dataset, batch_size=16, xp=np):
     return evaluate_detections(detections, ground_truths, model.num_classes)
 
 
-def detect_files(model, paths, out_dir, class_names, xp=np, score_threshold=0.3):
+def detect_files(model, paths, out_dir, class_names, xp=np, score_threshold=DRAW_SCORE_THRESHOLD):
     """Run the detector on each file; write ``<name>_detections.png`` into ``out_dir``.
 
     Images are used at their own size (the network is fully convolutional and the

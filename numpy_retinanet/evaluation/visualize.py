@@ -9,11 +9,14 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 #: One colour per class (RGB), cycled when there are more classes.
+# The lowest score drawn and listed on a picture (drawings, ``numpy-retinanet detect``); AP is
+# computed from every detection above postprocess's 0.05.
+DRAW_SCORE_THRESHOLD = 0.3
 PALETTE = [(230, 25, 75), (60, 180, 75), (0, 130, 200), (245, 130, 48), (145, 30, 180),
            (70, 240, 240), (240, 50, 230)]
 
 
-def draw_detections(image, detections, class_names, score_threshold=0.3, scale=1):
+def draw_detections(image, detections, class_names, score_threshold=DRAW_SCORE_THRESHOLD, scale=1):
     """Boxes, class names and scores drawn on a copy of ``image``.
 
     Parameters

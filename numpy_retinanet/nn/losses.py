@@ -29,6 +29,14 @@ from __future__ import annotations
 from numpy_retinanet._checks import check_array, check_dout, check_real, check_same_shape
 from numpy_retinanet.backend import array_module
 
+# The paper's values, written once: the defaults below and ``detection.criterion.LossConfig``'s
+# use these names. gamma 2 with alpha .25 is Table 1b's best pair (§3.2); FL*'s beta 1 with
+# gamma 2 is in Table 3 (Appendix A); smooth L1's beta 0.11 is Detectron's (§4.1).
+ALPHA = 0.25
+GAMMA = 2.0
+FL_STAR_BETA = 1.0
+SMOOTH_L1_BETA = 0.11
+
 __all__ = [
     "softplus",
     "log_sigmoid",
@@ -41,6 +49,7 @@ __all__ = [
     "focal_loss_star_backward",
     "smooth_l1_forward",
     "smooth_l1_backward",
+    "CLASSIFICATION_LOSSES",
 ]
 
 
@@ -108,7 +117,7 @@ def _alpha_t(alpha, y):
 # ----------------------------------------------------------------------------------------
 
 
-def sigmoid_focal_loss_forward(logits, targets, alpha=0.25, gamma=2.0):
+def sigmoid_focal_loss_forward(logits, targets, alpha=ALPHA, gamma=GAMMA):
     """Focal loss FL(p_t) = -alpha_t (1 - p_t)^gamma log p_t (§3.2, eq. 5), per entry.
 
     Evaluated from the logit as  alpha_t exp(-gamma softplus(x_t)) softplus(-x_t).
@@ -228,7 +237,7 @@ def sigmoid_cross_entropy_backward(dout, cache):
 # ----------------------------------------------------------------------------------------
 
 
-def focal_loss_star_forward(logits, targets, gamma=2.0, beta=1.0):
+def focal_loss_star_forward(logits, targets, gamma=GAMMA, beta=FL_STAR_BETA):
     """FL* = -log(sigmoid(gamma x_t + beta)) / gamma (Appendix A), per entry.
 
     The alternative focal loss of Appendix A: x*_t = gamma x_t + beta, p*_t = sigmoid(x*_t),
@@ -279,7 +288,7 @@ def focal_loss_star_backward(dout, cache):
 # ----------------------------------------------------------------------------------------
 
 
-def smooth_l1_forward(pred, target, beta=0.11):
+def smooth_l1_forward(pred, target, beta=SMOOTH_L1_BETA):
     """Smooth L1 loss of the box regression (§4.1), Detectron's form, per entry.
 
     With d = pred - target:  0.5 d^2 / beta  if |d| < beta,  else  |d| - 0.5 beta.

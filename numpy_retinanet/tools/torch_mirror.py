@@ -21,6 +21,7 @@ from torch import nn
 
 from numpy_retinanet.model.backbone import BasicBlock
 from numpy_retinanet.nn import modules as M
+from numpy_retinanet.nn.losses import ALPHA, GAMMA, SMOOTH_L1_BETA
 
 
 def _tensor(a):
@@ -135,7 +136,7 @@ def mirror(model) -> TorchRetinaNet:
     return TorchRetinaNet(model)
 
 
-def torch_loss(logits, deltas, cls_t, box_t, positive, valid, alpha=0.25, gamma=2.0, beta=0.11):
+def torch_loss(logits, deltas, cls_t, box_t, positive, valid, alpha=ALPHA, gamma=GAMMA, beta=SMOOTH_L1_BETA):
     """The loss of ``retinanet_loss`` in torch ops, on targets from ``assign_targets``.
 
     logits (N, M, K), deltas (N, M, 4) tensors; the targets are torch tensors of
