@@ -9,13 +9,6 @@
 # %%
 import numpy as np
 
-from numpy_retinanet.teaching.figures import (
-    as_image,
-    focal_loss_curves,
-    focal_loss_gradient_curves,
-    plot_focal_loss_gradient,
-    plot_focal_loss_vs_pt,
-)
 from numpy_retinanet.gradcheck import check_gradients
 from numpy_retinanet.nn.losses import (
     focal_loss_star_forward,
@@ -23,6 +16,13 @@ from numpy_retinanet.nn.losses import (
     sigmoid_cross_entropy_forward,
     sigmoid_focal_loss_backward,
     sigmoid_focal_loss_forward,
+)
+from numpy_retinanet.teaching.figures import (
+    as_image,
+    focal_loss_curves,
+    focal_loss_gradient_curves,
+    plot_focal_loss_gradient,
+    plot_focal_loss_vs_pt,
 )
 
 

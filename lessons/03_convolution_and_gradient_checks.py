@@ -9,8 +9,8 @@
 # %%
 import numpy as np
 
-from numpy_retinanet.data.shapes import ShapesDataset
 from numpy_retinanet.data.batching import collate
+from numpy_retinanet.data.shapes import ShapesDataset
 from numpy_retinanet.detection.criterion import retinanet_loss
 from numpy_retinanet.gradcheck import check_gradients, compare, directional_check, numerical_gradient
 from numpy_retinanet.model.retinanet import RetinaNet

@@ -112,7 +112,8 @@ print(f"{'total':<9} {model.num_parameters():>8,}")
 assert sum(parts.values()) == model.num_parameters() == 728_431
 assert parts["backbone"] == 307_824 and parts["fpn"] == 236_032
 paper = PRESETS["paper"]
-assert (paper["fpn_channels"], paper["head_depth"], paper["head_channels"], paper["depths"]) == (256, 4, 256, (2, 2, 2, 2))
+assert (paper["fpn_channels"], paper["head_depth"], paper["head_channels"]) == (256, 4, 256)
+assert paper["depths"] == (2, 2, 2, 2)
 
 # %% [markdown]
 # The `default` preset has 728,431 parameters: 307,824 in the backbone and 236,032 in the pyramid;

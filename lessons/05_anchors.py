@@ -13,9 +13,9 @@ import numpy as np
 from numpy_retinanet.data.shapes import ShapesDataset
 from numpy_retinanet.detection.anchors import AnchorGenerator
 from numpy_retinanet.detection.boxes import box_iou
-from numpy_retinanet.teaching.figures import anchors_per_level_data, as_image, figure_image, plot_anchors_per_level
 from numpy_retinanet.model.presets import PRESETS, STRIDES
 from numpy_retinanet.model.retinanet import RetinaNet
+from numpy_retinanet.teaching.figures import anchors_per_level_data, as_image, figure_image, plot_anchors_per_level
 
 # %% [markdown]
 # ## The paper's anchors (§4)

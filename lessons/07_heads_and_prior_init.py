@@ -10,8 +10,8 @@
 # %%
 import numpy as np
 
-from numpy_retinanet.data.shapes import ShapesDataset
 from numpy_retinanet.data.batching import collate
+from numpy_retinanet.data.shapes import ShapesDataset
 from numpy_retinanet.detection.criterion import assign_targets, retinanet_loss
 from numpy_retinanet.model.heads import prior_bias
 from numpy_retinanet.model.retinanet import RetinaNet
@@ -33,7 +33,8 @@ print([type(layer).__name__ for layer in model.cls_head.subnet.layers])
 
 # %%
 cfg = model.cfg
-print(f"head depth {cfg['head_depth']}, width {cfg['head_channels']}, A = {model.anchor_generator.num_anchors_per_location}")
+A = model.anchor_generator.num_anchors_per_location
+print(f"head depth {cfg['head_depth']}, width {cfg['head_channels']}, A = {A}")
 assert (cfg["head_depth"], cfg["head_channels"], cfg["head_norm_groups"]) == (2, 64, 8)
 assert [type(layer) for layer in model.cls_head.subnet.layers] == [Conv2d, GroupNorm, ReLU] * 2 + [Conv2d]
 last_cls, last_box = model.cls_head.subnet.layers[-1], model.box_head.subnet.layers[-1]
@@ -123,8 +124,8 @@ assert 0.0095 < p.mean() < 0.0105 and 0.003 < p.min() and p.max() < 0.04
 #
 # Without the prior (pi = 0.5, bias 0) every output starts at p = 0.5: each background output costs
 # log 2 under CE, nearly all of the 73,656 outputs are background, and the sum is divided only by the
-# number of positive anchors (§4.1). With the prior each costs -log 0.99. Compare CE (eq. 2, no alpha) and FL (gamma = 2,
-# alpha = 0.25), and the share of the gradient that comes from background outputs:
+# number of positive anchors (§4.1). With the prior each costs -log 0.99. Compare CE (eq. 2, no alpha) and FL
+# (gamma = 2, alpha = 0.25), and the share of the gradient that comes from background outputs:
 
 # %%
 def initial_loss(prior):
@@ -143,8 +144,9 @@ def initial_loss(prior):
 
 results = {prior: initial_loss(prior) for prior in (0.5, 0.01)}
 for prior, res in results.items():
-    for name, (loss, share, num_pos) in res.items():
-        print(f"pi = {prior:<4}  {name}: classification loss {loss:8.2f}, background's share of the gradient {share:.1%}")
+    for name, (loss, share, _) in res.items():
+        print(f"pi = {prior:<4}  {name}: classification loss {loss:8.2f}, "
+              f"background's share of the gradient {share:.1%}")
 assert results[0.01]["CE"][2] == results[0.5]["CE"][2] == 68
 assert results[0.5]["CE"][0] > 700 and results[0.5]["FL"][0] > 100
 assert results[0.01]["CE"][0] < 16 and results[0.01]["FL"][0] < 1.2

@@ -17,15 +17,15 @@ import tempfile
 import numpy as np
 from PIL import Image
 
-from numpy_retinanet.data.shapes import ShapesDataset
 from numpy_retinanet.data.batching import get_batch
+from numpy_retinanet.data.shapes import ShapesDataset
 from numpy_retinanet.detection.criterion import retinanet_loss
 from numpy_retinanet.engine.checkpoint import load_checkpoint
 from numpy_retinanet.engine.config import TrainConfig
 from numpy_retinanet.engine.trainer import train
-from numpy_retinanet.teaching.figures import FIGURE_TRAINING
 from numpy_retinanet.model.retinanet import RetinaNet
 from numpy_retinanet.nn.optim import SGD, WarmupStepSchedule
+from numpy_retinanet.teaching.figures import FIGURE_TRAINING
 
 FAST = os.environ.get("NUMPY_RETINANET_FAST") == "1"
 
@@ -43,7 +43,7 @@ images, targets = get_batch(dataset, step=0, batch_size=4)
 anchors = model.anchors(64, 64)
 optimizer = SGD(model.params, lr=0.02, momentum=0.9, weight_decay=1e-4)
 history = []
-for step in range(10):
+for _ in range(10):
     logits, deltas = model.forward(images)
     losses, dlogits, ddeltas = retinanet_loss(logits, deltas, anchors, targets)
     model.zero_grad()

@@ -9,8 +9,8 @@
 # %%
 import numpy as np
 
-from numpy_retinanet.data.shapes import ShapesDataset
 from numpy_retinanet.data.batching import collate
+from numpy_retinanet.data.shapes import ShapesDataset
 from numpy_retinanet.detection.boxes import batched_nms, box_iou, nms
 from numpy_retinanet.detection.criterion import assign_targets
 from numpy_retinanet.detection.postprocess import postprocess

@@ -111,8 +111,8 @@ assert hardest_share("negative", 2.0, 0.1) > 0.5
 # On our model's held-out outputs:
 
 # %%
-balance = {g: curves["loss_sum"]["negative"][g] / (curves["loss_sum"]["negative"][g] + curves["loss_sum"]["positive"][g])
-           for g in gammas}
+loss_sum = curves["loss_sum"]
+balance = {g: loss_sum["negative"][g] / (loss_sum["negative"][g] + loss_sum["positive"][g]) for g in gammas}
 paper_best_alpha = {0.0: 0.75, 0.5: 0.5, 1.0: 0.25, 2.0: 0.25}
 for g in gammas:
     print(f"gamma {g:<3g}: balancing alpha {balance[g]:.3f}   (Table 1b's best alpha: {paper_best_alpha[g]})")

@@ -8,8 +8,14 @@ from pathlib import Path
 
 import pytest
 
-from numpy_retinanet.tools.ablate import (PAPER_TABLE1, SETTINGS, ablation_config, format_table, ordering_statement,
-                                    plot_table)
+from numpy_retinanet.tools.ablate import (
+    PAPER_TABLE1,
+    SETTINGS,
+    ablation_config,
+    format_table,
+    ordering_statement,
+    plot_table,
+)
 
 FIGURES = Path(__file__).resolve().parent.parent / "figures"
 

@@ -8,9 +8,9 @@ import importlib.util
 import numpy as np
 import pytest
 
-from numpy_retinanet.tools.bench.ops import conv_shapes
 from numpy_retinanet.model.retinanet import RetinaNet
 from numpy_retinanet.nn.modules import Conv2d
+from numpy_retinanet.tools.bench.ops import conv_shapes
 
 
 def test_conv_shapes_cover_every_conv_call_of_a_forward_pass():
@@ -30,9 +30,9 @@ def test_torch_mirror_matches_outputs_loss_and_every_gradient():
         pytest.skip("PyTorch is not installed (optional 'bench' extra): nothing to compare against")
     import torch
 
-    from numpy_retinanet.tools.bench.ops import check_agreement
-    from numpy_retinanet.data.shapes import ShapesDataset
     from numpy_retinanet.data.batching import get_batch
+    from numpy_retinanet.data.shapes import ShapesDataset
+    from numpy_retinanet.tools.bench.ops import check_agreement
     from numpy_retinanet.tools.torch_mirror import mirror
 
     model = RetinaNet(3, preset="tiny", seed=3)

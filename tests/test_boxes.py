@@ -17,7 +17,6 @@ from numpy_retinanet.detection.boxes import (
     nms,
 )
 
-
 # ----------------------------------------------------------------------------- references
 
 

@@ -20,7 +20,7 @@ from numpy_retinanet.data.shapes import ShapesDataset
 from numpy_retinanet.detection.criterion import LossConfig, assign_targets, retinanet_loss
 from numpy_retinanet.engine.config import TrainConfig
 from numpy_retinanet.engine.trainer import train
-from numpy_retinanet.model.presets import MODEL_SETTINGS, PRESETS
+from numpy_retinanet.model.presets import MODEL_SETTINGS
 from numpy_retinanet.model.retinanet import RetinaNet
 from numpy_retinanet.nn.losses import focal_loss_star_forward
 

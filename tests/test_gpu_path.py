@@ -13,20 +13,20 @@ import subprocess
 import sys
 import types
 
+import _strict_cupy
 import numpy as np
 import pytest
 
-import _strict_cupy
 from numpy_retinanet import backend, cli
 from numpy_retinanet.backend import GPUUnavailableError, array_module, get_module, to_host
-from numpy_retinanet.data.shapes import ShapesDataset, mask_to_box
 from numpy_retinanet.data.batching import get_batch
+from numpy_retinanet.data.shapes import ShapesDataset, mask_to_box
 from numpy_retinanet.detection.criterion import retinanet_loss
 from numpy_retinanet.engine import trainer
 from numpy_retinanet.engine.checkpoint import load_checkpoint, save_checkpoint
 from numpy_retinanet.engine.config import TrainConfig
-from numpy_retinanet.evaluation.coco import evaluate_detections
 from numpy_retinanet.engine.inference import predict_dataset
+from numpy_retinanet.evaluation.coco import evaluate_detections
 from numpy_retinanet.gradcheck import all_passed, check_gradients, numerical_gradient
 from numpy_retinanet.model.retinanet import RetinaNet
 from numpy_retinanet.nn import functional as F

@@ -8,17 +8,17 @@ refuses, CuPy refuses too.
 
 import json
 
+import _strict_cupy
 import numpy as np
 import pytest
 
-import _strict_cupy
 from numpy_retinanet import cli
 from numpy_retinanet.backend import to_host
-from numpy_retinanet.data.shapes import ShapesDataset
 from numpy_retinanet.data.batching import get_batch
+from numpy_retinanet.data.shapes import ShapesDataset
 from numpy_retinanet.detection.criterion import retinanet_loss
-from numpy_retinanet.evaluation.coco import evaluate_detections
 from numpy_retinanet.engine.inference import predict_dataset
+from numpy_retinanet.evaluation.coco import evaluate_detections
 from numpy_retinanet.model.retinanet import RetinaNet
 from numpy_retinanet.nn.optim import SGD
 

@@ -7,7 +7,6 @@ from numpy_retinanet.detection.criterion import retinanet_loss
 from numpy_retinanet.gradcheck import all_passed, check_gradients, directional_check, format_report
 from numpy_retinanet.model.heads import RetinaHead, prior_bias
 from numpy_retinanet.model.retinanet import RetinaNet
-from numpy_retinanet.nn.losses import sigmoid_focal_loss_forward
 
 
 @pytest.fixture(scope="module")
@@ -41,12 +40,11 @@ def test_output_order_is_level_row_column_anchor():
     logits, _ = m.forward(np.zeros((1, 3, 40, 24)), keep_cache=False)
     shapes = m.level_shapes(40, 24)
     idx = 0
-    for (h, w) in shapes:
-        for i in range(h):
-            for j in range(w):
-                for a in range(A):
-                    np.testing.assert_array_equal(logits[0, idx], np.arange(K) + a * K)
-                    idx += 1
+    for h, w in shapes:
+        for _ in range(h * w):  # rows, then columns: one location after another
+            for a in range(A):
+                np.testing.assert_array_equal(logits[0, idx], np.arange(K) + a * K)
+                idx += 1
     assert idx == logits.shape[1]
 
 

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from numpy_retinanet.gradcheck import check_gradients, all_passed
+from numpy_retinanet.gradcheck import all_passed, check_gradients
 from numpy_retinanet.nn import functional as F
 from numpy_retinanet.nn.modules import Conv2d, GroupNorm, Module, ReLU, Sequential
 from numpy_retinanet.nn.optim import SGD, WarmupStepSchedule

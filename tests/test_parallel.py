@@ -13,8 +13,8 @@ from multiprocessing import shared_memory
 import numpy as np
 import pytest
 
-from numpy_retinanet.data.shapes import ShapesDataset
 from numpy_retinanet.data.batching import get_batch
+from numpy_retinanet.data.shapes import ShapesDataset
 from numpy_retinanet.engine.checkpoint import load_checkpoint
 from numpy_retinanet.engine.config import TrainConfig
 from numpy_retinanet.engine.parallel import GradientWorkers

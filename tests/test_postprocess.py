@@ -88,7 +88,9 @@ def test_topk_per_level():
     anchors = row_of_anchors(5)
     logits, deltas = heads(anchors, 2)
     logits[0, :, 0] = [1.0, 3.0, 2.0, 4.0, 0.0]  # all above threshold
-    first = lambda det: [int(b[0]) // 20 for b in det["boxes"]]  # anchor index from x1
+
+    def first(det):
+        return [int(b[0]) // 20 for b in det["boxes"]]  # anchor index from x1
 
     def run(**kw):
         return postprocess(logits, deltas, anchors, (100, 100), **kw)[0]

@@ -7,8 +7,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from numpy_retinanet.data.shapes import ALL_CLASS_NAMES, MAX_BOX_IOU, MIN_CONTRAST, MIN_VISIBLE, ShapesDataset
 from numpy_retinanet.data.batching import batch_indices, collate, get_batch, iterate_batches
+from numpy_retinanet.data.shapes import ALL_CLASS_NAMES, MAX_BOX_IOU, MIN_CONTRAST, MIN_VISIBLE, ShapesDataset
 from numpy_retinanet.data.transforms import denormalize, hflip, normalize
 
 

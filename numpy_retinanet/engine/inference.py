@@ -8,9 +8,9 @@ import os
 import numpy as np
 
 from numpy_retinanet.backend import array_module, to_host
-from numpy_retinanet.detection.postprocess import postprocess
 from numpy_retinanet.data.images import load_image
 from numpy_retinanet.data.transforms import normalize
+from numpy_retinanet.detection.postprocess import postprocess
 from numpy_retinanet.evaluation.coco import evaluate_detections
 from numpy_retinanet.evaluation.visualize import DRAW_SCORE_THRESHOLD, draw_detections
 

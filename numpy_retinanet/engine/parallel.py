@@ -98,8 +98,8 @@ def _worker(conn, config_dict, part, layout, params_name, grads_name):
     """
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the main process's to handle
     keep_freed_memory()
-    from numpy_retinanet.data.build import build_dataset
     from numpy_retinanet.data.batching import get_batch
+    from numpy_retinanet.data.build import build_dataset
     from numpy_retinanet.engine.step import compute_gradients
     from numpy_retinanet.model.retinanet import RetinaNet
 

@@ -34,19 +34,18 @@ import time
 
 import numpy as np
 
-from numpy_retinanet.backend import get_module, peak_memory_mib, to_host
-from numpy_retinanet.data.build import build_dataset
-from numpy_retinanet.data.transforms import denormalize
+from numpy_retinanet.backend import get_module, peak_memory_mib
 from numpy_retinanet.data.batching import get_batch
+from numpy_retinanet.data.build import build_dataset
 from numpy_retinanet.engine.checkpoint import read_checkpoint, save_checkpoint
 from numpy_retinanet.engine.config import TrainConfig
-from numpy_retinanet.evaluation.coco import evaluate_detections
 from numpy_retinanet.engine.inference import detect, predict_dataset
 from numpy_retinanet.engine.parallel import GradientWorkers
 from numpy_retinanet.engine.step import NonFiniteStep, apply_gradients, compute_gradients
+from numpy_retinanet.evaluation.coco import evaluate_detections
+from numpy_retinanet.evaluation.visualize import draw_detections, grid, plot_training_curve
 from numpy_retinanet.model.retinanet import RetinaNet
 from numpy_retinanet.nn.optim import SGD, WarmupStepSchedule
-from numpy_retinanet.evaluation.visualize import draw_detections, grid, plot_training_curve
 
 
 class TrainingDiverged(RuntimeError):

@@ -46,8 +46,8 @@ IoU is ``detection.boxes.box_iou``. For (x1, y1, x2, y2) boxes it is pycocotools
 boxes that do not overlap. It differs in one place only: it clamps an IoU that rounding
 puts an ulp above 1 back to 1. Thresholds are capped at 1 - 1e-10, so that changes no
 TP/FP decision; it could only change which of two ground-truth boxes a detection takes
-when it overlaps both with IoU 1 up to rounding. pycocotools' crowd rule (a crowd box's union is the detection's area alone)
-has no counterpart because there are no crowd boxes here.
+when it overlaps both with IoU 1 up to rounding. pycocotools' crowd rule (a crowd box's union is the
+detection's area alone) has no counterpart because there are no crowd boxes here.
 """
 
 from __future__ import annotations

@@ -84,7 +84,7 @@ class ResNetBackbone(Module):
         self.stem = conv_norm_relu(3, stem_width, 2, rng, dtype, gn_groups)
         cin = stem_width
         stages = []
-        for i, (w, d) in enumerate(zip(widths, depths)):
+        for w, d in zip(widths, depths):
             blocks = [BasicBlock(cin if j == 0 else w, w, 2 if j == 0 else 1, rng, dtype, gn_groups)
                       for j in range(d)]
             stages.append(Sequential(*blocks))

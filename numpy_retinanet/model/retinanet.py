@@ -37,6 +37,7 @@ from numpy_retinanet.model.heads import RetinaHead, prior_bias
 from numpy_retinanet.model.presets import STRIDES, resolve_config
 from numpy_retinanet.nn.modules import Module
 
+
 class RetinaNet(Module):
     """The detector of §4.
 

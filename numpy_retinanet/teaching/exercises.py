@@ -33,10 +33,10 @@ from pathlib import Path
 
 import numpy as np
 
-from numpy_retinanet.teaching import exercise_solutions
 from numpy_retinanet.gradcheck import GradCheckRow, check_gradients, compare, format_report
 from numpy_retinanet.nn.functional import conv2d_forward, conv_output_size, upsample_nearest_forward
 from numpy_retinanet.nn.losses import sigmoid_focal_loss_forward, smooth_l1_forward
+from numpy_retinanet.teaching import exercise_solutions
 
 __all__ = ["EXERCISES", "check_file", "check_module", "load_exercise_file"]
 

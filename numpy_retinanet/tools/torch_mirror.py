@@ -14,7 +14,6 @@ come from our own matcher, so both libraries learn from the same assignment.
 from __future__ import annotations
 
 import numpy as np
-
 import torch
 import torch.nn.functional as TF
 from torch import nn

@@ -29,13 +29,13 @@ import time
 
 import numpy as np
 
-from numpy_retinanet.tools.bench.common import BATCH, STEP_PARTS, host_peak_memory_mib, shapes_batch, step_timer
-from numpy_retinanet.tools.bench.conv import CONV_CASES
 from numpy_retinanet.detection.criterion import retinanet_loss
 from numpy_retinanet.detection.postprocess import postprocess
 from numpy_retinanet.model.retinanet import RetinaNet
 from numpy_retinanet.nn import functional as F
 from numpy_retinanet.nn import modules as nn_modules
+from numpy_retinanet.tools.bench.common import BATCH, STEP_PARTS, host_peak_memory_mib, shapes_batch, step_timer
+from numpy_retinanet.tools.bench.conv import CONV_CASES
 
 AGREEMENT_LIMIT = 1e-4  # max |ours - torch| / max |torch| per tensor, float32
 PAUSE_S = 0.15  # after each timed call, so one library's spinning threads do not slow the other
