@@ -50,7 +50,7 @@ from numpy_retinanet.nn.losses import (
     sigmoid_focal_loss_backward,
     sigmoid_focal_loss_forward,
 )
-from numpy_retinanet.evaluation.visualize import draw_detections, plot_training_curve
+from numpy_retinanet.evaluation.visualize import DPI, draw_detections, plot_training_curve, save_figure
 
 __all__ = [
     "FIGURES",
@@ -78,8 +78,6 @@ __all__ = [
     "detections_data",
     "plot_detections",
 ]
-
-DPI = 100
 
 # name -> function(out_dir: Path) -> Path of the file written; in registration order.
 FIGURES: dict = {}
@@ -143,13 +141,6 @@ def make_figures(out_dir="figures", only=None, checkpoint=None, log=print):
     if any(FIGURES[n].needs_model for n in names):
         trained = load_figure_model(checkpoint) if checkpoint else train_figure_model(log=log)
     return [FIGURES[n](out, trained) for n in names]
-
-
-def save_figure(fig, path):
-    """Write ``fig`` as a PNG with reproducible metadata (see the module docstring)."""
-    FigureCanvasAgg(fig)
-    fig.savefig(path, dpi=DPI, metadata={"Software": None})
-    return path
 
 
 def as_image(fig):
