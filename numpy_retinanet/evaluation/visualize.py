@@ -1,6 +1,8 @@
-"""Pictures of what the detector does: boxes drawn on images, training curves.
+"""Pictures of what the detector does: boxes drawn on images, training curves; and
+``save_figure``, the one way every matplotlib figure of the package is written to a PNG.
 
-Host-only: everything here takes NumPy arrays (call ``to_host`` first).
+Host-only: everything here takes NumPy arrays (call ``to_host`` first). matplotlib is imported
+inside the functions that draw, so that importing this module (the trainer does) does not.
 """
 
 from __future__ import annotations
@@ -14,6 +16,26 @@ from PIL import Image, ImageDraw
 DRAW_SCORE_THRESHOLD = 0.3
 PALETTE = [(230, 25, 75), (60, 180, 75), (0, 130, 200), (245, 130, 48), (145, 30, 180),
            (70, 240, 240), (240, 50, 230)]
+
+#: Dots per inch of every saved figure: a PNG is its figure's size in inches times DPI pixels.
+DPI = 100
+
+
+def save_figure(fig, path):
+    """Write the matplotlib ``fig`` to ``path`` as a PNG whose bytes are reproducible; return ``path``.
+
+    The figures in figures/ are committed, so regenerating them must not change a byte: they are
+    drawn with the object-oriented API on an Agg canvas (no pyplot, no GUI backend, no global
+    figure state), saved at the fixed ``DPI`` and without metadata (no "Software" version
+    string, no timestamp). The bytes still depend on the matplotlib and FreeType versions that
+    render the text; the style is the caller's (``teaching.figures.register_figure`` draws in
+    matplotlib's default style, so that a reader's matplotlibrc is ignored).
+    """
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    FigureCanvasAgg(fig)
+    fig.savefig(path, dpi=DPI, metadata={"Software": None})
+    return path
 
 
 def draw_detections(image, detections, class_names, score_threshold=DRAW_SCORE_THRESHOLD, scale=1):
@@ -69,13 +91,12 @@ def grid(pictures, columns=4, pad=4, background=(255, 255, 255)):
 
 
 def plot_training_curve(history, path, title="training loss"):
-    """Loss parts against the step, log scale, written to ``path`` (PNG, reproducible bytes)."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    """Loss parts against the step, log scale, written to ``path`` by ``save_figure``; returns ``path``."""
     from matplotlib.figure import Figure
 
     steps = np.asarray(history["step"])
-    fig = Figure(figsize=(7, 4), dpi=100)
-    FigureCanvasAgg(fig)
+    # the dpi that save_figure writes, so that tight_layout measures the text as it is drawn
+    fig = Figure(figsize=(7, 4), dpi=DPI)
     ax = fig.add_subplot(1, 1, 1)
     for key, label in (("total", "total"), ("classification", "focal loss"), ("box_regression", "smooth L1")):
         values = np.asarray(history[key], dtype=np.float64)
@@ -92,5 +113,4 @@ def plot_training_curve(history, path, title="training loss"):
     ax.grid(True, which="both", alpha=0.3)
     ax.legend()
     fig.tight_layout()
-    fig.savefig(path, metadata={"Software": None})
-    return path
+    return save_figure(fig, path)

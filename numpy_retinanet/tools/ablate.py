@@ -207,7 +207,7 @@ def plot_table(result, path):
     """AP of each setting (bars: mean; dots: seeds) beside the paper's AP, as a PNG at ``path``."""
     from matplotlib.figure import Figure
 
-    from numpy_retinanet.teaching.figures import save_figure
+    from numpy_retinanet.evaluation.visualize import save_figure
 
     names = result["settings"]
     x = np.arange(len(names))
