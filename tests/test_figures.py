@@ -10,12 +10,13 @@ import numpy as np
 import pytest
 from matplotlib.patches import Rectangle
 
-from numpy_retinanet.data.shapes import ShapesDataset
 from numpy_retinanet.data.batching import collate
+from numpy_retinanet.data.shapes import ShapesDataset
 from numpy_retinanet.detection.boxes import box_iou
 from numpy_retinanet.detection.criterion import assign_targets
 from numpy_retinanet.detection.matcher import BACKGROUND, IGNORED, match_anchors
 from numpy_retinanet.engine.checkpoint import save_checkpoint
+from numpy_retinanet.model.retinanet import RetinaNet
 from numpy_retinanet.teaching.figures import (
     FIGURE4_GAMMAS,
     FIGURES,
@@ -39,7 +40,6 @@ from numpy_retinanet.teaching.figures import (
     register_figure,
     train_figure_model,
 )
-from numpy_retinanet.model.retinanet import RetinaNet
 
 COMMITTED = Path(__file__).resolve().parent.parent / "figures"
 NAMES = ["focal_loss_vs_pt", "focal_loss_gradient"]

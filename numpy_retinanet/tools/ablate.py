@@ -183,7 +183,8 @@ def format_table(result):
         f"(default preset with {model}; {result['parameters']:,} parameters), {result['iterations']} SGD steps "
         f"of 8 images of {result['image_size']} px with at most {result['max_objects']} shapes each, lr "
         f"{ABLATION_LR} (warm-up over the first fifth, the default step decay), "
-        f"seeds 0..{result['seeds'] - 1} (initialization and training images), evaluated on the same {result['eval_images']} held-out images (seed 1000). "
+        f"seeds 0..{result['seeds'] - 1} (initialization and training images), evaluated on the same "
+        f"{result['eval_images']} held-out images (seed 1000). "
         "Mean over seeds, +- half the range.",
         "",
         f"Imbalance: {pos:.1f} positive anchors per image out of {anchors:,} (1 : {anchors / max(pos, 1e-9):.0f}); "

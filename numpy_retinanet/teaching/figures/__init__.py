@@ -15,14 +15,17 @@ order, which is the order of the imports below. The PNGs are committed and regen
 byte (``evaluation.visualize.save_figure``).
 """
 
-from numpy_retinanet.teaching.figures.registry import FIGURES, as_image, make_figures, register_figure
 from numpy_retinanet.teaching.figures.figure_model import (
     FIGURE_TRAINING,
     FigureModel,
     load_figure_model,
     train_figure_model,
 )
-# the subjects, in the order make_figures makes their figures
+from numpy_retinanet.teaching.figures.registry import FIGURES, as_image, make_figures, register_figure
+
+# The subjects, in the order make_figures makes their figures: importing a subject registers its
+# figures, so this order is FIGURES' order. isort must not sort it.
+# isort: off
 from numpy_retinanet.teaching.figures.focal_loss import (
     GAMMAS,
     focal_loss_curves,
@@ -41,6 +44,7 @@ from numpy_retinanet.teaching.figures.anchors import (
 from numpy_retinanet.teaching.figures.detections import detections_data, plot_detections
 from numpy_retinanet.teaching.figures import training_curve  # noqa: F401  (registers "training_curve")
 from numpy_retinanet.teaching.figures.figure4 import FIGURE4_GAMMAS, loss_cdf_curves, plot_loss_cdf
+# isort: on
 
 __all__ = [
     "FIGURES",

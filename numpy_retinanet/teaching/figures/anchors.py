@@ -12,10 +12,10 @@ import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
-from numpy_retinanet.data.shapes import ShapesDataset
+from numpy_retinanet.data.build import DataConfig, build_dataset
 from numpy_retinanet.detection.anchors import AnchorGenerator
 from numpy_retinanet.detection.boxes import box_iou
-from numpy_retinanet.detection.matcher import BACKGROUND, IGNORED, match_anchors
+from numpy_retinanet.detection.matcher import BACKGROUND, BG_IOU, FG_IOU, IGNORED, match_anchors
 from numpy_retinanet.evaluation.visualize import save_figure
 from numpy_retinanet.model.presets import STRIDES, resolve_config
 from numpy_retinanet.teaching.figures.registry import _rect, register_figure
@@ -29,7 +29,8 @@ RATIO_NAMES = {0.5: "1:2", 1.0: "1:1", 2.0: "2:1"}  # r = h / w
 
 def figure_image(image_size=128, num_classes=3):
     """The picture of the anchor figures: ``(uint8 (H, W, 3), {"boxes", "labels"}, class names)``."""
-    ds = ShapesDataset(FIGURE_IMAGE_INDEX + 1, image_size, num_classes, seed=FIGURE_IMAGE_SEED)
+    held_out = DataConfig(image_size=image_size, num_classes=num_classes, eval_seed=FIGURE_IMAGE_SEED)
+    ds = build_dataset(held_out, "eval", num_images=FIGURE_IMAGE_INDEX + 1)
     picture, target = ds.raw(FIGURE_IMAGE_INDEX)
     return picture, target, ds.class_names
 
@@ -121,13 +122,14 @@ def plot_anchors_per_level(data, picture):
     handles += [Line2D([], [], color="0.3", linewidth=1.0 + 0.8 * c, label=f"scale {s:.3g}")
                 for c, s in enumerate(gen.scales)]
     fig.legend(handles=handles, loc="lower center", ncol=len(handles), fontsize=8, frameon=False)
-    fig.suptitle(f"Anchors (§4) of the {data['preset']} preset on a {size} px image: A = {gen.num_anchors_per_location} "
-                 "per location, shown at the middle location of each level (dots: all locations)", fontsize=10)
+    fig.suptitle(f"Anchors (§4) of the {data['preset']} preset on a {size} px image: "
+                 f"A = {gen.num_anchors_per_location} per location, shown at the middle location of each level "
+                 "(dots: all locations)", fontsize=10)
     fig.subplots_adjust(left=0.03, right=0.99, top=0.80, bottom=0.16, wspace=0.25)
     return fig
 
 
-def matched_anchors_data(picture, target, generator, fg_iou=0.5, bg_iou=0.4):
+def matched_anchors_data(picture, target, generator, fg_iou=FG_IOU, bg_iou=BG_IOU):
     """Every anchor of one image labelled positive, ignored or background by ``match_anchors`` (§4).
 
     Returns

@@ -12,7 +12,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from numpy_retinanet.data.shapes import ShapesDataset
+from numpy_retinanet.data.build import build_dataset
 from numpy_retinanet.engine.checkpoint import load_checkpoint
 from numpy_retinanet.engine.config import TrainConfig
 from numpy_retinanet.engine.trainer import train
@@ -46,9 +46,9 @@ class FigureModel:
                 f"seed {c['seed']}{sep}({self.source})")
 
     def held_out(self, num_images=FIGURE_EVAL_IMAGES):
-        """The held-out shapes images (the run's eval seed, never trained on)."""
-        c = self.train_config
-        return ShapesDataset(num_images, c["image_size"], self.model.num_classes, seed=c["eval_seed"])
+        """The run's held-out images (its data settings and eval seed, never trained on)."""
+        config = TrainConfig.from_dict({**self.train_config, "num_classes": self.model.num_classes})
+        return build_dataset(config, "eval", num_images=num_images)
 
 
 def train_figure_model(log=print, **overrides):

@@ -21,6 +21,7 @@ from matplotlib.patches import Rectangle
 from matplotlib.patheffects import withStroke
 from PIL import Image
 
+from numpy_retinanet._checks import check_array
 from numpy_retinanet.teaching.figures.figure_model import load_figure_model, train_figure_model
 
 # name -> function(out_dir: Path) -> Path of the file written; in registration order.
@@ -98,11 +99,7 @@ def as_image(fig):
 def _check_1d_grid(name, a, low=None, high=None):
     """``a`` as a float64 1-D array, checked non-empty, finite and, given ``low`` and ``high``,
     inside the open interval (low, high); ``name`` goes in the error."""
-    a = np.asarray(a, dtype=np.float64)
-    if a.ndim != 1 or a.size == 0:
-        raise ValueError(f"{name} must be a non-empty 1-D array, got shape {a.shape}")
-    if not np.all(np.isfinite(a)):
-        raise ValueError(f"{name} must be finite, got NaN or inf")
+    a = check_array(name, np.asarray(a, dtype=np.float64), ("n",), nonempty=True, finite=True)
     if low is not None and not (np.all(a > low) and np.all(a < high)):
         raise ValueError(f"{name} must lie in the open interval ({low}, {high}), got [{a.min()}, {a.max()}]")
     return a
