@@ -1,4 +1,4 @@
-"""COCO-style AP (engine/evaluate.py): hand-computed cases, a literal pycocotools oracle, invariants.
+"""COCO-style AP (evaluation/coco.py): hand-computed cases, a literal pycocotools oracle, invariants.
 
 Reading guide for the hand-computed cases: with D detections of a class sorted by
 score, TP/FP cumulate; recall rc = TP / num_gt, precision pr = TP / (TP + FP) made

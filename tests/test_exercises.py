@@ -1,4 +1,4 @@
-"""Tests for the exercise checker (numpy_retinanet/exercises.py) and the stubs in lessons/exercises.
+"""Tests for the exercise checker (numpy_retinanet/teaching/exercises.py) and the stubs in lessons/exercises.
 
 The checker is only useful if it passes every correct answer and fails the mistakes learners
 actually make, at the rows where they make them. So the reference solutions and independently

@@ -1,4 +1,4 @@
-"""Tests of figures.py: the plotted data is the paper's formula, and the PNGs regenerate byte for byte.
+"""Tests of teaching/figures/: the plotted data is the paper's formula, and the PNGs regenerate byte for byte.
 
 Figures that need a trained model are tested on a tiny model here; regenerating them from the
 figures' own training run takes minutes and is marked slow.

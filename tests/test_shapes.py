@@ -1,4 +1,4 @@
-"""The synthetic shapes dataset (data/shapes.py): determinism, exact boxes, pixels, flips, batches."""
+"""The synthetic shapes dataset (data/shapes.py, transforms.py, batching.py): determinism, exact boxes, pixels, flips, batches."""
 
 import time
 
