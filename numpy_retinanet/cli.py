@@ -37,6 +37,20 @@ def _show(value):
     return str(value)
 
 
+def _value_kwargs(example, m):
+    """argparse's action, type, nargs, metavar and choices for a setting whose default is ``example``
+    and whose metadata is ``m`` (``_settings.setting_metadata``)."""
+    if isinstance(example, bool):
+        kwargs = {"action": argparse.BooleanOptionalAction}
+    elif isinstance(example, tuple):
+        kwargs = dict(nargs="+", type=type(example[0]), metavar=_METAVARS[type(example[0])])
+    else:
+        kwargs = dict(type=type(example), metavar=_METAVARS.get(type(example)))
+    if m["choices"] is not None:
+        kwargs.update(choices=m["choices"], metavar=None)  # --help lists the choices
+    return kwargs
+
+
 def _add_setting_flags(parser):
     """One flag per setting of TrainConfig, and one per preset setting of the model.
 
@@ -45,6 +59,10 @@ def _add_setting_flags(parser):
     not given is absent from the parsed arguments (``argparse.SUPPRESS``), so that the
     config's own default applies and ``--resume`` can tell which settings were given.
     """
+    def add(group, name, dest, example, m, shown):
+        text = f"{m['help']} (default: {shown})".replace("%", "%%")  # argparse formats help with %
+        group.add_argument(_flag(name), dest=dest, default=argparse.SUPPRESS, help=text, **_value_kwargs(example, m))
+
     placed = set()
     for title, config_class in _GROUPS:
         group = parser.add_argument_group(title)
@@ -52,34 +70,14 @@ def _add_setting_flags(parser):
             if f.name in placed:  # TrainConfig lists the inherited fields again
                 continue
             placed.add(f.name)
-            m, default = f.metadata, f.default
             shown = (f"{CLI_CPU_WORKERS} on the cpu, 1 on the gpu; when resuming, the run's" if f.name == "workers"
-                     else _show(default))
-            kwargs = dict(dest=f.name, default=argparse.SUPPRESS, help=f"{m['help']} (default: {shown})")
-            if isinstance(default, bool):
-                kwargs["action"] = argparse.BooleanOptionalAction
-            elif isinstance(default, tuple):
-                kwargs.update(nargs="+", type=type(default[0]), metavar=_METAVARS[type(default[0])])
-            else:
-                kwargs.update(type=type(default), metavar=_METAVARS.get(type(default)))
-            if m["choices"] is not None:
-                kwargs.update(choices=m["choices"], metavar=None)  # --help lists the choices
-            group.add_argument(_flag(f.name), **{k: v.replace("%", "%%") if k == "help" else v
-                                                 for k, v in kwargs.items()})
+                     else _show(f.default))
+            add(group, f.name, f.name, f.default, f.metadata, shown)
     group = parser.add_argument_group("model settings (model/presets.py): change one setting of the --preset")
     for name, m in MODEL_SETTINGS.items():
         values = {preset: settings[name] for preset, settings in PRESETS.items()}
-        example = values["default"]
-        kwargs = dict(dest=_MODEL_PREFIX + name, default=argparse.SUPPRESS,
-                      help=f"{m['help']} (default: the preset's: "
-                           + "; ".join(f"{p} {_show(v)}" for p, v in values.items()) + ")")
-        if isinstance(example, tuple):
-            kwargs.update(nargs="+", type=type(example[0]), metavar=_METAVARS[type(example[0])])
-        else:
-            kwargs.update(type=type(example), metavar=_METAVARS.get(type(example)))
-        if m["choices"] is not None:
-            kwargs.update(choices=m["choices"], metavar=None)
-        group.add_argument(_flag(name), **kwargs)
+        shown = "the preset's: " + "; ".join(f"{p} {_show(v)}" for p, v in values.items())
+        add(group, name, _MODEL_PREFIX + name, values["default"], m, shown)
 
 
 def _given_settings(args):
