@@ -142,7 +142,10 @@ def _cmd_evaluate(args) -> int:
     run = TrainConfig.from_dict({**info["train_config"], "num_classes": model.num_classes})
     if args.seed is not None:
         run = dataclasses.replace(run, eval_seed=args.seed)
-    num_images = args.num_images or run.eval_images or TrainConfig.eval_images
+    if args.num_images is not None:
+        num_images = args.num_images
+    else:  # a run that scored nothing (eval_images 0) is scored on the default count
+        num_images = run.eval_images or TrainConfig.eval_images
     ds = build_dataset(run, "eval", num_images=num_images)
     result = evaluate_model(model, ds, xp=xp)
     out = {"checkpoint": args.checkpoint, "step": info["step"], "dataset": run.dataset, "num_images": num_images,
