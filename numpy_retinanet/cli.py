@@ -222,7 +222,8 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--seeds", type=int, default=ABLATION_DEFAULTS["seeds"], help="runs per loss (seeds 0..N-1)")
     a.add_argument("--eval-images", type=int, default=ABLATION_DEFAULTS["eval_images"],
                    help="held-out images (seed 1000) per evaluation")
-    a.add_argument("--image-size", type=int, default=128, help="side of the square images")
+    a.add_argument("--image-size", type=int, default=TrainConfig.image_size,
+                   help=f"side of the square images (default: {TrainConfig.image_size})")
     a.add_argument("--only", nargs="*", default=None, metavar="SETTING",
                    help=f"a subset of the settings: {', '.join(repr(s[0]) for s in SETTINGS)}")
     a.set_defaults(func=_cmd_ablate)
@@ -235,8 +236,10 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--json", action="store_true", help="print JSON instead of a table")
     b.add_argument("--preset", default="default", choices=tuple(PRESETS),
                    help="model: the preset to time (default: default)")
-    b.add_argument("--batch-size", type=int, default=8, help="model: images per step (default 8)")
-    b.add_argument("--image-size", type=int, default=128, help="model: image side (default 128)")
+    b.add_argument("--batch-size", type=int, default=TrainConfig.batch_size,
+                   help=f"model: images per step (default: {TrainConfig.batch_size})")
+    b.add_argument("--image-size", type=int, default=TrainConfig.image_size,
+                   help=f"model: image side (default: {TrainConfig.image_size})")
     b.add_argument("--device", choices=["cpu", "gpu"], default="cpu", help="model: where the math runs")
     b.add_argument("--no-torch", action="store_true", help="all: skip the PyTorch comparison")
     b.set_defaults(func=_cmd_bench)

@@ -17,7 +17,7 @@ import numpy as np
 from numpy_retinanet.nn.modules import Conv2d, GroupNorm, Module, ReLU, Sequential
 
 
-def groups_for(channels: int, max_groups: int = 8) -> int:
+def groups_for(channels: int, max_groups: int) -> int:
     """The largest number of groups <= max_groups that divides ``channels``."""
     g = min(max_groups, channels)
     while channels % g:
@@ -37,7 +37,7 @@ def conv_norm_relu(cin, cout, stride, rng, dtype, gn_groups):
 class BasicBlock(Module):
     """y = relu(norm(conv(relu(norm(conv(x))))) + shortcut(x)); shortcut is 1x1 conv + norm when shapes change."""
 
-    def __init__(self, cin, cout, stride, rng, dtype, gn_groups=8):
+    def __init__(self, cin, cout, stride, rng, dtype, gn_groups):
         super().__init__()
         self.branch = Sequential(
             conv_norm_relu(cin, cout, stride, rng, dtype, gn_groups),
@@ -71,10 +71,11 @@ class ResNetBackbone(Module):
     stem_width : channels after the stem.
     widths : channels of stages 1-4 (C3, C4, C5 have widths[1], widths[2], widths[3]).
     depths : BasicBlocks per stage.
+    gn_groups : GroupNorm groups (at most; fewer where they do not divide the channels).
+    Every size comes from a preset (``model/presets.py``).
     """
 
-    def __init__(self, stem_width=16, widths=(16, 32, 64, 128), depths=(1, 1, 1, 1), gn_groups=8,
-                 rng=None, dtype=np.float32):
+    def __init__(self, stem_width, widths, depths, gn_groups, rng=None, dtype=np.float32):
         super().__init__()
         if len(widths) != 4 or len(depths) != 4:
             raise ValueError(f"widths and depths need 4 entries (stages 1-4), got {widths} and {depths}")

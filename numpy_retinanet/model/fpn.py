@@ -23,7 +23,7 @@ from numpy_retinanet.nn.modules import Conv2d, Module, ReLU
 class FPN(Module):
     """Feature pyramid with ``channels`` channels on every level (the paper: 256)."""
 
-    def __init__(self, in_channels, channels=256, p6_from="c5", rng=None, dtype=np.float32):
+    def __init__(self, in_channels, channels, p6_from, rng=None, dtype=np.float32):
         super().__init__()
         if p6_from not in ("c5", "p5"):
             raise ValueError(f"p6_from must be 'c5' or 'p5', got {p6_from!r}")

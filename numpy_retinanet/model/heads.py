@@ -46,7 +46,7 @@ class RetinaHead(Module):
     norm_groups : 0 for the paper's head; > 0 adds GroupNorm after each conv (helps from scratch).
     """
 
-    def __init__(self, in_channels, num_anchors, out_per_anchor, depth=4, channels=256,
+    def __init__(self, in_channels, num_anchors, out_per_anchor, depth, channels,
                  bias_init=0.0, norm_groups=0, rng=None, dtype=np.float32):
         super().__init__()
         rng = rng if rng is not None else np.random.default_rng(0)

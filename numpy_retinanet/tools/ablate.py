@@ -65,7 +65,8 @@ ABLATION_MAX_OBJECTS = 2
 ABLATION_LR = 0.01
 
 
-def ablation_config(name, seed, iterations, eval_images=200, image_size=128):
+def ablation_config(name, seed, iterations, eval_images=ABLATION_DEFAULTS["eval_images"],
+                    image_size=TrainConfig.image_size):
     """The TrainConfig of one cell of the table: the ablation recipe with this loss and seed.
 
     Cells differ only in ``loss``, ``gamma`` and ``alpha``; everything else (model,
@@ -88,7 +89,8 @@ def _mean_spread(values):
 
 
 def run_ablation(out_dir="figures", iterations=ABLATION_DEFAULTS["iterations"], seeds=ABLATION_DEFAULTS["seeds"],
-                 eval_images=ABLATION_DEFAULTS["eval_images"], image_size=128, settings=None, log=print):
+                 eval_images=ABLATION_DEFAULTS["eval_images"], image_size=TrainConfig.image_size, settings=None,
+                 log=print):
     """Train every setting with ``seeds`` seeds; write table1_shapes.md/.png/.json in ``out_dir``.
 
     Returns the results dict (also saved as ``table1_shapes.json``).

@@ -9,9 +9,10 @@ import numpy as np
 
 from numpy_retinanet.data.batching import get_batch
 from numpy_retinanet.data.build import DataConfig, build_dataset
+from numpy_retinanet.engine.config import TrainConfig
 
-# Images per step in every benchmark (the default training batch).
-BATCH = 8
+# Images per step in every benchmark: the default training batch.
+BATCH = TrainConfig.batch_size
 
 
 def timed(fn):
