@@ -16,9 +16,9 @@ The configs live in the layer that uses them and are combined by inheritance:
 from __future__ import annotations
 
 import dataclasses
-import math
-import numbers
 from dataclasses import field
+
+from numpy_retinanet._checks import check_int, check_real
 
 
 def setting_metadata(help, *, choices=None, low=None, high=None, low_open=False, high_open=False,
@@ -49,53 +49,37 @@ def setting_fields(config_class):
     return [f for f in dataclasses.fields(config_class) if "help" in f.metadata]
 
 
-def describe_range(f) -> str:
-    """What values field ``f`` takes, in words: "one of 'a', 'b'", "an int >= 1", "a number in (0, 1]"."""
-    return _describe(f.default, f.metadata)
-
-
-def _describe(default, m):
-    if m["choices"] is not None:
-        return "one of " + ", ".join(repr(c) for c in m["choices"])
-    kind = {bool: "true or false", int: "an int", float: "a number", str: "a string"}.get(type(default))
-    if isinstance(default, tuple):
-        kind = "ints" if isinstance(default[0], int) else "numbers"
-    if m["low"] is not None and m["high"] is not None:
-        return f"{kind} in {'(' if m['low_open'] else '['}{m['low']}, {m['high']}{')' if m['high_open'] else ']'}"
-    if m["low"] is not None:
-        return f"{kind} {'>' if m['low_open'] else '>='} {m['low']}"
-    return kind
-
-
 def value_problem(name, value, default, metadata):
     """None when ``value`` suits a setting whose default is ``default`` and whose range is
-    ``metadata`` (as ``setting`` stores it), else "<name> must be <range>, got <value>"."""
+    ``metadata`` (``setting_metadata``), else what is wrong: "<name> must be <range>, got <value>".
+
+    Numbers are checked by ``_checks`` (one message shape for every argument of the package);
+    a list of numbers entry by entry, as ``name[i]``.
+    """
     m = metadata
-    wrong = f"{name} must be {_describe(default, m)}{' or None' if m['optional'] else ''}, got {value!r}"
     if value is None and m["optional"]:
         return None
     if m["choices"] is not None:
-        return None if value in m["choices"] else wrong
+        choices = ", ".join(repr(c) for c in m["choices"])
+        return None if value in m["choices"] else f"{name} must be one of {choices}, got {value!r}"
     if isinstance(default, bool):
-        return None if isinstance(value, bool) else wrong
+        return None if isinstance(value, bool) else f"{name} must be true or false, got {value!r}"
     if isinstance(default, str):
-        return None if isinstance(value, str) else wrong
-    values = value if isinstance(default, tuple) else (value,)
-    if isinstance(default, tuple) and (not isinstance(value, (tuple, list)) or not value):
-        return wrong
-    example = default[0] if isinstance(default, tuple) else default
-    for v in values:
-        # numpy's scalars count: np.int64 is an Integral, np.float32 a Real
-        if isinstance(v, bool) or not isinstance(v, numbers.Real):
-            return wrong
-        if isinstance(example, int) and not isinstance(v, numbers.Integral):
-            return wrong
-        if not math.isfinite(v):
-            return wrong
-        if m["low"] is not None and (v <= m["low"] if m["low_open"] else v < m["low"]):
-            return wrong
-        if m["high"] is not None and (v >= m["high"] if m["high_open"] else v > m["high"]):
-            return wrong
+        return None if isinstance(value, str) else f"{name} must be a string, got {value!r}"
+    if isinstance(default, tuple):
+        if not isinstance(value, (tuple, list)) or not value:
+            return f"{name} must be a non-empty list of numbers, got {value!r}"
+        entries, example = [(f"{name}[{i}]", v) for i, v in enumerate(value)], default[0]
+    else:
+        entries, example = [(name, value)], default
+    try:
+        for entry, v in entries:
+            if isinstance(example, int):  # every int setting has a lower bound
+                check_int(entry, v, m["low"], m["high"])
+            else:
+                check_real(entry, v, m["low"], m["high"], low_open=m["low_open"], high_open=m["high_open"])
+    except ValueError as e:
+        return str(e)
     return None
 
 

@@ -89,13 +89,15 @@ def test_flags_not_given_keep_the_config_defaults():
 def test_bad_flag_values_end_in_a_message_naming_each_setting(tmp_path):
     env = dict(os.environ, MPLBACKEND="Agg")
     cmd = [sys.executable, "-m", "numpy_retinanet", "train", "--out", str(tmp_path / "run")]
-    cases = [(["--lr", "-1", "--iterations", "0"], ["lr must be a number > 0.0, got -1.0",
+    cases = [(["--lr", "-1", "--iterations", "0"], ["lr must be a finite real number > 0.0, got -1.0",
                                                    "iterations must be an int >= 1, got 0"]),
              (["--loss", "hinge"], ["invalid choice: 'hinge'"]),
              (["--loss", "fl_star", "--gamma", "0"], ["gamma must be > 0 for fl_star"]),
              (["--bg-iou", "0.6"], ["bg_iou must be <= fg_iou (0.5), got 0.6"]),
-             (["--alpha", "1.5"], ["alpha must be a number in [0.0, 1.0] or None, got 1.5"]),
-             (["--widths", "4", "4"], ["widths"])]
+             (["--alpha", "1.5"], ["alpha must be a finite real number in [0.0, 1.0], got 1.5"]),
+             (["--widths", "4", "-4", "4", "4"], ["invalid model settings: widths[1] must be an int >= 1, got -4"]),
+             (["--widths", "4", "4"], ["widths and depths need 4 entries"]),
+             (["--prior", "1"], ["prior must be a finite real number in (0.0, 1.0), got 1.0"])]
     for argv, expected in cases:
         r = subprocess.run(cmd + argv, capture_output=True, text=True, env=env, timeout=120)
         assert r.returncode == 2, (argv, r.stderr)
@@ -130,14 +132,14 @@ class _Example:
     ("n", 0, "n must be an int in [1, 5], got 0"),
     ("n", 2.0, "n must be an int in [1, 5], got 2.0"),
     ("n", True, "n must be an int in [1, 5], got True"),
-    ("x", 0.0, "x must be a number in (0.0, 1.0], got 0.0"),
-    ("x", float("nan"), "x must be a number in (0.0, 1.0], got nan"),
-    ("x", "0.5", "x must be a number in (0.0, 1.0], got '0.5'"),
+    ("x", 0.0, "x must be a finite real number in (0.0, 1.0], got 0.0"),
+    ("x", float("nan"), "x must be a finite real number in (0.0, 1.0], got nan"),
+    ("x", "0.5", "x must be a finite real number in (0.0, 1.0], got str '0.5'"),
     ("name", "c", "name must be one of 'a', 'b', got 'c'"),
     ("flag", 1, "flag must be true or false, got 1"),
-    ("pair", (1.0, -2.0), "pair must be numbers >= 0.0, got (1.0, -2.0)"),
-    ("pair", (), "pair must be numbers >= 0.0, got ()"),
-    ("maybe", -1.0, "maybe must be a number >= 0.0 or None, got -1.0"),
+    ("pair", (1.0, -2.0), "pair[1] must be a finite real number >= 0.0, got -2.0"),
+    ("pair", (), "pair must be a non-empty list of numbers, got ()"),
+    ("maybe", -1.0, "maybe must be a finite real number >= 0.0, got -1.0"),
 ])
 def test_check_settings_names_the_setting_the_range_and_the_value(field, value, message):
     with pytest.raises(ValueError) as e:
