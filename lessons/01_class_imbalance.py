@@ -17,7 +17,11 @@ from numpy_retinanet.data.shapes import ShapesDataset
 from numpy_retinanet.detection.anchors import AnchorGenerator
 from numpy_retinanet.detection.matcher import BACKGROUND, IGNORED, match_anchors
 from numpy_retinanet.model.retinanet import RetinaNet
-from numpy_retinanet.nn.losses import sigmoid_cross_entropy_backward, sigmoid_cross_entropy_forward
+from numpy_retinanet.nn.losses import (
+    sigmoid_cross_entropy_backward,
+    sigmoid_cross_entropy_forward,
+    sigmoid_focal_loss_forward,
+)
 
 # %% [markdown]
 # ## How many anchors?
@@ -143,8 +147,9 @@ assert 0.81 < loss_share < 0.82 and 0.91 < grad_share < 0.92
 # The usual fix is a weight alpha in [0, 1] for the positives and 1 - alpha for the negatives,
 # the alpha-balanced CE: CE = -alpha_t log(p_t) (eq. 3). Choosing alpha so that both groups weigh
 # the same is easy. But alpha scales every negative by the same factor. Add 100 *hard* negatives
-# (p_t = 0.1, a shape the detector wrongly finds) to the 100,000 easy ones: their share of the
-# negatives' loss is the same with and without alpha.
+# (p_t = 0.1, a shape the detector wrongly finds) to the 100,000 easy ones and watch two shares as
+# alpha changes: the positives' share of the whole loss, and the hard negatives' share of the
+# negatives' loss.
 
 # %%
 logits_hard = np.concatenate([logits, np.full(100, -logit_of(0.1))])  # hard negatives: p = 0.9, y = 0
@@ -153,19 +158,30 @@ hard = np.zeros(len(logits_hard), dtype=bool)
 hard[-100:] = True
 negatives = targets_hard == 0
 
-shares = {}
+positive_share, hard_share = {}, {}
 for alpha in (None, 0.25, 0.75):
     loss, _ = sigmoid_cross_entropy_forward(logits_hard, targets_hard, alpha=alpha)
-    shares[alpha] = loss[hard].sum() / loss[negatives].sum()
-    print(f"alpha = {alpha}: hard negatives hold {shares[alpha]:.1%} of the negatives' loss")
-assert round(shares[None], 3) == 0.186
-assert np.isclose(shares[0.25], shares[None], rtol=1e-12) and np.isclose(shares[0.75], shares[None], rtol=1e-12)
+    positive_share[alpha] = loss[~negatives].sum() / loss.sum()
+    hard_share[alpha] = loss[hard].sum() / loss[negatives].sum()
+    print(f"CE, alpha = {alpha}: positives hold {positive_share[alpha]:5.1%} of the loss; "
+          f"hard negatives hold {hard_share[alpha]:.1%} of the negatives' loss")
+fl, _ = sigmoid_focal_loss_forward(logits_hard, targets_hard, alpha=0.25, gamma=2.0)
+fl_hard_share = fl[hard].sum() / fl[negatives].sum()
+print(f"FL, alpha = 0.25, gamma = 2: hard negatives hold {fl_hard_share:.2%} of the negatives' loss")
+assert [round(positive_share[a], 3) for a in (0.25, None, 0.75)] == [0.058, 0.157, 0.359]
+assert round(hard_share[None], 3) == 0.186
+assert np.isclose(hard_share[0.25], hard_share[None], rtol=1e-12)
+assert np.isclose(hard_share[0.75], hard_share[None], rtol=1e-12)
+assert fl_hard_share > 0.999
 
 # %% [markdown]
-# Whatever alpha is, the 100 hard negatives hold only 18.6% of the negatives' loss; the other
-# 81% still comes from the 100,000 easy ones. Alpha balances positives against negatives; it
-# cannot focus training on the hard examples. The focal loss (lesson 2) down-weights each example
-# by how easy it already is.
+# Alpha moves the balance between the classes: the positives' share of the loss goes from 5.8%
+# (alpha = 0.25) through 15.7% (no alpha) to 35.9% (alpha = 0.75). But among the negatives nothing
+# moves: whatever alpha is, the 100 hard negatives hold 18.6% of the negatives' loss and the
+# 100,000 easy ones the other 81%, because alpha multiplies every negative by the same 1 - alpha.
+# Alpha balances positives against negatives; it cannot focus training on the hard examples. The
+# focal loss (lesson 2) down-weights each example by how easy it already is: with gamma = 2 the same
+# 100 hard negatives hold over 99.9% of the negatives' loss.
 #
 # ## Summary
 #

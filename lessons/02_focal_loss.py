@@ -163,13 +163,23 @@ assert round(1 / (1 + np.exp(-3.0)), 3) == 0.953 and g_fl / g_ce < 0.01
 # %% [markdown]
 # Less than 1% of the cross-entropy's gradient. The figure shows dFL/dx for all logits of a positive.
 # For gamma = 5 its magnitude stays below 0.07 for every x > 0 (p_t > 0.5), where CE's is 0.5 at
-# x = 0; just left of 0 it dips below CE's floor of -1.
+# x = 0. On hard positives (x < 0: the network says "background") it is the other way round. CE's
+# gradient never goes below -1, but FL's does: for gamma = 5 at every x below -1.72, down to -1.31
+# near x = -2.9 (gamma = 2 reaches -1.13 near x = -2.8). So a misclassified positive is pushed
+# *harder* than the cross-entropy would push it: the focal loss does not only shrink the gradient, it
+# moves it from the easy examples to the hard ones.
 
 # %%
 grad_curves = focal_loss_gradient_curves()
-gx, g5, g0 = grad_curves["x"], grad_curves["grad"][5.0], grad_curves["grad"][0.0]
+gx, g0, g2, g5 = grad_curves["x"], grad_curves["grad"][0.0], grad_curves["grad"][2.0], grad_curves["grad"][5.0]
 assert np.abs(g5[gx > 0]).max() < 0.07 and g0[gx == 0.0][0] == -0.5
-assert g5.min() < -1.0 < g0.min()
+assert g0.min() >= -1.0  # CE's floor
+below = gx[g5 < -1.0]  # where FL (gamma = 5) pushes harder than CE ever does
+assert -1.75 < below.max() < -1.7 and np.all(g5[gx < below.max()] < -1.0)
+assert abs(g5.min() + 1.315) < 0.005 and -3.0 < gx[g5.argmin()] < -2.85
+assert abs(g2.min() + 1.13) < 0.005 and -2.9 < gx[g2.argmin()] < -2.7
+print(f"FL gamma=5: below -1 for x < {below.max():.2f}, minimum {g5.min():.3f} at x = {gx[g5.argmin()]:.2f}; "
+      f"gamma=2: minimum {g2.min():.3f} at x = {gx[g2.argmin()]:.2f}")
 as_image(plot_focal_loss_gradient(grad_curves))
 
 # %% [markdown]

@@ -54,11 +54,13 @@ assert np.array_equal(matches[positive], iou[positive].argmax(axis=1))  # each t
 #
 # ## Low-quality matches
 #
-# Box 2, a 55 x 57 px triangle, is centred at (34.5, 67.5), between the centres of the P5 anchors that
-# have its size, which are 32 px apart (16, 48, 80, ...): its best anchor reaches only IoU 0.463. By the
-# rules above it would get no positive anchor and never be learned. torchvision and detectron2 (and this
-# package, `allow_low_quality=True`) therefore also make positive, for each box, the anchor(s) with that
-# box's highest IoU.
+# Box 2, a 55 x 57 px triangle centred at (34.5, 67.5), falls between two levels. P4's largest anchors
+# (24 x 2^(2/3) = 38 px) are too small for it, and P5's anchors (48 to 76 px) have centres 32 px apart
+# (16, 48, 80, ...), the nearest at (48, 80), 13.5 and 12.5 px off its centre. Its best anchor is a 38 px
+# square P4 anchor centred at (40, 72), with IoU 0.463; the best P5 anchor (76 px, at (48, 80)) reaches
+# 0.460. By the rules above the box would get no positive anchor and never be learned. torchvision and
+# detectron2 (and this package, `allow_low_quality=True`) therefore also make positive, for each box,
+# the anchor(s) with that box's highest IoU.
 
 # %%
 box_best = iou.max(axis=0)
@@ -68,7 +70,14 @@ print("positives per box, strict rules:", [int(np.sum(strict == g)) for g in ran
       " with low-quality matches:", [int(np.sum(matches == g)) for g in range(len(boxes))])
 assert boxes[2, 2] - boxes[2, 0] == 55 and boxes[2, 3] - boxes[2, 1] == 57
 assert class_names[target["labels"][2]] == "triangle"
-assert np.array_equal((boxes[2, :2] + boxes[2, 2:]) / 2, [34.5, 67.5]) and model.anchor_generator.strides[2] == 32
+assert np.array_equal((boxes[2, :2] + boxes[2, 2:]) / 2, [34.5, 67.5])
+level_of = np.repeat(np.arange(3, 8), model.level_sizes(128, 128))  # the pyramid level P_l of each anchor
+best_anchor = anchors[iou[:, 2].argmax()]
+best_p5 = iou[level_of == 5, 2].max()
+print(f"box 2's best anchor: P{level_of[iou[:, 2].argmax()]}, centre {(best_anchor[:2] + best_anchor[2:]) / 2}, "
+      f"side {best_anchor[2] - best_anchor[0]:.1f} px; best P5 anchor IoU {best_p5:.3f}")
+assert level_of[iou[:, 2].argmax()] == 4 and np.allclose((best_anchor[:2] + best_anchor[2:]) / 2, [40, 72])
+assert round(best_anchor[2] - best_anchor[0]) == 38 and round(best_p5, 3) == 0.460
 assert round(box_best[2], 3) == 0.463 and np.sum(strict == 2) == 0 and np.sum(matches == 2) == 1
 
 # %% [markdown]
