@@ -11,6 +11,7 @@ from numpy_retinanet._settings import setting_fields
 from numpy_retinanet.backend import GPUUnavailableError, keep_freed_memory
 from numpy_retinanet.data.build import DataConfig
 from numpy_retinanet.detection.criterion import LossConfig
+from numpy_retinanet.engine.checkpoint import SHIPPED_MODEL
 from numpy_retinanet.engine.config import CLI_CPU_WORKERS, TrainConfig
 from numpy_retinanet.evaluation.visualize import DRAW_SCORE_THRESHOLD
 from numpy_retinanet.model.presets import MODEL_SETTINGS, PRESETS
@@ -181,6 +182,13 @@ def _cmd_detect(args) -> int:
     return 0
 
 
+def _cmd_export(args) -> int:
+    from numpy_retinanet.engine.checkpoint import export_weights
+
+    print(f"wrote {export_weights(args.checkpoint, args.out)}")
+    return 0
+
+
 def _cmd_ablate(args) -> int:
     from numpy_retinanet.tools.ablate import run_ablation
 
@@ -254,7 +262,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.set_defaults(func=_cmd_train)
 
     e = sub.add_parser("evaluate", help="COCO-style AP of a checkpoint on held-out shapes")
-    e.add_argument("--checkpoint", required=True, help="checkpoint.npz of a run")
+    e.add_argument("--checkpoint", default=SHIPPED_MODEL,
+                   help="checkpoint.npz of a run (default: the shipped model, trained by the default recipe)")
     e.add_argument("--num-images", type=int, default=None,
                    help="held-out images (default: as many as the run was scored on)")
     e.add_argument("--seed", type=int, default=None, help="seed of the held-out images (default: the run's)")
@@ -263,13 +272,19 @@ def build_parser() -> argparse.ArgumentParser:
     e.set_defaults(func=_cmd_evaluate)
 
     d = sub.add_parser("detect", help="draw detections of a checkpoint on image files")
-    d.add_argument("--checkpoint", required=True, help="checkpoint.npz of a run")
+    d.add_argument("--checkpoint", default=SHIPPED_MODEL,
+                   help="checkpoint.npz of a run (default: the shipped model, trained by the default recipe)")
     d.add_argument("images", nargs="+", help="PNG or JPEG files")
     d.add_argument("--out", required=True, help="folder for the drawn images")
     d.add_argument("--score-threshold", type=float, default=DRAW_SCORE_THRESHOLD,
                    help=f"lowest score drawn and listed (default: {DRAW_SCORE_THRESHOLD})")
     d.add_argument("--device", choices=["cpu", "gpu"], default="cpu", help="where the math runs")
     d.set_defaults(func=_cmd_detect)
+
+    x = sub.add_parser("export", help="write a run's parameters without the optimizer state (to share a model)")
+    x.add_argument("checkpoint", help="checkpoint.npz of a run")
+    x.add_argument("out", help="the .npz file to write")
+    x.set_defaults(func=_cmd_export)
 
     c = sub.add_parser("check", help="check a gradient-check exercise file (lessons/exercises)")
     c.add_argument("file", help="the exercise file you filled in")

@@ -27,6 +27,12 @@ from numpy_retinanet.model.retinanet import build_model
 FORMAT = "numpy-retinanet-checkpoint"
 VERSION = 1
 
+#: The detector that ships with the package: the default recipe's run (``numpy-retinanet train``),
+#: exported with ``numpy-retinanet export`` (parameters only). ``detect`` and ``evaluate`` use it
+#: when no checkpoint is given; the README says how to reproduce it bit for bit.
+SHIPPED_MODEL = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "weights",
+                             "shapes_default.npz")
+
 
 def save_checkpoint(path, model, optimizer=None, step=0, train_config=None, extra=None, class_names=None):
     """Write ``model`` (and optionally the optimizer state) to ``path`` atomically.
@@ -109,6 +115,21 @@ def read_checkpoint(path):
     if meta.get("version") != VERSION:
         raise ValueError(f"{path!r} has checkpoint version {meta.get('version')}, this code reads {VERSION}")
     return meta, params, optim
+
+
+def export_weights(checkpoint, out):
+    """Write the parameters of ``checkpoint`` to ``out`` without the optimizer's state: the file to
+    share or ship. The meta (model, training settings, class names, loss history) is kept, so the
+    file loads with ``load_checkpoint`` and names what it was trained on. Returns ``out``.
+    """
+    meta, params, _ = read_checkpoint(checkpoint)
+    model = build_model(meta["model"])
+    try:
+        model.load_state_dict(params)
+    except (KeyError, TypeError, ValueError) as e:
+        raise ValueError(f"checkpoint {os.fspath(checkpoint)!r} does not fit its model: {e}") from e
+    return save_checkpoint(out, model, None, step=meta["step"], train_config=meta["train_config"],
+                           extra=meta.get("extra", {}), class_names=meta.get("class_names"))
 
 
 def load_checkpoint(path):
