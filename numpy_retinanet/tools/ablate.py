@@ -207,26 +207,66 @@ def format_table(result):
 
 
 def plot_table(result, path):
-    """AP of each setting (bars: mean; dots: seeds) beside the paper's AP, as a PNG at ``path``."""
+    """AP, AP50 and AP75 of each setting beside the paper's, as a PNG at ``path``.
+
+    One panel per metric, the settings on the shared y axis (Table 1a then 1b, top to bottom):
+    a blue bar is the mean over seeds on shapes, the black dots are the seeds, the orange bar
+    below it is the paper's number (Table 1, COCO minival); "not in paper" where the paper gives
+    AP only. Each bar is labelled with its value.
+
+    The committed ``figures/table1_shapes.png`` is drawn from the committed results, without
+    retraining (``tests/test_ablate.py`` checks that the bytes match)::
+
+        python -c "import json; from numpy_retinanet.tools.ablate import plot_table; \
+        plot_table(json.load(open('figures/table1_shapes.json')), 'figures/table1_shapes.png')"
+    """
+    import matplotlib.style
     from matplotlib.figure import Figure
 
     from numpy_retinanet.evaluation.visualize import save_figure
 
     names = result["settings"]
-    x = np.arange(len(names))
-    fig = Figure(figsize=(9, 4.5))
-    ax = fig.add_subplot(1, 1, 1)
-    means = [100 * result["summary"][n]["AP"][0] for n in names]
-    ax.bar(x - 0.2, means, width=0.4, color="tab:blue", label="shapes (this project), mean over seeds")
-    for i, n in enumerate(names):
-        ax.scatter([i - 0.2] * len(result["runs"][n]), [100 * r["AP"] for r in result["runs"][n]],
-                   color="k", s=8, zorder=3)
-    ax.bar(x + 0.2, [PAPER_TABLE1[n][0] for n in names], width=0.4, color="tab:orange",
-           label="paper, COCO minival (Table 1)")
-    ax.set_xticks(x)
-    ax.set_xticklabels([n.replace(", ", "\n", 1) for n in names], fontsize=8)
-    ax.set_ylabel("AP (%)")
-    ax.set_title(f"Table 1 in miniature: {result['iterations']} steps, {result['seeds']} seeds per loss")
-    ax.legend(loc="lower right", fontsize=8)
-    fig.tight_layout()
-    return save_figure(fig, path)
+    y = np.arange(len(names))
+    metrics = ("AP", "AP50", "AP75")
+    ours_colour, paper_colour = "tab:blue", "tab:orange"
+    with matplotlib.style.context("default"):
+        fig = Figure(figsize=(12, 0.62 * len(names) + 2.0))
+        axes = fig.subplots(1, 3, sharey=True)
+        top = max([100 * r[k] for n in names for r in result["runs"][n] for k in metrics]
+                  + [v for n in names for v in PAPER_TABLE1[n] if v is not None])
+        for col, (ax, metric) in enumerate(zip(axes, metrics)):
+            means = [100 * result["summary"][n][metric][0] for n in names]
+            ax.barh(y - 0.2, means, height=0.4, color=ours_colour,
+                    label="shapes (this project): mean over seeds" if col == 0 else None)
+            for i, n in enumerate(names):
+                seeds = [100 * r[metric] for r in result["runs"][n]]
+                ax.scatter(seeds, [i - 0.2] * len(seeds), color="k", s=9, zorder=3,
+                           label="shapes: one seed" if col == 0 and i == 0 else None)
+                ax.text(max(seeds + [means[i]]) + 1.6, i - 0.2, f"{means[i]:.1f}", va="center", fontsize=8)
+                paper = PAPER_TABLE1[n][col]
+                if paper is None:
+                    ax.text(0.8, i + 0.2, "not in paper", va="center", fontsize=8, color="0.45", style="italic")
+                else:
+                    ax.barh(i + 0.2, paper, height=0.4, color=paper_colour,
+                            label="paper, COCO minival (Table 1)" if col == 0 and i == 0 else None)
+                    ax.text(paper + 1.6, i + 0.2, f"{paper:.1f}", va="center", fontsize=8)
+            n_ce = sum(n.startswith("CE") for n in names)
+            if 0 < n_ce < len(names):  # Table 1a (CE) above, Table 1b (FL) below
+                ax.axhline(n_ce - 0.5, color="0.6", linewidth=0.8, linestyle="--")
+            ax.set_title(metric, fontsize=11, fontweight="bold")
+            ax.set_xlim(0, 1.15 * top)
+            ax.set_xlabel(f"{metric} (%)")
+            ax.grid(axis="x", color="0.88", linewidth=0.8)
+            ax.set_axisbelow(True)
+        axes[0].set_yticks(y)
+        axes[0].set_yticklabels(names, fontsize=9)
+        axes[0].invert_yaxis()
+        fig.suptitle(f"Table 1 in miniature: {result['iterations']} steps, {result['seeds']} seeds per loss "
+                     "(shapes) beside the paper", fontsize=12)
+        handles, labels = axes[0].get_legend_handles_labels()
+        order = [labels.index(t) for t in ("shapes (this project): mean over seeds", "shapes: one seed",
+                                           "paper, COCO minival (Table 1)")]
+        fig.legend([handles[k] for k in order], [labels[k] for k in order], loc="lower center", ncol=3,
+                   fontsize=9, frameon=False)
+        fig.tight_layout(rect=(0, 0.07, 1, 1))
+        return save_figure(fig, path)
