@@ -82,9 +82,14 @@ def _anchor_style(gen, k):
 
 
 def _faded(picture):
-    """The picture in light grey, so that coloured boxes drawn over it stand out."""
-    grey = picture.astype(np.float64).mean(axis=2)
-    return np.clip(0.45 * grey + 0.55 * 255, 0, 255).astype(np.uint8)
+    """The picture as grey silhouettes: each pixel's colour distance from the background (the
+    median colour), square-rooted so faint shapes show too: light background and darker shapes
+    in [120, 215]. Grey keeps the colours for the boxes; the distance, unlike the luminance,
+    separates every shape from the background (a brown circle and a blue background have nearly
+    the same luminance)."""
+    rgb = picture.astype(np.float64)
+    distance = np.linalg.norm(rgb - np.median(rgb.reshape(-1, 3), axis=0), axis=2)
+    return np.clip(215.0 - 95.0 * np.sqrt(distance / max(float(distance.max()), 1.0)), 0, 255).astype(np.uint8)
 
 
 def _limits(ax, boxes, size, margin=0.04):
@@ -154,46 +159,77 @@ def matched_anchors_data(picture, target, generator, fg_iou=FG_IOU, bg_iou=BG_IO
             "counts": counts}
 
 
+def _box_labels(ax, boxes, names, colours, left, right, min_gap):
+    """Name each box in the margin beside the drawing (left of ``left`` or right of ``right``, on the
+    side nearer the box), joined to the box by a thin line, so that no label covers an anchor."""
+    sides = {"left": [], "right": []}
+    for g, box in enumerate(boxes):
+        sides["left" if (box[0] + box[2]) / 2 < (left + right) / 2 else "right"].append(g)
+    for side, members in sides.items():
+        y_prev = -np.inf
+        for g in sorted(members, key=lambda g: (boxes[g][1] + boxes[g][3]) / 2):
+            box = boxes[g]
+            y = max((box[1] + box[3]) / 2, y_prev + min_gap)  # labels on one side kept min_gap apart
+            y_prev = y
+            x_box = box[0] if side == "left" else box[2]
+            ax.annotate(names[g], xy=(x_box, (box[1] + box[3]) / 2), xytext=(left if side == "left" else right, y),
+                        ha="right" if side == "left" else "left", va="center", fontsize=8, color="black",
+                        bbox={"facecolor": "white", "edgecolor": colours[g], "linewidth": 1.8, "pad": 2.0},
+                        arrowprops={"arrowstyle": "-", "color": colours[g], "linewidth": 1.0,
+                                    "shrinkA": 0, "shrinkB": 0})
+
+
 def plot_matched_anchors(data, picture, class_names):
     """Draw ``matched_anchors_data``: positive and ignored anchors on the image, counts per level.
 
-    Left: the picture in grey, ground-truth boxes (thick black), positive anchors in the colour
-    of the box they take (dotted when positive only by the low-quality rule), ignored anchors
-    dashed grey. Right: anchors per level and kind, log scale. Returns the ``Figure``.
+    Left: the picture in light grey, ground-truth boxes (thick black), positive anchors in the
+    colour of the box they take (dotted when positive only by the low-quality rule), ignored anchors
+    dashed grey; each box is named in the margin in its colour, and the legend below says which
+    colour is which box and class. Right: anchors per level and kind, log scale, in greys (the
+    colours of the left panel belong to the boxes). Returns the ``Figure``.
     """
     anchors, matches = data["anchors"], data["matches"]
     h, w = data["image_size"]
     fg, bg = f"{data['fg_iou']:g}", f"{data['bg_iou']:g}"
-    fig = Figure(figsize=(13.0, 6.2))
-    ax, bars = fig.subplots(1, 2, gridspec_kw={"width_ratios": [1.35, 1.0]})
+    colours = [f"C{g}" for g in range(len(data["boxes"]))]
+    fig = Figure(figsize=(13.0, 6.6))
+    ax, bars = fig.subplots(1, 2, gridspec_kw={"width_ratios": [1.45, 1.0]})
     ax.imshow(_faded(picture), extent=(0, w, h, 0), cmap="gray", vmin=0, vmax=255, interpolation="nearest")
     for a in np.flatnonzero(matches == IGNORED):
-        ax.add_patch(_rect(anchors[a], edgecolor="0.6", linewidth=0.7, linestyle="--"))
+        ax.add_patch(_rect(anchors[a], edgecolor="0.35", linewidth=0.8, linestyle="--"))
     for a in np.flatnonzero(matches >= 0):
-        ax.add_patch(_rect(anchors[a], edgecolor=f"C{matches[a]}", linewidth=1.3,
+        ax.add_patch(_rect(anchors[a], edgecolor=colours[matches[a]], linewidth=1.6,
                            linestyle=":" if data["low_quality"][a] else "-"))
-    for g, (box, label) in enumerate(zip(data["boxes"], data["labels"])):
-        ax.add_patch(_rect(box, edgecolor="black", linewidth=2.4))
-        ax.text(box[0], box[1] - 2.0, f"box {g}: {class_names[int(label)]}", color="black", fontsize=8,
-                bbox={"facecolor": "white", "edgecolor": f"C{g}", "linewidth": 1.5, "pad": 1.0})
+    for box in data["boxes"]:
+        ax.add_patch(_rect(box, halo="white", edgecolor="black", linewidth=2.6))
     shown = anchors[matches != BACKGROUND]
     _limits(ax, np.concatenate([shown, data["boxes"]]) if len(shown) else data["boxes"], max(h, w))
-    handles = [Line2D([], [], color="black", linewidth=2.4, label="ground-truth box"),
-               Line2D([], [], color="C0", linewidth=1.3, label=f"positive anchor (IoU >= {fg})"),
-               Line2D([], [], color="C0", linewidth=1.3, linestyle=":",
-                      label=f"positive: its box's best anchor (IoU < {fg})"),
-               Line2D([], [], color="0.6", linewidth=0.7, linestyle="--", label=f"ignored ({bg} <= IoU < {fg})")]
-    # below the picture, where it can hide no box
-    ax.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, -0.06), ncol=2, fontsize=8, frameon=False)
+    lo, hi = ax.get_xlim()
+    margin = 0.3 * (hi - lo)  # room for the boxes' names, outside every anchor
+    ax.set_xlim(lo - margin, hi + margin)
+    names = [f"box {g}: {class_names[int(label)]}" for g, label in enumerate(data["labels"])]
+    _box_labels(ax, data["boxes"], names, colours, lo - 0.04 * margin, hi + 0.04 * margin, min_gap=0.06 * (hi - lo))
+    n_per_box = [int(np.sum(matches == g)) for g in range(len(data["boxes"]))]
+    handles = [Line2D([], [], color=colours[g], linewidth=2.0,
+                      label=f"{names[g]}: {n_per_box[g]} positive anchor{'s' if n_per_box[g] != 1 else ''}")
+               for g in range(len(names))]
+    handles += [Line2D([], [], color="black", linewidth=2.6, label="ground-truth box"),
+                Line2D([], [], color="0.2", linewidth=1.6, label=f"positive anchor: IoU >= {fg} (solid)"),
+                Line2D([], [], color="0.2", linewidth=1.6, linestyle=":",
+                       label=f"positive: its box's best anchor, IoU < {fg} (dotted)"),
+                Line2D([], [], color="0.35", linewidth=0.8, linestyle="--", label=f"ignored: {bg} <= IoU < {fg}")]
+    # below the picture, where it can hide no box: colours (the boxes) in column 1, line styles in column 2
+    ax.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, -0.02), ncol=2, fontsize=8, frameon=False)
     ax.set_title("anchors matched to the boxes (colour: the box each takes)", fontsize=10)
+    ax.tick_params(labelsize=7)
 
     counts = data["counts"]
     x = np.arange(len(counts["positive"]))
-    for k, (kind, colour) in enumerate((("positive", "C2"), ("ignored", "0.6"), ("background", "C0"))):
+    for k, (kind, colour) in enumerate((("positive", "0.15"), ("ignored", "0.55"), ("background", "0.85"))):
         heights = np.asarray(counts[kind])
         # a count of 0 has no bar on a log axis; its number is written at the axis floor
         rects = bars.bar(x + (k - 1) * 0.27, np.where(heights > 0, heights, np.nan), width=0.27, color=colour,
-                         label=f"{kind}: {heights.sum()}")
+                         edgecolor="0.15", linewidth=0.6, label=f"{kind}: {heights.sum()}")
         for r, n in zip(rects, heights):
             bars.text(r.get_x() + r.get_width() / 2, max(n, 0.6) * 1.15, str(n), ha="center", fontsize=7)
     bars.set_yscale("log")
@@ -205,7 +241,7 @@ def plot_matched_anchors(data, picture, class_names):
     n_pos, n_ign = int(np.sum(matches >= 0)), int(np.sum(matches == IGNORED))
     fig.suptitle(f"Matching (§4): IoU >= {fg} positive, < {bg} background, in between ignored; "
                  f"{n_pos} positive, {n_ign} ignored, {len(anchors) - n_pos - n_ign} background", fontsize=11)
-    fig.subplots_adjust(left=0.04, right=0.98, top=0.88, bottom=0.17, wspace=0.18)
+    fig.subplots_adjust(left=0.02, right=0.98, top=0.88, bottom=0.22, wspace=0.12)
     return fig
 
 
