@@ -3,7 +3,8 @@
 A figure is a function ``out_dir -> path`` registered under a name with ``@register_figure``;
 ``FIGURES`` keeps them in registration order, which is the order the subject modules are
 imported in ``teaching/figures/__init__.py``. Figures of a trained model receive one
-(``figure_model.FigureModel``) from ``make_figures``. ``as_image`` shows a figure in a notebook.
+(``figure_model.FigureModel``) from ``make_figures``. ``as_image`` shows a figure in a notebook
+and, when a lesson runs as a script, saves it as a PNG (``lesson_outputs/NN/01.png``, ...).
 
 Also here, below every subject: the two helpers more than one subject uses, ``_check_1d_grid``
 (Figure 1 and Figure 4) and ``_rect`` (the anchor figures and the detections).
@@ -12,6 +13,9 @@ Also here, below every subject: the two helpers more than one subject uses, ``_c
 from __future__ import annotations
 
 import functools
+import os
+import re
+import sys
 from pathlib import Path
 
 import matplotlib.style
@@ -88,12 +92,64 @@ def make_figures(out_dir="figures", only=None, checkpoint=None, log=print):
     return [FIGURES[n](out, trained) for n in names]
 
 
-def as_image(fig):
+#: The environment variable that names the folder script runs save their figures in (instead of
+#: ``lesson_outputs`` in the working folder); each lesson still gets its subfolder ``NN``.
+LESSON_OUTPUTS_ENV = "NUMPY_RETINANET_LESSON_OUTPUTS"
+DEFAULT_LESSON_OUTPUTS = "lesson_outputs"
+
+# folder -> how many figures this process has saved there, so each run numbers from 01 again
+_saved = {}
+
+
+def _script_file(modules=None):
+    """The file of the script this process runs (``python lessons/02_focal_loss.py``), or None when
+    nothing should be saved: in IPython or Jupyter (an active shell), under pytest, or when
+    ``__main__`` has no file (an interactive interpreter). ``modules`` defaults to ``sys.modules``."""
+    modules = sys.modules if modules is None else modules
+    ipython = modules.get("IPython")
+    get_ipython = getattr(ipython, "get_ipython", None)
+    if get_ipython is not None and get_ipython() is not None:
+        return None
+    if "_pytest" in modules:  # tests import the lessons' helpers; they run lessons as subprocesses
+        return None
+    path = getattr(modules.get("__main__"), "__file__", None)
+    return Path(path) if path else None
+
+
+def lesson_outputs_dir(script, environ=None):
+    """The folder where a script run saves its figures: ``<root>/NN`` for a lesson file
+    ``NN_topic.py``, ``<root>/script`` for any other script; ``<root>`` is the folder named by
+    ``NUMPY_RETINANET_LESSON_OUTPUTS``, or ``lesson_outputs`` in the working folder."""
+    environ = os.environ if environ is None else environ
+    root = Path(environ.get(LESSON_OUTPUTS_ENV) or DEFAULT_LESSON_OUTPUTS)
+    lesson = re.fullmatch(r"(\d\d)_\w+\.py", Path(script).name)
+    return root / (lesson.group(1) if lesson else "script")
+
+
+def as_image(fig, name=None):
     """``fig`` rendered to a PIL image, as the PNGs are. A notebook cell ending with it shows the
-    figure inline (Jupyter and VS Code display PIL images), without pyplot or a GUI backend."""
+    figure inline (Jupyter and VS Code display PIL images), without pyplot or a GUI backend.
+
+    Run as a script (``python lessons/02_focal_loss.py``), where nothing is displayed, the image is
+    also saved, numbered in the order of the calls: ``lesson_outputs/02/01.png``, ``02.png``, ...
+    (``01_<name>.png`` given a ``name``; the folder: ``lesson_outputs_dir``), and one line says
+    where. Nothing is saved in IPython or Jupyter, nor under pytest.
+    """
+    if name is not None and not re.fullmatch(r"[\w.-]+", str(name)):
+        raise ValueError(f"name must be letters, digits, '_', '.' or '-' (a file name), got {name!r}")
     canvas = FigureCanvasAgg(fig)
     canvas.draw()
-    return Image.fromarray(np.asarray(canvas.buffer_rgba()))
+    image = Image.fromarray(np.asarray(canvas.buffer_rgba()))
+    script = _script_file()
+    if script is not None:
+        folder = lesson_outputs_dir(script)
+        folder.mkdir(parents=True, exist_ok=True)
+        key = str(folder.resolve())
+        _saved[key] = _saved.get(key, 0) + 1
+        path = folder / (f"{_saved[key]:02d}" + (f"_{name}" if name else "") + ".png")
+        image.save(path)
+        print(f"saved figure to {path.as_posix()}")
+    return image
 
 
 def _check_1d_grid(name, a, low=None, high=None):
