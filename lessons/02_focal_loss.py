@@ -111,8 +111,8 @@ assert share["FL"][0] < 0.0005 and share["FL"][1] > 0.999
 #
 # `numpy_retinanet.teaching.figures` makes every figure of the repository from the package's own functions;
 # `focal_loss_curves` computes the curves of Figure 1 with `sigmoid_focal_loss_forward`. `as_image`
-# renders a figure to an image, which Jupyter and VS Code show below the cell (a script draws it and
-# moves on).
+# renders a figure to an image, which Jupyter and VS Code show below the cell (a script also saves it as
+# a PNG in `lesson_outputs/02/` and prints where).
 
 # %%
 curves = focal_loss_curves()
