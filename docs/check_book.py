@@ -45,6 +45,7 @@ KNOWN_FAILURES = {
 PAGE_REPORT = """
 async () => {
   if (window.MathJax && MathJax.startup && MathJax.startup.promise) { await MathJax.startup.promise; }
+  await document.fonts.ready;
   const imgs = Array.from(document.querySelectorAll('article img, main img'));
   const main = document.querySelector('article') || document.body;
   const clone = main.cloneNode(true);
@@ -89,8 +90,7 @@ def pages():
 
 def check_page(page, name, path):
     problems = []
-    page.goto(path.as_uri(), wait_until="load")
-    page.wait_for_load_state("networkidle")
+    page.goto(path.as_uri(), wait_until="load")  # images loaded or failed; MathJax is awaited in PAGE_REPORT
     report = page.evaluate(PAGE_REPORT)
     for img in report["images"]:
         if not img["ok"]:
