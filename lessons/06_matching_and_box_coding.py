@@ -116,8 +116,8 @@ assert np.min(boxes[:, 2:] - boxes[:, :2]) == 17 and np.max(boxes[:, 2:] - boxes
 # %% [markdown]
 # ## Box coding (R-CNN deltas)
 #
-# The box subnet does not predict corners. For an anchor with centre (xa, ya) and size (wa, ha) and a
-# box with centre (x, y) and size (w, h), it predicts
+# The box subnet does not predict corners. For an anchor with centre $(x_a, y_a)$ and size $(w_a, h_a)$ and a
+# box with centre $(x, y)$ and size $(w, h)$, it predicts
 #
 # $$d_x = \frac{x - x_a}{w_a} \qquad d_y = \frac{y - y_a}{h_a} \qquad d_w = \log\frac{w}{w_a}
 # \qquad d_h = \log\frac{h}{h_a}$$
