@@ -1,6 +1,6 @@
 """Build the book in fast mode and check every page in headless Chromium.
 
-    python docs/check_book.py              # build (NUMPY_RETINANET_FAST=1), then check
+    python docs/check_book.py              # fresh build (-E: every lesson executed, NUMPY_RETINANET_FAST=1), then check
     python docs/check_book.py --no-build   # check the book already in docs/_build/html
 
 Each page (the index and one per ``lessons/NN_*.py``) is opened in ``/usr/bin/chromium`` (driven by
@@ -69,7 +69,7 @@ TRACEBACK = re.compile(r"Traceback \(most recent call last\)|\w+(Error|Exception
 
 def build():
     env = {**os.environ, "NUMPY_RETINANET_FAST": "1", "MPLBACKEND": "Agg"}
-    cmd = [sys.executable, "-m", "sphinx", "-b", "html", "-c", "docs", ".", str(HTML)]
+    cmd = [sys.executable, "-m", "sphinx", "-E", "-b", "html", "-c", "docs", ".", str(HTML)]
     start = time.monotonic()
     result = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True)
     log = result.stdout + result.stderr
