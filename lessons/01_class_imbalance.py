@@ -34,6 +34,8 @@ from numpy_retinanet.nn.losses import (
 paper_anchors = AnchorGenerator()  # the paper's sizes 32..512, strides 8..128, 3 ratios, 3 scales
 num_paper = len(paper_anchors.anchors(800, 800))
 print(f"anchors on an 800x800 image: {num_paper:,}")
+
+# %% tags=["hide-input"]
 assert num_paper == 120_087
 assert paper_anchors.num_anchors_per_location == 9 == len(paper_anchors.aspect_ratios) * len(paper_anchors.scales)
 assert paper_anchors.strides == (8, 16, 32, 64, 128)  # P3..P7
@@ -61,6 +63,8 @@ for i in range(len(dataset)):
 total = sum(counts.values())
 print(f"{len(anchors):,} anchors per image, {num_objects} objects in {len(dataset)} images")
 print(counts, f"-> {counts['background'] / counts['positive']:.0f} background anchors per positive")
+
+# %% tags=["hide-input"]
 assert len(anchors) == 3069 and total == 3069 * len(dataset)
 assert counts["positive"] / total < 0.01  # fewer than 1 anchor in 100 is positive
 assert 250 < counts["background"] / counts["positive"] < 300
@@ -71,14 +75,15 @@ assert 250 < counts["background"] / counts["positive"] < 300
 #
 # ## The cross-entropy, from the logit
 #
-# The network outputs a logit x for each anchor and class; p = sigmoid(x) is the probability that
-# the class is present, y in {0, 1} the truth. The paper writes the binary cross-entropy with
-# p_t, the probability given to the *correct* answer (eq. 1-2):
+# The network outputs a logit $x$ for each anchor and class; $p = \sigma(x) = 1 / (1 + e^{-x})$ is the
+# probability that the class is present, $y \in \{0, 1\}$ the truth. The paper writes the binary
+# cross-entropy with $p_t$, the probability given to the *correct* answer (eq. 1-2):
 #
-#     p_t = p if y = 1, else 1 - p          CE(p_t) = -log(p_t)
+# $$p_t = \begin{cases} p & \text{if } y = 1 \\ 1 - p & \text{otherwise} \end{cases}
+# \qquad\qquad \mathrm{CE}(p_t) = -\log(p_t)$$
 #
 # `sigmoid_cross_entropy_forward(logits, targets)` returns one loss per entry (no sum).
-# An example is *easy* when p_t is near 1. Even then its loss is not zero:
+# An example is *easy* when $p_t$ is near 1. Even then its loss is not zero:
 
 # %%
 def logit_of(p_t):
@@ -91,16 +96,19 @@ p_t = np.array([0.1, 0.5, 0.9, 0.99])
 ce, _ = sigmoid_cross_entropy_forward(logit_of(p_t), np.ones(4))
 for p, loss in zip(p_t, ce):
     print(f"p_t = {p:<5}  CE = {loss:.4f}")
+
+
+# %% tags=["hide-input"]
 np.testing.assert_allclose(ce, -np.log(p_t), rtol=1e-12)
 assert round(ce[1], 3) == 0.693 and round(ce[2], 3) == 0.105 and round(ce[3], 4) == 0.0101
 assert 0.15 < ce[2] / ce[1] < 0.16
 
 # %% [markdown]
-# An easy example with p_t = 0.99 still costs 0.0101, and a confident one with p_t = 0.9 costs 0.105,
-# 15% of the 0.693 of a coin flip (p_t = 0.5).
+# An easy example with $p_t = 0.99$ still costs 0.0101, and a confident one with $p_t = 0.9$ costs 0.105,
+# 15% of the 0.693 of a coin flip ($p_t = 0.5$).
 #
-# The package never forms p and takes its log: it computes -log p_t = softplus(-x_t) with
-# x_t = x if y = 1 else -x (see the docstring of `numpy_retinanet.nn.losses`). The naive formula
+# The package never forms $p$ and takes its log: it computes $-\log p_t = \mathrm{softplus}(-x_t)$ with
+# $x_t = x$ if $y = 1$, else $x_t = -x$ (see the docstring of `numpy_retinanet.nn.losses`). The naive formula
 # breaks for large logits, which a detector produces all the time:
 
 # %%
@@ -109,6 +117,8 @@ with np.errstate(over="ignore", divide="ignore"):
     naive = -np.log(1.0 / (1.0 + np.exp(-x)))  # exp(800) overflows, sigmoid is 0, log(0) = -inf
 stable, _ = sigmoid_cross_entropy_forward(x, np.ones(1))
 print(f"naive: {naive[0]}, stable: {stable[0]}")
+
+# %% tags=["hide-input"]
 assert np.isinf(naive[0]) and stable[0] == 800.0
 
 # %% [markdown]
@@ -133,6 +143,8 @@ loss_share = ce[is_neg].sum() / ce.sum()
 grad_share = np.abs(dce[is_neg]).sum() / np.abs(dce).sum()
 print(f"loss: negatives {ce[is_neg].sum():.1f}, positives {ce[~is_neg].sum():.1f} -> negatives' share {loss_share:.1%}")
 print(f"gradient magnitude: negatives' share {grad_share:.1%}")
+
+# %% tags=["hide-input"]
 np.testing.assert_allclose(dce, 1 / (1 + np.exp(-logits)) - targets, atol=1e-12)
 assert 0.81 < loss_share < 0.82 and 0.91 < grad_share < 0.92
 
@@ -144,8 +156,8 @@ assert 0.81 < loss_share < 0.82 and 0.91 < grad_share < 0.92
 #
 # ## Balancing with alpha does not tell easy from hard (§3.1, eq. 3)
 #
-# The usual fix is a weight alpha in [0, 1] for the positives and 1 - alpha for the negatives,
-# the alpha-balanced CE: CE = -alpha_t log(p_t) (eq. 3). Choosing alpha so that both groups weigh
+# The usual fix is a weight $\alpha \in [0, 1]$ for the positives and $1 - \alpha$ for the negatives,
+# the $\alpha$-balanced CE: $\mathrm{CE}(p_t) = -\alpha_t \log(p_t)$ (eq. 3). Choosing alpha so that both groups weigh
 # the same is easy. But alpha scales every negative by the same factor. Add 100 *hard* negatives
 # (p_t = 0.1, a shape the detector wrongly finds) to the 100,000 easy ones and watch two shares as
 # alpha changes: the positives' share of the whole loss, and the hard negatives' share of the
@@ -168,6 +180,8 @@ for alpha in (None, 0.25, 0.75):
 fl, _ = sigmoid_focal_loss_forward(logits_hard, targets_hard, alpha=0.25, gamma=2.0)
 fl_hard_share = fl[hard].sum() / fl[negatives].sum()
 print(f"FL, alpha = 0.25, gamma = 2: hard negatives hold {fl_hard_share:.2%} of the negatives' loss")
+
+# %% tags=["hide-input"]
 assert [round(positive_share[a], 3) for a in (0.25, None, 0.75)] == [0.058, 0.157, 0.359]
 assert round(hard_share[None], 3) == 0.186
 assert np.isclose(hard_share[0.25], hard_share[None], rtol=1e-12)
@@ -185,9 +199,9 @@ assert fl_hard_share > 0.999
 #
 # ## Summary
 #
-# - A dense detector scores ~10^5 anchors per image (120,087 at 800 px in the paper's design;
+# - A dense detector scores ~$10^5$ anchors per image (120,087 at 800 px in the paper's design;
 #   3,069 at 128 px here), and fewer than 1 in 100 is positive.
-# - CE = -log p_t is small but not zero for easy examples; summed over ~10^5 easy negatives it
+# - $\mathrm{CE} = -\log p_t$ is small but not zero for easy examples; summed over ~10^5 easy negatives it
 #   outweighs the few positives, in the loss and in the gradient.
 # - The package computes every loss from the logit (softplus), so it stays finite where the naive
 #   -log(sigmoid(x)) overflows.
@@ -200,4 +214,5 @@ assert fl_hard_share > 0.999
 #    best CE value alpha = 0.75 (Table 1a)? Why might it differ?
 # 2. Repeat the anchor count for 256 px images of the shapes dataset (`ShapesDataset(..., image_size=256)`
 #    and `model.anchors(256, 256)`). How does the background-to-positive ratio change, and why?
-# 3. Show from eq. 2 that dCE/dx = p - y, and check it with `sigmoid_cross_entropy_backward`.
+# 3. Show from eq. 2 that $\partial \mathrm{CE} / \partial x = p - y$,
+#    and check it with `sigmoid_cross_entropy_backward`.

@@ -1,7 +1,7 @@
 # %% [markdown]
 # # Lesson 2: the focal loss, its gradient, and Figure 1
 #
-# Lesson 1 showed that the cross-entropy of ~10^5 easy negatives outweighs the few positives.
+# Lesson 1 showed that the cross-entropy of ~$10^5$ easy negatives outweighs the few positives.
 # The focal loss (§3.2) multiplies the cross-entropy by a factor that vanishes as an example becomes
 # easy, so training concentrates on the hard ones. This lesson checks the paper's claims about that
 # factor, draws Figure 1, and derives and checks the gradient of Appendix B.
@@ -35,13 +35,16 @@ def logit_of(p_t):
 # %% [markdown]
 # ## Definition (§3.2, eq. 4-5)
 #
-#     FL(p_t) = -(1 - p_t)^gamma log(p_t)                 (eq. 4)
-#     FL(p_t) = -alpha_t (1 - p_t)^gamma log(p_t)         (eq. 5, used in all experiments)
+# $$\mathrm{FL}(p_t) = -(1 - p_t)^\gamma \log(p_t) \tag{4}$$
 #
-# The *modulating factor* (1 - p_t)^gamma is near 1 for a misclassified example (p_t small) and
-# near 0 for an easy one (p_t near 1). The *focusing parameter* gamma >= 0 sets how fast it falls.
-# With gamma = 0 the factor is 1 and FL is the cross-entropy, exactly (and eq. 5 the alpha-balanced
-# cross-entropy of eq. 3). For gamma > 0, FL <= CE everywhere:
+# $$\mathrm{FL}(p_t) = -\alpha_t (1 - p_t)^\gamma \log(p_t) \tag{5}$$
+#
+# Eq. 5 is the one used in all the paper's experiments.
+#
+# The *modulating factor* $(1 - p_t)^\gamma$ is near 1 for a misclassified example ($p_t$ small) and
+# near 0 for an easy one ($p_t$ near 1). The *focusing parameter* $\gamma \ge 0$ sets how fast it falls.
+# With $\gamma = 0$ the factor is 1 and FL is the cross-entropy, exactly (and eq. 5 the alpha-balanced
+# cross-entropy of eq. 3). For $\gamma > 0$, $\mathrm{FL} \le \mathrm{CE}$ everywhere:
 
 # %%
 rng = np.random.default_rng(0)
@@ -49,10 +52,17 @@ x = rng.uniform(-8, 8, size=1000)
 y = (rng.random(1000) < 0.5).astype(np.float64)
 fl0, _ = sigmoid_focal_loss_forward(x, y, alpha=None, gamma=0.0)
 ce, _ = sigmoid_cross_entropy_forward(x, y)
+
+# %% tags=["hide-input"]
 np.testing.assert_array_equal(fl0, ce)
 np.testing.assert_array_equal(sigmoid_focal_loss_forward(x, y, alpha=0.25, gamma=0.0)[0],
                               sigmoid_cross_entropy_forward(x, y, alpha=0.25)[0])  # eq. 5 vs eq. 3
+
+
+# %%
 fl2, _ = sigmoid_focal_loss_forward(x, y, alpha=None, gamma=2.0)
+
+# %% tags=["hide-input"]
 assert np.all(fl2 <= ce)  # (1 - p_t)^gamma <= 1
 
 # %% [markdown]
@@ -60,7 +70,7 @@ assert np.all(fl2 <= ce)  # (1 - p_t)^gamma <= 1
 #
 # "With gamma = 2, an example classified with p_t = 0.9 would have 100x lower loss compared with CE
 # and with p_t ~ 0.968 it would have 1000x lower loss." And for a misclassified example, p_t <= 0.5,
-# the loss "is scaled down by at most 4x". The ratio CE / FL is 1 / (1 - p_t)^2:
+# the loss "is scaled down by at most 4x". The ratio CE / FL is $1 / (1 - p_t)^2$:
 
 # %%
 def ce_over_fl(p_t, gamma=2.0):
@@ -74,6 +84,8 @@ print(f"p_t = 0.9: CE/FL = {ce_over_fl(np.array([0.9]))[0]:.1f}")
 print(f"p_t = {p_1000:.5f}: CE/FL = {ce_over_fl(np.array([p_1000]))[0]:.1f}")
 hard = np.linspace(0.001, 0.5, 500)
 print(f"p_t in (0, 0.5]: CE/FL at most {ce_over_fl(hard).max():.3f}")
+
+# %% tags=["hide-input"]
 assert np.isclose(ce_over_fl(np.array([0.9]))[0], 100.0, rtol=1e-9)
 assert np.isclose(ce_over_fl(np.array([p_1000]))[0], 1000.0, rtol=1e-9) and round(p_1000, 3) == 0.968
 assert np.isclose(ce_over_fl(hard).max(), 4.0, rtol=1e-9)
@@ -99,6 +111,9 @@ for name, loss in (("CE", sigmoid_cross_entropy_forward(logits, targets)[0]),
     share[name] = (loss[easy_neg].sum() / loss.sum(), loss[hard_neg].sum() / loss[targets == 0].sum())
     print(f"{name}: easy negatives hold {share[name][0]:.2%} of the loss; "
           f"hard negatives hold {share[name][1]:.2%} of the negatives' loss")
+
+
+# %% tags=["hide-input"]
 assert round(share["CE"][0], 2) == 0.69 and round(share["CE"][1], 3) == 0.186
 assert share["FL"][0] < 0.0005 and share["FL"][1] > 0.999
 
@@ -114,27 +129,31 @@ assert share["FL"][0] < 0.0005 and share["FL"][1] > 0.999
 # renders a figure to an image, which Jupyter and VS Code show below the cell (a script also saves it as
 # a PNG in `lesson_outputs/02/` and prints where).
 
-# %%
+# %% mystnb={"image":{"alt":"Figure 1: loss against p_t for CE and FL with gamma 0.5 to 5; FL of easy examples near 0"}}
 curves = focal_loss_curves()
 fig = plot_focal_loss_vs_pt(curves)
 i = np.searchsorted(curves["p_t"], 0.9)
-assert np.isclose(curves["p_t"][i], 0.9) and np.isclose(curves["ce"][i] / curves["fl"][2.0][i], 100.0)
 as_image(fig)
+
+# %% tags=["hide-input"]
+assert np.isclose(curves["p_t"][i], 0.9) and np.isclose(curves["ce"][i] / curves["fl"][2.0][i], 100.0)
 
 # %% [markdown]
 # ## The gradient (Appendix B)
 #
-# With y' = 2y - 1 in {-1, +1} and x_t = y' x, so that p_t = sigmoid(x_t), the chain rule gives
+# With $y' = 2y - 1 \in \{-1, +1\}$ and $x_t = y' x$, so that $p_t = \sigma(x_t)$, the chain rule gives
 #
-#     dFL/dx = y' (1 - p_t)^gamma (gamma p_t log(p_t) + p_t - 1)       (times alpha_t for eq. 5)
+# $$\frac{\partial \mathrm{FL}}{\partial x} = y' (1 - p_t)^\gamma
+# \left(\gamma p_t \log(p_t) + p_t - 1\right)$$
 #
-# For gamma = 0 this is the cross-entropy's y' (p_t - 1) = p - y. `sigmoid_focal_loss_backward`
-# evaluates it from the logit (log p_t = -softplus(-x_t), (1 - p_t)^gamma = exp(-gamma softplus(x_t))),
-# so it is finite for every finite logit.
+# (times $\alpha_t$ for eq. 5). For $\gamma = 0$ this is the cross-entropy's
+# $y' (p_t - 1) = p - y$. `sigmoid_focal_loss_backward` evaluates it from the logit
+# ($\log p_t = -\mathrm{softplus}(-x_t)$, $(1 - p_t)^\gamma = e^{-\gamma\, \mathrm{softplus}(x_t)}$), so it is finite
+# for every finite logit.
 #
 # Is it right? A *gradient check* compares it with central differences,
-# (f(x + h) - f(x - h)) / (2h), on a scalar f = sum(FL * dout) with a random upstream gradient dout.
-# In float64 with h = 1e-5 a correct backward agrees to a relative error of about 1e-8 or better;
+# $(f(x + h) - f(x - h)) / 2h$, on a scalar $f = \sum \mathrm{FL} \cdot \mathit{dout}$ with a random upstream
+# gradient dout. In float64 with $h = 10^{-5}$ a correct backward agrees to a relative error of about 1e-8 or better;
 # a wrong one is off by 1e-2 or more (`numpy_retinanet.gradcheck` explains why).
 
 # %%
@@ -145,19 +164,24 @@ loss, cache = sigmoid_focal_loss_forward(x, y, alpha=0.25, gamma=2.0)
 dx = sigmoid_focal_loss_backward(dout, cache)
 rows = check_gradients(lambda: float(np.sum(sigmoid_focal_loss_forward(x, y, alpha=0.25, gamma=2.0)[0] * dout)),
                        {"x": x}, {"x": dx})
+
+
+# %% tags=["hide-input"]
 assert rows[0].passed and rows[0].max_rel_error < 1e-6 and rows[0].norm_rel_error < 1e-9
 
 # %% [markdown]
 # Every entry agrees to a relative error below 1e-6, and the whole gradient to below 1e-9 (norm of
 # the difference over the norm of the gradient).
 #
-# How much smaller is the push on an easy example? At x = 3 a positive has p = 0.953:
+# How much smaller is the push on an easy example? At $x = 3$ a positive has $p = 0.953$:
 
 # %%
 x3, one = np.array([3.0]), np.ones(1)
 g_fl = sigmoid_focal_loss_backward(one, sigmoid_focal_loss_forward(x3, one, alpha=None, gamma=2.0)[1])[0]
 g_ce = sigmoid_cross_entropy_backward(one, sigmoid_cross_entropy_forward(x3, one)[1])[0]
 print(f"dCE/dx = {g_ce:.5f}, dFL/dx = {g_fl:.5f}, ratio {g_fl / g_ce:.2%}")
+
+# %% tags=["hide-input"]
 assert round(1 / (1 + np.exp(-3.0)), 3) == 0.953 and g_fl / g_ce < 0.01
 
 # %% [markdown]
@@ -172,12 +196,20 @@ assert round(1 / (1 + np.exp(-3.0)), 3) == 0.953 and g_fl / g_ce < 0.01
 # %%
 grad_curves = focal_loss_gradient_curves()
 gx, g0, g2, g5 = grad_curves["x"], grad_curves["grad"][0.0], grad_curves["grad"][2.0], grad_curves["grad"][5.0]
+
+# %% tags=["hide-input"]
 assert np.abs(g5[gx > 0]).max() < 0.07 and g0[gx == 0.0][0] == -0.5
-assert g0.min() >= -1.0  # CE's floor
+
+# %%
 below = gx[g5 < -1.0]  # where FL (gamma = 5) pushes harder than CE ever does
+
+# %% tags=["hide-input"]
+assert g0.min() >= -1.0  # CE's floor
 assert -1.75 < below.max() < -1.7 and np.all(g5[gx < below.max()] < -1.0)
 assert abs(g5.min() + 1.315) < 0.005 and -3.0 < gx[g5.argmin()] < -2.85
 assert abs(g2.min() + 1.13) < 0.005 and -2.9 < gx[g2.argmin()] < -2.7
+
+# %% mystnb={"image":{"alt":"dFL/dx of a positive against x for several gamma: near 0 for x > 0, below -1 for x < -2"}}
 print(f"FL gamma=5: below -1 for x < {below.max():.2f}, minimum {g5.min():.3f} at x = {gx[g5.argmin()]:.2f}; "
       f"gamma=2: minimum {g2.min():.3f} at x = {gx[g2.argmin()]:.2f}")
 as_image(plot_focal_loss_gradient(grad_curves))
@@ -201,22 +233,26 @@ print("finite for logits of +-1e4")
 # %% [markdown]
 # ## Other forms (Appendix A)
 #
-# The exact form matters little, the paper says. FL* = -log(sigmoid(gamma x_t + beta)) / gamma also
-# down-weights easy examples; gamma = 1, beta = 0 is the cross-entropy again. Table 3 reports 33.8 AP
-# for gamma = 2, beta = 1 against 34.0 for FL.
+# The exact form matters little, the paper says.
+# $\mathrm{FL}^* = -\log(\sigma(\gamma x_t + \beta)) / \gamma$ also down-weights easy examples;
+# $\gamma = 1, \beta = 0$ is the cross-entropy again. Table 3 reports 33.8 AP for $\gamma = 2, \beta = 1$
+# against 34.0 for FL.
 
 # %%
 star, _ = focal_loss_star_forward(x, y, gamma=1.0, beta=0.0)
+
+# %% tags=["hide-input"]
 np.testing.assert_allclose(star, sigmoid_cross_entropy_forward(x, y)[0], rtol=1e-12)
 
 # %% [markdown]
 # ## Summary
 #
-# - FL = -alpha_t (1 - p_t)^gamma log(p_t) (eq. 5); gamma = 0 is the (alpha-balanced) CE exactly.
+# - $\mathrm{FL} = -\alpha_t (1 - p_t)^\gamma \log(p_t)$ (eq. 5); $\gamma = 0$ is the ($\alpha$-balanced) CE
+#   exactly.
 # - With gamma = 2: 100x lower than CE at p_t = 0.9, 1000x at p_t = 0.968, at most 4x for p_t <= 0.5.
 # - On an imbalanced set the loss moves from the many easy negatives to the few hard examples.
-# - dFL/dx = y' (1 - p_t)^gamma (gamma p_t log p_t + p_t - 1) (Appendix B), checked against central
-#   differences (relative error below 1e-6); evaluated from the logit, it is finite everywhere.
+# - $\partial \mathrm{FL} / \partial x = y' (1 - p_t)^\gamma (\gamma p_t \log p_t + p_t - 1)$ (Appendix B), checked
+#   against central differences (relative error below 1e-6); evaluated from the logit, it is finite everywhere.
 #
 # ## Exercises
 #

@@ -24,22 +24,23 @@ rng = np.random.default_rng(0)
 # Images and feature maps are NCHW (batch, channels, height, width). A convolution with F filters
 # w of shape (F, C, KH, KW), bias b (F,), stride s and zero padding p computes
 #
-#     y[n, f, i, j] = b[f] + sum over c, u, v of w[f, c, u, v] * xpad[n, c, s*i + u, s*j + v]
+# $$y_{n,f,i,j} = b_f + \sum_{c,u,v} w_{f,c,u,v}\, x^{\mathrm{pad}}_{n,c,\,s i + u,\,s j + v}$$
 #
 # (a cross-correlation, as in every deep-learning library). The output side is
 # floor((H + 2p - K) / s) + 1: a 3x3 stride-2 conv with padding 1 halves a 128 px map, and
 # rounds odd sizes up.
 
 # %%
-assert conv_output_size(128, kernel=3, stride=2, padding=1) == 64
-assert conv_output_size(5, kernel=3, stride=2, padding=1) == 3  # ceil(5 / 2)
-assert conv_output_size(16, kernel=3, stride=1, padding=1) == 16  # "same" at stride 1
-
 x = rng.standard_normal((2, 3, 7, 7))
 w = rng.standard_normal((4, 3, 3, 3))
 b = rng.standard_normal(4)
 y, cache = conv2d_forward(x, w, b, stride=2, padding=1)
 print("x", x.shape, "-> y", y.shape)
+
+# %% tags=["hide-input"]
+assert conv_output_size(128, kernel=3, stride=2, padding=1) == 64
+assert conv_output_size(5, kernel=3, stride=2, padding=1) == 3  # ceil(5 / 2)
+assert conv_output_size(16, kernel=3, stride=1, padding=1) == 16  # "same" at stride 1
 assert y.shape == (2, 4, 4, 4)
 
 # %% [markdown]
@@ -64,6 +65,8 @@ for n, f, i, j in [(0, 0, 0, 0), (1, 3, 2, 1), (0, 2, 3, 3)]:
 # %%
 dout = rng.standard_normal(y.shape)
 dx, dw, db = conv2d_backward(dout, cache)
+
+# %% tags=["hide-input"]
 assert dx.shape == x.shape and dw.shape == w.shape and db.shape == b.shape
 np.testing.assert_allclose(db, dout.sum(axis=(0, 2, 3)), rtol=1e-12)
 np.testing.assert_allclose(dw[1, 2, 0, 0], np.sum(dout[:, 1] * xpad[:, 2, 0:8:2, 0:8:2]), rtol=1e-12)
@@ -76,22 +79,26 @@ np.testing.assert_allclose(dw[1, 2, 0, 0], np.sum(dout[:, 1] * xpad[:, 2, 0:8:2,
 # f = sum(y * dout), whose gradient with respect to x is exactly what `conv2d_backward(dout, ...)` returns,
 # and compare with central differences
 #
-#     df/dx[k] ~ (f(x + h e_k) - f(x - h e_k)) / (2h)
+# $$\frac{\partial f}{\partial x_k} \approx \frac{f(x + h e_k) - f(x - h e_k)}{2h}$$
 #
-# The error is O(h^2) from truncation plus O(eps / h) from rounding; in float64 with h = 1e-5 both
+# The error is $O(h^2)$ from truncation plus $O(\epsilon / h)$ from rounding; in float64 with h = 1e-5 both
 # are 1e-10 or less, so a correct backward agrees to ~1e-8 relative error or better. `check_gradients`
 # perturbs each entry in place, restores it, and prints one row per input.
 
 # %%
 h = 1e-5
+
+# %% tags=["hide-input"]
 assert np.isclose(h**2, 1e-10) and np.finfo(np.float64).eps / h < 1e-10
 
-
+# %%
 def f():
     return float(np.sum(conv2d_forward(x, w, b, stride=2, padding=1)[0] * dout))
 
 
 rows = check_gradients(f, {"x": x, "w": w, "b": b}, {"x": dx, "w": dw, "b": db})
+
+# %% tags=["hide-input"]
 assert all(r.passed for r in rows)
 assert max(r.max_rel_error for r in rows) < 1e-6 and max(r.norm_rel_error for r in rows) < 1e-9
 
@@ -105,14 +112,18 @@ assert max(r.max_rel_error for r in rows) < 1e-6 and max(r.norm_rel_error for r 
 buggy_dw = dw[:, :, ::-1, ::-1]
 row = compare("w (flipped kernel bug)", buggy_dw, numerical_gradient(f, w))
 print(row.format())
+
+# %% tags=["hide-input"]
 assert not row.passed and row.max_rel_error > 0.1
 
 # %% [markdown]
 # float32 cannot be checked this way: its rounding error (~1e-7 relative) divided by h = 1e-5 is
 # already 1e-2. The checker refuses it rather than report noise:
 
-# %%
+# %% tags=["hide-input"]
 assert 1e-8 < np.finfo(np.float32).eps < 1e-6 and 1e-3 < np.finfo(np.float32).eps / h < 1e-1
+
+# %%
 try:
     check_gradients(f, {"x": x.astype(np.float32)}, {"x": dx.astype(np.float32)})
 except ValueError as e:
@@ -146,6 +157,8 @@ model.zero_grad()
 model.backward(dlogits, ddeltas)
 grads = {k: g.copy() for k, g in model.grads.items()}
 print(f"{model.num_parameters():,} parameters in {len(grads)} arrays; loss {losses['total']:.4f}")
+
+# %% tags=["hide-input"]
 assert model.num_parameters() == 10_318 and 2 * model.num_parameters() == 20_636
 
 # %% [markdown]
@@ -158,6 +171,8 @@ some = ["backbone.stem.0.weight", "fpn.p6.weight", "cls_head.subnet.0.weight", "
 params = model.params
 rows = check_gradients(total_loss, {k: params[k] for k in some}, {k: grads[k] for k in some}, max_entries=6)
 row = directional_check(total_loss, params, grads)
+
+# %% tags=["hide-input"]
 assert all(r.passed for r in rows) and row.passed and row.max_rel_error < 1e-6
 
 # %% [markdown]
@@ -166,7 +181,7 @@ assert all(r.passed for r in rows) and row.passed and row.max_rel_error < 1e-6
 #
 # ## Summary
 #
-# - A convolution's output side is floor((H + 2p - K) / s) + 1; its backward gives db = sum of dout,
+# - A convolution's output side is $\lfloor (H + 2p - K) / s \rfloor + 1$; its backward gives db = sum of dout,
 #   dw = input patches correlated with dout, and dx = dout spread back through the weights.
 # - A gradient check compares the backward with central differences in float64; correct code agrees
 #   to better than 1e-6 per entry (usually ~1e-8), a bug is off by 1e-1 or more. float32 is refused.

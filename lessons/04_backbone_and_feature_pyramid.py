@@ -26,13 +26,16 @@ print(images.shape, images.dtype)
 # The paper uses an ImageNet-pretrained ResNet-50 or -101. Here a small ResNet of BasicBlocks is
 # trained from scratch on synthetic shapes, with GroupNorm after each convolution (`model/backbone.py`
 # says why). A stride-2 stem and four stages halve the resolution five times; the last three stages
-# give C3, C4 and C5. A 3x3 stride-2 conv maps a side n to ceil(n / 2), so C_l has side ceil(H / 2^l).
+# give C3, C4 and C5. A 3x3 stride-2 conv maps a side n to ceil(n / 2), so $C_l$ has side $\lceil H / 2^l \rceil$.
 
 # %%
 c3, c4, c5 = model.backbone.forward(images)
 model.clear_cache()  # no backward follows: drop the saved activations
 for name, c, stride in (("C3", c3, 8), ("C4", c4, 16), ("C5", c5, 32)):
     print(f"{name}: {c.shape}  (stride {stride}: 128 / {stride} = {128 // stride})")
+
+
+# %% tags=["hide-input"]
 assert c3.shape == (1, 32, 16, 16) and c4.shape == (1, 64, 8, 8) and c5.shape == (1, 128, 4, 4)
 assert model.backbone.out_channels == (32, 64, 128)
 
@@ -54,6 +57,9 @@ features = model.fpn.forward(c3, c4, c5)
 model.clear_cache()
 for l, (p, stride) in enumerate(zip(features, STRIDES)):
     print(f"P{l + 3}: {p.shape}  stride {stride}")
+
+
+# %% tags=["hide-input"]
 assert [p.shape[2:] for p in features] == [tuple(s) for s in model.level_shapes(128, 128)]
 assert [p.shape[2] for p in features] == [16, 8, 4, 2, 1]
 assert all(p.shape[1] == 64 for p in features) and model.fpn.p6_from == "c5"
@@ -67,6 +73,8 @@ assert all(p.shape[1] == 64 for p in features) and model.fpn.p6_from == "c5"
 # %%
 p6_from_c5 = model.fpn.p6.forward(c5)
 model.clear_cache()
+
+# %% tags=["hide-input"]
 np.testing.assert_allclose(p6_from_c5, features[3], rtol=1e-6)
 
 # %% [markdown]
@@ -81,6 +89,8 @@ features_changed = model.fpn.forward(c3, c4, c5_changed)
 model.clear_cache()
 change = [float(np.abs(a - b).max()) for a, b in zip(features, features_changed)]
 print("largest change of P3..P7 when C5 changes:", [f"{c:.3g}" for c in change])
+
+# %% tags=["hide-input"]
 assert all(c > 0 for c in change)
 
 # %% [markdown]
@@ -96,6 +106,8 @@ features_100 = model.fpn.forward(*model.backbone.forward(small))
 model.clear_cache()
 up, _ = upsample_nearest_forward(np.zeros((1, 64, 7, 7), dtype=np.float32), factor=2)
 print("P3..P7 at 100 px:", [p.shape[2] for p in features_100], "; up2 of 7:", up.shape[2])
+
+# %% tags=["hide-input"]
 assert [p.shape[2] for p in features_100] == [13, 7, 4, 2, 1] and up.shape[2] == 14
 
 # %% [markdown]
@@ -109,9 +121,11 @@ parts = {part: sum(p.size for name, p in model.params.items() if name.startswith
 for part, n in parts.items():
     print(f"{part:<9} {n:>8,}")
 print(f"{'total':<9} {model.num_parameters():>8,}")
+paper = PRESETS["paper"]
+
+# %% tags=["hide-input"]
 assert sum(parts.values()) == model.num_parameters() == 728_431
 assert parts["backbone"] == 307_824 and parts["fpn"] == 236_032
-paper = PRESETS["paper"]
 assert (paper["fpn_channels"], paper["head_depth"], paper["head_channels"]) == (256, 4, 256)
 assert paper["depths"] == (2, 2, 2, 2)
 

@@ -20,31 +20,40 @@ from numpy_retinanet.teaching.figures import anchors_per_level_data, as_image, f
 # %% [markdown]
 # ## The paper's anchors (§4)
 #
-# "The anchors have areas of 32^2 to 512^2 on pyramid levels P3 to P7": the side at scale 1 is 4x the
-# stride. At each level there are 3 aspect ratios {1:2, 1:1, 2:1} and 3 scales {2^0, 2^(1/3), 2^(2/3)},
-# so A = 9. An anchor of size s, scale c and ratio r = h / w has area (s c)^2: w = s c / sqrt(r),
-# h = s c sqrt(r).
+# "The anchors have areas of $32^2$ to $512^2$ on pyramid levels P3 to P7": the side at scale 1 is 4x the
+# stride. At each level there are 3 aspect ratios {1:2, 1:1, 2:1} and 3 scales $\{2^0, 2^{1/3}, 2^{2/3}\}$,
+# so $A = 9$. An anchor of size $s$, scale $c$ and ratio $r = h / w$ has area $(s c)^2$:
+#
+# $$w = \frac{s c}{\sqrt{r}}, \qquad h = s c \sqrt{r}.$$
 
 # %%
 paper = AnchorGenerator()  # the defaults are the paper's
 print("sizes", paper.sizes, "strides", paper.strides, "A =", paper.num_anchors_per_location)
+
+# %% tags=["hide-input"]
 assert all(size == 4 * stride for size, stride in zip(paper.sizes, paper.strides))
 
+# %%
 cell = paper.cell_anchors(0)  # the 9 anchors of one P3 location, centred on (0, 0)
 w, h = cell[:, 2] - cell[:, 0], cell[:, 3] - cell[:, 1]
 for k in range(9):
     print(f"anchor {k}: {w[k]:6.1f} x {h[k]:6.1f}   h/w = {h[k] / w[k]:.2f}   sqrt(area) = {np.sqrt(w[k] * h[k]):.1f}")
+
+
+# %% tags=["hide-input"]
 np.testing.assert_allclose(np.sqrt(w * h), np.tile(32 * np.array([1, 2 ** (1 / 3), 2 ** (2 / 3)]), 3))
 np.testing.assert_allclose(h / w, np.repeat([0.5, 1.0, 2.0], 3))
 
 # %% [markdown]
 # The anchor index is ratio-major, scale-minor: anchors 0-2 have ratio 1:2, 3-5 are square, 6-8 are
 # 2:1. Together the levels "cover the scale range 32 - 813 pixels" (§4): from 32 on P3 to
-# 512 x 2^(2/3) on P7.
+# $512 \times 2^{2/3}$ on P7.
 
 # %%
 largest = paper.sizes[-1] * paper.scales[-1]
 print(f"largest anchor side: {largest:.1f}")
+
+# %% tags=["hide-input"]
 assert round(largest) == 813
 
 # %% [markdown]
@@ -60,16 +69,18 @@ assert round(largest) == 813
 model = RetinaNet(num_classes=3, preset="default")
 gen = model.anchor_generator
 print(gen)
-assert gen.sizes == (12, 24, 48, 96, 192) and gen.strides == STRIDES == (8, 16, 32, 64, 128)
-assert all(size == 1.5 * stride for size, stride in zip(gen.sizes, gen.strides))
-assert PRESETS["tiny"]["anchor_sizes"] == (16, 32, 64, 128, 256)
 ten = np.array([[-5.0, -5.0, 5.0, 5.0]])
 iou_16 = box_iou(ten, np.array([[-8.0, -8.0, 8.0, 8.0]]))[0, 0]
 iou_12 = box_iou(ten, np.array([[-6.0, -6.0, 6.0, 6.0]]))[0, 0]
-assert round(iou_16, 2) == 0.39 and round(iou_12, 2) == 0.69
 anchors = model.anchors(128, 128)
 shapes = model.level_shapes(128, 128)
 print("level shapes:", shapes, "-> anchors:", anchors.shape)
+
+# %% tags=["hide-input"]
+assert gen.sizes == (12, 24, 48, 96, 192) and gen.strides == STRIDES == (8, 16, 32, 64, 128)
+assert all(size == 1.5 * stride for size, stride in zip(gen.sizes, gen.strides))
+assert PRESETS["tiny"]["anchor_sizes"] == (16, 32, 64, 128, 256)
+assert round(iou_16, 2) == 0.39 and round(iou_12, 2) == 0.69
 assert anchors.shape == (3069, 4) == (9 * (16 * 16 + 8 * 8 + 4 * 4 + 2 * 2 + 1), 4)
 
 # %% [markdown]
@@ -90,6 +101,8 @@ for level, i, j, a in [(0, 0, 0, 0), (0, 3, 5, 4), (2, 1, 2, 8), (4, 0, 0, 6)]:
     centre = np.array([(j + 0.5) * S, (i + 0.5) * S] * 2)
     np.testing.assert_allclose(anchors[row], centre + gen.cell_anchors(level)[a], rtol=1e-6)
 print("the first anchor of P3:", anchors[0], "centre", (anchors[0, :2] + anchors[0, 2:]) / 2)
+
+# %% tags=["hide-input"]
 assert np.allclose((anchors[0, :2] + anchors[0, 2:]) / 2, [4.0, 4.0])
 
 # %% [markdown]
@@ -102,10 +115,16 @@ assert np.allclose((anchors[0, :2] + anchors[0, 2:]) / 2, [4.0, 4.0])
 # %%
 picture, target, class_names = figure_image()
 data = anchors_per_level_data(image_size=128, preset="default")
+
+# %% tags=["hide-input"]
 assert [lv["shape"] for lv in data["levels"]] == [tuple(s) for s in shapes]
+
+# %% mystnb={"image":{"alt":"The 9 anchors of one location on each of P3-P7 over a 128 px image, growing per level"}}
 p7 = data["levels"][4]["anchors"]
-assert np.all(p7[:, 2:] - p7[:, :2] > 128)  # every P7 anchor is wider and taller than the image
 as_image(plot_anchors_per_level(data, picture))
+
+# %% tags=["hide-input"]
+assert np.all(p7[:, 2:] - p7[:, :2] > 128)  # every P7 anchor is wider and taller than the image
 
 # %% [markdown]
 # ## Do the anchors cover the objects? (Table 1c in miniature)
@@ -127,6 +146,9 @@ for name, ratios, scales in (("1 scale x 1 ratio", (1.0,), (1.0,)),
     best = np.concatenate([box_iou(a, b).max(axis=0) for b in gt_boxes])
     coverage[name] = float(np.mean(best >= 0.5))
     print(f"{name:<20} {len(a):>5} anchors: {coverage[name]:.1%} of {len(best)} boxes have an anchor with IoU >= 0.5")
+
+
+# %% tags=["hide-input"]
 assert coverage["1 scale x 1 ratio"] < 0.5 and coverage["3 scales x 3 ratios"] > 0.9
 assert coverage["3 scales x 3 ratios"] - coverage["3 scales x 1 ratio"] < 0.02
 
@@ -147,7 +169,7 @@ assert coverage["3 scales x 3 ratios"] - coverage["3 scales x 1 ratio"] < 0.02
 #
 # 1. torchvision centres anchors at (j S, i S). Shift `anchors` by -S/2 on each level and recompute the
 #    coverage. What changes, and for which levels most?
-# 2. Add a fourth scale 2^(3/3) = 2 (`AnchorGenerator(..., scales=(1, 2**(1/3), 2**(2/3), 2))`). Table 1c
+# 2. Add a fourth scale $2^{3/3} = 2$ (`AnchorGenerator(..., scales=(1, 2**(1/3), 2**(2/3), 2))`). Table 1c
 #    (4 x 3: 33.8 AP) says it no longer helps. Does coverage agree?
 # 3. For an object of 20 x 20 px centred on a P3 location, which of the 9 anchors matches best, with
 #    what IoU?

@@ -20,10 +20,12 @@ from numpy_retinanet.teaching.figures import as_image, figure_image, matched_anc
 
 model = RetinaNet(num_classes=3, preset="default")
 anchors = model.anchors(128, 128).astype(np.float64)
-assert len(anchors) == 3069
 picture, target, class_names = figure_image()
 boxes = target["boxes"].astype(np.float64)
 print("boxes (x1, y1, x2, y2):\n", boxes, "\nlabels:", [class_names[k] for k in target["labels"]])
+
+# %% tags=["hide-input"]
+assert len(anchors) == 3069
 
 # %% [markdown]
 # ## The rules (§4)
@@ -39,9 +41,11 @@ iou = box_iou(anchors, boxes)  # (M, G)
 best = iou.max(axis=1)
 n_pos, n_ign, n_bg = int(np.sum(matches >= 0)), int(np.sum(matches == IGNORED)), int(np.sum(matches == BACKGROUND))
 print(f"{n_pos} positive, {n_ign} ignored, {n_bg} background of {len(anchors)}")
-assert (n_pos, n_ign, n_bg) == (16, 40, 3013)
 positive = matches >= 0
 low_quality = positive & (best < 0.5)
+
+# %% tags=["hide-input"]
+assert (n_pos, n_ign, n_bg) == (16, 40, 3013)
 assert np.all(matches[best >= 0.5] >= 0)  # IoU >= 0.5: positive
 assert np.all(matches[best < 0.4] == BACKGROUND)  # IoU < 0.4: background
 assert np.all(matches[(best >= 0.4) & (best < 0.5) & ~low_quality] == IGNORED)  # in between: ignored
@@ -55,7 +59,7 @@ assert np.array_equal(matches[positive], iou[positive].argmax(axis=1))  # each t
 # ## Low-quality matches
 #
 # Box 2, a 55 x 57 px triangle centred at (34.5, 67.5), falls between two levels. P4's largest anchors
-# (24 x 2^(2/3) = 38 px) are too small for it, and P5's anchors (48 to 76 px) have centres 32 px apart
+# ($24 \times 2^{2/3} = 38$ px) are too small for it, and P5's anchors (48 to 76 px) have centres 32 px apart
 # (16, 48, 80, ...), the nearest at (48, 80), 13.5 and 12.5 px off its centre. Its best anchor is a 38 px
 # square P4 anchor centred at (40, 72), with IoU 0.463; the best P5 anchor (76 px, at (48, 80)) reaches
 # 0.460. By the rules above the box would get no positive anchor and never be learned. torchvision and
@@ -68,14 +72,22 @@ strict = match_anchors(anchors, boxes, allow_low_quality=False)
 print("best IoU of each box:", np.round(box_best, 3))
 print("positives per box, strict rules:", [int(np.sum(strict == g)) for g in range(len(boxes))],
       " with low-quality matches:", [int(np.sum(matches == g)) for g in range(len(boxes))])
+
+
+# %% tags=["hide-input"]
 assert boxes[2, 2] - boxes[2, 0] == 55 and boxes[2, 3] - boxes[2, 1] == 57
 assert class_names[target["labels"][2]] == "triangle"
 assert np.array_equal((boxes[2, :2] + boxes[2, 2:]) / 2, [34.5, 67.5])
+
+# %%
 level_of = np.repeat(np.arange(3, 8), model.level_sizes(128, 128))  # the pyramid level P_l of each anchor
 best_anchor = anchors[iou[:, 2].argmax()]
 best_p5 = iou[level_of == 5, 2].max()
 print(f"box 2's best anchor: P{level_of[iou[:, 2].argmax()]}, centre {(best_anchor[:2] + best_anchor[2:]) / 2}, "
       f"side {best_anchor[2] - best_anchor[0]:.1f} px; best P5 anchor IoU {best_p5:.3f}")
+
+
+# %% tags=["hide-input"]
 assert level_of[iou[:, 2].argmax()] == 4 and np.allclose((best_anchor[:2] + best_anchor[2:]) / 2, [40, 72])
 assert round(best_anchor[2] - best_anchor[0]) == 38 and round(best_p5, 3) == 0.460
 assert round(box_best[2], 3) == 0.463 and np.sum(strict == 2) == 0 and np.sum(matches == 2) == 1
@@ -87,21 +99,28 @@ assert round(box_best[2], 3) == 0.463 and np.sum(strict == 2) == 0 and np.sum(ma
 
 # %%
 data = matched_anchors_data(picture, target, model.anchor_generator)
+
+# %% tags=["hide-input"]
 assert np.array_equal(data["matches"], matches) and data["low_quality"].sum() == 1
 assert data["counts"]["positive"] == [6, 10, 0, 0, 0]
+
+# %% mystnb={"image":{"alt":"Positive anchors coloured by box on a shapes image; bars of anchor kinds per level"}}
 p3_p4 = anchors[data["level"] <= 1]
 sides = np.concatenate([p3_p4[:, 2] - p3_p4[:, 0], p3_p4[:, 3] - p3_p4[:, 1]])
+as_image(plot_matched_anchors(data, picture, class_names))
+
+# %% tags=["hide-input"]
 assert int(sides.min()) == 8 and round(sides.max()) == 54
 assert np.min(boxes[:, 2:] - boxes[:, :2]) == 17 and np.max(boxes[:, 2:] - boxes[:, :2]) == 57
-as_image(plot_matched_anchors(data, picture, class_names))
 
 # %% [markdown]
 # ## Box coding (R-CNN deltas)
 #
-# The box subnet does not predict corners. For an anchor with centre (xa, ya) and size (wa, ha) and a
-# box with centre (x, y) and size (w, h), it predicts
+# The box subnet does not predict corners. For an anchor with centre $(x_a, y_a)$ and size $(w_a, h_a)$ and a
+# box with centre $(x, y)$ and size $(w, h)$, it predicts
 #
-#     dx = (x - xa) / wa      dy = (y - ya) / ha      dw = log(w / wa)      dh = log(h / ha)
+# $$d_x = \frac{x - x_a}{w_a} \qquad d_y = \frac{y - y_a}{h_a} \qquad d_w = \log\frac{w}{w_a}
+# \qquad d_h = \log\frac{h}{h_a}$$
 #
 # (weights (1, 1, 1, 1), as Detectron). Shifts are in units of the anchor's size and sizes are log
 # ratios, so the targets have similar ranges for every level. `decode_boxes` inverts the coding.
@@ -111,14 +130,24 @@ anchor = np.array([[0.0, 0.0, 32.0, 32.0]])
 box = np.array([[8.0, 4.0, 40.0, 36.0]])  # same size, centre moved by (8, 4)
 deltas = encode_boxes(anchor, box)
 print("deltas:", deltas)
+
+# %% tags=["hide-input"]
 np.testing.assert_allclose(deltas, [[0.25, 0.125, 0.0, 0.0]])
 np.testing.assert_allclose(decode_boxes(anchor, deltas), box)
 
+# %%
 pos = np.flatnonzero(positive)
 t = encode_boxes(anchors[pos], boxes[matches[pos]])
+
+# %% tags=["hide-input"]
 np.testing.assert_allclose(decode_boxes(anchors[pos], t), boxes[matches[pos]], atol=1e-9)
+
+# %%
 print(f"targets of the {len(pos)} positives: |dx|, |dy| <= {np.abs(t[:, :2]).max():.2f}, "
       f"|dw|, |dh| <= {np.abs(t[:, 2:]).max():.2f}")
+
+
+# %% tags=["hide-input"]
 assert np.abs(t).max() < 1.0
 
 # %% [markdown]
@@ -129,6 +158,8 @@ assert np.abs(t).max() < 1.0
 # %%
 wild = decode_boxes(anchor, np.array([[0.0, 0.0, 50.0, 50.0]]))
 print("width after dw = 50:", wild[0, 2] - wild[0, 0])
+
+# %% tags=["hide-input"]
 assert np.isclose(np.exp(DELTA_CLAMP), 62.5) and np.isclose(wild[0, 2] - wild[0, 0], 32 * 62.5)
 
 # %% [markdown]
@@ -140,6 +171,8 @@ assert np.isclose(np.exp(DELTA_CLAMP), 62.5) and np.isclose(wild[0, 2] - wild[0,
 # %%
 cls_t, box_t, is_pos, valid = assign_targets(anchors, [target], num_classes=3)
 print("cls targets", cls_t.shape, "box targets", box_t.shape)
+
+# %% tags=["hide-input"]
 assert cls_t.sum() == n_pos and np.array_equal(cls_t[0, pos].argmax(axis=1), target["labels"][matches[pos]])
 assert (~valid).sum() == n_ign and np.allclose(box_t[0, pos], t)
 
@@ -157,10 +190,16 @@ logits = rng.standard_normal((1, len(anchors), 3)) - 4.0
 deltas_out = 0.1 * rng.standard_normal((1, len(anchors), 4))
 losses, dlogits, ddeltas = retinanet_loss(logits, deltas_out, anchors, [target])
 print(losses)
+
+# %% tags=["hide-input"]
 assert losses["num_positive"] == n_pos
 assert np.all(dlogits[0, ~valid[0]] == 0) and np.all(ddeltas[0, ~is_pos[0]] == 0)
+
+# %%
 empty = {"boxes": np.zeros((0, 4)), "labels": np.zeros(0, dtype=np.int64)}
 losses_empty, _, _ = retinanet_loss(logits, deltas_out, anchors, [empty])
+
+# %% tags=["hide-input"]
 assert losses_empty["num_positive"] == 0 and losses_empty["box_regression"] == 0.0
 assert np.isfinite(losses_empty["classification"]) and losses_empty["classification"] > 0
 
@@ -169,8 +208,12 @@ assert np.isfinite(losses_empty["classification"]) and losses_empty["classificat
 #
 # ## Smooth L1
 #
-# With d = prediction - target, smooth L1 is 0.5 d^2 / beta for |d| < beta and |d| - 0.5 beta beyond,
-# with beta = 0.11 [Detectron]: quadratic near 0, so the gradient shrinks as the box gets close, and
+# With $d$ = prediction - target, smooth L1 is
+#
+# $$\mathrm{smooth}_{L_1}(d) = \begin{cases} 0.5\, d^2 / \beta & \text{if } |d| < \beta \\
+# |d| - 0.5\, \beta & \text{otherwise} \end{cases}$$
+#
+# with $\beta = 0.11$ [Detectron]: quadratic near 0, so the gradient shrinks as the box gets close, and
 # linear far away, so an outlier cannot dominate. The two pieces meet with equal value and slope:
 
 # %%
@@ -179,12 +222,18 @@ d = np.array([beta - 1e-9, beta + 1e-9])
 value, cache = smooth_l1_forward(d, np.zeros(2), beta=beta)
 slope = smooth_l1_backward(np.ones(2), cache)
 print("value at beta:", value, "slope:", slope)
-np.testing.assert_allclose(value, 0.5 * beta, atol=1e-8)
-np.testing.assert_allclose(slope, 1.0, atol=1e-7)
 
 pred, goal, dout = rng.standard_normal((6, 4)) * 0.2, rng.standard_normal((6, 4)) * 0.2, rng.standard_normal((6, 4))
 dpred = smooth_l1_backward(dout, smooth_l1_forward(pred, goal)[1])
+
+# %% tags=["hide-input"]
+np.testing.assert_allclose(value, 0.5 * beta, atol=1e-8)
+np.testing.assert_allclose(slope, 1.0, atol=1e-7)
+
+# %%
 rows = check_gradients(lambda: float(np.sum(smooth_l1_forward(pred, goal)[0] * dout)), {"pred": pred}, {"pred": dpred})
+
+# %% tags=["hide-input"]
 assert rows[0].passed
 
 # %% [markdown]

@@ -35,9 +35,15 @@ print([type(layer).__name__ for layer in model.cls_head.subnet.layers])
 cfg = model.cfg
 A = model.anchor_generator.num_anchors_per_location
 print(f"head depth {cfg['head_depth']}, width {cfg['head_channels']}, A = {A}")
+
+# %% tags=["hide-input"]
 assert (cfg["head_depth"], cfg["head_channels"], cfg["head_norm_groups"]) == (2, 64, 8)
 assert [type(layer) for layer in model.cls_head.subnet.layers] == [Conv2d, GroupNorm, ReLU] * 2 + [Conv2d]
+
+# %%
 last_cls, last_box = model.cls_head.subnet.layers[-1], model.box_head.subnet.layers[-1]
+
+# %% tags=["hide-input"]
 assert last_cls.params["weight"].shape == (9 * 3, 64, 3, 3) and last_box.params["weight"].shape == (9 * 4, 64, 3, 3)
 
 # %% [markdown]
@@ -50,11 +56,13 @@ assert last_cls.params["weight"].shape == (9 * 3, 64, 3, 3) and last_box.params[
 # %%
 logits, deltas = model.forward(images, keep_cache=False)
 print("logits", logits.shape, "deltas", deltas.shape)
-assert logits.shape == (8, 3069, 3) and deltas.shape == (8, 3069, 4)
 
 features = model.fpn.forward(*model.backbone.forward(images))
 p7_map = model.cls_head.subnet.forward(features[4])  # (N, A K, 1, 1): P7 has one location
 model.clear_cache()
+
+# %% tags=["hide-input"]
+assert logits.shape == (8, 3069, 3) and deltas.shape == (8, 3069, 4)
 np.testing.assert_allclose(logits[:, -9:, :], p7_map[:, :, 0, 0].reshape(8, 9, 3), rtol=1e-5)
 
 # %% [markdown]
@@ -89,7 +97,12 @@ for lo, hi in zip(bounds[:-1], bounds[1:]):
     d = np.zeros_like(dlogits)
     d[:, lo:hi] = dlogits[:, lo:hi]
     per_level.append(head_weight_grad(d))
+
+
+# %% tags=["hide-input"]
 np.testing.assert_allclose(full, sum(per_level), rtol=1e-10, atol=1e-14)
+
+# %%
 print("the shared weight's gradient is the sum of its", len(per_level), "levels' gradients")
 
 # %% [markdown]
@@ -97,21 +110,27 @@ print("the shared weight's gradient is the sum of its", len(per_level), "levels'
 #
 # "We introduce the concept of a 'prior' for the value of p estimated by the model for the rare class
 # (foreground) at the start of training." All new conv layers start with weights N(0, 0.01) and bias 0,
-# except the classification subnet's last bias, b = -log((1 - pi) / pi) with pi = 0.01 (§4.1). With
+# except the classification subnet's last bias, $b = -\log((1 - \pi) / \pi)$ with $\pi = 0.01$ (§4.1). With
 # weights that small the logits at the start stay close to b, so every anchor starts with foreground
 # probability near pi.
 
 # %%
 b = prior_bias(0.01)
 print(f"b = {b:.5f}")
+
+# %% tags=["hide-input"]
 assert round(b, 5) == -4.59512 and np.isclose(sigmoid(np.float64(b)), 0.01)
 assert np.allclose(last_cls.params["bias"], b) and np.all(last_box.params["bias"] == 0)
+
+# %%
 for head in (model.cls_head, model.box_head):
     convs = [layer for layer in head.subnet.layers if isinstance(layer, Conv2d)]
     assert all(abs(conv.params["weight"].std() - 0.01) < 0.001 for conv in convs)
     assert all(np.all(conv.params["bias"] == 0) for conv in convs[:-1])
 p = sigmoid(logits.astype(np.float64))
 print(f"initial foreground probability: mean {p.mean():.4f}, range [{p.min():.4f}, {p.max():.4f}]")
+
+# %% tags=["hide-input"]
 assert logits.size == 73_656
 assert 0.0095 < p.mean() < 0.0105 and 0.003 < p.min() and p.max() < 0.04
 
@@ -122,7 +141,7 @@ assert 0.0095 < p.mean() < 0.0105 and 0.003 < p.min() and p.max() < 0.04
 #
 # ## The initial loss with and without the prior
 #
-# Without the prior (pi = 0.5, bias 0) every output starts at p = 0.5: each background output costs
+# Without the prior ($\pi = 0.5$, bias 0) every output starts at $p = 0.5$: each background output costs
 # log 2 under CE, nearly all of the 73,656 outputs are background, and the sum is divided only by the
 # number of positive anchors (§4.1). With the prior each costs -log 0.99. Compare CE (eq. 2, no alpha) and FL
 # (gamma = 2, alpha = 0.25), and the share of the gradient that comes from background outputs:
@@ -147,6 +166,9 @@ for prior, res in results.items():
     for name, (loss, share, _) in res.items():
         print(f"pi = {prior:<4}  {name}: classification loss {loss:8.2f}, "
               f"background's share of the gradient {share:.1%}")
+
+
+# %% tags=["hide-input"]
 assert results[0.01]["CE"][2] == results[0.5]["CE"][2] == 68
 assert results[0.5]["CE"][0] > 700 and results[0.5]["FL"][0] > 100
 assert results[0.01]["CE"][0] < 16 and results[0.01]["FL"][0] < 1.2
@@ -166,7 +188,7 @@ assert 0.9 < results[0.01]["CE"][1] < 0.95 and results[0.01]["FL"][1] < 0.02
 # - The classification and box subnets are small conv stacks shared over P3-P7; outputs are (N, M, K)
 #   and (N, M, 4), in the anchors' order.
 # - A shared weight's gradient is the sum over levels: the module's backward adds into `grads`.
-# - The prior b = -log((1 - pi) / pi) = -4.59512 for pi = 0.01 starts every output at p ~ 0.01, and
+# - The prior $b = -\log((1 - \pi) / \pi) = -4.59512$ for $\pi = 0.01$ starts every output at $p \approx 0.01$, and
 #   lowers the initial CE of this batch from more than 700 to less than 16.
 #
 # ## Exercises
