@@ -12,8 +12,7 @@ playwright; no browser is downloaded) after MathJax has run. A page fails when
 - a lesson has no page.
 
 Its screenshot (full page, 1100 px wide) goes to ``docs/_build/screenshots/NN.png``, and one line per page
-says what was verified. ``KNOWN_FAILURES`` lists pages that are known to fail, each with its reason: they are
-reported and do not fail the check, but a known failure that passes does, so that the list is kept current.
+says what was verified.
 """
 
 import argparse
@@ -33,13 +32,6 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-b
                  "--disable-component-update", "--disable-sync"]
 
 # page name -> why it fails today. Lessons 8-10 are being rewritten elsewhere; remove an entry when it passes.
-KNOWN_FAILURES = {
-    "08_training_on_shapes": "its two figures (training curve, detections) have no alt text: their cells need "
-                             "mystnb image alt metadata, as in lessons 2, 5 and 6",
-    "10_paper_analyses_in_miniature": "run from lessons/ (as a notebook) it opens figures/table1_shapes.json "
-                                      "relative to the working folder and raises FileNotFoundError; its figure "
-                                      "has no alt text",
-}
 
 # Runs in the page: what the checks need, after MathJax (if the page has math) has typeset.
 PAGE_REPORT = """
@@ -139,14 +131,8 @@ def main():
                 problems, shot, verified = check_page(page, name, path)
                 size = f"{shot.stat().st_size // 1024} KiB"
                 line = f"{name}: screenshot {shot.relative_to(ROOT)} ({size}); {verified}"
-            known = KNOWN_FAILURES.get(name)
-            if problems and known:
-                print(f"KNOWN FAILURE {line}\n    {'; '.join(problems)}\n    known: {known}")
-            elif problems:
+            if problems:
                 print(f"FAIL {line}\n    {'; '.join(problems)}")
-                failures.append(name)
-            elif known:
-                print(f"FAIL {line}\n    listed in KNOWN_FAILURES but passes: remove it from the list")
                 failures.append(name)
             else:
                 print(f"ok   {line}")

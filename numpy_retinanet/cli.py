@@ -219,7 +219,7 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--out", default="figures", help="output folder (default: figures)")
     f.add_argument("--only", nargs="*", default=None, help="names of figures to make (default: all)")
     f.add_argument("--checkpoint", default=None,
-                   help="use this trained model for the model figures instead of training one")
+                   help="the trained model of the model figures (default: the shipped model)")
     f.set_defaults(func=_cmd_figures)
 
     from numpy_retinanet.tools.ablate import ABLATION_DEFAULTS, SETTINGS

@@ -56,15 +56,8 @@ def test_lessons_1_to_7_fold_their_checks_and_have_math(lesson):
     assert "$" in text
 
 
-# Lesson 10 opens figures/table1_shapes.json relative to the working folder when it has no __file__ (as a
-# notebook); it is being rewritten. strict: the day it passes, this mark must go.
-NOT_YET_A_NOTEBOOK = {"10_paper_analyses_in_miniature": "opens figures/table1_shapes.json relative to lessons/"}
-AS_NOTEBOOKS = [pytest.param(p, marks=pytest.mark.xfail(reason=NOT_YET_A_NOTEBOOK[p.stem], strict=True))
-                if p.stem in NOT_YET_A_NOTEBOOK else p for p in LESSONS]
-
-
 @pytest.mark.slow  # 77 s for the ten lessons on a 2-core machine
-@pytest.mark.parametrize("lesson", AS_NOTEBOOKS, ids=lambda p: p.stem)
+@pytest.mark.parametrize("lesson", LESSONS, ids=lambda p: p.stem)
 def test_lesson_executes_as_a_notebook_from_lessons(lesson, monkeypatch):
     nbclient = pytest.importorskip("nbclient")
     monkeypatch.setenv("NUMPY_RETINANET_FAST", "1")

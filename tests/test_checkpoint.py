@@ -90,7 +90,7 @@ def test_atomic_write_keeps_old_file_on_failure(saved, monkeypatch):
     def boom(*a, **k):
         raise OSError("disk full")
 
-    monkeypatch.setattr(np, "savez", boom)
+    monkeypatch.setattr(np, "savez_compressed", boom)  # the writer save_checkpoint uses
     with pytest.raises(OSError, match="disk full"):
         save_checkpoint(path, model, opt, step=8)
     assert path.read_bytes() == before

@@ -63,7 +63,9 @@ def save_checkpoint(path, model, optimizer=None, step=0, train_config=None, extr
     fd, tmp = tempfile.mkstemp(prefix=".checkpoint-", suffix=".npz.tmp", dir=folder)
     try:
         with os.fdopen(fd, "wb") as f:
-            np.savez(f, **arrays)
+            # compressed: the meta (a JSON string stored as UCS-4, 4 bytes a character) shrinks
+            # tenfold, the float32 parameters a little; 4.5 MB -> 2.9 MB for the shipped model
+            np.savez_compressed(f, **arrays)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)

@@ -12,7 +12,7 @@ from matplotlib.figure import Figure
 
 from numpy_retinanet.backend import array_module
 from numpy_retinanet.engine.inference import detect, evaluate_model
-from numpy_retinanet.evaluation.visualize import DPI, draw_detections, save_figure
+from numpy_retinanet.evaluation.visualize import DPI, DRAW_SCORE_THRESHOLD, draw_detections, save_figure
 from numpy_retinanet.teaching.figures.registry import _rect, register_figure
 
 
@@ -29,7 +29,7 @@ def detections_data(model, dataset, indices):
             for i, d in zip(indices, dets)]
 
 
-def plot_detections(data, class_names, title, score_threshold=0.3, columns=4, scale=3):
+def plot_detections(data, class_names, title, score_threshold=DRAW_SCORE_THRESHOLD, columns=4, scale=3):
     """Draw ``detections_data`` with ``visualize.draw_detections``; ground truth dashed white.
 
     Each panel is as many inches as the drawn picture has hundreds of pixels, so at the

@@ -1,19 +1,21 @@
 """The trained model behind the figures that need one (detections, training curve, Figure 4).
 
-``make_figures`` gets it from ``train_figure_model`` (``FIGURE_TRAINING``: seeded, a few minutes
-on a CPU) or from a run's checkpoint (``load_figure_model``), and each figure names it in its
-title (``FigureModel.caption``). The bytes of those figures depend on the machine's
-floating-point arithmetic (its BLAS), which the training follows.
+``make_figures`` loads the shipped model (``engine.checkpoint.SHIPPED_MODEL``: the default
+recipe's run, AP about 0.70) or a run's checkpoint with ``load_figure_model``, and each figure
+names it in its title (``FigureModel.caption``). Loading, not training, keeps the figures the
+same on every machine. ``train_figure_model`` (``FIGURE_TRAINING``) trains a short run for the
+lessons that train one by hand.
 """
 
 from __future__ import annotations
 
+import os
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 from numpy_retinanet.data.build import build_dataset
-from numpy_retinanet.engine.checkpoint import load_checkpoint
+from numpy_retinanet.engine.checkpoint import SHIPPED_MODEL, load_checkpoint
 from numpy_retinanet.engine.config import TrainConfig
 from numpy_retinanet.engine.trainer import train
 
@@ -37,7 +39,7 @@ class FigureModel:
     history: dict  # the trainer's loss history
     train_config: dict  # TrainConfig.to_dict()
     step: int
-    source: str  # "trained by numpy-retinanet figures" or the checkpoint's path
+    source: str  # "the shipped model", "trained by numpy-retinanet figures" or a checkpoint's path
 
     def caption(self, sep=" "):
         """What the model is and where it came from; ``sep`` goes before the source."""
@@ -69,4 +71,5 @@ def load_figure_model(checkpoint):
         raise ValueError(f"checkpoint {checkpoint!r} holds no loss history; the training curve needs "
                          "the checkpoint of a run made by `numpy-retinanet train`")
     config = TrainConfig.from_dict(info["train_config"]).to_dict()
-    return FigureModel(model, history, config, info["step"], str(checkpoint))
+    source = "the shipped model" if os.path.abspath(checkpoint) == SHIPPED_MODEL else str(checkpoint)
+    return FigureModel(model, history, config, info["step"], source)

@@ -26,7 +26,8 @@ from matplotlib.patheffects import withStroke
 from PIL import Image
 
 from numpy_retinanet._checks import check_array
-from numpy_retinanet.teaching.figures.figure_model import load_figure_model, train_figure_model
+from numpy_retinanet.engine.checkpoint import SHIPPED_MODEL
+from numpy_retinanet.teaching.figures.figure_model import load_figure_model
 
 # name -> function(out_dir: Path) -> Path of the file written; in registration order.
 FIGURES: dict = {}
@@ -36,7 +37,7 @@ def register_figure(name, needs_model=False):
     """Decorator: register ``fn(out_dir: Path) -> Path`` as the figure ``name``.
 
     With ``needs_model=True`` the function is ``fn(out_dir, trained: FigureModel) -> Path``:
-    ``make_figures`` trains (or loads) one model and hands it to every such figure.
+    ``make_figures`` loads one model and hands it to every such figure.
     The registered function draws in matplotlib's default style, so a reader's matplotlibrc
     cannot change the committed bytes.
     """
@@ -59,16 +60,16 @@ def register_figure(name, needs_model=False):
     return decorate
 
 
-def make_figures(out_dir="figures", only=None, checkpoint=None, log=print):
+def make_figures(out_dir="figures", only=None, checkpoint=None):
     """Make the registered figures (all, or the names in ``only``) in ``out_dir``.
 
     Parameters
     ----------
     out_dir : folder for the PNGs, created if missing.
     only : None for every figure, or an iterable of figure names.
-    checkpoint : None to train the figures' model (``train_figure_model``, minutes on a
-        CPU) when a selected figure needs one, or a ``checkpoint.npz`` to load instead.
-    log : receives the training progress lines.
+    checkpoint : the model of the figures that need one: None for the shipped model
+        (``engine.checkpoint.SHIPPED_MODEL``, the default recipe's run), or a run's
+        ``checkpoint.npz``.
 
     Returns
     -------
@@ -88,7 +89,7 @@ def make_figures(out_dir="figures", only=None, checkpoint=None, log=print):
     out.mkdir(parents=True, exist_ok=True)
     trained = None
     if any(FIGURES[n].needs_model for n in names):
-        trained = load_figure_model(checkpoint) if checkpoint else train_figure_model(log=log)
+        trained = load_figure_model(checkpoint if checkpoint is not None else SHIPPED_MODEL)
     return [FIGURES[n](out, trained) for n in names]
 
 
