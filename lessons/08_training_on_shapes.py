@@ -60,6 +60,8 @@ for _ in range(10):
     optimizer.step(model.grads)  # p -= lr * (momentum buffer of grad + weight decay)
     history.append(losses["total"])
 print("loss:", " ".join(f"{v:.3f}" for v in history))
+
+# %% tags=["hide-input"]
 assert history[-1] < 0.75 * history[0]
 
 # %% [markdown]
@@ -70,7 +72,7 @@ assert history[-1] < 0.75 * history[0]
 #
 # SGD with momentum 0.9 and weight decay 1e-4. Weight decay applies to weights only, not to biases or
 # normalization parameters: decaying the classification bias would pull it from the prior
-# b = -4.595 (lesson 7) towards 0, p = 0.5. With zero gradients, one step shrinks only the weights:
+# $b = -4.595$ (lesson 7) towards 0, $p = 0.5$. With zero gradients, one step shrinks only the weights:
 
 # %%
 probe = RetinaNet(num_classes=3, preset="tiny", seed=0)
@@ -80,6 +82,8 @@ probe.zero_grad()
 sgd.step(probe.grads)
 prior = "cls_head.subnet.2.bias"
 weight = "cls_head.subnet.2.weight"
+
+# %% tags=["hide-input"]
 assert np.array_equal(probe.params[prior], before[prior])
 np.testing.assert_allclose(probe.params[weight], before[weight] * (1 - 0.1 * 1e-4), rtol=1e-6)
 
@@ -91,6 +95,8 @@ np.testing.assert_allclose(probe.params[weight], before[weight] * (1 - 0.1 * 1e-
 schedule = WarmupStepSchedule(0.01, warmup_steps=500, warmup_factor=1 / 3, milestones=(60_000, 80_000))
 for step in (0, 250, 500, 59_999, 60_000, 80_000):
     print(f"step {step:>6}: lr {schedule(step):.6f}")
+
+# %% tags=["hide-input"]
 assert np.isclose(schedule(0), 0.01 / 3) and np.isclose(schedule(250), 0.01 * 2 / 3)
 assert schedule(500) == schedule(59_999) == 0.01
 assert np.isclose(schedule(60_000), 0.001) and np.isclose(schedule(80_000), 0.0001)
@@ -100,6 +106,8 @@ assert np.isclose(schedule(60_000), 0.001) and np.isclose(schedule(80_000), 0.00
 
 # %%
 defaults = TrainConfig()
+
+# %% tags=["hide-input"]
 assert defaults.decay_at == (2 / 3, 8 / 9)
 assert defaults.milestones() == [round(2 / 3 * defaults.iterations), round(8 / 9 * defaults.iterations)]
 assert (defaults.preset, defaults.momentum, defaults.weight_decay) == ("default", 0.9, 1e-4)
@@ -124,10 +132,12 @@ if FAST:
                          clip_grad_norm=5.0, train_images=8, eval_images=8, log_every=20)
 else:
     config = TrainConfig(**{**FIGURE_TRAINING, "eval_images": 200})
-assert config.iterations == (80 if FAST else 600) and config.iterations < defaults.iterations
 print(config)
 run_dir = tempfile.TemporaryDirectory(prefix="lesson08-")
 metrics = train(config, run_dir.name)
+
+# %% tags=["hide-input"]
+assert config.iterations == (80 if FAST else 600) and config.iterations < defaults.iterations
 
 # %% [markdown]
 # ## Our run beside the shipped model
@@ -138,8 +148,6 @@ metrics = train(config, run_dir.name)
 # %% mystnb={"image":{"alt":"Training loss against the step, log scale: the shipped 4000-step run and this run"}}
 shipped = load_figure_model(SHIPPED_MODEL)
 ours = load_figure_model(os.path.join(run_dir.name, "checkpoint.npz"))
-assert shipped.train_config["iterations"] == defaults.iterations == 4000
-assert shipped.train_config["lr"] == defaults.lr and shipped.train_config["decay_at"] == list(defaults.decay_at)
 
 
 def smoothed(history, window=50):
@@ -160,6 +168,10 @@ ax.legend()
 fig.tight_layout()
 as_image(fig)
 
+# %% tags=["hide-input"]
+assert shipped.train_config["iterations"] == defaults.iterations == 4000
+assert shipped.train_config["lr"] == defaults.lr and shipped.train_config["decay_at"] == list(defaults.decay_at)
+
 # %% [markdown]
 # Both curves fall fast at first and slowly after; the shipped model keeps learning for thousands of
 # steps more. The loss history is also in `metrics["history"]`: compare the first and the last quarter of
@@ -170,6 +182,8 @@ total = np.array(metrics["history"]["total"])
 quarter = len(total) // 4
 first, last = total[:quarter].mean(), total[-quarter:].mean()
 print(f"mean loss: first quarter {first:.3f}, last quarter {last:.3f}")
+
+# %% tags=["hide-input"]
 assert len(total) == config.iterations and np.all(np.isfinite(total))
 assert last < 0.7 * first
 assert np.mean(shipped.history["total"][-100:]) < last  # the long run ends lower
@@ -187,14 +201,16 @@ print(f"our run: {ours.step} steps, AP {metrics['AP']:.3f}, AP50 {metrics['AP50'
       f"on {config.eval_images} held-out images of {config.image_size} px")
 print(f"shipped: {shipped.step} steps, AP {shipped_ap['AP']:.3f}, AP50 {shipped_ap['AP50']:.3f} "
       f"on {len(held_out)} held-out images of {held_out.image_size} px")
-assert ours.step == config.iterations and shipped_ap["AP"] > metrics["AP"] + 0.2
 as_image(plot_detections(detections_data(shipped.model, held_out, range(4)), ["circle", "square", "triangle"],
-                         "The shipped model (scores >= 0.3; ground truth dashed)"))
+                         "The shipped model (scores >= 0.3; ground truth dashed)", columns=2))
+
+# %% tags=["hide-input"]
+assert ours.step == config.iterations and shipped_ap["AP"] > metrics["AP"] + 0.2
 
 # %% mystnb={"image":{"alt":"The same kind of images with the detections of this lesson's short run"}}
 ours_held_out = ours.held_out(num_images=4)
 as_image(plot_detections(detections_data(ours.model, ours_held_out, range(4)), ["circle", "square", "triangle"],
-                         f"This lesson's run, {ours.step} steps (scores >= 0.3; ground truth dashed)"))
+                         f"This lesson's run, {ours.step} steps (scores >= 0.3; ground truth dashed)", columns=2))
 
 # %%
 run_dir.cleanup()
@@ -215,4 +231,5 @@ run_dir.cleanup()
 #    which checkpoint is left?
 # 2. Stop a run with `train(config, folder, stop_after=20)`, resume it with `train(TrainConfig(), folder,
 #    resume=True)`, and check that the parameters equal an uninterrupted run's (`tests/test_trainer.py`).
-# 3. Train the `default` preset with `gamma=0` (alpha-balanced CE) and compare the curves (lesson 10 goes on).
+# 3. Train the `default` preset with `gamma=0` (alpha-balanced CE) and compare the curves (lesson 10 shows
+#    what the committed ablation found).

@@ -38,6 +38,8 @@ scores = np.array([0.9, 0.8, 0.7, 0.6])
 labels = np.array([0, 0, 0, 1])
 print("IoU of box 1 with box 0:", round(float(box_iou(boxes[:1], boxes[1:2])[0, 0]), 3))
 print("nms:", nms(boxes, scores, 0.5), " per-class nms:", batched_nms(boxes, scores, labels, 0.5))
+
+# %% tags=["hide-input"]
 assert round(float(box_iou(boxes[:1], boxes[1:2])[0, 0]), 3) == 0.681
 assert nms(boxes, scores, 0.5).tolist() == [0, 2]
 assert batched_nms(boxes, scores, labels, 0.5).tolist() == [0, 2, 3]
@@ -55,7 +57,6 @@ assert batched_nms(boxes, scores, labels, 0.5).tolist() == [0, 2, 3]
 # thresholds t = 0.50, 0.55, ..., 0.95 and over classes; AP50 and AP75 use one threshold.
 
 # %%
-assert len(COCO_IOU_THRESHOLDS) == 10 and len(RECALL_THRESHOLDS) == 101
 gt = [{"boxes": np.array([[0, 0, 10, 10], [20, 20, 40, 40]], dtype=np.float64), "labels": np.array([0, 0])}]
 
 
@@ -70,6 +71,9 @@ loose = ap_of([[0, 0, 10, 10], [20, 20, 40, 32.4]], [0.9, 0.8])  # second box: I
 false_first = ap_of([[50, 50, 60, 60], [0, 0, 10, 10], [20, 20, 40, 40]], [0.95, 0.9, 0.8])
 for name, r in (("perfect", perfect), ("one box at IoU 0.62", loose), ("a false positive ranked first", false_first)):
     print(f"{name:<30} AP {r['AP']:.3f}  AP50 {r['AP50']:.3f}  AP75 {r['AP75']:.3f}")
+
+# %% tags=["hide-input"]
+assert len(COCO_IOU_THRESHOLDS) == 10 and len(RECALL_THRESHOLDS) == 101
 assert perfect["AP"] == perfect["AP50"] == perfect["AP75"] == 1.0
 assert round(float(box_iou(np.array([[20, 20, 40, 40.0]]), np.array([[20, 20, 40, 32.4]]))[0, 0]), 2) == 0.62
 assert loose["AP50"] == 1.0 and np.isclose(loose["AP75"], 51 / 101) and round(51 / 101, 3) == 0.505
@@ -85,7 +89,7 @@ assert np.isclose(loose["AP"], (3 * 1 + 7 * 51 / 101) / 10) and round(loose["AP"
 # - A false positive above the true ones: precision is 1/2 after the second detection and 2/3 after the
 #   third, so the monotone precision is 2/3 at every recall point.
 
-# %%
+# %% tags=["hide-input"]
 assert np.isclose(false_first["AP"], 2 / 3)
 
 # %% [markdown]
@@ -111,6 +115,8 @@ for name, threshold in (("NMS at 0.5", 0.5), ("no NMS", 1.0)):  # nms_threshold 
 num_objects = sum(len(t["boxes"]) for t in targets)
 for name, (r, n) in results.items():
     print(f"{name:<11}: {n:>4} detections for {num_objects} objects, AP {r['AP']:.3f}")
+
+# %% tags=["hide-input"]
 assert num_objects == 106 and int(positive.sum()) == results["no NMS"][1] == 500
 assert results["NMS at 0.5"][1] == 106 and results["NMS at 0.5"][0]["AP"] == 1.0
 assert results["no NMS"][0]["AP"] < 0.3 and results["no NMS"][1] - num_objects == 394
@@ -141,9 +147,11 @@ result = evaluate_model(detector, held_out)
 print(f"shipped model (step {info['step']}) on {len(held_out)} held-out images: AP {result['AP']:.3f}, "
       f"AP50 {result['AP50']:.3f}, AP75 {result['AP75']:.3f}")
 print("per class:", {name: round(ap, 3) for name, ap in zip(info["class_names"], result["per_class_AP"])})
-assert info["step"] == 4000 and result["AP50"] > 0.9 and result["AP"] > 0.65
 as_image(plot_detections(detections_data(detector, held_out, range(8)), info["class_names"],
                          "Detections of the shipped model (scores >= 0.3; ground truth dashed)"))
+
+# %% tags=["hide-input"]
+assert info["step"] == 4000 and result["AP50"] > 0.9 and result["AP"] > 0.65
 
 # %% [markdown]
 # AP50 is above 0.9: at IoU 0.5 nearly every shape is found, ranked above the false alarms. AP, which

@@ -34,15 +34,17 @@ FAST = os.environ.get("NUMPY_RETINANET_FAST") == "1"
 trained = load_figure_model(SHIPPED_MODEL)
 held_out = trained.held_out(num_images=50 if FAST else 200)
 print(trained.caption(), f"- {len(held_out)} held-out images of {held_out.image_size} px")
+
+# %% tags=["hide-input"]
 assert trained.step == 4000 and trained.train_config["loss"] == "focal" and trained.train_config["gamma"] == 2.0
 
 # %% [markdown]
 # ## Figure 4: where does the loss come from?
 #
-# "We compute FL for ~10^7 negative windows and ~10^5 positive windows. Next, we normalize the loss such
+# "We compute FL for ~$10^7$ negative windows and ~$10^5$ positive windows. Next, we normalize the loss such
 # that it sums to one; given the normalized loss, we can sort the loss from lowest to highest and plot
 # its cumulative distribution function for both positive and negative samples and for different settings
-# for gamma" (§5.1). The model was trained with gamma = 2; the gammas below only change how its outputs
+# for gamma" (§5.1). The model was trained with $\gamma = 2$; the values of $\gamma$ below only change how its outputs
 # are *scored*.
 #
 # `loss_cdf_curves` runs the model on held-out images. A positive sample is the output of an anchor matched
@@ -70,8 +72,8 @@ as_image(plot_loss_cdf(curves, trained.caption()))
 #
 # - each curve rises from 0 to 1 and stays on or below the diagonal (sorted lowest first, the first x% of
 #   samples hold at most x% of the loss);
-# - a higher gamma's curve lies on or below a lower gamma's: FL falls as p_t rises for every gamma, so the
-#   samples sort the same way, and raising gamma multiplies each loss by (1 - p_t)^gamma, which is larger
+# - a higher $\gamma$'s curve lies on or below a lower $\gamma$'s: FL falls as $p_t$ rises for every $\gamma$, so
+#   the samples sort the same way, and raising $\gamma$ multiplies each loss by $(1 - p_t)^\gamma$, which is larger
 #   for the harder samples.
 
 # %%
@@ -87,14 +89,14 @@ for kind in ("positive", "negative"):
 # The paper's finding depends on the model: raising gamma changes the negatives' distribution far more
 # than the positives'. On the shipped model:
 #
-# - at gamma = 0 the hardest 20% of the positives hold about half of the positives' loss (the paper:
+# - at $\gamma = 0$ the hardest 20% of the positives hold about half of the positives' loss (the paper:
 #   "roughly 20% of the hardest positive samples account for roughly half of the positive loss"), and
 #   the hardest 1% of the negatives hold 16% of the negatives' loss;
-# - at gamma = 2 that 1% of the negatives holds 93%: the focal loss "effectively discounts the effect of
+# - at $\gamma = 2$ that 1% of the negatives holds 93%: the focal loss "effectively discounts the effect of
 #   easy negatives, focusing all attention on the hard negative examples" (§5.1);
 # - the positives move too, more than in the paper (their hardest 20% go from about half to about 80%
-#   of the loss), but much less: the hardest 1% of the positives hold about 10% at gamma = 2, and the
-#   area between the gamma = 0 and gamma = 2 curves is 0.13 for the positives against 0.21 for the
+#   of the loss), but much less: the hardest 1% of the positives hold about 10% at $\gamma = 2$, and the
+#   area between the $\gamma = 0$ and $\gamma = 2$ curves is 0.13 for the positives against 0.21 for the
 #   negatives.
 
 # %%
@@ -107,6 +109,8 @@ for kind in ("positive", "negative"):
           f"{hardest_share(kind, 2.0, 0.2):.0%} (gamma 2); hardest 1% hold {hardest_share(kind, 0.0, 0.01):.1%} "
           f"(gamma 0), {hardest_share(kind, 2.0, 0.01):.1%} (gamma 2); area between the curves "
           f"{area_between(kind):.3f}")
+
+# %% tags=["hide-input"]
 assert 0.45 < hardest_share("positive", 0.0, 0.2) < 0.6 and 0.75 < hardest_share("positive", 2.0, 0.2) < 0.85
 assert hardest_share("negative", 0.0, 0.01) < 0.2 and hardest_share("negative", 2.0, 0.01) > 0.9
 assert hardest_share("positive", 2.0, 0.01) < 0.15
@@ -115,9 +119,10 @@ assert 0.1 < area_between("positive") < 0.15 and 0.2 < area_between("negative") 
 # %% [markdown]
 # ## Table 1b: higher gamma wants lower alpha
 #
-# Table 1b gives the best alpha for each gamma: 0.75 for gamma = 0, 0.5 for 0.5, 0.25 for 1, 2 and 5. One
+# Table 1b gives the best $\alpha$ for each $\gamma$: 0.75 for $\gamma = 0$, 0.5 for 0.5, 0.25 for 1, 2 and 5. One
 # way to see the trend: alpha weights the positives' total loss against the negatives'
-# (alpha L_pos vs (1 - alpha) L_neg). The alpha that makes the two equal is L_neg / (L_pos + L_neg).
+# ($\alpha L_{pos}$ against $(1 - \alpha) L_{neg}$). The $\alpha$ that makes the two equal is
+# $L_{neg} / (L_{pos} + L_{neg})$.
 # On our model's held-out outputs:
 
 # %%
@@ -126,6 +131,8 @@ balance = {g: loss_sum["negative"][g] / (loss_sum["negative"][g] + loss_sum["pos
 paper_best_alpha = {0.0: 0.75, 0.5: 0.5, 1.0: 0.25, 2.0: 0.25}
 for g in gammas:
     print(f"gamma {g:<3g}: balancing alpha {balance[g]:.3f}   (Table 1b's best alpha: {paper_best_alpha[g]})")
+
+# %% tags=["hide-input"]
 assert all(balance[hi] < balance[lo] for lo, hi in zip(gammas[:-1], gammas[1:]))
 
 # %% [markdown]
@@ -147,6 +154,8 @@ configs = {name: ablation_config(name, seed=0, iterations=800) for name, *_ in S
 for name, c in configs.items():
     print(f"{name:<26} loss {c.loss:<5} gamma {c.gamma:<3g} alpha {c.alpha:.2f}")
 shared = {k for k in configs["CE, alpha .75"].to_dict() if k not in ("loss", "gamma", "alpha")}
+
+# %% tags=["hide-input"]
 assert all(c.to_dict()[k] == configs["CE, alpha .75"].to_dict()[k] for c in configs.values() for k in shared)
 assert (configs["FL, gamma 2, alpha .25"].loss, configs["FL, gamma 2, alpha .25"].gamma) == ("focal", 2.0)
 
@@ -176,6 +185,8 @@ for name in table["settings"]:
 print(f"positives per image: {table['positive_anchors_per_image']:.1f} of {table['anchors_per_image']} anchors")
 best_ce = max((n for n in ap if n.startswith("CE")), key=ap.get)
 best_fl = max((n for n in ap if n.startswith("FL")), key=ap.get)
+
+# %% tags=["hide-input"]
 assert best_ce == "CE, alpha .75" and best_fl == "FL, gamma 0.5, alpha .50"
 assert ap["CE, alpha .75"] > ap["CE, alpha .50"] > ap["CE, alpha .25"]  # CE wants a large alpha (1a)
 assert ap["FL, gamma 2, alpha .25"] < ap["CE, alpha .75"] - 0.03  # the paper's FL loses to the best CE
@@ -197,7 +208,7 @@ assert ap["FL, gamma 2, alpha .25"] > ap["FL, gamma 5, alpha .25"]  # too large 
 # Why? Candidate reasons, not conclusions: the runs are short (800 steps against the paper's 90k), and a
 # large gamma switches off the loss of every well-classified anchor, which a converged detector needs
 # and a young one does not yet have; the shapes' backgrounds are plain gradients with noise, so almost no
-# negative is *hard*, while the focal loss is built for the ~10^5 cluttered negatives of a real image.
+# negative is *hard*, while the focal loss is built for the ~$10^5$ cluttered negatives of a real image.
 # Figure 4 above shows the mechanism working on the shipped model; whether it pays off in AP needs a
 # regime with hard negatives and converged runs.
 #
