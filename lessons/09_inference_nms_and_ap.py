@@ -166,6 +166,7 @@ assert info["step"] == 4000 and result["AP50"] > 0.9 and result["AP"] > 0.65
 #   false positives.
 # - COCO AP: per class, precision over 101 recall points (made monotone), averaged over IoU thresholds
 #   0.50:0.05:0.95; AP50 and AP75 at one threshold.
+# - The shipped detector reaches AP50 above 0.9 and AP about 0.7 on the held-out shapes.
 #
 # ## Exercises
 #
