@@ -189,12 +189,12 @@ assert np.isclose(hard_share[0.75], hard_share[None], rtol=1e-12)
 assert fl_hard_share > 0.999
 
 # %% [markdown]
-# Alpha moves the balance between the classes: the positives' share of the loss goes from 5.8%
-# (alpha = 0.25) through 15.7% (no alpha) to 35.9% (alpha = 0.75). But among the negatives nothing
-# moves: whatever alpha is, the 100 hard negatives hold 18.6% of the negatives' loss and the
-# 100,000 easy ones the other 81%, because alpha multiplies every negative by the same 1 - alpha.
-# Alpha balances positives against negatives; it cannot focus training on the hard examples. The
-# focal loss (lesson 2) down-weights each example by how easy it already is: with gamma = 2 the same
+# $\alpha$ moves the balance between the classes: the positives' share of the loss goes from 5.8%
+# ($\alpha = 0.25$) through 15.7% (no $\alpha$) to 35.9% ($\alpha = 0.75$). But among the negatives nothing
+# moves: whatever $\alpha$ is, the 100 hard negatives hold 18.6% of the negatives' loss and the
+# 100,000 easy ones the other 81%, because $\alpha$ multiplies every negative by the same $1 - \alpha$.
+# $\alpha$ balances positives against negatives; it cannot focus training on the hard examples. The
+# focal loss (lesson 2) down-weights each example by how easy it already is: with $\gamma = 2$ the same
 # 100 hard negatives hold over 99.9% of the negatives' loss.
 #
 # ## Summary
