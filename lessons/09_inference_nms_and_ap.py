@@ -3,7 +3,7 @@
 #
 # At test time the network's 3,069 x K scores and deltas per image become a short list of boxes
 # (§4.1, "Inference"), and a list of boxes becomes a number: COCO's average precision (AP), the metric of
-# every table in the paper. This lesson runs `detection.postprocess` and `engine.evaluate` on small
+# every table in the paper. This lesson runs `detection.postprocess` and `evaluation.coco` on small
 # hand-made cases, then on an *oracle*: a network that outputs exactly its training targets.
 
 # %%

@@ -7,7 +7,7 @@ fast ones). Inputs are host NumPy float64 arrays, as the checker passes them.
 
 This file is itself a valid answer to all five exercises: it defines no ``EXERCISE`` constant,
 so the checker recognises every exercise by the name it defines, and
-``numpy-retinanet check numpy_retinanet/exercise_solutions.py`` checks all five.
+``numpy-retinanet check numpy_retinanet/teaching/exercise_solutions.py`` checks all five.
 """
 
 from __future__ import annotations
