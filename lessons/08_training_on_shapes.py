@@ -201,7 +201,7 @@ print(f"our run: {ours.step} steps, AP {metrics['AP']:.3f}, AP50 {metrics['AP50'
       f"on {config.eval_images} held-out images of {config.image_size} px")
 print(f"shipped: {shipped.step} steps, AP {shipped_ap['AP']:.3f}, AP50 {shipped_ap['AP50']:.3f} "
       f"on {len(held_out)} held-out images of {held_out.image_size} px")
-as_image(plot_detections(detections_data(shipped.model, held_out, range(4)), ["circle", "square", "triangle"],
+as_image(plot_detections(detections_data(shipped.model, held_out, range(4)), held_out.class_names,
                          "The shipped model (scores >= 0.3; ground truth dashed)", columns=2))
 
 # %% tags=["hide-input"]
@@ -209,7 +209,7 @@ assert ours.step == config.iterations and shipped_ap["AP"] > metrics["AP"] + 0.2
 
 # %% mystnb={"image":{"alt":"The same kind of images with the detections of this lesson's short run"}}
 ours_held_out = ours.held_out(num_images=4)
-as_image(plot_detections(detections_data(ours.model, ours_held_out, range(4)), ["circle", "square", "triangle"],
+as_image(plot_detections(detections_data(ours.model, ours_held_out, range(4)), ours_held_out.class_names,
                          f"This lesson's run, {ours.step} steps (scores >= 0.3; ground truth dashed)", columns=2))
 
 # %%

@@ -140,7 +140,7 @@ def _cmd_evaluate(args) -> int:
     model, info = load_checkpoint(args.checkpoint)
     model.to(xp)
     # The run's own held-out images: its data settings, seed and count, unless told otherwise.
-    run = TrainConfig.from_dict({**info["train_config"], "num_classes": model.num_classes})
+    run = TrainConfig.from_dict(info["train_config"], num_classes=model.num_classes)
     if args.seed is not None:
         run = dataclasses.replace(run, eval_seed=args.seed)
     if args.num_images is not None:
@@ -301,6 +301,6 @@ def main(argv=None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
-    except (ValueError, FileNotFoundError, GPUUnavailableError) as e:
+    except (ValueError, OSError, GPUUnavailableError) as e:  # OSError: a file that cannot be read or written
         print(f"numpy-retinanet {args.command}: error: {e}", file=sys.stderr)
         return 2

@@ -59,8 +59,11 @@ def save_checkpoint(path, model, optimizer=None, step=0, train_config=None, extr
             "has_optimizer": optimizer is not None, "extra": extra or {}}
     arrays["meta"] = np.array(json.dumps(meta))
     folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".checkpoint-", suffix=".npz.tmp", dir=folder)
+    try:
+        os.makedirs(folder, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=".checkpoint-", suffix=".npz.tmp", dir=folder)
+    except OSError as e:  # name the file asked for, not the temporary one
+        raise OSError(e.errno, f"cannot write checkpoint {path!r} (folder {folder!r}): {e.strerror}") from e
     try:
         with os.fdopen(fd, "wb") as f:
             # compressed: the meta (a JSON string stored as UCS-4, 4 bytes a character) shrinks
@@ -159,7 +162,7 @@ def _class_names(names, train_config, num_classes):
     """``names`` checked to be K strings; None: those of the dataset ``train_config`` describes
     (checkpoints written before class names were saved are read this way)."""
     if names is None:
-        config = TrainConfig.from_dict({**train_config, "num_classes": num_classes})
+        config = TrainConfig.from_dict(train_config, num_classes=num_classes)
         names = build_dataset(config, "eval", num_images=1).class_names
     names = list(names)
     if len(names) != num_classes or not all(isinstance(n, str) for n in names):

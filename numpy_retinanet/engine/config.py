@@ -77,10 +77,14 @@ class TrainConfig(LossConfig, DataConfig):
         return d
 
     @classmethod
-    def from_dict(cls, d):
-        """The config saved by ``to_dict`` (JSON lists become tuples again)."""
+    def from_dict(cls, d, **changes):
+        """The config saved by ``to_dict`` (JSON lists become tuples again), with ``changes`` applied.
+
+        Readers of a checkpoint pass ``num_classes=model.num_classes``: a checkpoint saved outside the
+        trainer holds an empty training config, and its model knows how many classes it has.
+        """
         known = {f.name for f in dataclasses.fields(cls)}
-        d = {k: v for k, v in d.items() if k in known}
+        d = {k: v for k, v in {**d, **changes}.items() if k in known}
         if "decay_at" in d:
             d["decay_at"] = tuple(d["decay_at"])
         return cls(**d)

@@ -49,7 +49,7 @@ class FigureModel:
 
     def held_out(self, num_images=FIGURE_EVAL_IMAGES):
         """The run's held-out images (its data settings and eval seed, never trained on)."""
-        config = TrainConfig.from_dict({**self.train_config, "num_classes": self.model.num_classes})
+        config = TrainConfig.from_dict(self.train_config, num_classes=self.model.num_classes)
         return build_dataset(config, "eval", num_images=num_images)
 
 
