@@ -51,8 +51,8 @@ np.testing.assert_allclose(h / w, np.repeat([0.5, 1.0, 2.0], 3))
 # loop), for each scale $c$ (the inner loop), a box of width $w$ and height $h$ centred on (0, 0).
 
 # %%
-def cell_anchors_by_hand(size, ratios=(0.5, 1.0, 2.0), scales=(1.0, 2 ** (1 / 3), 2 ** (2 / 3))):
-    """The len(ratios) * len(scales) anchors of one location, centred on (0, 0): (A, 4) as (x1, y1, x2, y2)."""
+def cell_anchors_by_hand(size, ratios=(0.5, 1.0, 2.0), scales=(1, 2 ** (1 / 3), 2 ** (2 / 3))):
+    """The A = len(ratios) * len(scales) anchors of one location, centred on (0, 0): (A, 4)."""
     rows = []
     for r in ratios:  # ratio-major ...
         for c in scales:  # ... scale-minor
@@ -152,14 +152,15 @@ def level_anchors_by_hand(size, stride, height, width):
 
 def anchors_by_hand(image_height, image_width):
     """The anchors of every level, P3 first: (M, 4), ordered level, row, column, anchor."""
-    return np.concatenate([
-        level_anchors_by_hand(size, stride, -(-image_height // stride), -(-image_width // stride))  # ceil
-        for size, stride in zip(gen.sizes, gen.strides)
-    ])
+    levels = []
+    for size, stride in zip(gen.sizes, gen.strides):
+        height, width = -(-image_height // stride), -(-image_width // stride)  # ceil(n / S)
+        levels.append(level_anchors_by_hand(size, stride, height, width))
+    return np.concatenate(levels)
 
 
 all_by_hand = anchors_by_hand(128, 128)
-wide_by_hand = anchors_by_hand(96, 160)  # not square: rows and columns cannot be swapped unnoticed
+wide_by_hand = anchors_by_hand(96, 160)  # not square: a row/column mix-up would show
 print("by hand:", all_by_hand.shape, "  a 96 x 160 image:", wide_by_hand.shape)
 
 # %% tags=["hide-input"]

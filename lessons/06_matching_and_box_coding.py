@@ -51,9 +51,9 @@ def iou_by_hand(a, b):
     return inter / (area(a)[:, None] + area(b)[None, :] - inter)
 
 
-apart = np.array([[0.0, 0.0, 10.0, 10.0], [20.0, 20.0, 30.0, 30.0]])  # 10 px apart in x and in y
+apart = np.array([[0.0, 0.0, 10.0, 10.0], [20.0, 20.0, 30.0, 30.0]])  # 10 px apart in x and y
 iw = ih = min(apart[0, 2], apart[1, 2]) - max(apart[0, 0], apart[1, 0])
-print("width and height of the 'intersection' of two boxes apart:", iw, ih, " unclamped product:", iw * ih)
+print("sides of the 'intersection' of two boxes apart:", iw, ih, " unclamped product:", iw * ih)
 print("IoU by hand:", iou_by_hand(apart[:1], apart[1:])[0, 0])
 
 # %% tags=["hide-input"]
@@ -145,7 +145,8 @@ def match_by_hand(anchors, boxes, fg_iou=0.5, bg_iou=0.4, require_overlap=True):
         return np.full(len(anchors), BACKGROUND)
     iou = iou_by_hand(anchors, boxes)  # (M, G)
     best_box, best_iou = iou.argmax(axis=1), iou.max(axis=1)
-    matches = np.where(best_iou >= fg_iou, best_box, np.where(best_iou < bg_iou, BACKGROUND, IGNORED))
+    matches = np.where(best_iou >= fg_iou, best_box,
+                       np.where(best_iou < bg_iou, BACKGROUND, IGNORED))
     for g in range(len(boxes)):  # the low-quality rule
         highest = iou[:, g].max()
         if highest > 0 or not require_overlap:
@@ -154,7 +155,8 @@ def match_by_hand(anchors, boxes, fg_iou=0.5, bg_iou=0.4, require_overlap=True):
     return matches
 
 
-print("by hand:", np.bincount(match_by_hand(anchors, boxes) + 2), "(ignored, background, box 0, box 1, ...)")
+counts = np.bincount(match_by_hand(anchors, boxes) + 2)  # -2, -1, 0, 1, ... -> 0, 1, 2, 3, ...
+print("by hand:", counts, "(ignored, background, box 0, box 1, ...)")
 
 # %% tags=["hide-input"]
 np.testing.assert_array_equal(match_by_hand(anchors, boxes), matches)
@@ -224,7 +226,8 @@ assert np.min(boxes[:, 2:] - boxes[:, :2]) == 17 and np.max(boxes[:, 2:] - boxes
 
 # %%
 def centres_sizes(b):
-    return (b[:, 0] + b[:, 2]) / 2, (b[:, 1] + b[:, 3]) / 2, b[:, 2] - b[:, 0], b[:, 3] - b[:, 1]
+    x1, y1, x2, y2 = b.T
+    return (x1 + x2) / 2, (y1 + y2) / 2, x2 - x1, y2 - y1
 
 
 def encode_by_hand(anchors, boxes):

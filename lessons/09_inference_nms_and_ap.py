@@ -62,14 +62,16 @@ def nms_by_hand(boxes, scores, threshold):
     while left:
         best = left.pop(0)
         keep.append(best)
-        left = [i for i in left if box_iou(boxes[best][None], boxes[i][None])[0, 0] <= threshold]
+        iou = box_iou(boxes[best][None], boxes[left])[0] if left else np.zeros(0)
+        left = [i for i, overlap in zip(left, iou) if overlap <= threshold]
     return np.array(keep, dtype=np.int64)
 
 
 print("by hand:", nms_by_hand(boxes, scores, 0.5))
-half = np.array([[0, 0, 10, 10], [0, 0, 10, 20], [0, 0, 10, 20]], dtype=np.float64)  # box 0 is half of box 1
-tied = np.array([0.5, 0.9, 0.9])  # boxes 1 and 2 tie, and are the same box
-print("IoU exactly 0.5:", float(box_iou(half[:1], half[1:2])[0, 0]), " kept:", nms_by_hand(half, tied, 0.5))
+half = np.array([[0, 0, 10, 10], [0, 0, 10, 20], [0, 0, 10, 20]], dtype=np.float64)
+tied = np.array([0.5, 0.9, 0.9])  # boxes 1 and 2 tie, and are the same box; box 0 is half of it
+print("IoU of box 0 with box 1:", float(box_iou(half[:1], half[1:2])[0, 0]))
+print("kept:", nms_by_hand(half, tied, 0.5))
 
 # %% tags=["hide-input"]
 assert np.array_equal(nms_by_hand(boxes, scores, 0.5), nms(boxes, scores, 0.5))
@@ -148,7 +150,7 @@ assert np.isclose(false_first["AP"], 2 / 3)
 
 # %%
 def coco_match_by_hand(ious, t):
-    """ious (D, G): detections sorted by score against ground truth. (D,) bool: true positives at t."""
+    """ious (D, G): detections (by score) x ground truth. (D,) bool: true positives at t."""
     taken = np.zeros(ious.shape[1], dtype=bool)
     tp = np.zeros(ious.shape[0], dtype=bool)
     for d in range(ious.shape[0]):
@@ -173,18 +175,18 @@ def coco_match_by_hand(ious, t):
 
 # %%
 def ap_by_hand(tp, det_scores, num_gt):
-    """COCO AP of one class from its detections' true-positive flags (D,) and scores (D,), any order."""
+    """COCO AP of one class from its detections' flags tp (D,) and scores (D,), any order."""
     tp = tp[np.argsort(-det_scores, kind="stable")]
     recall = np.cumsum(tp) / num_gt
     precision = np.cumsum(tp) / np.arange(1, len(tp) + 1)
-    envelope = np.maximum.accumulate(precision[::-1])[::-1]  # max over this and every later detection
+    envelope = np.maximum.accumulate(precision[::-1])[::-1]  # max of this and all later ones
     samples = [envelope[np.argmax(recall >= r)] if len(tp) and recall[-1] >= r else 0.0
                for r in np.linspace(0, 1, 101)]
     return float(np.mean(samples))
 
 
 def class_ap_by_hand(detections, ground_truths, k, t):
-    """AP of class k at IoU threshold t over a list of images (the dicts of postprocess / a dataset)."""
+    """AP of class k at IoU threshold t over a list of images (detection and ground-truth dicts)."""
     tps, det_scores, num_gt = [], [], 0
     for det, gt in zip(detections, ground_truths):
         mine = np.flatnonzero(det["labels"] == k)
@@ -210,7 +212,8 @@ def as_detections(det_boxes, det_scores):
 
 cases = {"perfect": ([[0, 0, 10, 10], [20, 20, 40, 40]], [0.9, 0.8]),
          "loose": ([[0, 0, 10, 10], [20, 20, 40, 32.4]], [0.9, 0.8]),
-         "false_first": ([[50, 50, 60, 60], [0, 0, 10, 10], [20, 20, 40, 40]], [0.95, 0.9, 0.8])}
+         "false_first": ([[50, 50, 60, 60], [0, 0, 10, 10], [20, 20, 40, 40]],
+                         [0.95, 0.9, 0.8])}
 for name, case in cases.items():
     print(f"{name:<12} AP by hand {coco_ap_by_hand(as_detections(*case), gt, 1):.3f}")
 
@@ -308,14 +311,18 @@ assert info["step"] == 4000 and result["AP50"] > 0.9 and result["AP"] > 0.65
 # %% mystnb={"image":{"alt":"One held-out image: about thirty overlapping boxes before NMS, four after"}}
 nms_example = nms_data(detector, held_out, NMS_IMAGE_INDEX)
 before, after = nms_example["before"], nms_example["after"]
-print(f"{len(before['boxes'])} detections above 0.05 before NMS, {len(after['boxes'])} after; with score >= 0.3: "
-      f"{int(np.sum(before['scores'] >= 0.3))} before, {int(np.sum(after['scores'] >= 0.3))} after, "
+print(f"before NMS: {len(before['boxes'])} detections above 0.05, "
+      f"{int(np.sum(before['scores'] >= 0.3))} of them >= 0.3")
+print(f"after NMS: {len(after['boxes'])} above 0.05, {int(np.sum(after['scores'] >= 0.3))} >= 0.3, "
       f"for {len(nms_example['target']['boxes'])} objects")
-kept_by_hand = np.concatenate([np.flatnonzero(before["labels"] == k)[nms_by_hand(
-    before["boxes"][before["labels"] == k], before["scores"][before["labels"] == k], 0.5)] for k in range(3)])
+kept_by_hand = []
+for k in np.unique(before["labels"]):  # NMS class by class
+    members = np.flatnonzero(before["labels"] == k)
+    kept_by_hand += list(members[nms_by_hand(before["boxes"][members], before["scores"][members], 0.5)])
+kept_by_hand = np.sort(kept_by_hand)  # then by score, the best 100 (a stable sort: ties keep this order)
 kept_by_hand = kept_by_hand[np.argsort(-before["scores"][kept_by_hand], kind="stable")][:100]
-shown_iou = box_iou(after["boxes"][after["scores"] >= 0.3], nms_example["target"]["boxes"])  # drawn x objects
-as_image(plot_nms(nms_example, info["class_names"], "Non-maximum suppression (§4.1) on held-out image 19"))
+shown_iou = box_iou(after["boxes"][after["scores"] >= 0.3], nms_example["target"]["boxes"])
+as_image(plot_nms(nms_example, info["class_names"], f"NMS (§4.1) on held-out image {NMS_IMAGE_INDEX}"))
 
 # %% tags=["hide-input"]
 np.testing.assert_array_equal(before["boxes"][kept_by_hand], after["boxes"])  # NMS by hand, class by class
@@ -337,9 +344,9 @@ assert np.sum(before["scores"] >= 0.3) > 5 * np.sum(after["scores"] >= 0.3)
 # %% mystnb={"image":{"alt":"Precision against recall of the triangles at IoU 0.75: raw points, envelope, 101 samples"}}
 dets, gts = predict_dataset(detector, held_out)
 pr = precision_recall_data(dets[:PR_IMAGES], gts[:PR_IMAGES], PR_CLASS, PR_IOU)
-print(f"{info['class_names'][PR_CLASS]} at IoU {PR_IOU}: {len(pr['recall'])} detections, {pr['num_gt']} objects, "
-      f"AP {pr['ap']:.3f}")
-as_image(plot_precision_recall(pr, info["class_names"][PR_CLASS], f"the first {PR_IMAGES} held-out images"))
+name = info["class_names"][PR_CLASS]
+print(f"{name} at IoU {PR_IOU}: {len(pr['recall'])} detections, {pr['num_gt']} objects, AP {pr['ap']:.3f}")
+as_image(plot_precision_recall(pr, name, f"the first {PR_IMAGES} held-out images"))
 
 # %% tags=["hide-input"]
 assert np.isclose(pr["ap"], class_ap_by_hand(dets[:PR_IMAGES], gts[:PR_IMAGES], PR_CLASS, PR_IOU), rtol=0, atol=1e-15)
