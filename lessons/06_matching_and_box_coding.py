@@ -35,8 +35,9 @@ assert len(anchors) == 3069
 # right edges, and likewise in y. When the boxes do not overlap, that "box" has a negative width or height,
 # which must count as 0:
 #
-# $$|A \cap B| = \max(0, \min(x_2, x_2') - \max(x_1, x_1')) \cdot \max(0, \min(y_2, y_2') - \max(y_1, y_1')),
-# \qquad \mathrm{IoU} = \frac{|A \cap B|}{|A| + |B| - |A \cap B|}.$$
+# $$|A \cap B| = \max(0, \min(x_2, x_2') - \max(x_1, x_1')) \cdot \max(0, \min(y_2, y_2') - \max(y_1, y_1')),$$
+#
+# $$\mathrm{IoU} = \frac{|A \cap B|}{|A| + |B| - |A \cap B|}.$$
 
 # %%
 def area(b):
@@ -51,9 +52,9 @@ def iou_by_hand(a, b):
     return inter / (area(a)[:, None] + area(b)[None, :] - inter)
 
 
-apart = np.array([[0.0, 0.0, 10.0, 10.0], [20.0, 20.0, 30.0, 30.0]])  # 10 px apart in x and y
+apart = np.array([[0.0, 0.0, 10.0, 10.0], [20.0, 20.0, 30.0, 30.0]])  # apart in x and y
 iw = ih = min(apart[0, 2], apart[1, 2]) - max(apart[0, 0], apart[1, 0])
-print("sides of the 'intersection' of two boxes apart:", iw, ih, " unclamped product:", iw * ih)
+print("sides of the 'intersection':", iw, ih, " their product:", iw * ih)
 print("IoU by hand:", iou_by_hand(apart[:1], apart[1:])[0, 0])
 
 # %% tags=["hide-input"]

@@ -186,11 +186,11 @@ def ap_by_hand(tp, det_scores, num_gt):
 
 
 def class_ap_by_hand(detections, ground_truths, k, t):
-    """AP of class k at IoU threshold t over a list of images (detection and ground-truth dicts)."""
+    """AP of class k at IoU threshold t over a list of images."""
     tps, det_scores, num_gt = [], [], 0
     for det, gt in zip(detections, ground_truths):
         mine = np.flatnonzero(det["labels"] == k)
-        mine = mine[np.argsort(-det["scores"][mine], kind="stable")]  # this image's, best first
+        mine = mine[np.argsort(-det["scores"][mine], kind="stable")]  # best first
         gt_boxes = np.asarray(gt["boxes"], dtype=np.float64)[gt["labels"] == k]
         tps.append(coco_match_by_hand(box_iou(det["boxes"][mine], gt_boxes), t))
         det_scores.append(det["scores"][mine])
@@ -200,9 +200,9 @@ def class_ap_by_hand(detections, ground_truths, k, t):
 
 def coco_ap_by_hand(detections, ground_truths, num_classes):
     """The mean over COCO's 10 IoU thresholds and the classes that have ground truth."""
-    present = {int(k) for gt in ground_truths for k in gt["labels"]}
+    present = [k for k in range(num_classes) if any(np.any(gt["labels"] == k) for gt in ground_truths)]
     return float(np.mean([class_ap_by_hand(detections, ground_truths, k, t)
-                          for t in COCO_IOU_THRESHOLDS for k in sorted(present)]))
+                          for t in COCO_IOU_THRESHOLDS for k in present]))
 
 
 def as_detections(det_boxes, det_scores):
@@ -318,8 +318,9 @@ print(f"after NMS: {len(after['boxes'])} above 0.05, {int(np.sum(after['scores']
 kept_by_hand = []
 for k in np.unique(before["labels"]):  # NMS class by class
     members = np.flatnonzero(before["labels"] == k)
-    kept_by_hand += list(members[nms_by_hand(before["boxes"][members], before["scores"][members], 0.5)])
-kept_by_hand = np.sort(kept_by_hand)  # then by score, the best 100 (a stable sort: ties keep this order)
+    survivors = nms_by_hand(before["boxes"][members], before["scores"][members], 0.5)
+    kept_by_hand += list(members[survivors])
+kept_by_hand = np.sort(kept_by_hand)  # then by score (stable: ties keep this order), the best 100
 kept_by_hand = kept_by_hand[np.argsort(-before["scores"][kept_by_hand], kind="stable")][:100]
 shown_iou = box_iou(after["boxes"][after["scores"] >= 0.3], nms_example["target"]["boxes"])
 as_image(plot_nms(nms_example, info["class_names"], f"NMS (§4.1) on held-out image {NMS_IMAGE_INDEX}"))
@@ -338,8 +339,8 @@ assert np.sum(before["scores"] >= 0.3) > 5 * np.sum(after["scores"] >= 0.3)
 #
 # The triangles, at IoU 0.75, on the first 50 held-out images: the grey dots are the precision after each
 # detection, the black steps their envelope, the blue circles the 101 samples; AP at this threshold is their
-# mean. Where a false positive outranks true ones, the raw precision dips below the envelope. This figure is
-# `figures/precision_recall.png`.
+# mean. Where a false positive outranks true ones, the raw precision dips below the envelope. The same curve,
+# with the model named in its title, is `figures/precision_recall.png`.
 
 # %% mystnb={"image":{"alt":"Precision against recall of the triangles at IoU 0.75: raw points, envelope, 101 samples"}}
 dets, gts = predict_dataset(detector, held_out)
