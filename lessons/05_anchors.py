@@ -45,7 +45,33 @@ np.testing.assert_allclose(np.sqrt(w * h), np.tile(32 * np.array([1, 2 ** (1 / 3
 np.testing.assert_allclose(h / w, np.repeat([0.5, 1.0, 2.0], 3))
 
 # %% [markdown]
-# The anchor index is ratio-major, scale-minor: anchors 0-2 have ratio 1:2, 3-5 are square, 6-8 are
+# ### One location, by hand
+#
+# The nine anchors of one location are two loops and the two formulas above: for each ratio $r$ (the outer
+# loop), for each scale $c$ (the inner loop), a box of width $w$ and height $h$ centred on (0, 0).
+
+# %%
+def cell_anchors_by_hand(size, ratios=(0.5, 1.0, 2.0), scales=(1, 2 ** (1 / 3), 2 ** (2 / 3))):
+    """The A = len(ratios) * len(scales) anchors of one location, centred on (0, 0): (A, 4)."""
+    rows = []
+    for r in ratios:  # ratio-major ...
+        for c in scales:  # ... scale-minor
+            w, h = size * c / np.sqrt(r), size * c * np.sqrt(r)
+            rows.append([-w / 2, -h / 2, w / 2, h / 2])
+    return np.array(rows)
+
+
+by_hand = cell_anchors_by_hand(32)
+print(np.round(by_hand, 1))
+
+# %% tags=["hide-input"]
+np.testing.assert_allclose(by_hand, paper.cell_anchors(0), rtol=1e-15, atol=0)  # the package's P3 location
+assert all(np.allclose(cell_anchors_by_hand(size), paper.cell_anchors(level), rtol=1e-15, atol=0)
+           for level, size in enumerate(paper.sizes))
+
+# %% [markdown]
+# They equal `AnchorGenerator.cell_anchors` on every level of the paper's pyramid. The anchor index is
+# ratio-major, scale-minor: anchors 0-2 have ratio 1:2, 3-5 are square, 6-8 are
 # 2:1. Together the levels "cover the scale range 32 - 813 pixels" (§4): from 32 on P3 to
 # $512 \times 2^{2/3}$ on P7.
 
@@ -104,6 +130,48 @@ print("the first anchor of P3:", anchors[0], "centre", (anchors[0, :2] + anchors
 
 # %% tags=["hide-input"]
 assert np.allclose((anchors[0, :2] + anchors[0, 2:]) / 2, [4.0, 4.0])
+
+# %% [markdown]
+# ### Every anchor, by hand
+#
+# A level of $H_l \times W_l$ locations is the cell anchors moved to each centre, row by row and, within a row,
+# column by column; the levels follow one another. $H_l = \lceil 128 / S \rceil$: a stride-2 convolution
+# maps $n$ pixels to $\lceil n / 2 \rceil$ (lesson 4).
+
+# %%
+def level_anchors_by_hand(size, stride, height, width):
+    """All anchors of one level: (H * W * A, 4), ordered row, column, anchor."""
+    cell = cell_anchors_by_hand(size, gen.aspect_ratios, gen.scales)
+    rows = []
+    for i in range(height):  # rows (y) ...
+        for j in range(width):  # ... then columns (x)
+            cx, cy = (j + 0.5) * stride, (i + 0.5) * stride
+            rows.append(cell + [cx, cy, cx, cy])
+    return np.concatenate(rows)
+
+
+def anchors_by_hand(image_height, image_width):
+    """The anchors of every level, P3 first: (M, 4), ordered level, row, column, anchor."""
+    levels = []
+    for size, stride in zip(gen.sizes, gen.strides):
+        height, width = -(-image_height // stride), -(-image_width // stride)  # ceil(n / S)
+        levels.append(level_anchors_by_hand(size, stride, height, width))
+    return np.concatenate(levels)
+
+
+all_by_hand = anchors_by_hand(128, 128)
+wide_by_hand = anchors_by_hand(96, 160)  # not square: a row/column mix-up would show
+print("by hand:", all_by_hand.shape, "  a 96 x 160 image:", wide_by_hand.shape)
+
+# %% tags=["hide-input"]
+np.testing.assert_allclose(all_by_hand, gen.anchors(128, 128, dtype=np.float64), rtol=1e-15, atol=1e-12)
+np.testing.assert_allclose(wide_by_hand, gen.anchors(96, 160, dtype=np.float64), rtol=1e-15, atol=1e-12)
+assert np.array_equal(all_by_hand.astype(np.float32), anchors)  # the model's float32 anchors, same order
+assert len(wide_by_hand) == 9 * sum(-(-96 // s) * -(-160 // s) for s in gen.strides)
+
+# %% [markdown]
+# The loops give `AnchorGenerator`'s anchors, in its order, for a square and a wide image; the package does
+# the same with a broadcast sum (`centers[:, :, None, :] + cell[None, None, :, :]`) instead of loops.
 
 # %% [markdown]
 # ## A picture

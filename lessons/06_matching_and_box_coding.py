@@ -28,6 +28,46 @@ print("boxes (x1, y1, x2, y2):\n", boxes, "\nlabels:", [class_names[k] for k in 
 assert len(anchors) == 3069
 
 # %% [markdown]
+# ## IoU, by hand
+#
+# Every rule below compares an anchor and a box by their intersection over union. The intersection of two
+# boxes is a box too: its left edge is the larger of the two left edges, its right edge the smaller of the two
+# right edges, and likewise in y. When the boxes do not overlap, that "box" has a negative width or height,
+# which must count as 0:
+#
+# $$|A \cap B| = \max(0, \min(x_2, x_2') - \max(x_1, x_1')) \cdot \max(0, \min(y_2, y_2') - \max(y_1, y_1')),$$
+#
+# $$\mathrm{IoU} = \frac{|A \cap B|}{|A| + |B| - |A \cap B|}.$$
+
+# %%
+def area(b):
+    return (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
+
+
+def iou_by_hand(a, b):
+    """IoU of every box of a (N, 4) with every box of b (M, 4): (N, M)."""
+    iw = np.minimum(a[:, None, 2], b[None, :, 2]) - np.maximum(a[:, None, 0], b[None, :, 0])
+    ih = np.minimum(a[:, None, 3], b[None, :, 3]) - np.maximum(a[:, None, 1], b[None, :, 1])
+    inter = np.maximum(iw, 0) * np.maximum(ih, 0)  # apart in x or in y: no overlap
+    return inter / (area(a)[:, None] + area(b)[None, :] - inter)
+
+
+apart = np.array([[0.0, 0.0, 10.0, 10.0], [20.0, 20.0, 30.0, 30.0]])  # apart in x and y
+iw = ih = min(apart[0, 2], apart[1, 2]) - max(apart[0, 0], apart[1, 0])
+print("sides of the 'intersection':", iw, ih, " their product:", iw * ih)
+print("IoU by hand:", iou_by_hand(apart[:1], apart[1:])[0, 0])
+
+# %% tags=["hide-input"]
+assert iw == ih == -10 and iw * ih == 100 == area(apart[:1])[0]  # without the clamp: as large as a box
+np.testing.assert_array_equal(iou_by_hand(apart[:1], apart[1:]), box_iou(apart[:1], apart[1:]))
+np.testing.assert_allclose(iou_by_hand(anchors, boxes), box_iou(anchors, boxes), rtol=1e-15, atol=0)
+
+# %% [markdown]
+# Without the clamp, two boxes apart in both x and y would multiply two negative sides into a positive
+# "intersection", here as large as a whole box. With it, `iou_by_hand` equals the package's `box_iou` on
+# these two boxes and on all 3,069 anchors against the image's boxes. (`box_iou` also gives 0 where two
+# boxes of zero area would make $0 / 0$.)
+#
 # ## The rules (§4)
 #
 # "Anchors are assigned to ground-truth object boxes using an intersection-over-union (IoU) threshold
@@ -93,6 +133,64 @@ assert round(best_anchor[2] - best_anchor[0]) == 38 and round(best_p5, 3) == 0.4
 assert round(box_best[2], 3) == 0.463 and np.sum(strict == 2) == 0 and np.sum(matches == 2) == 1
 
 # %% [markdown]
+# ### The matcher, by hand
+#
+# The two rules fit in a few lines: each anchor takes its best box (the argmax of its row of IoUs) and is
+# positive, ignored or background by that best IoU; then, for each box, the anchors that reach the box's
+# highest IoU are made positive too, taking *their own* best box.
+
+# %%
+def match_by_hand(anchors, boxes, fg_iou=0.5, bg_iou=0.4, require_overlap=True):
+    """Per anchor: the index of its box, BACKGROUND (-1) or IGNORED (-2). (M,) int."""
+    if len(boxes) == 0:
+        return np.full(len(anchors), BACKGROUND)
+    iou = iou_by_hand(anchors, boxes)  # (M, G)
+    best_box, best_iou = iou.argmax(axis=1), iou.max(axis=1)
+    matches = np.where(best_iou >= fg_iou, best_box,
+                       np.where(best_iou < bg_iou, BACKGROUND, IGNORED))
+    for g in range(len(boxes)):  # the low-quality rule
+        highest = iou[:, g].max()
+        if highest > 0 or not require_overlap:
+            reach = iou[:, g] == highest  # all of them on a tie
+            matches[reach] = best_box[reach]
+    return matches
+
+
+counts = np.bincount(match_by_hand(anchors, boxes) + 2)  # -2, -1, 0, 1, ... -> 0, 1, 2, 3, ...
+print("by hand:", counts, "(ignored, background, box 0, box 1, ...)")
+
+# %% tags=["hide-input"]
+np.testing.assert_array_equal(match_by_hand(anchors, boxes), matches)
+np.testing.assert_array_equal(match_by_hand(anchors, np.zeros((0, 4))), match_anchors(anchors, np.zeros((0, 4))))
+assert all(np.array_equal(match_by_hand(anchors, boxes, fg, bg), match_anchors(anchors, boxes, fg, bg))
+           for fg, bg in ((0.6, 0.5), (0.4, 0.3), (0.5, 0.5)))
+
+# %% [markdown]
+# `match_by_hand` equals `match_anchors` on this image, on an image without boxes (every anchor background)
+# and with other thresholds. One line deserves a second look: `highest > 0`. Take three anchors in a row and
+# two boxes, one over the first anchor and one that no anchor touches:
+
+# %%
+row = np.array([[0.0, 0.0, 10.0, 10.0], [20.0, 0.0, 30.0, 10.0], [40.0, 0.0, 50.0, 10.0]])
+two = np.array([[1.0, 1.0, 11.0, 11.0], [100.0, 100.0, 110.0, 110.0]])
+print("IoU (anchors x boxes):\n", np.round(iou_by_hand(row, two), 3))
+print("without 'highest > 0':", match_by_hand(row, two, require_overlap=False),
+      " with it:", match_by_hand(row, two), " match_anchors:", match_anchors(row, two))
+
+# %% tags=["hide-input"]
+assert iou_by_hand(row, two)[:, 1].max() == 0 and iou_by_hand(row, two)[1:, 0].max() == 0
+np.testing.assert_array_equal(match_by_hand(row, two, require_overlap=False), [0, 0, 0])
+np.testing.assert_array_equal(match_by_hand(row, two), [0, BACKGROUND, BACKGROUND])
+np.testing.assert_array_equal(match_anchors(row, two), match_by_hand(row, two))
+
+# %% [markdown]
+# Box 1's highest IoU is 0, reached by *every* anchor: a tie. Promoting the anchors that reach it would make
+# all three positive, and each takes its own best box, the argmax of a row: for anchors 1 and 2, whose rows
+# are all zeros, the first box. Training would then ask two anchors that see nothing of box 0 to predict box
+# 0's class and regress onto it, and box 1 would still have no anchor. A box nobody overlaps has no anchor to
+# give, so it promotes nothing; `match_anchors` does the same (torchvision's matcher has no such guard).
+
+# %% [markdown]
 # The figure (`figures/matched_anchors.png`) shows the positive anchors in the colour of the box they take,
 # the low-quality one dotted, and the ignored ones dashed; on the right, the counts per level. All
 # positives come from P3 and P4, whose anchor sides (8 to 54 px) fit these 17 to 57 px objects.
@@ -124,6 +222,28 @@ assert np.min(boxes[:, 2:] - boxes[:, :2]) == 17 and np.max(boxes[:, 2:] - boxes
 #
 # (weights (1, 1, 1, 1), as Detectron). Shifts are in units of the anchor's size and sizes are log
 # ratios, so the targets have similar ranges for every level. `decode_boxes` inverts the coding.
+#
+# By hand, from centres and sizes, and back:
+
+# %%
+def centres_sizes(b):
+    x1, y1, x2, y2 = b.T
+    return (x1 + x2) / 2, (y1 + y2) / 2, x2 - x1, y2 - y1
+
+
+def encode_by_hand(anchors, boxes):
+    """(dx, dy, dw, dh) of each box against the anchor of its row: (N, 4)."""
+    xa, ya, wa, ha = centres_sizes(anchors)
+    x, y, w, h = centres_sizes(boxes)
+    return np.stack([(x - xa) / wa, (y - ya) / ha, np.log(w / wa), np.log(h / ha)], axis=1)
+
+
+def decode_by_hand(anchors, deltas):
+    """The boxes (N, 4) that deltas (N, 4) describe: solve the four equations for x, y, w, h."""
+    xa, ya, wa, ha = centres_sizes(anchors)
+    x, y = xa + deltas[:, 0] * wa, ya + deltas[:, 1] * ha
+    w, h = wa * np.exp(deltas[:, 2]), ha * np.exp(deltas[:, 3])
+    return np.stack([x - w / 2, y - h / 2, x + w / 2, y + h / 2], axis=1)
 
 # %%
 anchor = np.array([[0.0, 0.0, 32.0, 32.0]])
@@ -141,6 +261,15 @@ t = encode_boxes(anchors[pos], boxes[matches[pos]])
 
 # %% tags=["hide-input"]
 np.testing.assert_allclose(decode_boxes(anchors[pos], t), boxes[matches[pos]], atol=1e-9)
+np.testing.assert_allclose(encode_by_hand(anchors[pos], boxes[matches[pos]]), t, rtol=1e-12, atol=1e-15)
+np.testing.assert_allclose(decode_by_hand(anchors[pos], t), decode_boxes(anchors[pos], t), rtol=1e-12, atol=1e-12)
+np.testing.assert_allclose(decode_by_hand(anchors[pos], encode_by_hand(anchors[pos], boxes[matches[pos]])),
+                           boxes[matches[pos]], atol=1e-9)
+
+# %% [markdown]
+# On the positives of this image the hand-written coder gives `encode_boxes`'s targets, the hand-written
+# decoder gives `decode_boxes`'s boxes, and decoding the encoded targets returns the ground-truth boxes (to
+# rounding: a round trip through log and exp).
 
 # %%
 print(f"targets of the {len(pos)} positives: |dx|, |dy| <= {np.abs(t[:, :2]).max():.2f}, "

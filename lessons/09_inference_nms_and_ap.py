@@ -14,7 +14,7 @@ from numpy_retinanet.data.shapes import ShapesDataset
 from numpy_retinanet.detection.boxes import batched_nms, box_iou, nms
 from numpy_retinanet.detection.criterion import assign_targets
 from numpy_retinanet.detection.postprocess import postprocess
-from numpy_retinanet.evaluation.coco import COCO_IOU_THRESHOLDS, RECALL_THRESHOLDS, evaluate_detections
+from numpy_retinanet.evaluation.coco import COCO_IOU_THRESHOLDS, RECALL_THRESHOLDS, evaluate_detections, match_image
 from numpy_retinanet.model.retinanet import RetinaNet
 
 # %% [markdown]
@@ -47,6 +47,54 @@ assert batched_nms(boxes, scores, labels, 0.5).tolist() == [0, 2, 3]
 # %% [markdown]
 # Box 1 overlaps box 0 with IoU 0.681 and is removed; box 2 overlaps nothing. Box 3 lies exactly on box 0,
 # but it is another class: per-class NMS keeps it.
+#
+# ### NMS by hand
+#
+# The greedy loop, written out: sort by score (a stable sort, so equal scores keep their input order), keep
+# the best box, drop every remaining box whose IoU with it is *greater* than the threshold, repeat with what
+# is left. The IoU is lesson 6's.
+
+# %%
+def nms_by_hand(boxes, scores, threshold):
+    """Indices of the boxes (N, 4) that greedy NMS keeps, by decreasing score."""
+    left = list(np.argsort(-scores, kind="stable"))  # best first
+    keep = []
+    while left:
+        best = left.pop(0)
+        keep.append(best)
+        iou = box_iou(boxes[best][None], boxes[left])[0] if left else np.zeros(0)
+        left = [i for i, overlap in zip(left, iou) if overlap <= threshold]
+    return np.array(keep, dtype=np.int64)
+
+
+print("by hand:", nms_by_hand(boxes, scores, 0.5))
+half = np.array([[0, 0, 10, 10], [0, 0, 10, 20], [0, 0, 10, 20]], dtype=np.float64)
+tied = np.array([0.5, 0.9, 0.9])  # boxes 1 and 2 tie, and are the same box; box 0 is half of it
+print("IoU of box 0 with box 1:", float(box_iou(half[:1], half[1:2])[0, 0]))
+print("kept:", nms_by_hand(half, tied, 0.5))
+
+# %% tags=["hide-input"]
+assert np.array_equal(nms_by_hand(boxes, scores, 0.5), nms(boxes, scores, 0.5))
+assert box_iou(half[:1], half[1:2])[0, 0] == 0.5 == 50 / 100  # intersection 10 x 10 of union 10 x 20
+assert nms_by_hand(half, tied, 0.5).tolist() == nms(half, tied, 0.5).tolist() == [1, 0]
+assert nms(half, tied, 0.49).tolist() == [1]
+
+# %% [markdown]
+# A box at IoU exactly 0.5 with a kept box survives NMS at 0.5 (only IoU > 0.5 is dropped; at 0.49 it goes
+# too). Of two boxes with one score, the earlier one is kept. On random boxes, with several thresholds, the
+# hand-written loop keeps exactly the boxes `nms` keeps:
+
+# %%
+rng = np.random.default_rng(0)
+corner = rng.uniform(0, 100, (300, 2))
+random_boxes = np.concatenate([corner, corner + rng.uniform(5, 40, (300, 2))], axis=1)
+random_scores = rng.integers(0, 20, 300) / 20  # few distinct scores: many ties
+kept = {th: nms_by_hand(random_boxes, random_scores, th) for th in (0.3, 0.5, 0.7)}
+print({th: len(k) for th, k in kept.items()}, "of", len(random_boxes), "boxes kept")
+
+# %% tags=["hide-input"]
+assert all(np.array_equal(k, nms(random_boxes, random_scores, th)) for th, k in kept.items())
+assert len(kept[0.3]) < len(kept[0.5]) < len(kept[0.7]) < len(random_boxes)
 #
 # ## Average precision, COCO style
 #
@@ -93,6 +141,96 @@ assert np.isclose(loose["AP"], (3 * 1 + 7 * 51 / 101) / 10) and round(loose["AP"
 assert np.isclose(false_first["AP"], 2 / 3)
 
 # %% [markdown]
+# ### COCO matching and AP by hand
+#
+# Matching, at one IoU threshold $t$, for one image and one class: go down the detections by score; each
+# takes, among the ground-truth boxes not yet taken, the one it overlaps most, if that IoU is $\ge t$
+# (pycocotools keeps the later box when two IoUs are equal, so the comparison is `>=`). A detection that
+# takes a box is a true positive; any other, a false positive.
+
+# %%
+def coco_match_by_hand(ious, t):
+    """ious (D, G): detections (by score) x ground truth. (D,) bool: true positives at t."""
+    taken = np.zeros(ious.shape[1], dtype=bool)
+    tp = np.zeros(ious.shape[0], dtype=bool)
+    for d in range(ious.shape[0]):
+        best, best_iou = -1, t
+        for g in range(ious.shape[1]):
+            if not taken[g] and ious[d, g] >= best_iou:
+                best, best_iou = g, ious[d, g]
+        if best >= 0:
+            taken[best] = tp[d] = True
+    return tp
+
+
+# %% [markdown]
+# Then AP of one class: sort the detections of *all* images by score; after the $n$-th, recall is
+# $TP_n / G$ ($G$ boxes of the class) and precision is $TP_n / n$. The precision is replaced by its
+# *envelope*, the highest precision at this or any later detection, so the curve never rises to the right;
+# at each of the 101 recall thresholds $r = 0, 0.01, \dots, 1$ the envelope is read at the first detection
+# whose recall reaches $r$ (0 if none does), and AP is the mean of those 101 numbers:
+#
+# $$\mathrm{AP} = \frac{1}{101} \sum_{r \in \{0, 0.01, \dots, 1\}} \hat p(r), \qquad
+# \hat p(r) = \max_{m \ge n(r)} \frac{TP_m}{m}, \quad n(r) = \min\{n : TP_n / G \ge r\}.$$
+
+# %%
+def ap_by_hand(tp, det_scores, num_gt):
+    """COCO AP of one class from its detections' flags tp (D,) and scores (D,), any order."""
+    tp = tp[np.argsort(-det_scores, kind="stable")]
+    recall = np.cumsum(tp) / num_gt
+    precision = np.cumsum(tp) / np.arange(1, len(tp) + 1)
+    envelope = np.maximum.accumulate(precision[::-1])[::-1]  # max of this and all later ones
+    samples = [envelope[np.argmax(recall >= r)] if len(tp) and recall[-1] >= r else 0.0
+               for r in np.linspace(0, 1, 101)]
+    return float(np.mean(samples))
+
+
+def class_ap_by_hand(detections, ground_truths, k, t):
+    """AP of class k at IoU threshold t over a list of images."""
+    tps, det_scores, num_gt = [], [], 0
+    for det, gt in zip(detections, ground_truths):
+        mine = np.flatnonzero(det["labels"] == k)
+        mine = mine[np.argsort(-det["scores"][mine], kind="stable")]  # best first
+        gt_boxes = np.asarray(gt["boxes"], dtype=np.float64)[gt["labels"] == k]
+        tps.append(coco_match_by_hand(box_iou(det["boxes"][mine], gt_boxes), t))
+        det_scores.append(det["scores"][mine])
+        num_gt += len(gt_boxes)
+    return ap_by_hand(np.concatenate(tps), np.concatenate(det_scores), num_gt)
+
+
+def coco_ap_by_hand(detections, ground_truths, num_classes):
+    """The mean over COCO's 10 IoU thresholds and the classes that have ground truth."""
+    present = [k for k in range(num_classes) if any(np.any(gt["labels"] == k) for gt in ground_truths)]
+    return float(np.mean([class_ap_by_hand(detections, ground_truths, k, t)
+                          for t in COCO_IOU_THRESHOLDS for k in present]))
+
+
+def as_detections(det_boxes, det_scores):
+    return [{"boxes": np.array(det_boxes, dtype=np.float64), "scores": np.array(det_scores),
+             "labels": np.zeros(len(det_boxes), dtype=np.int64)}]
+
+
+cases = {"perfect": ([[0, 0, 10, 10], [20, 20, 40, 40]], [0.9, 0.8]),
+         "loose": ([[0, 0, 10, 10], [20, 20, 40, 32.4]], [0.9, 0.8]),
+         "false_first": ([[50, 50, 60, 60], [0, 0, 10, 10], [20, 20, 40, 40]],
+                         [0.95, 0.9, 0.8])}
+for name, case in cases.items():
+    print(f"{name:<12} AP by hand {coco_ap_by_hand(as_detections(*case), gt, 1):.3f}")
+
+# %% tags=["hide-input"]
+assert coco_ap_by_hand(as_detections(*cases["perfect"]), gt, 1) == perfect["AP"]
+assert np.isclose(coco_ap_by_hand(as_detections(*cases["loose"]), gt, 1), loose["AP"], rtol=0, atol=1e-15)
+assert np.isclose(class_ap_by_hand(as_detections(*cases["loose"]), gt, 0, 0.75), loose["AP75"], rtol=0, atol=1e-15)
+assert np.isclose(coco_ap_by_hand(as_detections(*cases["false_first"]), gt, 1), false_first["AP"], rtol=0, atol=1e-15)
+# detection 0 overlaps both boxes equally, detection 1 only box 0: 0 takes the later box (pycocotools), so 1 finds box 0
+assert coco_match_by_hand(np.array([[0.6, 0.6], [0.6, 0.0]]), 0.5).tolist() == [True, True]
+assert match_image(np.array([[0.6, 0.6], [0.6, 0.0]]), np.array([0.5])).tolist() == [[True, True]]
+
+# %% [markdown]
+# The hand-written AP gives `evaluate_detections`' numbers on the three cases above; on the shipped
+# detector's thousands of detections below it will too.
+
+# %% [markdown]
 # ## An oracle: why NMS is needed
 #
 # Give the post-processing the outputs a network would produce if it had learned its training targets
@@ -137,8 +275,17 @@ assert results["no NMS"][0]["AP"] < 0.3 and results["no NMS"][1] - num_objects =
 import os
 
 from numpy_retinanet.engine.checkpoint import SHIPPED_MODEL, load_checkpoint
-from numpy_retinanet.engine.inference import evaluate_model
-from numpy_retinanet.teaching.figures import as_image, detections_data, plot_detections
+from numpy_retinanet.engine.inference import evaluate_model, predict_dataset
+from numpy_retinanet.teaching.figures import (
+    as_image,
+    detections_data,
+    nms_data,
+    plot_detections,
+    plot_nms,
+    plot_precision_recall,
+    precision_recall_data,
+)
+from numpy_retinanet.teaching.figures.nms_and_pr import NMS_IMAGE_INDEX, PR_CLASS, PR_IMAGES, PR_IOU
 
 FAST = os.environ.get("NUMPY_RETINANET_FAST") == "1"
 detector, info = load_checkpoint(SHIPPED_MODEL)
@@ -154,6 +301,72 @@ as_image(plot_detections(detections_data(detector, held_out, range(8)), info["cl
 assert info["step"] == 4000 and result["AP50"] > 0.9 and result["AP"] > 0.65
 
 # %% [markdown]
+# ### NMS on one of these images
+#
+# Held-out image 19 holds four shapes. Before NMS (`nms_threshold=1.0`, which removes nothing, and no cap on
+# the number of detections) the detector proposes dozens of boxes around them; per-class NMS at 0.5 leaves
+# one per shape. The same figure, with the model named in its title, is `figures/nms_before_after.png`
+# (`numpy-retinanet figures --only nms_before_after`).
+
+# %% mystnb={"image":{"alt":"One held-out image: about thirty overlapping boxes before NMS, four after"}}
+nms_example = nms_data(detector, held_out, NMS_IMAGE_INDEX)
+before, after = nms_example["before"], nms_example["after"]
+print(f"before NMS: {len(before['boxes'])} detections above 0.05, "
+      f"{int(np.sum(before['scores'] >= 0.3))} of them >= 0.3")
+print(f"after NMS: {len(after['boxes'])} above 0.05, {int(np.sum(after['scores'] >= 0.3))} >= 0.3, "
+      f"for {len(nms_example['target']['boxes'])} objects")
+kept_by_hand = []
+for k in np.unique(before["labels"]):  # NMS class by class
+    members = np.flatnonzero(before["labels"] == k)
+    survivors = nms_by_hand(before["boxes"][members], before["scores"][members], 0.5)
+    kept_by_hand += list(members[survivors])
+kept_by_hand = np.sort(kept_by_hand)  # then by score (stable: ties keep this order), the best 100
+kept_by_hand = kept_by_hand[np.argsort(-before["scores"][kept_by_hand], kind="stable")][:100]
+shown_iou = box_iou(after["boxes"][after["scores"] >= 0.3], nms_example["target"]["boxes"])
+as_image(plot_nms(nms_example, info["class_names"], f"NMS (§4.1) on held-out image {NMS_IMAGE_INDEX}"))
+
+# %% tags=["hide-input"]
+np.testing.assert_array_equal(before["boxes"][kept_by_hand], after["boxes"])  # NMS by hand, class by class
+assert len(nms_example["target"]["boxes"]) == 4 == int(np.sum(after["scores"] >= 0.3))
+assert sorted(shown_iou.argmax(axis=1)) == [0, 1, 2, 3]  # one per shape: each on a different object ...
+assert np.all(shown_iou.max(axis=1) >= 0.5)  # ... with IoU >= 0.5
+assert np.sum(before["scores"] >= 0.3) > 5 * np.sum(after["scores"] >= 0.3)
+
+# %% [markdown]
+# `nms_by_hand`, run class by class on the detections before NMS, keeps exactly the detections after it.
+#
+# ### A precision-recall curve
+#
+# The triangles, at IoU 0.75, on the first 50 held-out images: the grey dots are the precision after each
+# detection, the black steps their envelope, the blue circles the 101 samples; AP at this threshold is their
+# mean. Where a false positive outranks true ones, the raw precision dips below the envelope. The same curve,
+# with the model named in its title, is `figures/precision_recall.png`.
+
+# %% mystnb={"image":{"alt":"Precision against recall of the triangles at IoU 0.75: raw points, envelope, 101 samples"}}
+dets, gts = predict_dataset(detector, held_out)
+pr = precision_recall_data(dets[:PR_IMAGES], gts[:PR_IMAGES], PR_CLASS, PR_IOU)
+name = info["class_names"][PR_CLASS]
+print(f"{name} at IoU {PR_IOU}: {len(pr['recall'])} detections, {pr['num_gt']} objects, AP {pr['ap']:.3f}")
+as_image(plot_precision_recall(pr, name, f"the first {PR_IMAGES} held-out images"))
+
+# %% tags=["hide-input"]
+assert np.isclose(pr["ap"], class_ap_by_hand(dets[:PR_IMAGES], gts[:PR_IMAGES], PR_CLASS, PR_IOU), rtol=0, atol=1e-15)
+assert np.isclose(pr["ap"], evaluate_detections(dets[:PR_IMAGES], gts[:PR_IMAGES], 3, iou_thresholds=[PR_IOU])[
+    "per_class_AP"][PR_CLASS], rtol=0, atol=1e-15)
+assert np.any(pr["envelope"] > pr["precision"])  # some false positive is ranked above a true one
+
+# %% [markdown]
+# The hand-written AP of these detections equals the figure's, and the whole of COCO AP by hand, every class
+# at every threshold on all the held-out images, is the number `evaluate_model` printed above:
+
+# %%
+by_hand = coco_ap_by_hand(dets, gts, 3)
+print(f"AP by hand {by_hand:.6f}, evaluate_model {result['AP']:.6f}")
+
+# %% tags=["hide-input"]
+assert np.isclose(by_hand, result["AP"], rtol=0, atol=1e-12)
+
+# %% [markdown]
 # AP50 is above 0.9: at IoU 0.5 nearly every shape is found, ranked above the false alarms. AP, which
 # averages over stricter IoU thresholds up to 0.95, is lower (about 0.7 on the 200 images): the boxes are
 # good but not pixel-tight. The command line gives the same numbers: `numpy-retinanet evaluate` (the
@@ -164,8 +377,10 @@ assert info["step"] == 4000 and result["AP50"] > 0.9 and result["AP"] > 0.65
 # - Inference: sigmoid scores > 0.05, top 1,000 per level, decode, clip, per-class NMS at 0.5, top 100.
 # - NMS keeps the best of overlapping boxes of one class; without it a dense detector's duplicates are
 #   false positives.
-# - COCO AP: per class, precision over 101 recall points (made monotone), averaged over IoU thresholds
-#   0.50:0.05:0.95; AP50 and AP75 at one threshold.
+# - NMS by hand is a short loop: sort, keep the best, drop IoU > threshold, repeat; it equals `nms`.
+# - COCO AP: per class, detections matched greedily by score (each takes the best-IoU box not yet taken),
+#   precision made monotone and read at 101 recall points, averaged over IoU thresholds 0.50:0.05:0.95;
+#   AP50 and AP75 at one threshold. Written by hand, it equals `evaluate_detections`.
 # - The shipped detector reaches AP50 above 0.9 and AP about 0.7 on the held-out shapes.
 #
 # ## Exercises

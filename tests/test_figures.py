@@ -16,6 +16,8 @@ from numpy_retinanet.detection.boxes import box_iou
 from numpy_retinanet.detection.criterion import assign_targets
 from numpy_retinanet.detection.matcher import BACKGROUND, IGNORED, match_anchors
 from numpy_retinanet.engine.checkpoint import SHIPPED_MODEL, save_checkpoint
+from numpy_retinanet.engine.inference import predict_dataset
+from numpy_retinanet.evaluation.coco import evaluate_detections
 from numpy_retinanet.model.retinanet import RetinaNet
 from numpy_retinanet.teaching.figures import (
     FIGURE4_GAMMAS,
@@ -30,12 +32,16 @@ from numpy_retinanet.teaching.figures import (
     loss_cdf_curves,
     make_figures,
     matched_anchors_data,
+    nms_data,
     plot_anchors_per_level,
     plot_detections,
     plot_focal_loss_gradient,
     plot_focal_loss_vs_pt,
     plot_loss_cdf,
     plot_matched_anchors,
+    plot_nms,
+    plot_precision_recall,
+    precision_recall_data,
     preset_anchor_generator,
     register_figure,
     train_figure_model,
@@ -45,7 +51,7 @@ COMMITTED = Path(__file__).resolve().parent.parent / "figures"
 NAMES = ["focal_loss_vs_pt", "focal_loss_gradient"]
 # Figures made from the code alone, quick enough to regenerate in every test run.
 QUICK = [n for n, make in FIGURES.items() if not make.needs_model]
-MODEL_FIGURES = ["detections", "training_curve", "figure4_loss_cdf"]
+MODEL_FIGURES = ["detections", "training_curve", "figure4_loss_cdf", "nms_before_after", "precision_recall"]
 
 
 def test_figure_1_data_is_ce_and_fl_of_p_t():
@@ -358,3 +364,93 @@ def test_committed_model_figures_match_a_fresh_rendering(figure_model, tmp_path)
         fresh = FIGURES[name](tmp_path, figure_model)
         assert fresh.read_bytes() == (COMMITTED / fresh.name).read_bytes(), (
             f"figures/{fresh.name} is out of date: run `numpy-retinanet figures`")
+
+
+# ----------------------------------------------------------------------------------------
+# NMS and the precision-recall curve
+# ----------------------------------------------------------------------------------------
+
+
+def _dets(boxes, scores, labels):
+    return {"boxes": np.array(boxes, dtype=np.float64).reshape(-1, 4), "scores": np.array(scores, dtype=np.float64),
+            "labels": np.array(labels, dtype=np.int64)}
+
+
+def test_precision_recall_data_of_a_case_worked_by_hand():
+    a, b, c, far = [0, 0, 10, 10], [20, 20, 30, 30], [5, 5, 25, 25], [60, 60, 70, 70]
+    gts = [{"boxes": np.array([a, b, far], dtype=np.float64), "labels": np.array([0, 0, 1])},
+           {"boxes": np.array([c], dtype=np.float64), "labels": np.array([0])}]
+    # by score: on a (TP), far (FP), on c (TP), on b (TP), a again (FP: a is taken); class 1 on far is not class 0
+    dets = [_dets([a, far, b, a, far], [0.9, 0.8, 0.6, 0.5, 0.95], [0, 0, 0, 0, 1]), _dets([c], [0.7], [0])]
+    data = precision_recall_data(dets, gts, class_index=0, iou_threshold=0.5)
+    np.testing.assert_allclose(data["recall"], [1 / 3, 1 / 3, 2 / 3, 1, 1])
+    np.testing.assert_allclose(data["precision"], [1, 1 / 2, 2 / 3, 3 / 4, 3 / 5])
+    np.testing.assert_allclose(data["envelope"], [1, 3 / 4, 3 / 4, 3 / 4, 3 / 5])
+    # recall 0..0.33 first reached by detection 1 (envelope 1); 0.34..0.66 by detection 3 and 0.67..1 by
+    # detection 4 (envelope 3/4 both)
+    np.testing.assert_allclose(data["samples"], [1.0] * 34 + [0.75] * 67)
+    assert data["num_gt"] == 3 and np.isclose(data["ap"], (34 + 67 * 0.75) / 101)
+    coco = evaluate_detections(dets, gts, num_classes=2, iou_thresholds=[0.5])
+    assert np.isclose(data["ap"], coco["per_class_AP"][0], rtol=0, atol=1e-15)
+    with pytest.raises(ValueError, match="class_index"):
+        precision_recall_data(dets, [{"boxes": np.zeros((0, 4)), "labels": np.zeros(0)}] * 2, 0, 0.5)
+
+
+def test_precision_recall_figure_draws_exactly_its_data():
+    gts = [{"boxes": np.array([[0, 0, 10, 10], [20, 20, 30, 30]], dtype=np.float64), "labels": np.array([0, 0])}]
+    data = precision_recall_data([_dets([[0, 0, 10, 10], [50, 50, 60, 60]], [0.9, 0.8], [0, 0])], gts, 0, 0.5)
+    fig = plot_precision_recall(data, "square", "caption")
+    raw, envelope, samples = fig.axes[0].get_lines()
+    np.testing.assert_array_equal(raw.get_ydata(), data["precision"])
+    np.testing.assert_array_equal(envelope.get_ydata(), data["envelope"])
+    np.testing.assert_array_equal(samples.get_xdata(), np.linspace(0, 1, 101))
+    np.testing.assert_array_equal(samples.get_ydata(), data["samples"])
+    assert f"{(51 * 1.0) / 101:.3f}" in fig._suptitle.get_text() and "caption" in fig._suptitle.get_text()
+
+
+def _greedy_nms(boxes, scores, threshold):
+    """NMS as §4.1 describes it, one box at a time: the test's own, to check postprocess's."""
+    left, keep = list(np.argsort(-scores, kind="stable")), []
+    while left:
+        keep.append(left.pop(0))
+        left = [i for i in left if box_iou(boxes[keep[-1]][None], boxes[i][None])[0, 0] <= threshold]
+    return keep
+
+
+def test_nms_data_is_the_raw_candidates_and_their_per_class_nms(figure_model):
+    model = figure_model.model
+    held_out = figure_model.held_out(num_images=20)
+    data = nms_data(model, held_out, 19)
+    before, after = data["before"], data["after"]
+    # before: every (anchor, class) of sigmoid score > 0.05, at most 1000 per level (§4.1)
+    logits, _ = model.forward(held_out[19][0][None].astype(model.dtype), keep_cache=False)
+    p = 1 / (1 + np.exp(-logits[0].astype(np.float64)))
+    bounds = np.cumsum([0] + model.level_sizes(128, 128))
+    expected = sum(min(int(np.sum(p[lo:hi] > 0.05)), 1000) for lo, hi in zip(bounds[:-1], bounds[1:]))
+    assert len(before["boxes"]) == expected > 100
+    # after: greedy NMS of those, class by class, best 100
+    kept = []
+    for k in np.unique(before["labels"]):
+        members = np.flatnonzero(before["labels"] == k)
+        kept += [members[i] for i in _greedy_nms(before["boxes"][members], before["scores"][members], 0.5)]
+    kept = sorted(kept, key=lambda i: -before["scores"][i])[:100]
+    np.testing.assert_array_equal(after["boxes"], before["boxes"][kept])
+    np.testing.assert_array_equal(after["labels"], before["labels"][kept])
+    fig = plot_nms(data, held_out.class_names, "title")
+    n_gt = len(data["target"]["boxes"])
+    for ax, dets in zip(fig.axes, (before, after)):
+        rects = [r for r in ax.patches if isinstance(r, Rectangle)][n_gt:]
+        drawn = sorted((r.get_x(), r.get_y(), r.get_x() + r.get_width(), r.get_y() + r.get_height()) for r in rects)
+        assert drawn == sorted(map(tuple, dets["boxes"][dets["scores"] >= 0.3].tolist()))
+    assert np.sum(before["scores"] >= 0.3) > 5 * np.sum(after["scores"] >= 0.3)  # NMS removed most boxes
+
+
+def test_precision_recall_of_the_shipped_model_is_cocos_ap(figure_model):
+    held_out = figure_model.held_out(num_images=50)
+    detections, ground_truths = predict_dataset(figure_model.model, held_out)
+    data = precision_recall_data(detections, ground_truths, 2, 0.75)
+    coco = evaluate_detections(detections, ground_truths, 3, iou_thresholds=[0.75])
+    assert np.isclose(data["ap"], coco["per_class_AP"][2], rtol=0, atol=1e-15)
+    np.testing.assert_array_equal(data["samples"], coco["precision"][0, :, 2])
+    # the envelope differs from the raw curve: some false positive outranks a true one
+    assert np.any(data["envelope"] > data["precision"]) and 0.3 < data["ap"] < 0.95

@@ -6,7 +6,9 @@ One module per subject, each registering its figures with ``registry.register_fi
   (Appendix B);
 - ``anchors``: the anchors of each pyramid level and their matching to boxes (§4);
 - ``detections``, ``training_curve`` and ``figure4``: the figures of a trained model
-  (``figure_model``): its detections (§4.1), its loss while training, and Figure 4 (§5.1).
+  (``figure_model``): its detections (§4.1), its loss while training, and Figure 4 (§5.1);
+- ``nms_and_pr``: the same model's detections before and after NMS (§4.1), and a precision-recall
+  curve with COCO's 101-point interpolation (§5).
 
 Each figure keeps its data apart from its drawing: a ``*_data`` or ``*_curves`` function computes
 the arrays with the package's own functions (tests compare them with the paper's formulas), and a
@@ -44,6 +46,12 @@ from numpy_retinanet.teaching.figures.anchors import (
 from numpy_retinanet.teaching.figures.detections import detections_data, plot_detections
 from numpy_retinanet.teaching.figures import training_curve  # noqa: F401  (registers "training_curve")
 from numpy_retinanet.teaching.figures.figure4 import FIGURE4_GAMMAS, loss_cdf_curves, plot_loss_cdf
+from numpy_retinanet.teaching.figures.nms_and_pr import (
+    nms_data,
+    plot_nms,
+    plot_precision_recall,
+    precision_recall_data,
+)
 # isort: on
 
 __all__ = [
@@ -71,4 +79,8 @@ __all__ = [
     "plot_loss_cdf",
     "detections_data",
     "plot_detections",
+    "nms_data",
+    "plot_nms",
+    "precision_recall_data",
+    "plot_precision_recall",
 ]
