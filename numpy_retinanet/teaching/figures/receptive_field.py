@@ -220,8 +220,8 @@ def plot_receptive_field(shapes, paper):
                       label="a shape: sqrt(w h) of its box"),
                Line2D([], [], color="0.3", linestyle="--", linewidth=1.0, label="the image's side")]
     fig.legend(handles=handles, loc="lower center", ncol=3, fontsize=8.5, frameon=False)
-    fig.suptitle("Each pyramid level's scale: anchors grow with the stride, and each location sees a window "
-                 "(its theoretical receptive field) larger than its anchors", fontsize=10.5)
+    fig.suptitle("Each pyramid level's scale: its stride, its anchors, and the window of the image each of its "
+                 "locations sees (theoretical receptive field, from the model's layers)", fontsize=10.5)
     fig.subplots_adjust(left=0.06, right=0.99, top=0.85, bottom=0.2, wspace=0.15)
     return fig
 
