@@ -183,8 +183,9 @@ def _panel(ax, data, title, ylim, with_objects):
     counts = [f"\n{len(lv['objects'])} shapes" if with_objects else "" for lv in levels]
     ax.set_xticks(x, [lv["name"] + c for lv, c in zip(levels, counts)])
     ax.set_xlim(-0.5, len(levels) - 0.5)
-    ax.set_ylabel("pixels (log scale)")
-    ax.set_title(title, fontsize=10)
+    ax.set_ylabel("pixels (log scale)", fontsize=10.5)
+    ax.tick_params(labelsize=10)
+    ax.set_title(title, fontsize=10.5)
     ax.grid(axis="y", color="0.9", linewidth=0.8)
     ax.set_axisbelow(True)
 
@@ -196,18 +197,17 @@ def plot_receptive_field(shapes, paper):
     Per level: the anchor sides (blue bar), the stride (black tick), the theoretical receptive field
     (green triangle; hollow: through C_l alone). Returns the ``Figure``.
     """
-    fig = Figure(figsize=(12.5, 6.0))
+    fig = Figure(figsize=(12.0, 6.6))
     left, right = fig.subplots(1, 2)
     n_objects = sum(len(lv["objects"]) for lv in shapes["levels"])
     _panel(left, shapes, f"'{shapes['preset']}' preset, {shapes['image_size']} px shapes images:\n"
                          f"{n_objects} shapes, each drawn on the level of its best anchor", (4, 1024), True)
-    _panel(right, paper, f"'{paper['preset']}' preset (anchors 4 x stride as in the paper, a ResNet-18-like "
-                         f"backbone),\n{paper['image_size']} px images, against COCO's object sizes", (4, 2048),
-           False)
+    _panel(right, paper, f"'{paper['preset']}' preset, {paper['image_size']} px images (anchors 4 x stride, "
+                         "as the paper's):\nagainst COCO's object sizes", (4, 2048), False)
     for name, (lo, hi), shade in zip(COCO_SIZES, COCO_SIZES.values(), ("0.97", "0.91", "0.85")):
         right.axhspan(max(lo, 4.0), min(hi, 2048.0), color=shade, zorder=0)
         label_at = np.sqrt(max(lo, 8.0) * hi) if np.isfinite(hi) else 2.0 * lo  # mid-band on the log axis
-        right.text(len(paper["levels"]) - 0.55, label_at, f"COCO {name}", fontsize=8.5, ha="right", va="center",
+        right.text(len(paper["levels"]) - 0.55, label_at, f"COCO {name}", fontsize=9.5, ha="right", va="center",
                    color="0.25")
     handles = [Line2D([], [], color="#377eb8", linewidth=9, label="anchor sides (3 ratios x 3 scales)"),
                Line2D([], [], color="black", marker="_", markersize=14, markeredgewidth=2.5, linestyle="",
@@ -219,10 +219,10 @@ def plot_receptive_field(shapes, paper):
                Line2D([], [], color="#e41a1c", marker="o", markersize=4, linestyle="",
                       label="a shape: sqrt(w h) of its box"),
                Line2D([], [], color="0.3", linestyle="--", linewidth=1.0, label="the image's side")]
-    fig.legend(handles=handles, loc="lower center", ncol=3, fontsize=8.5, frameon=False)
-    fig.suptitle("Each pyramid level's scale: its stride, its anchors, and the window of the image each of its "
-                 "locations sees (theoretical receptive field, from the model's layers)", fontsize=10.5)
-    fig.subplots_adjust(left=0.06, right=0.99, top=0.85, bottom=0.2, wspace=0.15)
+    fig.legend(handles=handles, loc="lower center", ncol=3, fontsize=9.5, frameon=False)
+    fig.suptitle("Each pyramid level's stride, anchors and receptive field (the window of the image one location "
+                 "sees)", fontsize=11.5)
+    fig.subplots_adjust(left=0.065, right=0.99, top=0.85, bottom=0.2, wspace=0.17)
     return fig
 
 

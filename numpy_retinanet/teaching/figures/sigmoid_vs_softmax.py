@@ -86,7 +86,7 @@ def _bars(ax, probs, colours, names, width):
         x = np.arange(n) + (c - (m - 1) / 2) * width
         ax.bar(x, probs[:, c], width=width, color=colours[c], edgecolor="0.2", linewidth=0.5, label=names[c])
         for xi, p in zip(x, probs[:, c]):
-            ax.text(xi, p + 0.015, f"{p:.2f}", ha="center", va="bottom", fontsize=7.5, rotation=90)
+            ax.text(xi, p + 0.015, f"{p:.2f}", ha="center", va="bottom", fontsize=8.5, rotation=90)
 
 
 def plot_sigmoid_vs_softmax(data):
@@ -99,7 +99,7 @@ def plot_sigmoid_vs_softmax(data):
     names, logits = data["class_names"], data["logits"]
     k = len(names)
     colours = CLASS_COLOURS[:k]
-    fig = Figure(figsize=(12.5, 5.4))
+    fig = Figure(figsize=(11.5, 5.6))
     left, right = fig.subplots(1, 2, sharey=True)
     _bars(left, data["sigmoid"], colours, names, width=0.8 / k)
     _bars(right, data["softmax"], colours + (BACKGROUND_COLOUR,), names + ("background",), width=0.8 / (k + 1))
@@ -109,21 +109,21 @@ def plot_sigmoid_vs_softmax(data):
                                     "background = every class 'no'"),
             (right, data["softmax"], f"softmax over K + 1 = {k + 1} (not the paper): one choice,\n"
                                      "background a class of its own (logit 0)")):
-        ax.set_xticks(np.arange(len(ticks)), ticks, fontsize=8)
+        ax.set_xticks(np.arange(len(ticks)), ticks, fontsize=9.5)
         for i, s in enumerate(probs.sum(axis=1)):
-            ax.text(i, 1.2, f"sum {s:.2f}", ha="center", va="center", fontsize=8.5,
+            ax.text(i, 1.2, f"sum {s:.2f}", ha="center", va="center", fontsize=9.5,
                     bbox={"facecolor": "white", "edgecolor": "0.6", "pad": 2.0})
-        ax.set_title(title, fontsize=10)
+        ax.set_title(title, fontsize=11)
         ax.set_ylim(0.0, 1.3)
         ax.set_yticks(np.linspace(0.0, 1.0, 6))
         ax.axhline(1.0, color="0.8", linewidth=0.8, zorder=0)
-    left.set_ylabel("probability")
+    left.set_ylabel("probability", fontsize=10.5)
     handles = [Patch(facecolor=c, edgecolor="0.2", label=n) for c, n in zip(colours, names)]
     handles.append(Patch(facecolor=BACKGROUND_COLOUR, edgecolor="0.2", label="background (softmax only)"))
-    fig.legend(handles=handles, loc="lower center", ncol=len(handles), fontsize=9, frameon=False)
-    fig.suptitle("The same logits per anchor, two readings: sigmoids do not compete and need not sum to 1; "
-                 "softmax shares 1 among the classes and background", fontsize=10.5)
-    fig.subplots_adjust(left=0.06, right=0.99, top=0.84, bottom=0.2, wspace=0.06)
+    fig.legend(handles=handles, loc="lower center", ncol=len(handles), fontsize=10, frameon=False)
+    fig.suptitle("The same logits, two readings: sigmoids need not sum to 1; a softmax shares 1 among the classes "
+                 "and background", fontsize=11.5)
+    fig.subplots_adjust(left=0.065, right=0.99, top=0.83, bottom=0.2, wspace=0.06)
     return fig
 
 
