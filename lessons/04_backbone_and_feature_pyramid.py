@@ -263,12 +263,12 @@ assert receptive_field(model, 3, top_down=False) == (j, r) == (8, 55)
 
 # %%
 shapes_rf = receptive_field_data("default", image_size=128, num_images=200)
+print("level  stride  anchor sides  window: via C_l  with top-down  shapes on the level (px)")
 for lv in shapes_rf["levels"]:
     objs = lv["objects"]
-    sizes = f"{len(objs):>3} shapes, {objs.min():4.1f}-{objs.max():4.1f} px" if len(objs) else "  0 shapes"
-    print(f"{lv['name']}: stride {lv['stride']:>3}, anchor sides {lv['anchor_sides'][0]:5.1f}-"
-          f"{lv['anchor_sides'][1]:5.1f} px, receptive field {lv['rf_bottom_up']:>3} px through C_l alone, "
-          f"{lv['rf']:>3} px with the top-down path; {sizes}")
+    sizes = f"{len(objs):>3}, {objs.min():4.1f}-{objs.max():4.1f}" if len(objs) else "  0"
+    print(f"{lv['name']:<5}  {lv['stride']:>6}  {lv['anchor_sides'][0]:5.1f}-{lv['anchor_sides'][1]:5.1f}  "
+          f"{lv['rf_bottom_up']:>15}  {lv['rf']:>13}  {sizes}")
 
 # %% tags=["hide-input"]
 assert [lv["stride"] for lv in shapes_rf["levels"]] == list(STRIDES)

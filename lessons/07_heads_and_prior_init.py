@@ -219,8 +219,9 @@ assert not cls_t[negative].any() and np.all(cls_t[positive].sum(axis=-1) == 1)
 compared = sigmoid_vs_softmax_data()
 for label, x_row, sig, soft in zip(compared["labels"], compared["logits"], compared["sigmoid"],
                                    compared["softmax"]):
-    print(f"{label:<20} x = {np.round(x_row, 2)}: sigmoids {np.round(sig, 3)} (sum {sig.sum():.2f}); "
-          f"softmax {np.round(soft[:3], 3)}, background {soft[3]:.3f}")
+    print(f"{label:<20} x = {np.round(x_row, 2)}")
+    print(f"{'':<20} sigmoids {np.round(sig, 3)}, sum {sig.sum():.2f}")
+    print(f"{'':<20} softmax  {np.round(soft[:3], 3)}, background {soft[3]:.3f}")
 
 # %% tags=["hide-input"]
 np.testing.assert_allclose(compared["sigmoid"], 1 / (1 + np.exp(-compared["logits"])), rtol=1e-12)
@@ -257,11 +258,12 @@ as_image(plot_sigmoid_vs_softmax(compared))
 #   K, and the classes would stay coupled through the shared sum:
 
 # %%
+b = prior_bias(0.01)
+print(f"sigmoids, any K: bias {b:.3f} -> each class starts at {sigmoid(np.float64(b)):.4f}")
 for k in (3, 80):  # the shapes' classes, and COCO's
     b_bg = np.log(1 / 0.01 - k)
     start = softmax_with_background(np.zeros((1, k)), background_logit=b_bg)
-    print(f"K = {k:>2}: softmax background logit {b_bg:.3f} -> each class starts at {start[0, 0]:.4f}; "
-          f"sigmoid bias {prior_bias(0.01):.3f} for any K -> {sigmoid(np.float64(prior_bias(0.01))):.4f}")
+    print(f"softmax, K = {k:>2}: background logit {b_bg:.3f} -> each class starts at {start[0, 0]:.4f}")
 
 # %% tags=["hide-input"]
 assert np.isclose(np.log(1 / 0.01 - 3), np.log(97)) and np.isclose(np.log(1 / 0.01 - 80), np.log(20))
