@@ -191,8 +191,8 @@ np.testing.assert_allclose(group_norm_forward(x[:1], gamma, beta, num_groups=G, 
 #    of the group subtracts;
 # 3. through the group's variance $\sigma^2$, which likewise sits in every $\hat x_j$ of the group.
 #
-# A backward that keeps only path 1, treating $\mu$ and $\sigma^2$ as constants, is the most common
-# mistake. The gradient check catches it at once:
+# A backward that keeps only path 1, treating $\mu$ and $\sigma^2$ as constants, is a common mistake. The
+# gradient check catches it at once:
 
 # %%
 dout = rng.standard_normal(y.shape)

@@ -153,8 +153,8 @@ per_block = (gain[False][3] / gain[False][2]) ** (1 / 16)
 print(f"without skips, from 16 to 32 blocks: x{per_block:.2f} per block")
 
 # %% tags=["hide-input"]
-assert gain[False][3] > 1000 and gain[True][3] < 20
-assert 1.2 < per_block < 1.5 and gain[True][3] / gain[True][2] < 2.5
+assert 1000 < gain[False][3] < 10_000 and gain[True][3] < 20
+assert round(per_block, 1) == 1.3 and gain[True][3] / gain[True][2] < 2.5
 
 # %% [markdown]
 # Without the skips each block multiplies the gradient by a factor of its own (here about 1.3 once the
@@ -258,8 +258,8 @@ assert receptive_field(model, 3, top_down=False) == (j, r) == (8, 55)
 # C5, whose windows are much wider. (GroupNorm's mean and variance span the whole map, so strictly every
 # pixel moves every location a little; the receptive field counts the convolutions' windows, as is usual.)
 # For every level, beside the anchors of lesson 5 and the 200 first training images' shapes, each placed
-# on the level of its best-overlapping anchor (the anchor that the matcher of lesson 6 always makes
-# positive):
+# on the level of its best-overlapping anchor (lesson 6's low-quality rule gives each box its best anchor,
+# even below IoU 0.5):
 
 # %%
 shapes_rf = receptive_field_data("default", image_size=128, num_images=200)
@@ -272,7 +272,6 @@ for lv in shapes_rf["levels"]:
 
 # %% tags=["hide-input"]
 assert [lv["stride"] for lv in shapes_rf["levels"]] == list(STRIDES)
-assert [lv["rf_bottom_up"] for lv in shapes_rf["levels"]][:3] == [55, 119, 247]
 assert shapes_rf["levels"][0]["rf"] > 3 * shapes_rf["levels"][0]["rf_bottom_up"]
 assert shapes_rf["levels"][0]["objects"].max() < shapes_rf["levels"][2]["objects"].min()
 assert all(len(lv["objects"]) == 0 for lv in shapes_rf["levels"][3:])

@@ -107,7 +107,7 @@ def receptive_field(model, level, top_down=True):
 
 def _level_of_best_anchor(anchors, boxes, level_sizes):
     """The pyramid level index (0 for P3) of each box's highest-IoU anchor (the anchor the matcher's
-    low-quality rule always makes positive)."""
+    low-quality rule gives each box, even below IoU 0.5)."""
     level = np.repeat(np.arange(len(level_sizes)), level_sizes)
     return level[box_iou(anchors, boxes).argmax(axis=0)]
 
