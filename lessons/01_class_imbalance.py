@@ -1,8 +1,9 @@
 # %% [markdown]
 # # Lesson 1: class imbalance and the cross-entropy
 #
-# A one-stage detector such as RetinaNet classifies every *anchor*, a box of fixed size and shape
-# placed at every position of every feature map, as one of K object classes or as background.
+# A one-stage detector such as RetinaNet scores every *anchor*, a box of fixed size and shape placed at
+# every position of every feature map, once for each of K object classes: is an object of class k here?
+# An anchor where all K answers are "no" is background (there is no background class: lesson 7 says why).
 # Almost every anchor is background. This lesson counts how lopsided that is, and shows why the
 # ordinary cross-entropy then spends most of its effort on examples that are already easy. That is
 # the problem the focal loss (lesson 2) solves. Paper: §1 and §3.1 ("Cross Entropy Loss").

@@ -4,7 +4,8 @@
 # Every layer of RetinaNet's backbone, feature pyramid and heads is a 2-D convolution (§4). There is
 # no autograd in this package: each op is a pair `op_forward(inputs...) -> (out, cache)` and
 # `op_backward(dout, cache) -> grads`, written by hand. This lesson runs the convolution both ways,
-# then shows the tool that makes hand-written backward passes trustworthy: the gradient check.
+# then shows the tool that makes hand-written backward passes trustworthy: the gradient check. It then
+# builds GroupNorm, the normalization after every convolution of the backbone, and checks its backward.
 
 # %%
 import numpy as np
@@ -14,7 +15,13 @@ from numpy_retinanet.data.shapes import ShapesDataset
 from numpy_retinanet.detection.criterion import retinanet_loss
 from numpy_retinanet.gradcheck import check_gradients, compare, directional_check, numerical_gradient
 from numpy_retinanet.model.retinanet import RetinaNet
-from numpy_retinanet.nn.functional import conv2d_backward, conv2d_forward, conv_output_size
+from numpy_retinanet.nn.functional import (
+    conv2d_backward,
+    conv2d_forward,
+    conv_output_size,
+    group_norm_backward,
+    group_norm_forward,
+)
 
 rng = np.random.default_rng(0)
 
@@ -132,6 +139,103 @@ else:
     raise AssertionError("float32 should be refused")
 
 # %% [markdown]
+# ## GroupNorm: forward and backward (Wu & He 2018)
+#
+# Every convolution of the backbone, and every hidden convolution of the `default` preset's heads, is
+# followed by *group normalization* (README: "GroupNorm in the backbone"). It splits the C channels of each image into G
+# groups of C/G consecutive channels, and normalizes each (image, group) by its own mean and variance
+# over its $M = C/G \cdot H \cdot W$ entries; then each channel c gets its own scale $\gamma_c$ and shift
+# $\beta_c$:
+#
+# $$\mu_{n,g} = \frac{1}{M} \sum_{i \in (n,g)} x_i, \qquad
+# \sigma^2_{n,g} = \frac{1}{M} \sum_{i \in (n,g)} (x_i - \mu_{n,g})^2, \qquad
+# \hat x_i = \frac{x_i - \mu_{n,g}}{\sqrt{\sigma^2_{n,g} + \epsilon}}, \qquad y_i = \gamma_c \hat x_i + \beta_c$$
+#
+# In NumPy that is a reshape to (N, G, C/G H W), two means, and a reshape back:
+
+# %%
+N, C, H, W, G = 2, 6, 4, 5, 3
+x = rng.standard_normal((N, C, H, W)) * 3 + 1
+gamma, beta = rng.standard_normal(C), rng.standard_normal(C)
+eps = 1e-5
+
+xg = x.reshape(N, G, C // G * H * W)  # one row per (image, group): M = 2 * 4 * 5 = 40 entries
+mu = xg.mean(axis=2, keepdims=True)
+var = ((xg - mu) ** 2).mean(axis=2, keepdims=True)
+xhat = ((xg - mu) / np.sqrt(var + eps)).reshape(N, C, H, W)
+y_by_hand = gamma[:, None, None] * xhat + beta[:, None, None]
+
+y, cache = group_norm_forward(x, gamma, beta, num_groups=G, eps=eps)
+print("group_norm_forward equals the five lines above:", np.allclose(y, y_by_hand, rtol=1e-12, atol=1e-12))
+
+# %% tags=["hide-input"]
+np.testing.assert_allclose(y, y_by_hand, rtol=1e-12, atol=1e-12)
+assert xg.shape[2] == 40
+np.testing.assert_allclose(xhat.reshape(N, G, -1).mean(axis=2), 0, atol=1e-12)  # each group: mean 0
+np.testing.assert_allclose(xhat.reshape(N, G, -1).var(axis=2), var[..., 0] / (var[..., 0] + eps), rtol=1e-12)
+np.testing.assert_allclose(group_norm_forward(x[:1], gamma, beta, num_groups=G, eps=eps)[0], y[:1], rtol=1e-12)
+
+# %% [markdown]
+# Before $\gamma$ and $\beta$, every (image, group) has mean 0 and variance $\sigma^2 / (\sigma^2 + \epsilon)$,
+# 1 up to $\epsilon$. Nothing is averaged over the batch (unlike BatchNorm): image 0 normalized alone
+# gives the same output as in the batch, which is why it suits the small batches this backbone trains with.
+#
+# ### The backward: three paths from x to the loss
+#
+# Given dout = dL/dy, `group_norm_backward` returns dL/dx, dL/d$\gamma$ and dL/d$\beta$. The last two are sums
+# over the batch and the positions, as the conv's db was. dL/dx is where the care goes: an entry $x_i$
+# reaches the loss by **three paths**, and the chain rule adds them:
+#
+# 1. directly, through its own $\hat x_i$ (the numerator $x_i - \mu$);
+# 2. through the group's mean $\mu$, which every entry of the group helps make, and which every $\hat x_j$
+#    of the group subtracts;
+# 3. through the group's variance $\sigma^2$, which likewise sits in every $\hat x_j$ of the group.
+#
+# A backward that keeps only path 1, treating $\mu$ and $\sigma^2$ as constants, is a common mistake. The
+# gradient check catches it at once:
+
+# %%
+dout = rng.standard_normal(y.shape)
+dx, dgamma, dbeta = group_norm_backward(dout, cache)
+direct_only = (dout * gamma[:, None, None]).reshape(N, G, -1) / np.sqrt(var + eps)  # path 1 alone
+
+
+def f():
+    return float(np.sum(group_norm_forward(x, gamma, beta, num_groups=G, eps=eps)[0] * dout))
+
+
+rows = check_gradients(f, {"x": x, "gamma": gamma, "beta": beta}, {"x": dx, "gamma": dgamma, "beta": dbeta})
+row = compare("x (path 1 alone)", direct_only.reshape(x.shape), numerical_gradient(f, x))
+print(row.format())
+
+# %% tags=["hide-input"]
+assert all(r.passed for r in rows) and max(r.max_rel_error for r in rows) < 1e-6
+assert not row.passed and row.max_rel_error > 0.1
+
+# %% [markdown]
+# The package's backward passes on all three inputs; path 1 alone fails. Paths 2 and 3 have a meaning you
+# can see without any algebra. Adding the same constant to every entry of a group changes neither its
+# $\hat x$ nor the loss, so the gradient must sum to 0 over each group; scaling a group's
+# $x - \mu$ changes $\hat x$ only through the tiny $\epsilon$, so the gradient is (nearly) orthogonal to
+# $x - \mu$ within each group. Path 1 alone breaks both; paths 2 and 3 remove those two parts:
+
+# %%
+per_group = dx.reshape(N, G, -1)
+xhat_g = xhat.reshape(N, G, -1)  # x - mu, scaled per group
+for name, d in (("dx", per_group), ("path 1 alone", direct_only)):
+    print(f"{name:>12}: largest |sum over a group| {np.abs(d.sum(axis=2)).max():.1e}, "
+          f"largest |sum of d * xhat over a group| {np.abs((d * xhat_g).sum(axis=2)).max():.1e}")
+
+# %% tags=["hide-input"]
+assert np.all(np.abs(per_group.sum(axis=2)) < 1e-12 * np.abs(per_group).sum(axis=2))
+assert np.all(np.abs((per_group * xhat_g).sum(axis=2)) < 1e-5 * np.abs(per_group).sum(axis=2))  # ~eps / var
+assert np.all(eps / (var + eps) < 1e-5)
+assert np.abs(direct_only.sum(axis=2)).max() > 1 and np.abs((direct_only * xhat_g).sum(axis=2)).max() > 1
+
+# %% [markdown]
+# Deriving the full formula is **exercise 6**: `lessons/exercises/ex6_group_norm_backward.py`, checked by
+# `numpy-retinanet check lessons/exercises/ex6_group_norm_backward.py`.
+#
 # ## The whole detector at once
 #
 # A module (`nn/modules.py`) wraps an op with its parameters; `RetinaNet.backward` runs every module's
@@ -185,6 +289,10 @@ assert all(r.passed for r in rows) and row.passed and row.max_rel_error < 1e-6
 #   dw = input patches correlated with dout, and dx = dout spread back through the weights.
 # - A gradient check compares the backward with central differences in float64; correct code agrees
 #   to better than 1e-6 per entry (usually ~1e-8), a bug is off by 1e-1 or more. float32 is refused.
+# - GroupNorm normalizes each (image, group of C/G channels) by its own mean and variance, then scales and
+#   shifts each channel. In its backward each entry reaches the loss three ways (directly, through the group's
+#   mean, through its variance): the gradient sums to 0 over each group and is orthogonal to $\hat x$ there
+#   (up to $\epsilon$); the direct path alone fails the check.
 # - `check_gradients` checks entries (all, or `max_entries` at random); `directional_check` checks a
 #   whole model in two forward passes.
 #
@@ -198,3 +306,5 @@ assert all(r.passed for r in rows) and row.passed and row.max_rel_error < 1e-6
 #    against h. Where is it smallest, and why does it grow on both sides?
 # 4. Introduce another bug (drop the last row of dx, or swap dw's axes) and see which row of the
 #    report fails.
+# 5. Derive GroupNorm's backward: `lessons/exercises/ex6_group_norm_backward.py`
+#    (`numpy-retinanet check lessons/exercises/ex6_group_norm_backward.py`).

@@ -5,15 +5,28 @@
 # subnetworks" (§4). The backbone turns an image into feature maps C3, C4, C5 at strides 8, 16 and 32;
 # a Feature Pyramid Network (FPN) turns those into P3 to P7, one map per scale, each with the same
 # number of channels, on which the heads (lesson 7) run. This lesson follows the shapes through
-# both and checks the wiring the paper specifies (§4, "Feature Pyramid Network Backbone").
+# both and checks the wiring the paper specifies (§4, "Feature Pyramid Network Backbone"). On the way it
+# opens the residual block's backward, and measures what each level sees of the image (its receptive field)
+# against the objects it has to find.
 
 # %%
 import numpy as np
 
-from numpy_retinanet.data.shapes import ShapesDataset
+from numpy_retinanet.data.shapes import MAX_SIZE_FRACTION, ShapesDataset
+from numpy_retinanet.detection.boxes import box_iou
+from numpy_retinanet.gradcheck import check_gradients
+from numpy_retinanet.model.backbone import BasicBlock
 from numpy_retinanet.model.presets import PRESETS, STRIDES
 from numpy_retinanet.model.retinanet import RetinaNet
 from numpy_retinanet.nn.functional import upsample_nearest_forward
+from numpy_retinanet.nn.modules import Conv2d
+from numpy_retinanet.teaching.figures import (
+    COCO_SIZES,
+    as_image,
+    plot_receptive_field,
+    receptive_field,
+    receptive_field_data,
+)
 
 model = RetinaNet(num_classes=3, preset="default", seed=0)
 image, _ = ShapesDataset(1, image_size=128, num_classes=3, seed=0)[0]
@@ -40,6 +53,117 @@ assert c3.shape == (1, 32, 16, 16) and c4.shape == (1, 64, 8, 8) and c5.shape ==
 assert model.backbone.out_channels == (32, 64, 128)
 
 # %% [markdown]
+# ## The residual block, and why its backward adds the skip's gradient
+#
+# Each stage is made of `BasicBlock`s (He et al. 2016), $\mathrm{out} = \mathrm{ReLU}(F(x) + s(x))$: the
+# *branch* $F$ is conv, GroupNorm, ReLU, conv, GroupNorm; the *shortcut* $s$ is the identity, or a 1x1 conv
+# and GroupNorm where the block changes the width or the stride: the first block of each stage, which in
+# the `default` preset (one block per stage) is every block; the `paper` preset's second blocks keep the
+# identity.
+#
+# The backward follows from one fact: **x is used twice**, once by the branch and once by the shortcut.
+# When a variable feeds two computations, a small change of it moves the loss through both, so its
+# gradient is the *sum* of the gradients through each use. With $d$ = the gradient at the sum (dout through
+# the final ReLU), the sum passes $d$ unchanged to both of its terms, and
+#
+# $$\frac{\partial L}{\partial x} = \underbrace{F\text{'s backward of } d}_{\text{through the branch}}
+# + \underbrace{d}_{\text{through the identity}}$$
+#
+# The identity passes the gradient on untouched. The package's `BasicBlock.backward` computes exactly this
+# sum: run its pieces' backward passes one at a time and add.
+
+# %%
+block_rng = np.random.default_rng(0)
+block = BasicBlock(16, 16, stride=1, rng=block_rng, dtype=np.float64, gn_groups=8)  # identity shortcut
+xb = block_rng.standard_normal((2, 16, 8, 8))
+dout_b = block_rng.standard_normal((2, 16, 8, 8))
+
+block.forward(xb)
+dx_block = block.backward(dout_b)  # the package's backward of the whole block
+
+block.forward(xb)
+d = block.out_relu.backward(dout_b)  # the gradient at the sum F(x) + x
+dx_branch = block.branch.backward(d)  # through the branch
+print(f"|dx through the branch| = {np.linalg.norm(dx_branch):.2f}, |dx through the identity| = {np.linalg.norm(d):.2f}")
+
+# %% tags=["hide-input"]
+np.testing.assert_allclose(dx_block, dx_branch + d, rtol=1e-12, atol=1e-14)
+assert block.shortcut is None and block.num_pending() == 0
+
+# %% [markdown]
+# A gradient check of the whole block, for x and the branch's weights, on this block and on a first
+# block of a stage (stride 2, 16 -> 32 channels, 1x1 conv shortcut), confirms the backward:
+
+# %%
+def block_loss(blk, d_out):
+    """f() = sum(blk(xb) * d_out): its gradient is what blk's backward of d_out returns."""
+    def f():
+        y_b = blk.forward(xb)
+        blk.clear_cache()  # no backward follows this forward
+        return float(np.sum(y_b * d_out))
+    return f
+
+
+down = BasicBlock(16, 32, stride=2, rng=block_rng, dtype=np.float64, gn_groups=8)
+block_rows = []
+for blk in (block, down):
+    blk.zero_grad()
+    out_b = blk.forward(xb)
+    d_out = block_rng.standard_normal(out_b.shape)
+    dx_b = blk.backward(d_out)
+    names = ["branch.0.0.weight", "branch.1.weight", "branch.2.weight"]
+    names += ["shortcut.0.weight"] if blk.shortcut is not None else []
+    print(f"block {blk.params['branch.0.0.weight'].shape[1]} -> {out_b.shape[1]} channels, stride "
+          f"{xb.shape[2] // out_b.shape[2]}:")
+    block_rows += check_gradients(block_loss(blk, d_out), {"x": xb, **{k: blk.params[k] for k in names}},
+                                  {"x": dx_b, **{k: blk.grads[k] for k in names}}, max_entries=20)
+
+# %% tags=["hide-input"]
+assert len(block_rows) == 4 + 5 and all(r.passed for r in block_rows)
+
+# %% [markdown]
+# Writing this backward yourself is **exercise 7**: `lessons/exercises/ex7_residual_block_backward.py`
+# (`numpy-retinanet check lessons/exercises/ex7_residual_block_backward.py`).
+#
+# Why it matters: stack blocks, and the gradient reaching the input is the identity's copy plus every
+# branch's contribution, instead of a product of every layer's. Compare a stack of D blocks with the same
+# stack without its skips (each block reduced to ReLU(F(x)), the package's `branch` and `out_relu` modules),
+# and measure how much larger the gradient at the input is than the gradient at the output:
+
+# %%
+def gradient_gain(depth, skip):
+    """|dL/dx| / |dL/dout| through a stack of ``depth`` 16-channel blocks, with or without their skips."""
+    rng_d = np.random.default_rng(1)
+    blocks = [BasicBlock(16, 16, stride=1, rng=rng_d, dtype=np.float64, gn_groups=8) for _ in range(depth)]
+    y_d = rng_d.standard_normal((2, 16, 8, 8))
+    for blk in blocks:
+        y_d = blk.forward(y_d) if skip else blk.out_relu.forward(blk.branch.forward(y_d))
+    dout_d = rng_d.standard_normal(y_d.shape)
+    d_d = dout_d
+    for blk in reversed(blocks):
+        d_d = blk.backward(d_d) if skip else blk.branch.backward(blk.out_relu.backward(d_d))
+    return np.linalg.norm(d_d) / np.linalg.norm(dout_d)
+
+
+depths = (1, 4, 16, 32)
+gain = {skip: [gradient_gain(dd, skip) for dd in depths] for skip in (True, False)}
+for dd, with_skip, without in zip(depths, gain[True], gain[False]):
+    print(f"{dd:>2} blocks: gradient gain with skips {with_skip:6.2f}, without {without:9.2f}")
+per_block = (gain[False][3] / gain[False][2]) ** (1 / 16)
+print(f"without skips, from 16 to 32 blocks: x{per_block:.2f} per block")
+
+# %% tags=["hide-input"]
+assert 1000 < gain[False][3] < 10_000 and gain[True][3] < 20
+assert round(per_block, 1) == 1.3 and gain[True][3] / gain[True][2] < 2.5
+
+# %% [markdown]
+# Without the skips each block multiplies the gradient by a factor of its own (here about 1.3 once the
+# stack is a few blocks deep), and the factors compound: after 32 blocks the gradient at the input is
+# thousands of times the gradient at the output, so no one learning rate suits the first and the last
+# layers. With the skips each block *adds* its branch's part to a copy passed on unchanged, and the gain
+# grows slowly, less than 20 after 32 blocks. (In other networks the compounding shrinks the gradient
+# instead, the vanishing gradient; the skip helps the same way.) This is one reason deep ResNets train.
+#
 # ## The feature pyramid: P3 to P7 (§4)
 #
 # - M5 = lateral5(C5), and going down, M4 = lateral4(C4) + up2(M5), M3 = lateral3(C3) + up2(M4):
@@ -94,6 +218,100 @@ print("largest change of P3..P7 when C5 changes:", [f"{c:.3g}" for c in change])
 assert all(c > 0 for c in change)
 
 # %% [markdown]
+# ## Receptive fields, and which level sees which object (§4; FPN §3)
+#
+# A location of a feature map is computed from a window of the image, its *theoretical receptive
+# field*. A conv with kernel k reads k neighbouring locations of its input; if those are j pixels apart in
+# the image, the window grows by (k - 1) j, and the output's locations are j s apart (stride s):
+#
+# $$r_{\mathrm{out}} = r_{\mathrm{in}} + (k - 1)\, j_{\mathrm{in}}, \qquad j_{\mathrm{out}} = j_{\mathrm{in}}\, s,
+# \qquad r = j = 1 \text{ for the image}$$
+#
+# Walk the convolutions from the image to P3 through C3 (the stem, each block's branch, the lateral and
+# the output conv; the 1x1 shortcuts read no wider window):
+
+# %%
+def path_convs(stem, *stages):
+    """The convs of the longest path from the image through the stem and the stages: the stem's conv, then
+    every block's branch convs, in order."""
+    convs = [m for m in stem.modules() if isinstance(m, Conv2d)]
+    for stage in stages:
+        for blk in stage.layers:
+            convs += [m for m in blk.branch.modules() if isinstance(m, Conv2d)]
+    return convs
+
+
+bb = model.backbone
+r, j = 1, 1
+for conv in path_convs(bb.stem, bb.stage1, bb.stage2) + [model.fpn.lateral3, model.fpn.output3]:
+    k = conv.params["weight"].shape[-1]
+    r, j = r + (k - 1) * j, j * conv.stride
+    print(f"{k}x{k} stride {conv.stride}: window {r:>3} px, locations {j} px apart")
+
+# %% tags=["hide-input"]
+assert receptive_field(model, 3, top_down=False) == (j, r) == (8, 55)
+
+# %% [markdown]
+# A P3 location reads a 55 px window of the image through C3, and P3's locations are 8 px apart (its
+# stride). `receptive_field(model, level)` in `numpy_retinanet.teaching.figures` computes the same by
+# walking every layer backwards, the top-down path included: through it a P3 location also reads C4 and
+# C5, whose windows are much wider. (GroupNorm's mean and variance span the whole map, so strictly every
+# pixel moves every location a little; the receptive field counts the convolutions' windows, as is usual.)
+# For every level, beside the anchors of lesson 5 and the 200 first training images' shapes, each placed
+# on the level of its best-overlapping anchor (lesson 6's low-quality rule gives each box its best anchor,
+# even below IoU 0.5):
+
+# %%
+shapes_rf = receptive_field_data("default", image_size=128, num_images=200)
+print("level  stride  anchor sides  window: via C_l  with top-down  shapes on the level (px)")
+for lv in shapes_rf["levels"]:
+    objs = lv["objects"]
+    sizes = f"{len(objs):>3}, {objs.min():4.1f}-{objs.max():4.1f}" if len(objs) else "  0"
+    print(f"{lv['name']:<5}  {lv['stride']:>6}  {lv['anchor_sides'][0]:5.1f}-{lv['anchor_sides'][1]:5.1f}  "
+          f"{lv['rf_bottom_up']:>15}  {lv['rf']:>13}  {sizes}")
+
+# %% tags=["hide-input"]
+assert [lv["stride"] for lv in shapes_rf["levels"]] == list(STRIDES)
+assert shapes_rf["levels"][0]["rf"] > 3 * shapes_rf["levels"][0]["rf_bottom_up"]
+assert shapes_rf["levels"][0]["objects"].max() < shapes_rf["levels"][2]["objects"].min()
+assert all(len(lv["objects"]) == 0 for lv in shapes_rf["levels"][3:])
+assert all(lv["anchor_sides"][0] < 1.1 * lv["stride"] for lv in shapes_rf["levels"])
+assert max(lv["objects"].max() for lv in shapes_rf["levels"][:3]) <= MAX_SIZE_FRACTION * 128 == 70
+assert all(lv["objects"].max() < lv["rf_bottom_up"] for lv in shapes_rf["levels"][:3])
+
+# %%
+square = np.array([[0.0, 0.0, 10.0, 10.0]])
+iou_near, iou_far = (box_iou(square, square + [dx, 0, dx, 0])[0, 0] for dx in (3.3, 3.4))
+print(f"10 px square against a 10 px anchor: IoU {iou_near:.3f} at 3.3 px apart, {iou_far:.3f} at 3.4 px")
+
+# %% tags=["hide-input"]
+assert iou_near >= 0.5 > iou_far
+
+# %% [markdown]
+# Each level's anchors start at about its stride and grow with it, and each shape lands on the level whose
+# anchors match its size: every shape on P3 is smaller than every shape on P5, and none of these shapes
+# (at most 70 px) needs P6 or P7. Why small objects go to the fine levels: a level places anchors only
+# every `stride` pixels, and a small box overlaps well only an anchor of about its size centred within a
+# few pixels of it (a 10 px square and a 10 px anchor reach IoU 0.5 only with their centres less than
+# 3.4 px apart along one axis). P3's centres are 8 px apart; P7 has a single location for the whole image.
+# Large objects go to the coarse levels, whose anchors have their size and whose windows, even through
+# C_l alone, cover them. The top-down path gives P3 the wide context of C5 as well (its window grows from
+# 55 px to more than 3 times that), which is the point of the feature pyramid (FPN §3): fine locations
+# with the coarse levels' semantics.
+#
+# The figure draws the table, and on the right the `paper` preset's levels at 800 px against COCO's size
+# ranges (small below 32 px, large above 96 px, as the square root of the box's area): the same division
+# of labour at the paper's scale, with anchors 32 to 512 px.
+
+# %% mystnb={"image":{"alt":"Per pyramid level: anchor sides, stride, receptive field and the shapes each level takes"}}
+paper_rf = receptive_field_data("paper", image_size=800, num_images=0)
+as_image(plot_receptive_field(shapes_rf, paper_rf))
+
+# %% tags=["hide-input"]
+assert COCO_SIZES["small"][1] == 32 and COCO_SIZES["large"][0] == 96
+assert PRESETS["paper"]["anchor_sizes"] == (32, 64, 128, 256, 512)
+
+# %% [markdown]
 # ## Odd sizes
 #
 # An image of 100 px gives C3, C4, C5 of 13, 7 and 4 (ceil(100 / 8), ceil(100 / 16), ceil(100 / 32)).
@@ -141,6 +359,11 @@ assert paper["depths"] == (2, 2, 2, 2)
 # - The FPN makes P3-P5 from laterals plus the top-down path, P6 from C5 with a stride-2 conv and P7 from
 #   ReLU(P6): five levels, strides 8 to 128, one width.
 # - Upsampled maps are cropped when sizes are odd; every level's size is ceil(H / stride).
+# - A residual block uses x twice, so its backward adds the branch's gradient to the identity's unchanged
+#   copy; stacked, the gradient at the input grows slowly with depth instead of compounding block by block.
+# - The receptive field grows by $(k - 1) j$ at each conv ($j$ the spacing so far): through C3 a P3 location
+#   sees 55 px, with the top-down path far more. Each level's anchors follow its stride, so small shapes take
+#   P3's anchors and larger ones P4's and P5's.
 #
 # ## Exercises
 #
@@ -149,3 +372,7 @@ assert paper["depths"] == (2, 2, 2, 2)
 # 2. Build `RetinaNet(3, preset="default", p6_from="p5")`. How many parameters does it have, and why do
 #    they differ from the paper's wiring?
 # 3. Feed a 200 x 120 image. Predict the sizes of P3..P7 before running it.
+# 4. Write the residual block's backward: `lessons/exercises/ex7_residual_block_backward.py`
+#    (`numpy-retinanet check lessons/exercises/ex7_residual_block_backward.py`).
+# 5. With the recurrence, compute by hand the receptive field of P4 through C4 for the `paper` preset (two
+#    blocks per stage), then check it with `receptive_field(RetinaNet(3, preset="paper"), 4, top_down=False)`.

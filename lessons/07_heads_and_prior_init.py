@@ -5,7 +5,8 @@
 # K probabilities per anchor, the box subnet 4 deltas per anchor (§4). Both are *shared* across levels.
 # The last layer of the classification subnet starts with a special bias, the *prior* of §3.3, without
 # which the first iterations are dominated by the background. This lesson builds the heads, checks their
-# output layout and their shared gradients, and measures the initial loss with and without the prior.
+# output layout and their shared gradients, measures the initial loss with and without the prior, and shows
+# why the K outputs of an anchor are K sigmoids rather than a softmax with a background class.
 
 # %%
 import numpy as np
@@ -17,6 +18,12 @@ from numpy_retinanet.model.heads import prior_bias
 from numpy_retinanet.model.retinanet import RetinaNet
 from numpy_retinanet.nn.losses import sigmoid
 from numpy_retinanet.nn.modules import Conv2d, GroupNorm, ReLU
+from numpy_retinanet.teaching.figures import (
+    as_image,
+    plot_sigmoid_vs_softmax,
+    sigmoid_vs_softmax_data,
+    softmax_with_background,
+)
 
 model = RetinaNet(num_classes=3, preset="default", seed=0)
 images, targets = collate([ShapesDataset(8, image_size=128, num_classes=3, seed=0)[i] for i in range(8)])
@@ -182,7 +189,87 @@ assert 0.9 < results[0.01]["CE"][1] < 0.95 and results[0.01]["FL"][1] < 0.02
 # below 16 (CE) and below 1.2 (FL). The prior removes the initial imbalance; the focal loss removes the
 # imbalance that remains once the network is training: with the prior, background still drives 90-95% of
 # CE's gradient, but less than 2% of FL's.
+
+# %% [markdown]
+# ## K sigmoids, not a softmax with a background class (§3, §4)
 #
+# The classification subnet's last conv gives K A outputs per location, with a sigmoid on each (§4,
+# "Classification Subnet"): for every anchor K probabilities, one per class, each answering its own yes/no
+# question, "is an object of class k here?". There is **no background class**. An anchor matched to
+# background (lesson 6) is trained with all K targets 0; a positive anchor with 1 for its box's class and 0
+# for the others:
+
+# %%
+cls_t, _, positive, valid = assign_targets(model.anchors(128, 128), targets, num_classes=3)
+negative = valid & ~positive
+print(f"{negative.sum()} background anchors: every target 0 -> {not cls_t[negative].any()}")
+print(f"{positive.sum()} positive anchors: exactly one target 1 each -> {np.all(cls_t[positive].sum(axis=-1) == 1)}")
+
+# %% tags=["hide-input"]
+assert cls_t.shape == (8, 3069, 3) and positive.sum() == 68
+assert not cls_t[negative].any() and np.all(cls_t[positive].sum(axis=-1) == 1)
+
+# %% [markdown]
+# Many classifiers end instead in a *softmax* over K + 1 classes, one of them background. Put the same
+# logits through both. The softmax needs a logit for background too; it ignores any shift common to all
+# logits, so take the background's as 0: then a class alone against background gets exactly its sigmoid,
+# $e^x / (e^x + e^0) = \sigma(x)$. Four anchors of the shapes' K = 3 classes (circle, square, triangle):
+
+# %%
+compared = sigmoid_vs_softmax_data()
+for label, x_row, sig, soft in zip(compared["labels"], compared["logits"], compared["sigmoid"],
+                                   compared["softmax"]):
+    print(f"{label:<20} x = {np.round(x_row, 2)}")
+    print(f"{'':<20} sigmoids {np.round(sig, 3)}, sum {sig.sum():.2f}")
+    print(f"{'':<20} softmax  {np.round(soft[:3], 3)}, background {soft[3]:.3f}")
+
+# %% tags=["hide-input"]
+np.testing.assert_allclose(compared["sigmoid"], 1 / (1 + np.exp(-compared["logits"])), rtol=1e-12)
+np.testing.assert_allclose(compared["softmax"], np.exp(np.c_[compared["logits"], np.zeros(4)])
+                           / np.exp(np.c_[compared["logits"], np.zeros(4)]).sum(axis=1, keepdims=True), rtol=1e-12)
+np.testing.assert_allclose(compared["softmax"][:, :3] / (compared["softmax"][:, :3] + compared["softmax"][:, 3:]),
+                           compared["sigmoid"], rtol=1e-12)  # a class against background alone: its sigmoid
+assert np.all(compared["sigmoid"][2, :2] > 0.95) and np.all(compared["softmax"][2, :2] < 0.49)
+assert np.allclose(compared["sigmoid"][0], 0.01) and round(compared["sigmoid"][0].sum(), 2) == 0.03
+
+# %% mystnb={"image":{"alt":"Four anchors' logits as 3 sigmoid probabilities and as a softmax with background"}}
+as_image(plot_sigmoid_vs_softmax(compared))
+
+# %% [markdown]
+# The two read the same numbers differently:
+#
+# - **K sigmoids** are K independent answers and need not sum to 1. The anchor whose circle and square
+#   logits are both 3 gets 0.95 for each; the anchor at the prior gets 0.01 for each class, 0.03 in all.
+#   Background is not an output: it is every answer being "no".
+# - **A softmax** makes one choice among K + 1 answers that sum to 1, so the classes compete: the same
+#   circle-or-square anchor gets less than 0.49 for each, and raising one class's logit lowers every other
+#   probability, background's included.
+#
+# Why the paper's choice suits its loss and its initialization:
+#
+# - The focal loss (eq. 5) is a loss of one probability $p$ and a target $y \in \{0, 1\}$. With K sigmoids
+#   every one of the N M K outputs is such a binary example with its own $p_t$, so $(1 - p_t)^\gamma$
+#   down-weights each easy (anchor, class) output on its own: the 73,656 outputs above, of which the
+#   background ones gave less than 2% of FL's gradient. (§3 notes that a multi-class focal loss is
+#   possible; the paper uses the binary one.)
+# - The prior of §3.3 applies to each of the K outputs: the one bias $b = -\log((1 - \pi) / \pi)$ on every
+#   class output starts each at $p = \pi$, whatever K is. With a softmax and class logits 0, each class
+#   would start at $\pi$ only through the background's logit, $b_{bg} = \log(1 / \pi - K)$, which depends on
+#   K, and the classes would stay coupled through the shared sum:
+
+# %%
+b = prior_bias(0.01)
+print(f"sigmoids, any K: bias {b:.3f} -> each class starts at {sigmoid(np.float64(b)):.4f}")
+for k in (3, 80):  # the shapes' classes, and COCO's
+    b_bg = np.log(1 / 0.01 - k)
+    start = softmax_with_background(np.zeros((1, k)), background_logit=b_bg)
+    print(f"softmax, K = {k:>2}: background logit {b_bg:.3f} -> each class starts at {start[0, 0]:.4f}")
+
+# %% tags=["hide-input"]
+assert np.isclose(np.log(1 / 0.01 - 3), np.log(97)) and np.isclose(np.log(1 / 0.01 - 80), np.log(20))
+np.testing.assert_allclose(softmax_with_background(np.zeros((1, 80)), background_logit=np.log(20))[0, :80], 0.01)
+
+# %% [markdown]
 # ## Summary
 #
 # - The classification and box subnets are small conv stacks shared over P3-P7; outputs are (N, M, K)
@@ -190,6 +277,9 @@ assert 0.9 < results[0.01]["CE"][1] < 0.95 and results[0.01]["FL"][1] < 0.02
 # - A shared weight's gradient is the sum over levels: the module's backward adds into `grads`.
 # - The prior $b = -\log((1 - \pi) / \pi) = -4.59512$ for $\pi = 0.01$ starts every output at $p \approx 0.01$, and
 #   lowers the initial CE of this batch from more than 700 to less than 16.
+# - The K outputs of an anchor are K sigmoids, K independent yes/no answers; background is all K "no", not a
+#   class. A softmax over K + 1 would make the classes compete and sum to 1. The sigmoids make every
+#   (anchor, class) output one binary example for the focal loss, and let one bias set the prior of each.
 #
 # ## Exercises
 #

@@ -11,6 +11,7 @@ import pytest
 from matplotlib.patches import Rectangle
 
 from numpy_retinanet.data.batching import collate
+from numpy_retinanet.data.build import DataConfig, build_dataset
 from numpy_retinanet.data.shapes import ShapesDataset
 from numpy_retinanet.detection.boxes import box_iou
 from numpy_retinanet.detection.criterion import assign_targets
@@ -18,7 +19,11 @@ from numpy_retinanet.detection.matcher import BACKGROUND, IGNORED, match_anchors
 from numpy_retinanet.engine.checkpoint import SHIPPED_MODEL, save_checkpoint
 from numpy_retinanet.engine.inference import predict_dataset
 from numpy_retinanet.evaluation.coco import evaluate_detections
+from numpy_retinanet.model.backbone import BasicBlock
+from numpy_retinanet.model.heads import prior_bias
+from numpy_retinanet.model.presets import PRESETS, STRIDES
 from numpy_retinanet.model.retinanet import RetinaNet
+from numpy_retinanet.nn.modules import Conv2d, GroupNorm, ReLU, Sequential
 from numpy_retinanet.teaching.figures import (
     FIGURE4_GAMMAS,
     FIGURES,
@@ -41,9 +46,15 @@ from numpy_retinanet.teaching.figures import (
     plot_matched_anchors,
     plot_nms,
     plot_precision_recall,
+    plot_receptive_field,
+    plot_sigmoid_vs_softmax,
     precision_recall_data,
     preset_anchor_generator,
+    receptive_field,
+    receptive_field_data,
     register_figure,
+    sigmoid_vs_softmax_data,
+    softmax_with_background,
     train_figure_model,
 )
 
@@ -111,8 +122,9 @@ def two_renderings(tmp_path_factory):
 
 
 def test_every_figure_is_registered_and_only_the_model_figures_need_a_model():
-    assert list(FIGURES) == NAMES + ["anchors_per_level", "matched_anchors"] + MODEL_FIGURES
-    assert QUICK == NAMES + ["anchors_per_level", "matched_anchors"]
+    quick = NAMES + ["receptive_field", "anchors_per_level", "matched_anchors", "sigmoid_vs_softmax"]
+    assert list(FIGURES) == quick + MODEL_FIGURES
+    assert QUICK == quick
 
 
 def test_make_figures_writes_every_quick_figure(two_renderings):
@@ -212,6 +224,182 @@ def test_matched_figure_draws_every_positive_and_ignored_anchor():
              for r in fig.axes[0].patches if isinstance(r, Rectangle)}
     shown = np.concatenate([data["anchors"][data["matches"] != BACKGROUND], data["boxes"]])
     assert drawn == {(a[0], a[1], a[2] - a[0], a[3] - a[1]) for a in shown.tolist()}
+
+
+# ----------------------------------------------------------------------------------------
+# Receptive fields: each level's stride and window, against a brute-force dependency count
+# ----------------------------------------------------------------------------------------
+
+
+def _conv_reads(conv, reads):
+    """Forward through ``conv`` along one axis: which image pixels each output pixel depends on.
+    ``reads`` is (n, L) bool, row i = the pixels input pixel i depends on; zero padding reads nothing."""
+    k, s, p = conv.params["weight"].shape[-1], conv.stride, conv.padding
+    n_out = (len(reads) + 2 * p - k) // s + 1
+    out = np.zeros((n_out, reads.shape[1]), dtype=bool)
+    for o in range(n_out):
+        for t in range(k):
+            if 0 <= s * o - p + t < len(reads):
+                out[o] |= reads[s * o - p + t]
+    return out
+
+
+def _forward_reads(module, reads):
+    if isinstance(module, Conv2d):
+        return _conv_reads(module, reads)
+    if isinstance(module, Sequential):
+        for layer in module.layers:
+            reads = _forward_reads(layer, reads)
+        return reads
+    if isinstance(module, BasicBlock):
+        skip = _forward_reads(module.shortcut, reads) if module.shortcut is not None else reads
+        return _forward_reads(module.branch, reads) | skip
+    assert isinstance(module, (ReLU, GroupNorm))
+    return reads
+
+
+def _pyramid_reads(model, length, top_down=True):
+    """P3..P7's dependencies on a 1-D image of ``length`` pixels, computed forwards, layer by layer."""
+    bb, fpn = model.backbone, model.fpn
+    c3 = _forward_reads(bb.stage2, _forward_reads(bb.stage1, _forward_reads(bb.stem, np.eye(length, dtype=bool))))
+    c4 = _forward_reads(bb.stage3, c3)
+    c5 = _forward_reads(bb.stage4, c4)
+    m5 = _forward_reads(fpn.lateral5, c5)
+    m4 = _forward_reads(fpn.lateral4, c4)
+    if top_down:
+        m4 = m4 | np.repeat(m5, 2, axis=0)[:len(m4)]  # nearest x2, cropped
+    m3 = _forward_reads(fpn.lateral3, c3)
+    if top_down:
+        m3 = m3 | np.repeat(m4, 2, axis=0)[:len(m3)]
+    p5 = _forward_reads(fpn.output5, m5)
+    p6 = _forward_reads(fpn.p6, c5 if fpn.p6_from == "c5" else p5)
+    return [_forward_reads(fpn.output3, m3), _forward_reads(fpn.output4, m4), p5, p6, _forward_reads(fpn.p7, p6)]
+
+
+@pytest.mark.parametrize("preset", ["default", "tiny"])
+def test_receptive_fields_match_a_brute_force_dependency_count(preset):
+    model = RetinaNet(3, preset=preset)
+    length = 128 * 40  # P7 gets 40 locations: 32 in the middle whose windows (< 4 x 128 px) miss the border
+    for top_down in (True, False):
+        for lvl, reads in enumerate(_pyramid_reads(model, length, top_down)):
+            middle = range(len(reads) // 2 - 16, len(reads) // 2 + 16)  # 32 locations, as LOCATIONS
+            spans = [np.flatnonzero(reads[i]) for i in middle]
+            assert all(0 < sp[0] and sp[-1] < length - 1 for sp in spans)  # no window touches the border
+            stride, rf = receptive_field(model, lvl + 3, top_down=top_down)
+            assert rf == max(sp[-1] - sp[0] + 1 for sp in spans), (preset, top_down, lvl)
+            if not top_down:
+                assert stride == spans[1][0] - spans[0][0] == STRIDES[lvl]
+
+
+def test_bottom_up_receptive_fields_follow_the_recurrence():
+    # r grows by (k - 1) times the stride so far at each conv of the path: image -> C_l -> P_l
+    model = RetinaNet(3, preset="default")
+    bb, fpn = model.backbone, model.fpn
+    stages = [bb.stem, bb.stage1, bb.stage2, bb.stage3, bb.stage4]
+
+    def path_convs(module):  # the convs of the branch of each block (the longest path), in order
+        if isinstance(module, Conv2d):
+            return [module]
+        if isinstance(module, BasicBlock):
+            return path_convs(module.branch)
+        if isinstance(module, Sequential):
+            return [c for layer in module.layers for c in path_convs(layer)]
+        return []
+
+    c_path = {3: stages[:3], 4: stages[:4], 5: stages[:5]}
+    paths = {lvl: [c for m in c_path[lvl] for c in path_convs(m)] + [getattr(fpn, f"lateral{lvl}"),
+                                                                      getattr(fpn, f"output{lvl}")]
+             for lvl in (3, 4, 5)}
+    paths[6] = [c for m in stages for c in path_convs(m)] + [fpn.p6]
+    paths[7] = paths[6] + [fpn.p7]
+    for lvl, convs in paths.items():
+        r, j = 1, 1
+        for conv in convs:
+            r += (conv.params["weight"].shape[-1] - 1) * j
+            j *= conv.stride
+        assert receptive_field(model, lvl, top_down=False) == (j, r) and j == STRIDES[lvl - 3]
+    assert [receptive_field(model, lvl, top_down=False)[1] for lvl in (3, 4, 5)] == [55, 119, 247]
+
+
+def test_receptive_field_data_places_each_shape_on_its_best_anchors_level():
+    data = receptive_field_data("default", image_size=128, num_images=30)
+    gen = preset_anchor_generator("default")
+    anchors = gen.anchors(128, 128, dtype=np.float64)
+    first = np.cumsum([0] + gen.level_sizes(128, 128))
+    expected = [[] for _ in STRIDES]
+    for _, target in build_dataset(DataConfig(image_size=128), "train", num_images=30):
+        for x1, y1, x2, y2 in target["boxes"].astype(np.float64):
+            inter = (np.clip(np.minimum(anchors[:, 2], x2) - np.maximum(anchors[:, 0], x1), 0, None)
+                     * np.clip(np.minimum(anchors[:, 3], y2) - np.maximum(anchors[:, 1], y1), 0, None))
+            union = (x2 - x1) * (y2 - y1) + (anchors[:, 2] - anchors[:, 0]) * (anchors[:, 3] - anchors[:, 1]) - inter
+            best = int(np.argmax(inter / union))
+            expected[int(np.searchsorted(first, best, side="right")) - 1].append(np.sqrt((x2 - x1) * (y2 - y1)))
+    for lvl, lv in enumerate(data["levels"]):
+        np.testing.assert_allclose(lv["objects"], np.sort(expected[lvl]), rtol=1e-12)
+        size, scales = PRESETS["default"]["anchor_sizes"][lvl], PRESETS["default"]["scales"]
+        # sides size * scale / sqrt(r) and size * scale * sqrt(r) for r = h / w in {1/2, 1, 2}
+        np.testing.assert_allclose(lv["anchor_sides"], (size * min(scales) / np.sqrt(2), size * max(scales) * np.sqrt(2)))
+        assert lv["stride"] == STRIDES[lvl] and lv["rf"] >= lv["rf_bottom_up"]
+    # small shapes go to the fine levels: every shape on P3 is smaller than every shape on P5
+    assert data["levels"][0]["objects"].max() < data["levels"][2]["objects"].min()
+
+
+def test_receptive_field_figure_draws_exactly_its_data():
+    shapes = receptive_field_data("tiny", image_size=64, num_images=4)
+    paper = receptive_field_data("tiny", image_size=64, num_images=0)
+    fig = plot_receptive_field(shapes, paper)
+    for ax, data in zip(fig.axes, (shapes, paper)):
+        markers = {line.get_marker(): line for line in ax.get_lines() if line.get_marker() in ("v", "_")}
+        filled = [line for line in ax.get_lines() if line.get_marker() == "v" and line.get_color() != "white"]
+        assert len(filled) == 1
+        np.testing.assert_array_equal(filled[0].get_ydata(), [lv["rf"] for lv in data["levels"]])
+        np.testing.assert_array_equal(markers["_"].get_ydata(), [lv["stride"] for lv in data["levels"]])
+        dots = np.concatenate([line.get_ydata() for line in ax.get_lines() if line.get_marker() == "o"] or [[]])
+        np.testing.assert_array_equal(dots, np.concatenate([lv["objects"] for lv in data["levels"]]))
+
+
+def test_receptive_field_refuses_a_level_outside_the_pyramid():
+    with pytest.raises(ValueError, match="level must be one of 3..7"):
+        receptive_field(RetinaNet(3, preset="tiny"), 2)
+
+
+# ----------------------------------------------------------------------------------------
+# The classification output: K sigmoids beside a softmax with background
+# ----------------------------------------------------------------------------------------
+
+
+def test_sigmoid_vs_softmax_data_are_the_closed_forms():
+    data = sigmoid_vs_softmax_data()
+    x = data["logits"]
+    assert x.shape == (4, 3) and data["class_names"] == ("circle", "square", "triangle")
+    np.testing.assert_allclose(data["sigmoid"], 1 / (1 + np.exp(-x)), rtol=1e-12)
+    e = np.exp(x)
+    expected = np.concatenate([e, np.ones((len(x), 1))], axis=1) / (1 + e.sum(axis=1, keepdims=True))
+    np.testing.assert_allclose(data["softmax"], expected, rtol=1e-12)
+    # against the background alone, a class's softmax share is its sigmoid: e^x / (e^x + e^0)
+    np.testing.assert_allclose(data["softmax"][:, :3] / (data["softmax"][:, :3] + data["softmax"][:, 3:]),
+                               data["sigmoid"], rtol=1e-12)
+    np.testing.assert_allclose(data["sigmoid"][0], 0.01, rtol=1e-9)  # the first example sits at the prior
+    assert np.allclose(x[0], prior_bias(0.01))
+
+
+def test_softmax_with_background_is_stable_and_checks_its_input():
+    p = softmax_with_background(np.array([[1000.0, 0.0], [-1000.0, -1000.0]]))
+    np.testing.assert_allclose(p, [[1.0, 0.0, 0.0], [0.0, 0.0, 1.0]], atol=1e-300)
+    with pytest.raises(ValueError, match="logits"):
+        softmax_with_background(np.array([1.0, 2.0]))
+    with pytest.raises(ValueError, match="examples must each give 3 logits"):
+        sigmoid_vs_softmax_data(examples=[("two", (1.0, 2.0))])
+
+
+def test_sigmoid_vs_softmax_figure_draws_exactly_its_data():
+    data = sigmoid_vs_softmax_data()
+    fig = plot_sigmoid_vs_softmax(data)
+    for ax, probs in zip(fig.axes, (data["sigmoid"], data["softmax"])):
+        heights = [bar.get_height() for bar in ax.patches]  # column by column
+        np.testing.assert_array_equal(heights, probs.T.ravel())
+        sums = [t.get_text() for t in ax.texts if t.get_text().startswith("sum")]
+        assert sums == [f"sum {s:.2f}" for s in probs.sum(axis=1)]
 
 
 # ----------------------------------------------------------------------------------------

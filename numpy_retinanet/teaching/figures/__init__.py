@@ -4,7 +4,9 @@ One module per subject, each registering its figures with ``registry.register_fi
 
 - ``focal_loss``: Figure 1 of the paper (§3.2), the focal loss against p_t, and its gradient
   (Appendix B);
+- ``receptive_field``: each pyramid level's stride and receptive field beside its anchors (§4);
 - ``anchors``: the anchors of each pyramid level and their matching to boxes (§4);
+- ``sigmoid_vs_softmax``: the classification output as K sigmoids, beside a softmax with background (§3, §4);
 - ``detections``, ``training_curve`` and ``figure4``: the figures of a trained model
   (``figure_model``): its detections (§4.1), its loss while training, and Figure 4 (§5.1);
 - ``nms_and_pr``: the same model's detections before and after NMS (§4.1), and a precision-recall
@@ -35,6 +37,12 @@ from numpy_retinanet.teaching.figures.focal_loss import (
     plot_focal_loss_gradient,
     plot_focal_loss_vs_pt,
 )
+from numpy_retinanet.teaching.figures.receptive_field import (
+    COCO_SIZES,
+    plot_receptive_field,
+    receptive_field,
+    receptive_field_data,
+)
 from numpy_retinanet.teaching.figures.anchors import (
     anchors_per_level_data,
     figure_image,
@@ -42,6 +50,11 @@ from numpy_retinanet.teaching.figures.anchors import (
     plot_anchors_per_level,
     plot_matched_anchors,
     preset_anchor_generator,
+)
+from numpy_retinanet.teaching.figures.sigmoid_vs_softmax import (
+    plot_sigmoid_vs_softmax,
+    sigmoid_vs_softmax_data,
+    softmax_with_background,
 )
 from numpy_retinanet.teaching.figures.detections import detections_data, plot_detections
 from numpy_retinanet.teaching.figures import training_curve  # noqa: F401  (registers "training_curve")
@@ -64,6 +77,13 @@ __all__ = [
     "focal_loss_gradient_curves",
     "plot_focal_loss_vs_pt",
     "plot_focal_loss_gradient",
+    "COCO_SIZES",
+    "receptive_field",
+    "receptive_field_data",
+    "plot_receptive_field",
+    "softmax_with_background",
+    "sigmoid_vs_softmax_data",
+    "plot_sigmoid_vs_softmax",
     "FIGURE4_GAMMAS",
     "FIGURE_TRAINING",
     "FigureModel",
