@@ -95,7 +95,8 @@ print({th: len(k) for th, k in kept.items()}, "of", len(random_boxes), "boxes ke
 # %% tags=["hide-input"]
 assert all(np.array_equal(k, nms(random_boxes, random_scores, th)) for th, k in kept.items())
 assert len(kept[0.3]) < len(kept[0.5]) < len(kept[0.7]) < len(random_boxes)
-#
+
+# %% [markdown]
 # ## Average precision, COCO style
 #
 # Detections of one class, over all images, are sorted by score. Going down the list, a detection is a
