@@ -84,3 +84,7 @@ class Exercise:
     def diagnose(self, cases: list[dict], rows: list[Row]) -> list[Diagnosis]:
         """The likely mistakes the failing rows show, each with the hint that helps; [] when none is known."""
         return []
+
+    def legend(self) -> str:
+        """Optional: a few lines printed above the table, saying what a row compares ("" for none)."""
+        return ""
