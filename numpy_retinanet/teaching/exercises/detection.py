@@ -83,7 +83,9 @@ def _read(value, name, expected):
     if value.dtype.kind not in kind:
         what = "floats" if kind == "f" else "integers"
         return None, f"yours {name} has dtype {value.dtype}, expected {what}"
-    if value.shape != expected.shape:
+    if name == "keep" and value.ndim != 1:  # any number kept, but in a flat list
+        return None, f"yours {name} has shape {value.shape}, expected (n_kept,)"
+    if name != "keep" and value.shape != expected.shape:
         return None, f"yours {name} has shape {value.shape}, expected {expected.shape}"
     return value, ""
 
@@ -294,8 +296,9 @@ class MatcherExercise(_ForwardExercise):
             case("allow_low_quality False, IoU exactly 0.6 = fg_iou and 0.3 = bg_iou",
                  [[1, 0, 5, 1], [27, 0, 40, 1], [50, 0, 54, 1]], [[0, 0, 4, 1], [20, 0, 33, 1], [50, 0, 52, 1]],
                  fg_iou=0.6, bg_iou=0.3, allow_low_quality=False),
-            # Anchor 0 overlaps boxes 0 and 1 by 10 of 14: the same IoU, 5/7.
-            case("two boxes equally good for one anchor", [[1, 0, 7, 2], [2, 0, 8, 2]],
+            # Anchor 0 overlaps boxes 0 and 1 by 10 of 14: the same IoU, 5/7. Anchors 1 and 2 copy
+            # the boxes, so the low-quality rule promotes them, not anchor 0.
+            case("two boxes equally good for one anchor", [[1, 0, 7, 2], [0, 0, 6, 2], [2, 0, 8, 2]],
                  [[0, 0, 6, 2], [2, 0, 8, 2]]),
             # Anchors 0 and 1 both overlap the box by 8 of 24 (IoU 1/3, background by the thresholds).
             case("two anchors equally good for one box (low-quality)",
@@ -556,7 +559,8 @@ class AveragePrecisionExercise(_ForwardExercise):
             return dict(tag=tag, detections=detections, ground_truths=[{"boxes": _boxes(g)} for g in ground_truths],
                         iou_threshold=iou_threshold, empty=empty)
 
-        g0, g1, g2 = [[0, 0, 10, 10]], [[20, 20, 40, 40], [50, 0, 60, 20]], [[0, 0, 10, 10], [4, 0, 14, 10]]
+        g0, g1 = [[0, 0, 10, 10]], [[20, 20, 40, 40], [50, 0, 60, 20]]
+        g2 = [[0, 0, 10, 10], [4, 0, 14, 10], [50, 50, 60, 60]]
         return [
             case("perfect detections", [image(g0, [0.3]), image(g1, [0.9, 0.6])], [g0, g1]),
             case("all detections wrong", [image([[30, 30, 40, 40]], [0.9]), image([[0, 0, 10, 10]], [0.8])],
@@ -571,13 +575,14 @@ class AveragePrecisionExercise(_ForwardExercise):
             case("IoU exactly 0.5 = iou_threshold", [image([[0, 0, 10, 20], [20, 20, 40, 40]], [0.9, 0.8])],
                  [[[0, 0, 10, 10], [20, 20, 40, 40]]]),
             # The first detection overlaps box 0 (IoU 7/13) and box 1 (9/11): it takes box 1; the second,
-            # a copy of box 1, finds box 1 taken and box 0 at IoU 3/7 < 0.5.
+            # a copy of box 1, finds box 1 taken and box 0 at IoU 3/7 < 0.5. No detection finds box 2.
             case("a detection overlapping two ground truths",
                  [image([[3, 0, 13, 10], [4, 0, 14, 10], [0, 0, 10, 10]], [0.9, 0.8, 0.7])], [g2]),
-            # The first detection overlaps both boxes by 1/3: it takes the later one.
-            case("equal IoU with two ground truths, iou_threshold 0.3",
-                 [image([[2, 0, 6, 2], [4, 0, 8, 2]], [0.9, 0.8])], [[[0, 0, 4, 2], [4, 0, 8, 2]]],
-                 iou_threshold=0.3),
+            # The first detection overlaps box 0 by 3/13, boxes 1 and 2 by 1/3 each: it takes box 2, the
+            # later of the two best. The next two copy boxes 2 and 1; no detection finds box 3.
+            case("equal IoU with two ground truths, iou_threshold 0.2",
+                 [image([[4, 0, 8, 2], [6, 0, 10, 2], [2, 0, 6, 2]], [0.9, 0.8, 0.7])],
+                 [[[4, 1.25, 8, 3.25], [2, 0, 6, 2], [6, 0, 10, 2], [50, 50, 60, 60]]], iou_threshold=0.2),
             # Hit, miss, miss, hit, hit, miss: the raw precision falls, then rises again.
             case("a precision that rises again", [image([[0, 0, 10, 10], [30, 30, 31, 31], [32, 32, 33, 33],
                                                          [20, 20, 30, 30], [40, 40, 50, 50], [60, 60, 61, 61]],
