@@ -7,15 +7,16 @@ reference solution with a line or two changed, as a learner would get it wrong; 
 name exactly that mistake, with its hint.
 """
 
-import importlib.util
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from numpy_retinanet.detection.boxes import box_iou
-from numpy_retinanet.teaching.exercises.base import Row
 from numpy_retinanet.teaching.exercises.detection import DETECTION_EXERCISES
+from numpy_retinanet.teaching.exercises.runner import check_file, check_module, load_exercise_file
 
 ROOT = Path(__file__).resolve().parents[1]
 EXERCISES = {ex.number: ex for ex in DETECTION_EXERCISES}
@@ -23,11 +24,7 @@ FILES = {8: "ex8_iou_and_matcher.py", 9: "ex9_nms.py", 10: "ex10_average_precisi
 
 
 def load(path):
-    """The module of a Python file, imported under a name of its own (not put in sys.modules)."""
-    spec = importlib.util.spec_from_file_location(f"answer_{Path(path).stem}", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_exercise_file(path)
 
 
 def solution(n):
@@ -45,18 +42,10 @@ def wrong_answer(tmp_path, n, changes):
     return path
 
 
-def run(exercise, impl, reference=None):
-    """What the runner does with an exercise: every case's rows; an answer that raises on a case
-    (other than NotImplementedError) gives that case one failing Row of the runner's own."""
-    rows = []
-    for k, case in enumerate(exercise.cases(), start=1):
-        try:
-            rows += exercise.check_case(impl, reference, k, case)
-        except NotImplementedError:
-            raise
-        except Exception as e:  # noqa: BLE001 -- the runner turns any error into a row
-            rows.append(Row(k, "", False, note=f"raised {type(e).__name__}: {e}"))
-    return rows
+def report(path, capsys):
+    """(exit status, the checker's report on one line: wrapped lines joined) of ``check_file(path)``."""
+    status = check_file(path)
+    return status, " ".join(capsys.readouterr().out.split())
 
 
 def case(n, tag_start):
@@ -71,21 +60,46 @@ def case(n, tag_start):
 
 
 @pytest.mark.parametrize("n", sorted(EXERCISES))
-def test_the_reference_passes_every_case(n):
+def test_the_reference_passes_every_case(n, capsys):
     ex = EXERCISES[n]
-    reference = load(solution(n))
-    rows = run(ex, reference, reference)
-    assert rows and all(r.passed for r in rows), [r.measure for r in rows if not r.passed]
-    assert {r.case for r in rows} == set(range(1, len(ex.cases()) + 1))
+    status, out = report(solution(n), capsys)
+    assert status == 0 and f"Exercise {n}: PASS" in out and "FAIL" not in out
+    passed, rows = check_module(load(solution(n)))
+    assert passed and {r.case for r in rows} == set(range(1, len(ex.cases()) + 1))
     assert ex.diagnose(ex.cases(), rows) == []
 
 
 @pytest.mark.parametrize("n", sorted(EXERCISES))
-def test_the_untouched_stub_is_not_implemented(n):
-    stub = load(ROOT / "lessons/exercises" / FILES[n])
-    assert stub.EXERCISE == n
-    with pytest.raises(NotImplementedError, match=f"Exercise {n}"):
-        EXERCISES[n].check_case(stub, None, 1, EXERCISES[n].cases()[0])
+def test_the_untouched_stub_is_not_implemented(n, capsys):
+    path = ROOT / "lessons/exercises" / FILES[n]
+    assert load(path).EXERCISE == n
+    status, out = report(path, capsys)
+    assert status == 1 and f"Exercise {n}: not implemented yet" in out
+    assert f"check {path} --hint 1 (of {len(EXERCISES[n].hints)})" in out
+
+
+@pytest.mark.parametrize("n, call", [
+    (8, "from numpy_retinanet.detection.boxes import box_iou\n"
+        "from numpy_retinanet.detection.matcher import match_anchors\n"),
+    (9, "from numpy_retinanet.detection.boxes import nms as _nms\n\n\n"
+        "def nms(boxes, scores, iou_threshold):\n    return _nms(boxes, scores, iou_threshold)\n"),
+    (10, "from numpy_retinanet.evaluation.coco import evaluate_detections\n\n\n"
+         "def average_precision(detections, ground_truths, iou_threshold):\n"
+         "    dets = [dict(d, labels=np.zeros(len(d['boxes']), int)) for d in detections]\n"
+         "    gts = [dict(g, labels=np.zeros(len(g['boxes']), int)) for g in ground_truths]\n"
+         "    return evaluate_detections(dets, gts, 1, [iou_threshold], 1000)['per_class_AP'][0]\n"),
+])
+def test_an_answer_that_calls_the_package_is_reported_not_passed(tmp_path, capsys, n, call):
+    path = tmp_path / FILES[n]
+    path.write_text(f"import numpy as np\n\nEXERCISE = {n}\n{call}")
+    status, out = report(path, capsys)
+    assert status == 1 and "PASS" not in out
+    if n == 8:  # imported as they are: the checker sees the package's own functions
+        assert "yours box_iou is the package's own, imported" in out
+        assert "yours match_anchors is the package's own, imported" in out
+        assert "an imported answer is not yours: write it yourself" in out
+    else:  # called from the learner's own function: the runner sees the call
+        assert f"Exercise {n}: FAIL: your answer calls the package's" in out
 
 
 @pytest.mark.parametrize("n", sorted(EXERCISES))
@@ -305,13 +319,14 @@ WRONG = {
 
 
 @pytest.mark.parametrize("n, mistake", [(n, m) for n in sorted(WRONG) for m in WRONG[n]])
-def test_a_typical_wrong_answer_fails_and_is_named(tmp_path, n, mistake):
+def test_a_typical_wrong_answer_fails_and_is_named(tmp_path, capsys, n, mistake):
     ex = EXERCISES[n]
-    wrong = load(wrong_answer(tmp_path, n, WRONG[n][mistake]))
-    rows = run(ex, wrong, load(solution(n)))
-    assert not all(r.passed for r in rows)
-    expected = ex.crash if mistake == "crash" else ex.mistakes[mistake]
-    assert [(d.mistake, d.hint) for d in ex.diagnose(ex.cases(), rows)] == [expected]
+    path = wrong_answer(tmp_path, n, WRONG[n][mistake])
+    status, out = report(path, capsys)
+    sentence, hint = ex.crash if mistake == "crash" else ex.mistakes[mistake]
+    assert status == 1 and f"Exercise {n}: FAIL" in out
+    assert out.count("Likely mistake:") == 1  # that mistake and no other
+    assert f"Likely mistake: {sentence} hint {hint} helps: numpy-retinanet check {path} --hint {hint}" in out
 
 
 @pytest.mark.parametrize("n", sorted(EXERCISES))
@@ -327,3 +342,13 @@ def test_the_models_of_the_mistakes_are_built_on_the_right_algorithm(n):
 @pytest.mark.parametrize("n", sorted(WRONG))
 def test_every_mistake_the_checker_knows_is_tried(n):
     assert set(WRONG[n]) == set(EXERCISES[n].mistakes) | {"crash"}
+
+
+def test_the_command_line_names_the_mistake_and_prints_its_hint(tmp_path):
+    path = wrong_answer(tmp_path, 9, WRONG[9]["suppress_at_threshold"])
+    command = [sys.executable, "-m", "numpy_retinanet", "check", str(path)]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=120)
+    sentence, hint = EXERCISES[9].mistakes["suppress_at_threshold"]
+    assert done.returncode == 1 and sentence in " ".join(done.stdout.split())
+    done = subprocess.run(command + ["--hint", str(hint)], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0 and EXERCISES[9].hints[hint - 1] in " ".join(done.stdout.split())
