@@ -167,7 +167,7 @@ def test_exercise_8_cases_hit_their_boundaries():
     assert iou[1, 0] == c["fg_iou"] == 0.5 and iou[3, 1] == c["bg_iou"] == 0.4
     assert iou[0, 0] == iou[2, 1] == 1  # each box has a better anchor: the low-quality rule stays out
 
-    c = case(8, "allow_low_quality False")
+    c = case(8, "IoU exactly 0.6")
     iou = box_iou(c["anchors"], c["boxes"])
     assert iou[0, 0] == c["fg_iou"] == 0.6 and iou[1, 1] == c["bg_iou"] == 0.3
     assert not c["allow_low_quality"] and iou.max(axis=0)[2] < c["fg_iou"]  # box 2: no anchor reaches fg_iou
@@ -352,3 +352,12 @@ def test_the_command_line_names_the_mistake_and_prints_its_hint(tmp_path):
     assert done.returncode == 1 and sentence in " ".join(done.stdout.split())
     done = subprocess.run(command + ["--hint", str(hint)], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0 and EXERCISES[9].hints[hint - 1] in " ".join(done.stdout.split())
+
+
+def test_a_reference_that_disagrees_with_the_package_is_reported_as_a_bug():
+    ex = EXERCISES[9]
+    right, broken = load(solution(9)), load(solution(9))
+    broken.nms = lambda boxes, scores, t: np.arange(len(boxes), dtype=np.int64)
+    rows = ex.check_case(right, broken, 4, case(9, "a chain"))
+    assert [(r.name, r.passed) for r in rows] == [("keep", True), ("reference keep", False)]
+    assert "the reference solution disagrees with the package" in rows[1].note

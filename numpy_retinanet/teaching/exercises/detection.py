@@ -67,6 +67,11 @@ def _value(v):
     return f"{v:.6g}" if isinstance(v, (float, np.floating)) else str(v)
 
 
+def _count(n, one, many=None):
+    """``n`` and the noun, plural unless n is 1: "1 image", "3 images"."""
+    return f"{n} {one if n == 1 else (many or one + 's')}"
+
+
 def _read(value, name, expected):
     """``value`` as an array comparable with ``expected`` (an array, or a float for "AP").
 
@@ -128,9 +133,11 @@ class _ForwardExercise(Exercise):
     crash : the sentence naming an answer that raises on the empty cases (``case["empty"]``),
         and its hint.
     functions : the names of the functions the learner writes.
+    compared : how the rows compare, for the legend ("keep exactly").
     """
 
     functions: tuple[str, ...] = ()
+    compared: str = ""
 
     mistakes: dict[str, tuple[str, int]] = {}
     crash: tuple[str, int] = ("", 1)
@@ -143,6 +150,12 @@ class _ForwardExercise(Exercise):
 
     def variant(self, case, mistake):
         raise NotImplementedError
+
+    def legend(self):
+        names = " and ".join(self.functions)
+        return (f"Each row: one output of your {names} on one case against the package's on the same "
+                f"inputs ({self.compared}). A case sits on a boundary (a tie, an empty set, an IoU exactly "
+                "at a threshold), so a mistake shows as a different answer, not a large error.")
 
     def describe_entry(self, v):
         return _value(v)
@@ -254,6 +267,7 @@ class MatcherExercise(_ForwardExercise):
     number = 8
     name = "match_anchors"
     functions = ("box_iou", "match_anchors")
+    compared = "iou to 1e-12, matches exactly"
     signature = ("box_iou(a, b) -> iou (N, M); "
                  "match_anchors(anchors, boxes, fg_iou, bg_iou, allow_low_quality) -> matches (M,)")
     title = "IoU and the anchor matcher (§4, Matching)"
@@ -322,7 +336,7 @@ class MatcherExercise(_ForwardExercise):
                  [[0, 0, 3, 2], [1, 0, 4, 2], [10, 0, 17, 1], [13, 0, 20, 1]], [[0, 0, 3, 2], [10, 0, 17, 1]]),
             # IoU 3/5 (anchor 0) and 6/20 (anchor 1): exactly the thresholds; box 2's best anchor has
             # IoU 0.5, below fg_iou, and the low-quality rule is off: no positive for boxes 1 and 2.
-            case("allow_low_quality False, IoU exactly 0.6 = fg_iou and 0.3 = bg_iou",
+            case("IoU exactly 0.6 = fg_iou and 0.3 = bg_iou, low-quality off",
                  [[1, 0, 5, 1], [27, 0, 40, 1], [50, 0, 54, 1]], [[0, 0, 4, 1], [20, 0, 33, 1], [50, 0, 52, 1]],
                  fg_iou=0.6, bg_iou=0.3, allow_low_quality=False),
             # Anchor 0 overlaps boxes 0 and 1 by 10 of 14: the same IoU, 5/7. Anchors 1 and 2 copy
@@ -397,6 +411,7 @@ class NmsExercise(_ForwardExercise):
     number = 9
     name = "nms"
     functions = ("nms",)
+    compared = "keep exactly: the same indices in the same order"
     signature = "nms(boxes, scores, iou_threshold) -> keep (n_kept,) int64, by decreasing score"
     title = "greedy non-maximum suppression (§4.1, Inference)"
     package_answers = ("numpy_retinanet.detection.boxes.nms", "numpy_retinanet.detection.boxes.batched_nms")
@@ -426,8 +441,8 @@ class NmsExercise(_ForwardExercise):
 
     def cases(self):
         rng = np.random.default_rng(9)
-        centres = np.repeat(rng.uniform(10, 50, (4, 2)), 3, axis=0) + rng.normal(0, 2, (12, 2))
-        half_sides = rng.uniform(4, 8, (12, 1))
+        centres = np.repeat(rng.uniform(10, 50, (4, 2)), 3, axis=0) + rng.normal(0, 1.5, (12, 2))
+        half_sides = rng.uniform(5, 7, (12, 1))
         random_boxes = np.concatenate([centres - half_sides, centres + half_sides], axis=1)
 
         def case(tag, boxes, scores, iou_threshold=0.5, empty=False):
@@ -521,6 +536,7 @@ class AveragePrecisionExercise(_ForwardExercise):
     number = 10
     name = "average_precision"
     functions = ("average_precision",)
+    compared = "AP to 1e-12; nan equals nan"
     signature = ("average_precision(detections, ground_truths, iou_threshold) -> AP, a float; per image "
                  "{'boxes': (D, 4), 'scores': (D,)} and {'boxes': (G, 4)}")
     title = "COCO average precision with 101-point interpolation (§5)"
@@ -611,7 +627,7 @@ class AveragePrecisionExercise(_ForwardExercise):
                  [image([[3, 0, 13, 10], [4, 0, 14, 10], [0, 0, 10, 10]], [0.9, 0.8, 0.7])], [g2]),
             # The first detection overlaps box 0 by 3/13, boxes 1 and 2 by 1/3 each: it takes box 2, the
             # later of the two best. The next two copy boxes 2 and 1; no detection finds box 3.
-            case("equal IoU with two ground truths, iou_threshold 0.2",
+            case("equal IoU with two ground truths",
                  [image([[4, 0, 8, 2], [6, 0, 10, 2], [2, 0, 6, 2]], [0.9, 0.8, 0.7])],
                  [[[4, 1.25, 8, 3.25], [2, 0, 6, 2], [6, 0, 10, 2], [50, 50, 60, 60]]], iou_threshold=0.2),
             # Hit, miss, miss, hit, hit, miss: the raw precision falls, then rises again.
@@ -619,14 +635,15 @@ class AveragePrecisionExercise(_ForwardExercise):
                                                          [20, 20, 30, 30], [40, 40, 50, 50], [60, 60, 61, 61]],
                                                         [0.9, 0.8, 0.7, 0.6, 0.5, 0.4])],
                  [[[0, 0, 10, 10], [20, 20, 30, 30], [40, 40, 50, 50], [70, 70, 80, 80]]]),
-            case("3 images, jittered boxes and false positives, iou_threshold 0.75",
+            case("jittered boxes and false positives",
                  [image(d, rng.uniform(0, 1, len(d))) for d in dets], gts, iou_threshold=0.75),
         ]
 
     def describe(self, case):
         n_det = sum(len(d["boxes"]) for d in case["detections"])
         n_gt = sum(len(g["boxes"]) for g in case["ground_truths"])
-        return (f"{len(case['detections'])} image(s), {n_det} detections, {n_gt} ground-truth boxes, "
+        return (f"{_count(len(case['detections']), 'image')}, {_count(n_det, 'detection')}, "
+                f"{_count(n_gt, 'ground-truth box', 'ground-truth boxes')}, "
                 f"iou_threshold={case['iou_threshold']}: {case['tag']}")
 
     def answer(self, impl, case):
