@@ -7,6 +7,7 @@ reference solution with a line or two changed, as a learner would get it wrong; 
 name exactly that mistake, with its hint.
 """
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -100,6 +101,15 @@ def test_an_answer_that_calls_the_package_is_reported_not_passed(tmp_path, capsy
         assert "an imported answer is not yours: write it yourself" in out
     else:  # called from the learner's own function: the runner sees the call
         assert f"Exercise {n}: FAIL: your answer calls the package's" in out
+
+
+@pytest.mark.parametrize("n", sorted(EXERCISES))
+def test_the_stub_counts_the_cases_and_hints_there_are(n):
+    words = {"four": 4, "six": 6, "eight": 8, "ten": 10, "eleven": 11}
+    doc = " ".join(load(ROOT / "lessons/exercises" / FILES[n]).__doc__.split())
+    (cases,) = re.findall(r"(\w+) small cases", doc)
+    (hints,) = re.findall(r"the first of (\w+) hints", doc)
+    assert words[cases.lower()] == len(EXERCISES[n].cases()) and words[hints] == len(EXERCISES[n].hints)
 
 
 @pytest.mark.parametrize("n", sorted(EXERCISES))

@@ -34,6 +34,8 @@ __all__ = ["DETECTION_EXERCISES", "AveragePrecisionExercise", "DetectionRow", "M
 # An IoU or an AP computed in another order than the package's agrees to rounding (~1e-16);
 # every mistake below changes it by 1e-3 or more.
 ATOL = 1e-12
+# The outputs that are indices or labels: compared exactly.
+EXACT = ("matches", "keep")
 
 
 @dataclass
@@ -110,7 +112,7 @@ def _difference(name, got, expected, describe_entry):
     index = ", ".join(str(i) for i in where)
     text = (f"yours {name}[{index}] = {describe_entry(got[where])}, "
             f"expected {describe_entry(expected[where])}")
-    if got.ndim == 1 and wrong.sum() > 1:
+    if wrong.sum() > 1:
         text += f"; {int(wrong.sum())} of {got.size} differ"
     return text
 
@@ -184,10 +186,9 @@ class _ForwardExercise(Exercise):
         rows = []
         for name, want in expected.items():
             value, problem = _read(got[name], name, want)
-            exact = name in ("matches", "keep")
             if problem:
                 rows.append(DetectionRow(k, name, False, f"case {k} ({case['tag']}): {problem}", expected=want))
-            elif not _same(value, want, exact):
+            elif not _same(value, want, name in EXACT):
                 difference = _difference(name, value, want, self.describe_entry)
                 rows.append(DetectionRow(k, name, False, f"case {k} ({case['tag']}): {difference}",
                                          got=value, expected=want))
@@ -198,7 +199,7 @@ class _ForwardExercise(Exercise):
             ref = self.answer(reference, copy.deepcopy(case))
             for name, want in expected.items():
                 value, problem = _read(ref[name], name, want)
-                if problem or not _same(value, want, exact=name in ("matches", "keep")):
+                if problem or not _same(value, want, name in EXACT):
                     rows.append(DetectionRow(k, f"reference {name}", False, f"case {k} ({case['tag']})",
                                              "the reference solution disagrees with the package: please report it"))
         return rows
@@ -209,7 +210,7 @@ class _ForwardExercise(Exercise):
         found = []
         for mistake, (sentence, hint) in self.mistakes.items():
             if wrong and all(_same(r.got, self.variant(cases[r.case - 1], mistake)[r.name],
-                                   exact=r.name in ("matches", "keep")) for r in wrong):
+                                   r.name in EXACT) for r in wrong):
                 found.append(Diagnosis(sentence, hint))
         # A row that is not ours comes from the runner: the answer raised on that case.
         raised = {r.case for r in rows if not r.passed and not isinstance(r, DetectionRow)}
