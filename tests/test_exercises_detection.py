@@ -10,12 +10,14 @@ name exactly that mistake, with its hint.
 import re
 import subprocess
 import sys
+import types
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from numpy_retinanet.detection.boxes import box_iou
+from numpy_retinanet.evaluation.coco import RECALL_THRESHOLDS
 from numpy_retinanet.teaching.exercises.detection import DETECTION_EXERCISES
 from numpy_retinanet.teaching.exercises.runner import check_file, check_module, load_exercise_file
 
@@ -68,6 +70,72 @@ def test_the_reference_passes_every_case(n, capsys):
     passed, rows = check_module(load(solution(n)))
     assert passed and {r.case for r in rows} == set(range(1, len(ex.cases()) + 1))
     assert ex.diagnose(ex.cases(), rows) == []
+
+
+def vectorized_iou(a, b):
+    """IoU written another way than the reference: corners by broadcasting."""
+    sides = np.clip(np.minimum(a[:, None, 2:], b[None, :, 2:]) - np.maximum(a[:, None, :2], b[None, :, :2]), 0, None)
+    inter = sides[..., 0] * sides[..., 1]
+    area_a, area_b = np.prod(a[:, 2:] - a[:, :2], axis=1), np.prod(b[:, 2:] - b[:, :2], axis=1)
+    return inter / (area_a[:, None] + area_b[None, :] - inter)
+
+
+def vectorized_match(anchors, boxes, fg_iou, bg_iou, allow_low_quality):
+    if len(boxes) == 0:
+        return np.full(len(anchors), -1, dtype=np.int64)
+    iou = vectorized_iou(anchors, boxes)
+    best, best_box = iou.max(axis=1), iou.argmax(axis=1)
+    matches = np.select([best >= fg_iou, best >= bg_iou], [best_box, -2], -1)
+    if allow_low_quality:
+        highest = iou.max(axis=0)
+        promoted = ((iou == highest) & (highest > 0)).any(axis=1)
+        matches[promoted] = best_box[promoted]
+    return matches.astype(np.int64)
+
+
+def matrix_nms(boxes, scores, iou_threshold):
+    order = sorted(range(len(scores)), key=lambda i: -scores[i])  # Python's sort is stable
+    iou, alive, keep = vectorized_iou(boxes, boxes), np.ones(len(scores), dtype=bool), []
+    for i in order:
+        if alive[i]:
+            keep.append(i)
+            alive &= iou[i] <= iou_threshold
+    return np.array(keep, dtype=np.int64)
+
+
+def cumulative_ap(detections, ground_truths, iou_threshold):
+    num_gt = sum(len(g["boxes"]) for g in ground_truths)
+    if num_gt == 0:
+        return np.nan
+    flags, scores = [], []
+    for det, gt in zip(detections, ground_truths):
+        order = sorted(range(len(det["scores"])), key=lambda d: -det["scores"][d])
+        iou, free = vectorized_iou(det["boxes"][order], gt["boxes"]), np.ones(len(gt["boxes"]), dtype=bool)
+        for row in iou:
+            ok = free & (row >= iou_threshold)
+            if ok.any():
+                free[len(row) - 1 - np.argmax(np.where(ok, row, -1)[::-1])] = False  # last of the best
+            flags.append(ok.any())
+        scores += [det["scores"][d] for d in order]
+    ranked = np.array(flags, dtype=bool)[sorted(range(len(scores)), key=lambda d: -scores[d])]
+    tp = np.cumsum(ranked)
+    precision = np.maximum.accumulate((tp / np.arange(1, len(tp) + 1))[::-1])[::-1]
+    at = np.searchsorted(tp / num_gt, RECALL_THRESHOLDS)
+    return float(np.where(at < len(tp), np.append(precision, 0.0)[at], 0.0).mean())
+
+
+@pytest.mark.parametrize("n, names", [
+    (8, {"box_iou": vectorized_iou, "match_anchors": vectorized_match}),
+    (9, {"nms": matrix_nms}),
+    (10, {"average_precision": cumulative_ap}),
+])
+def test_a_correct_answer_written_another_way_passes(n, names):
+    module = types.ModuleType(f"another_answer_{n}")
+    module.EXERCISE = n
+    for name, f in names.items():
+        setattr(module, name, f)
+    passed, rows = check_module(module)
+    assert passed, [r.measure for r in rows if not r.passed]
 
 
 @pytest.mark.parametrize("n", sorted(EXERCISES))
