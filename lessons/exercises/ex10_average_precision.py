@@ -5,11 +5,11 @@ Task
 Write ``average_precision(detections, ground_truths, iou_threshold)``: the AP of one class at
 one IoU threshold over a few images, computed as COCO (pycocotools) computes it, the number in
 every table of the paper (COCO's AP then averages it over classes and over the thresholds
-0.50, 0.55, ..., 0.95). A detection is right when it overlaps a ground-truth box of its image
-with IoU >= ``iou_threshold`` and no better-scored detection took that box first. Ranking the
-detections by score gives a precision-recall curve; AP summarises it by reading precision at the
-101 recall values in ``RECALL_THRESHOLDS`` (0, 0.01, ..., 1). Work out the matching and the
-reading; the hints say COCO's rules one at a time.
+0.50, 0.55, ..., 0.95). A detection is right (a true positive) when it finds a ground-truth
+box of its image that it overlaps by at least ``iou_threshold``; each box can be found once.
+Ranking the detections by score gives a precision-recall curve; AP summarises it by reading
+precision at the 101 recall values in ``RECALL_THRESHOLDS`` (0, 0.01, ..., 1). Work out the
+matching and the reading; the hints say COCO's rules one at a time.
 
 You may use ``box_iou`` from ``numpy_retinanet.detection.boxes`` (exercise 8 wrote it).
 

@@ -4,9 +4,9 @@ Task
 ----
 Write ``nms(boxes, scores, iou_threshold)``, greedy non-maximum suppression. A trained detector
 fires several times on one object, from neighbouring anchors; NMS keeps the best-scoring box of
-each such group and drops the boxes that overlap a kept, better box by more than
-``iou_threshold`` (the paper uses 0.5). Work out how to visit the boxes so that the result
-does not depend on luck; the hints say the package's conventions.
+each such group and removes the boxes that overlap it too much: IoU above ``iou_threshold`` (the
+paper uses 0.5). Work out the order in which to visit the boxes and which boxes may remove
+others; the hints say the package's conventions.
 
 You may use ``box_iou`` from ``numpy_retinanet.detection.boxes`` (exercise 8 wrote it).
 
