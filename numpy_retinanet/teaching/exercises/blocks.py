@@ -46,7 +46,7 @@ class GroupNormBackward(GradientExercise):
     number, name = 6, "group_norm_backward"
     signature = "group_norm_backward(dout, x, gamma, beta, num_groups, eps) -> (dx, dgamma, dbeta)"
     title = "GroupNorm backward (Wu & He 2018; after every conv of the backbone)"
-    typical_error = "1e-8"
+    typical_error = "1e-7"
     package_answers = ("numpy_retinanet.nn.functional.group_norm_backward",
                        "numpy_retinanet.nn.modules.GroupNorm.backward")
     hints = (
@@ -202,7 +202,7 @@ class ResidualBlockBackward(GradientExercise):
     number, name = 7, "ResidualBlock"
     signature = "ResidualBlock.backward(self, dout) -> dx, adding every parameter's gradient into self.grads"
     title = "the residual block's backward (He et al. 2016; the backbone's BasicBlock)"
-    typical_error = "1e-8"
+    typical_error = "1e-7"
     # conv2d_backward, group_norm_backward and relu_backward are allowed: the block is the exercise.
     package_answers = ("numpy_retinanet.model.backbone.BasicBlock.backward",)
     hints = (

@@ -111,19 +111,18 @@ def generic(rows, hint) -> list[Diagnosis]:
     """
     bad = failing(rows)
     both = compared(bad)
-    if not bad or len(both) != len(bad):
-        # A row that failed on its shape may still be the right array transposed.
-        for r in bad:
-            if getattr(r, "got", None) is not None and getattr(r, "expected", None) is not None:
-                p = transposition(r.got, r.expected)
-                if p is not None:
-                    return [Diagnosis(f"{_label(r)} has the right numbers with its axes in the order {p}: "
-                                      f"shape {tuple(r.got.shape)} instead of {tuple(r.expected.shape)}", hint)]
+    if not bad or len(both) != len(bad):  # a case raised, or returned something else than arrays
         return []
     if all(not np.any(r.got) for r in both):
         names = ", ".join(_label(r) for r in both)
         return [Diagnosis(f"your gradient is zero in every failing row ({names}): a path of the chain rule "
                           "is missing, or an array was never filled in", hint)]
+    for r in both:  # checked first: a transposed array often fails on its shape, where no ratio exists
+        p = transposition(r.got, r.expected)
+        if p is not None:
+            shape = "" if r.got.shape == r.expected.shape else (
+                f": shape {tuple(r.got.shape)} instead of {tuple(r.expected.shape)}")
+            return [Diagnosis(f"{_label(r)} has the right numbers with its axes in the order {p}{shape}", hint)]
     ratios = [ratio(r.got, r.expected) for r in both]
     if all(c is not None for c in ratios):
         if all(abs(c + 1) < 1e-6 for c in ratios):
@@ -135,8 +134,4 @@ def generic(rows, hint) -> list[Diagnosis]:
         each = ", ".join(f"{_label(r)}: c = {c:.4g}" for r, c in zip(both, ratios))
         return [Diagnosis(f"each failing row is the right gradient times a constant ({each}): a factor that "
                           "depends on the case is missing or extra", hint)]
-    for r in both:
-        p = transposition(r.got, r.expected)
-        if p is not None:
-            return [Diagnosis(f"{_label(r)} has the right numbers with its axes in the order {p}", hint)]
     return []

@@ -10,9 +10,7 @@ the package's folder, and are never installed; where they are absent (a wheel in
 says so once and compares with the ground truth alone (central differences, the package).
 
 An answer whose own code calls one of its exercise's ``package_answers`` is reported as such, not
-passed: while a case runs, a profile hook (``sys.setprofile``) watches for calls of those
-functions made from the learner's file (directly or through other package code), while the
-checker's and the reference's own calls stay allowed.
+passed (``watch.py``).
 
 Exit status: 0 when every row passes, 1 when any fails (an untouched stub reports "not
 implemented yet"), 2 when the file cannot be checked at all (missing, a syntax error, an error
@@ -35,11 +33,11 @@ from pathlib import Path
 import numpy_retinanet
 from numpy_retinanet.teaching.exercises import EXERCISES
 from numpy_retinanet.teaching.exercises.base import Row
+from numpy_retinanet.teaching.exercises.watch import PackageCalls
 
 __all__ = ["SOLUTIONS_DIR", "check_file", "check_module", "load_exercise_file", "load_solution", "show_hint"]
 
 PACKAGE_DIR = os.path.realpath(os.path.dirname(numpy_retinanet.__file__))
-CHECKER_DIR = os.path.realpath(os.path.dirname(__file__))
 # The repository's lessons/exercises/solutions, beside the package's folder; absent in a wheel install.
 SOLUTIONS_DIR = Path(PACKAGE_DIR).parent / "lessons" / "exercises" / "solutions"
 WIDTH = 99  # wrap long lines to fit a 100-column terminal
@@ -103,72 +101,6 @@ def _learner_files(module, ex):
 
 
 # ------------------------------------------------------------------------------------------
-# Calls of the package's own answer
-# ------------------------------------------------------------------------------------------
-
-
-def _code_of(dotted):
-    """The code object of the function (or method) named ``dotted``, and its short name."""
-    parts = dotted.split(".")
-    for i in range(len(parts) - 1, 0, -1):
-        try:
-            obj = importlib.import_module(".".join(parts[:i]))
-        except ImportError:
-            continue
-        for attr in parts[i:]:
-            obj = getattr(obj, attr)
-        func = inspect.unwrap(obj)
-        return func.__code__, func.__qualname__
-    raise ValueError(f"package_answers must name functions of the package, got {dotted!r}")
-
-
-class _PackageCalls:
-    """While active, records the package answers the learner's code calls (``found``).
-
-    A call counts when the first frame above it that is outside the package is in one of the
-    learner's files; a frame of the checker itself on the way up clears it (the checker may call
-    the package to compute the ground truth), and so does any other file (the reference).
-    """
-
-    def __init__(self, ex, learner_files):
-        self.codes = dict(_code_of(d) for d in ex.package_answers)
-        self.learner_files = learner_files
-        self.found = []
-        self._real = {}
-
-    def _path(self, code):
-        f = code.co_filename
-        if f not in self._real:
-            self._real[f] = os.path.realpath(f)
-        return self._real[f]
-
-    def _hook(self, frame, event, arg):
-        if event != "call" or frame.f_code not in self.codes:
-            return
-        f, path = frame.f_back, None
-        while f is not None:
-            path = self._path(f.f_code)
-            if path.startswith(CHECKER_DIR):
-                return
-            if not path.startswith(PACKAGE_DIR):
-                break
-            f = f.f_back
-        name = self.codes[frame.f_code]
-        if path in self.learner_files and name not in self.found:
-            self.found.append(name)
-
-    def __enter__(self):
-        self._previous = sys.getprofile()
-        if self.codes:
-            sys.setprofile(self._hook)
-        return self
-
-    def __exit__(self, *exc):
-        sys.setprofile(self._previous)
-        return False
-
-
-# ------------------------------------------------------------------------------------------
 # Running an exercise
 # ------------------------------------------------------------------------------------------
 
@@ -179,7 +111,7 @@ def _run(ex, module, reference):
         return [], [Row(1, "", False, note=f"missing: the file must define {ex.signature}")], False, []
     files = _learner_files(module, ex)
     cases, rows = ex.cases(), []
-    with _PackageCalls(ex, files) as calls:
+    with PackageCalls(ex, files) as calls:
         for k, case in enumerate(cases, 1):
             try:
                 rows.extend(ex.check_case(module, reference, k, case))
@@ -269,17 +201,19 @@ def _report(ex, cases, rows, not_implemented, found, path, reference):
     print(_wrap(ex.signature, " " * 13, "  you write: "))
     for k, case in enumerate(cases, 1):
         print(_wrap(ex.describe(case), " " * 10, f"  case {k}: "))
-    legend = ex.legend()
-    if legend:
-        print(_wrap(legend))
-    print(format_table(rows))
-    bad = sum(not r.passed for r in rows)
     if not_implemented:
+        # One row says it all; the table's columns would stay empty.
+        print(_wrap(rows[-1].note, "  "))
         print(f"Exercise {ex.number}: not implemented yet: fill in {ex.signature.split('(')[0]} and run the "
               "check again")
         if ex.hints:
             print(f"  stuck? the hints, gentlest first: {_hint_command(path, 1)} (of {len(ex.hints)})")
         return
+    legend = ex.legend()
+    if legend:
+        print(_wrap(legend))
+    print(format_table(rows))
+    bad = sum(not r.passed for r in rows)
     if found:
         print(_wrap(f"Exercise {ex.number}: FAIL: your answer {_package_note(found)}"))
         return
@@ -301,7 +235,7 @@ def _report(ex, cases, rows, not_implemented, found, path, reference):
 # ------------------------------------------------------------------------------------------
 
 
-def check_module(module, exercise=None, verbose=False):
+def check_module(module, exercise=None, verbose=False, path=None):
     """Check the exercise answers in ``module`` (a loaded file or any namespace with the names).
 
     Parameters
@@ -310,6 +244,8 @@ def check_module(module, exercise=None, verbose=False):
         ``EXERCISE``, every exercise whose function or class the module defines is checked.
     exercise : overrides the module's ``EXERCISE``.
     verbose : print each exercise's cases, its table, a verdict and the likely mistake.
+    path : the file's name as the learner typed it, for the ``--hint`` commands printed
+        (default: the module's file).
 
     Returns
     -------
@@ -320,7 +256,7 @@ def check_module(module, exercise=None, verbose=False):
     Raises ValueError when the module answers no exercise.
     """
     exercises = _exercises_of(module, exercise)
-    path = getattr(module, "__file__", None) or "FILE"
+    path = path or getattr(module, "__file__", None) or "FILE"
     all_rows, passed, said_absent = [], True, False
     for ex in exercises:
         reference = load_solution(ex.number)
@@ -370,7 +306,7 @@ def check_file(path) -> int:
     if module is None:
         return status
     try:
-        passed, _ = check_module(module, verbose=True)
+        passed, _ = check_module(module, verbose=True, path=path)
     except ValueError as e:
         print(f"{ERROR} {e}", file=sys.stderr)
         return 2
