@@ -141,7 +141,8 @@ def test_untouched_stubs_say_not_implemented_yet_and_exit_1(n, capsys):
     assert check_file(STUBS[n]) == 1
     out = capsys.readouterr()
     assert f"Exercise {n}: not implemented yet" in out.out
-    assert f"numpy-retinanet check {STUBS[n]} --hint 1 (of {len(EXERCISES[n].hints)})" in said(out.out)
+    assert (f"stuck? {len(EXERCISES[n].hints)} hints, gentlest first: numpy-retinanet check {STUBS[n]} --hint 1"
+            in said(out.out))
     assert "Traceback" not in out.out + out.err
     passed, rows = check_module(load_exercise_file(STUBS[n]))
     assert not passed
@@ -927,3 +928,54 @@ def test_the_command_line_checks_a_solution_and_shows_hints():
     assert r.returncode == 0 and r.stdout.startswith("Exercise 2, hint 2 of 3")
     r = cli(str(STUBS[2]), "--hint", "4")
     assert r.returncode == 2 and "--hint must be an int in [1, 3] (exercise 2 has 3 hints), got 4" in r.stderr
+
+
+# ----------------------------------------------------------------------------------------
+# The exercises' README
+# ----------------------------------------------------------------------------------------
+
+README = ROOT / "lessons/exercises/README.md"
+
+
+def pasted(after):
+    """The transcript in the README's first code block after the line ``after``: (command, output)."""
+    text = README.read_text(encoding="utf-8")
+    block = text[text.index(after):].split("```\n", 2)[1]
+    lines = block.splitlines()
+    command = lines[0].removeprefix("$ numpy-retinanet check ")
+    output = lines[1:lines.index("$ echo $?")]
+    return command, "\n".join(output), int(lines[lines.index("$ echo $?") + 1])
+
+
+def test_the_readme_lists_every_exercise_and_prints_no_solution():
+    text = README.read_text(encoding="utf-8")
+    for n in EXERCISES:
+        stub = next((ROOT / "lessons/exercises").glob(f"ex{n}_*.py"))
+        assert f"| {n} | `{stub.name}` |" in text
+    assert "lessons/exercises/solutions/" in text
+    for stub in STUBS.values():  # no line of any solution's code
+        for line in (runner.SOLUTIONS_DIR / stub.name).read_text().splitlines():
+            if "return" in line or "+=" in line:
+                assert line.strip() not in text, line
+
+
+def test_the_readme_shows_what_the_checker_prints_for_a_stub(monkeypatch, capsys):
+    command, output, status = pasted("An untouched stub:")
+    monkeypatch.chdir(ROOT)
+    assert check_file(command) == status
+    assert capsys.readouterr().out.rstrip("\n") == output
+
+
+def test_the_readme_shows_what_the_checker_prints_for_the_wrong_zone(tmp_path, monkeypatch, capsys):
+    # The wrong answer it describes, in a file at the same relative path as the stub.
+    command, output, status = pasted("A wrong answer to exercise 2")
+    p = tmp_path / command
+    p.parent.mkdir(parents=True)
+    p.write_text(STUBS[2].read_text().replace(
+        '    raise NotImplementedError("Exercise 2: write smooth_l1_backward, dout * d(smooth L1)/dpred")',
+        "    return naive_smooth_l1(dout, pred, target, beta, zone=1.0)").replace(
+        "EXERCISE = 2", "EXERCISE = 2\nfrom test_exercises import naive_smooth_l1"))
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.syspath_prepend(str(Path(__file__).parent))
+    assert check_file(command) == status
+    assert capsys.readouterr().out.rstrip("\n") == output

@@ -207,7 +207,7 @@ def _report(ex, cases, rows, not_implemented, found, path, reference):
         print(f"Exercise {ex.number}: not implemented yet: fill in {ex.signature.split('(')[0]} and run the "
               "check again")
         if ex.hints:
-            print(f"  stuck? the hints, gentlest first: {_hint_command(path, 1)} (of {len(ex.hints)})")
+            print(f"  stuck? {len(ex.hints)} hints, gentlest first:\n    {_hint_command(path, 1)}")
         return
     legend = ex.legend()
     if legend:
@@ -226,8 +226,8 @@ def _report(ex, cases, rows, not_implemented, found, path, reference):
         print(_wrap(d.mistake, "  ", "Likely mistake: "))
         print(f"  hint {d.hint} helps: {_hint_command(path, d.hint)}")
     if not diagnoses and ex.hints:
-            print(f"No known mistake matches these rows; the hints, gentlest first: {_hint_command(path, 1)} "
-                  f"(of {len(ex.hints)})")
+        print(f"No known mistake matches these rows; {len(ex.hints)} hints, gentlest first:")
+        print(f"  {_hint_command(path, 1)}")
 
 
 # ------------------------------------------------------------------------------------------
