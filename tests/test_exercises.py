@@ -317,6 +317,9 @@ def test_without_the_solutions_the_checker_says_so_once_and_compares_with_centra
     passed, rows, out = check(answer(1, focal_loss_backward=lambda *a: naive_focal(*a, **mistakes[1])), capsys)
     assert not passed  # still caught, and still named: the diagnosis holds against central differences
     assert_diagnosis(out, "passes only when gamma = 0", 2)
+    passed, rows, out = check(conv_mistake(crop=False), capsys)  # a shape failure, no reference to hold it to
+    assert not passed
+    assert_diagnosis(out, "case 1's dx still has its padding", 3)
 
 
 def test_a_correct_answer_that_scribbles_on_its_arguments_still_passes():
@@ -455,7 +458,9 @@ def test_smooth_l1_an_independent_correct_answer_passes():
     # d / beta everywhere ignores the linear zone of every beta > 0
     (dict(clip=False), {"case 1 pred", "case 2 pred", "case 3 pred"},
      "outside the zone |d| < beta the slope is sign(d)", 2),
-], ids=["flipped", "zone-1", "no-divide", "no-clip"])
+    (dict(zone=1.0, divide=False), {"case 1 pred", "case 3 pred"},
+     "beta is hard-coded to 1 (the zone |d| < 1, the slope d inside it)", 2),
+], ids=["flipped", "zone-1", "no-divide", "no-clip", "beta-1"])
 def test_smooth_l1_typical_mistakes_fail_where_they_matter_and_are_named(mistake, fails, diagnosis, hint, capsys):
     passed, rows, out = check(answer(2, smooth_l1_backward=lambda *a: naive_smooth_l1(*a, **mistake)), capsys)
     assert not passed
@@ -667,8 +672,8 @@ def test_shared_head_assigning_the_sum_is_named_grads_started_non_zero(capsys):
     for r, c in [(r, EXERCISES[5].cases()[r.case - 1]) for r in rows if label(r) in WB]:
         # the difference from the right answer is minus what grads held
         assert np.allclose(r.got - r.expected, -c["grads0"][r.name], rtol=1e-9, atol=1e-12)
-    assert_diagnosis(out, "grads started non-zero, and what your backward added equals minus what they held "
-                          "(plus the right sum): it assigned the sum instead of adding it (+=)", 3)
+    assert_diagnosis(out, "grads started non-zero, and your gradient differs from the right one by exactly "
+                          "minus what they held: backward assigned the sum instead of adding it (+=)", 3)
 
 
 def test_shared_head_assigning_each_level_keeps_only_level_0(capsys):

@@ -289,8 +289,8 @@ class SharedHeadBackward(GradientExercise):
             return sum(g[1] for g in level_grads(c, [n - 1 - i for i in range(n)]))
 
         if dg.matches(rows, assigned):
-            return [Diagnosis("grads started non-zero, and what your backward added equals minus what they held "
-                              "(plus the right sum): it assigned the sum instead of adding it (+=)", 3)]
+            return [Diagnosis("grads started non-zero, and your gradient differs from the right one by exactly "
+                              "minus what they held: backward assigned the sum instead of adding it (+=)", 3)]
         if dg.matches(rows, overwritten):
             return [Diagnosis("grads hold only level 0's gradient: each level's dw, db was assigned, so the "
                               "last level walked overwrote the others; add them (+=)", 3)]

@@ -116,9 +116,12 @@ class GradientExercise(Exercise):
                 for name, x in inputs.items()]
 
     def _row(self, k, name, x, g, f, ref):
+        with unwatched():
+            num = numerical_gradient(f, x)
+        expected = num if ref is None else ref
+
         def failed(note):
-            return GradientRow(k, name, False, measure="", note=note, shape=tuple(g.shape), got=g,
-                               expected=ref)
+            return GradientRow(k, name, False, note=note, shape=tuple(g.shape), got=g, expected=expected)
 
         if tuple(g.shape) != tuple(x.shape):
             return failed(f"returned shape {tuple(g.shape)}, expected {tuple(x.shape)}")
@@ -126,13 +129,11 @@ class GradientExercise(Exercise):
             # float32 rounding (~6e-8 relative) hides under both tolerances, yet a float32 answer
             # breaks the package's rule that every op keeps its input's dtype.
             return failed(f"returned dtype {g.dtype}, expected {x.dtype} (the input's)")
-        with unwatched():
-            num = numerical_gradient(f, x)
         c = compare(name, g, num)
-        row = GradientRow(k, name, c.passed, shape=c.shape, checked=c.checked, max_rel=c.max_rel_error,
-                          norm_rel=c.norm_rel_error, worst_index=c.worst_index, yours=c.analytic,
-                          numerical=c.numerical, got=g, expected=num if ref is None else ref)
-        row.measure = f"max rel {c.max_rel_error:.1e} at {c.worst_index}"
+        row = GradientRow(k, name, c.passed, measure=f"max rel {c.max_rel_error:.1e} at {c.worst_index}",
+                          shape=c.shape, checked=c.checked, max_rel=c.max_rel_error, norm_rel=c.norm_rel_error,
+                          worst_index=c.worst_index, yours=c.analytic, numerical=c.numerical, got=g,
+                          expected=expected)
         if ref is not None:
             r = compare(name, g, ref, rtol=REF_RTOL, atol=REF_ATOL)
             if not r.passed:

@@ -159,6 +159,9 @@ class SmoothL1Backward(GradientExercise):
                 return c["dout"] * (np.where(inside, quad, np.sign(d)) if clip else quad)
             return m
 
+        if dg.matches(rows, model(zone=1.0, divide=False)):
+            return [Diagnosis("beta is hard-coded to 1 (the zone |d| < 1, the slope d inside it): use the beta "
+                              "argument; right only for beta = 1", 2)]
         if dg.matches(rows, model(zone=1.0)):
             return [Diagnosis("the quadratic zone is |d| < beta, not |d| < 1: right only for beta = 1", 2)]
         if dg.matches(rows, model(divide=False)):

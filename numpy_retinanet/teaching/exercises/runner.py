@@ -87,7 +87,7 @@ def _brief(exc, origins):
     return f"raised {type(exc).__name__}{where}: {msg}" if msg else f"raised {type(exc).__name__}{where}"
 
 
-def _learner_files(module, ex):
+def _learner_files(module):
     """The files the learner's code lives in: the module's file, or (a module built in memory)
     the files of the functions it holds, and of the methods of the classes it holds."""
     if getattr(module, "__file__", None):
@@ -109,7 +109,7 @@ def _run(ex, module, reference):
     """(cases, rows, not_implemented, package calls) of ``module``'s answer to ``ex``."""
     if not hasattr(module, ex.name):
         return [], [Row(1, "", False, note=f"missing: the file must define {ex.signature}")], False, []
-    files = _learner_files(module, ex)
+    files = _learner_files(module)
     cases, rows = ex.cases(), []
     with PackageCalls(ex, files) as calls:
         for k, case in enumerate(cases, 1):
