@@ -207,7 +207,7 @@ def _report(ex, cases, rows, not_implemented, found, path, reference):
         print(f"Exercise {ex.number}: not implemented yet: fill in {ex.signature.split('(')[0]} and run the "
               "check again")
         if ex.hints:
-            print(f"  stuck? {len(ex.hints)} hints, gentlest first:\n    {_hint_command(path, 1)}")
+            print(f"  stuck? hints, gentlest first:\n    {_hint_command(path, 1)} (of {len(ex.hints)})")
         return
     legend = ex.legend()
     if legend:
