@@ -164,6 +164,17 @@ def _is_number(v):
     return isinstance(v, float) and v == v
 
 
+def _gradient_line(r, status):
+    """One row of a gradient exercise; a row that failed before any comparison leaves the numbers blank."""
+    shape = str(r.shape) if getattr(r, "shape", ()) else ""
+    if _is_number(getattr(r, "max_rel", None)):
+        numbers = (f"{r.max_rel:>8.1e}  {r.norm_rel:>8.1e}  {str(r.worst_index):<13} "
+                   f"{r.yours:>13.6e} {r.numerical:>13.6e}")
+    else:
+        numbers = f"{'':>8}  {'':>8}  {'':<13} {'':>13} {'':>13}"
+    return f"{r.case:>4} {r.name or '-':<10} {shape:<13} {numbers}  {status}"
+
+
 def format_table(rows) -> str:
     """The rows as a table; a gradient exercise's rows (with numbers) get the gradient columns.
 
@@ -177,15 +188,10 @@ def format_table(rows) -> str:
         lines = [f"{'case':>4} {'what':<16} result  measure"]
     for r in rows:
         status = "PASS" if r.passed else "FAIL"
-        name = r.name or "-"
         if gradient:
-            nums = _is_number(getattr(r, "max_rel", None))
-            shape = str(getattr(r, "shape", "")) if getattr(r, "shape", ()) else ""
-            cols = (f"{r.max_rel:>8.1e}  {r.norm_rel:>8.1e}  {str(r.worst_index):<13} "
-                    f"{r.yours:>13.6e} {r.numerical:>13.6e}") if nums else " " * 73
-            lines.append(f"{r.case:>4} {name:<10} {shape:<13} {cols}  {status}")
+            lines.append(_gradient_line(r, status))
         else:
-            head = f"{r.case:>4} {name:<16} {status:<6}  "
+            head = f"{r.case:>4} {r.name or '-':<16} {status:<6}  "
             lines.append(_wrap(r.measure, " " * len(head), head) if r.measure else head.rstrip())
         if r.note:
             lines.append(_wrap(r.note, " " * 7))
