@@ -537,8 +537,8 @@ def test_conv_missing_padding_crop_fails_with_the_expected_shape(capsys):
     assert failing(rows) == {"case 1 x", "case 2 x", "case 5 x"}  # the padding = 1 cases
     row = next(r for r in rows if label(r) == "case 1 x")
     assert row.note == "returned shape (2, 3, 7, 9), expected (2, 3, 5, 7)"
-    assert_diagnosis(out, "case 1's dx still has its padding: shape (2, 3, 7, 9); cut 1 rows and columns off "
-                          "each side", 3)
+    assert_diagnosis(out, "case 1's dx still has its padding: shape (2, 3, 7, 9); drop the padding, 1 on each "
+                          "side of H and W", 3)
 
 
 def test_conv_a_transposed_dw_is_named_with_its_axis_order(capsys):

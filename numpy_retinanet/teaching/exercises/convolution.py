@@ -115,8 +115,8 @@ class Conv2dBackward(GradientExercise):
             c = cases[r.case - 1]
             p = c["padding"]
             if r.name == "x" and r.shape == tuple(np.add(c["x"].shape, (0, 0, 2 * p, 2 * p))):
-                return [Diagnosis(f"case {r.case}'s dx still has its padding: shape {r.shape}; cut {p} rows "
-                                  "and columns off each side", 3)]
+                return [Diagnosis(f"case {r.case}'s dx still has its padding: shape {r.shape}; drop the "
+                                  f"padding, {p} on each side of H and W", 3)]
         return dg.generic(rows, 1)
 
 
