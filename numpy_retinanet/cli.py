@@ -201,9 +201,9 @@ def _cmd_ablate(args) -> int:
 
 
 def _cmd_check(args) -> int:
-    from numpy_retinanet.teaching.exercises import check_file
+    from numpy_retinanet.teaching.exercises.runner import check_file, show_hint
 
-    return check_file(args.file)
+    return check_file(args.file) if args.hint is None else show_hint(args.file, args.hint)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -286,8 +286,10 @@ def build_parser() -> argparse.ArgumentParser:
     x.add_argument("out", help="the .npz file to write")
     x.set_defaults(func=_cmd_export)
 
-    c = sub.add_parser("check", help="check a gradient-check exercise file (lessons/exercises)")
+    c = sub.add_parser("check", help="check an exercise file (lessons/exercises), or show one of its hints")
     c.add_argument("file", help="the exercise file you filled in")
+    c.add_argument("--hint", type=int, default=None, metavar="N",
+                   help="print hint N of the file's exercise (gentlest first) instead of checking it")
     c.set_defaults(func=_cmd_check)
     return p
 

@@ -9,29 +9,17 @@ which computes, entry by entry (no sum),
 
     FL = -alpha_t (1 - p_t)^gamma log p_t                                   (eq. 5)
 
-Math
-----
-For one entry: x is the logit, p = sigmoid(x), y in {0, 1} the target, and (§3)
-
-    y' = 2y - 1 in {-1, +1},   x_t = y' x,   p_t = sigmoid(x_t)  (= p if y = 1, else 1 - p),
-    alpha_t = alpha if y = 1, else 1 - alpha.
-
-The chain rule needs three pieces:
-
-    dx_t/dx = y',    dp_t/dx_t = p_t (1 - p_t),    d(log p_t)/dp_t = 1 / p_t.
-
-Differentiate (1 - p_t)^gamma and log p_t with respect to p_t (product rule), multiply by the
-pieces above and by dout. Appendix B of the paper states the result without alpha_t; derive
-it yourself first, then compare. Two checks on paper: gamma = 0 must give the gradient of the
-alpha-balanced cross-entropy, alpha_t (p - y); and the gradient must vanish as p_t -> 1.
-
-Stable evaluation (the check's logits lie in [-5, 5], so a direct formula works too): with
-``sigmoid`` and ``softplus`` from numpy_retinanet.nn.losses, 1 - p_t = sigmoid(-x_t),
-log p_t = -softplus(-x_t) and (1 - p_t)^gamma = exp(-gamma softplus(x_t)) never overflow.
+For one entry: x is the logit, y in {0, 1} the target, y' = 2y - 1, x_t = y' x,
+p_t = sigmoid(x_t) and alpha_t = alpha if y = 1, else 1 - alpha (§3). Derive dFL/dx yourself
+with the chain rule; the hints (``numpy-retinanet check FILE --hint 1``, then 2, 3, 4) lead you
+through it, gentlest first, the last with the full formula. The paper's Appendix B is the answer
+too: look there after you have tried.
 
 Shapes: ``dout``, ``logits`` and ``targets`` share one shape, any shape ((N, anchors, K) in
 the detector); ``dlogits`` has that shape too. ``alpha`` is a float in [0, 1] and ``gamma`` a
-float >= 0. All arrays are float64 NumPy arrays.
+float >= 0. All arrays are float64 NumPy arrays. ``sigmoid`` and ``softplus`` (imported below)
+evaluate the pieces without overflow; the checker's logits lie in [-5, 5], so a direct formula
+works too.
 
 What the checker compares
 -------------------------

@@ -12,13 +12,8 @@ which computes, entry by entry with d = pred - target (Detectron's form, no sum)
 
 and, for beta = 0, the L1 loss |d|. RetinaNet uses beta = 0.11 [Detectron].
 
-Math
-----
-Differentiate each piece with respect to d, then use dd/dpred = 1. The two pieces meet with
-the same value and the same slope at |d| = beta, so the gradient is continuous; the quadratic
-zone is |d| < beta (not |d| < 1: that is the zone of beta = 1 only). For beta = 0 there is
-only the second piece. (The gradient with respect to ``target`` would be minus yours; the
-detector does not need it, since targets are constants.)
+Derive the gradient of each piece yourself; the hints (``numpy-retinanet check FILE --hint 1``,
+then 2, 3) lead you through it, gentlest first, the last with the full result.
 
 Shapes: ``dout``, ``pred`` and ``target`` share one shape ((num_positive, 4) in the detector);
 ``dpred`` has that shape too. ``beta`` is a float >= 0. All arrays are float64 NumPy arrays.

@@ -11,21 +11,8 @@ padding)``, a cross-correlation (as in every deep-learning library) with zero pa
 
 where xpad is x with ``padding`` zeros on each side of H and W, and s is ``stride``.
 
-Math
-----
-Every output pixel (oh, ow) reads one window of xpad,
-xpad[:, :, s*oh : s*oh + KH, s*ow : s*ow + KW], through every filter. So:
-
-    db[f]             = sum over n, oh, ow of dout[n, f, oh, ow]
-    dw[f, c, i, j]    = sum over n, oh, ow of dout[n, f, oh, ow] * xpad[n, c, s*oh + i, s*ow + j]
-    dxpad[n, c, s*oh + i, s*ow + j]  +=  sum over f of dout[n, f, oh, ow] * w[f, c, i, j]
-
-Windows overlap when the stride is smaller than the kernel, so dxpad must be *added* into,
-window by window, not assigned. The window of output pixel oh starts at row s*oh, not oh. No
-kernel flip: the forward is a cross-correlation, so w is used as it is. dx is dxpad without
-its padding (the padding zeros are constants, their gradient is dropped). A loop over the
-output pixels, with the sums over n, f and c done by ``np.tensordot`` or ``np.einsum``, is
-fast enough here; ``np.pad`` makes xpad.
+Derive db, dw and dx yourself from the forward's sum; the hints (``numpy-retinanet check FILE
+--hint 1``, then 2, 3, 4) lead you through it, gentlest first, the last with the full formulas.
 
 Shapes: x (N, C, H, W); w (F, C, KH, KW); b (F,); dout (N, F, OH, OW) with
 OH = (H + 2 padding - KH) // stride + 1 and OW likewise. Return dx (N, C, H, W), dw (F, C, KH,

@@ -10,16 +10,8 @@ which the FPN uses to bring a coarse map up to the next level's size (Lin et al.
 
     y[n, c, i, j] = x[n, c, i // factor, j // factor]
 
-Math
-----
-Each input pixel x[n, c, h, w] is copied into factor x factor output pixels, the block of
-rows h*factor ... h*factor + factor - 1 and columns w*factor ... w*factor + factor - 1. A value
-used in several places gets the *sum* of their gradients (not the mean, not one of them):
-
-    dx[n, c, h, w] = sum over that block of dout
-
-Hint: splitting the axis H*factor into (H, factor) and W*factor into (W, factor) with a
-reshape puts each block on two axes of their own; mind which of the two comes first.
+Derive dx yourself; the hints (``numpy-retinanet check FILE --hint 1``, then 2, 3, 4) lead you
+through it, gentlest first, the last with the full result.
 
 Shapes: dout (N, C, H*factor, W*factor); return dx (N, C, H, W). ``factor`` is an int >= 1.
 All arrays are float64 NumPy arrays.
@@ -50,4 +42,4 @@ def upsample_nearest_backward(dout, factor):
     -------
     dx : (N, C, H, W)
     """
-    raise NotImplementedError("Exercise 4: write upsample_nearest_backward, summing dout over each block")
+    raise NotImplementedError("Exercise 4: write upsample_nearest_backward")

@@ -9,22 +9,11 @@ padding 1 and one set of weights ``w`` and ``b``. Its ``forward`` is given: it r
 on each level in turn and pushes each level's cache on a stack, ``self._caches``. Only
 ``backward`` is yours.
 
-Math
-----
-The loss reads w through every level: L = sum over levels l of L_l(w, x_l). A variable used
-in several places gets the sum of the gradients through each use (the multivariable chain
-rule), so
-
-    dL/dw = sum_l dL_l/dw,    dL/db = sum_l dL_l/db,    dL/dx_l = dL_l/dx_l.
-
 ``numpy_retinanet.nn.functional.conv2d_backward(dout_l, cache_l)`` returns one level's
-(dx_l, dw_l, db_l). Two rules of the package (docs/ARCHITECTURE.md, "The module contract") make the rest:
-
-* the caches are a stack, pushed level 0 first, so backward pops them *last level first*
-  and pairs each with that level's ``dout``;
-* backward *adds* into ``self.grads`` and never overwrites it: the sum over levels above is
-  built by adding, and whatever ``grads`` held before (an earlier batch, until
-  ``zero_grad``) stays in the sum.
+(dx_l, dw_l, db_l) (exercise 3 is that function; here you may use the package's). What is the
+gradient of a weight that every level uses, and in which order do the caches come back? The
+hints (``numpy-retinanet check FILE --hint 1``, then 2, 3) lead you there, gentlest first; the
+package's rules for modules are in docs/ARCHITECTURE.md, "The module contract".
 
 Shapes: level l is x_l (N, C, H_l, W_l) and its output (N, F, H_l, W_l); ``douts`` is the
 list of the outputs' gradients, level 0 first; w (F, C, 3, 3), b (F,). Return the list of
@@ -67,10 +56,9 @@ class SharedHead:
         return outs
 
     def backward(self, douts):
-        """[(N, F, H_l, W_l) per level] -> [(N, C, H_l, W_l) per level], adding into ``self.grads``.
+        """[(N, F, H_l, W_l) per level] -> [(N, C, H_l, W_l) per level], level 0 first.
 
-        Pop the caches last level first, call ``conv2d_backward`` for each level, add its dw and
-        db into ``self.grads["w"]`` and ``self.grads["b"]``, and return the levels' dx in level
-        order (level 0 first).
+        The gradients of ``w`` and ``b`` go into ``self.grads["w"]`` and ``self.grads["b"]``, as
+        in every module of the package.
         """
-        raise NotImplementedError("Exercise 5: write SharedHead.backward, adding every level's dw, db into grads")
+        raise NotImplementedError("Exercise 5: write SharedHead.backward")

@@ -1,1 +1,1 @@
-"""What the lessons use: the figures (``figures/``) and the exercise checker (``exercises.py``)."""
+"""What the lessons use: the figures (``figures/``) and the exercises and their checker (``exercises/``)."""

@@ -1,0 +1,21 @@
+"""The exercises of lessons/exercises, by number: ``EXERCISES``, the table ``numpy-retinanet check`` reads.
+
+1-7 are backward passes (``losses.py``: focal loss, smooth L1; ``convolution.py``: conv2d,
+upsampling, a shared head; ``blocks.py``: GroupNorm, the residual block), built on
+``gradients.py`` and recognising mistakes with ``diagnose.py``; 8-10 are detection steps
+(``detection.py``: IoU and the matcher, NMS, AP). Every exercise is an ``Exercise`` (``base.py``);
+``runner.py`` checks a learner's file against one and prints the report.
+"""
+
+from __future__ import annotations
+
+from numpy_retinanet.teaching.exercises.blocks import GroupNormBackward, ResidualBlockBackward
+from numpy_retinanet.teaching.exercises.convolution import Conv2dBackward, SharedHeadBackward, UpsampleBackward
+from numpy_retinanet.teaching.exercises.detection import DETECTION_EXERCISES
+from numpy_retinanet.teaching.exercises.losses import FocalLossBackward, SmoothL1Backward
+
+__all__ = ["EXERCISES"]
+
+EXERCISES = {ex.number: ex for ex in (
+    FocalLossBackward(), SmoothL1Backward(), Conv2dBackward(), UpsampleBackward(), SharedHeadBackward(),
+    GroupNormBackward(), ResidualBlockBackward(), *DETECTION_EXERCISES)}
