@@ -283,6 +283,17 @@ def test_an_answer_that_calls_the_package_is_reported_not_passed(n, tmp_path, ca
     assert all(r.max_rel < 1e-6 for r in rows)
 
 
+@pytest.mark.parametrize("n, module", [(4, "numpy_retinanet.nn.functional"), (9, "numpy_retinanet.detection.boxes")])
+def test_the_package_function_imported_as_the_answer_is_reported_not_passed(n, module, tmp_path, capsys):
+    # Nothing in the learner's file calls it, so the watch cannot see it: the function's module tells.
+    name = EXERCISES[n].name
+    p = tmp_path / f"ex{n}.py"
+    p.write_text(f"EXERCISE = {n}\nfrom {module} import {name}  # noqa: F401\n")
+    assert check_file(p) == 1
+    out = said(capsys.readouterr().out)
+    assert f"FAIL: your answer calls the package's {name} (imported from {module}): write it yourself" in out
+
+
 def test_the_package_call_is_caught_through_other_package_code(tmp_path):
     # GroupNorm (the module) calls functional.group_norm_backward: the first frame outside the
     # package is the learner's, so the call counts.
