@@ -30,6 +30,9 @@ assert len(anchors) == 3069
 # %% [markdown]
 # ## IoU, by hand
 #
+# (To write IoU and the matcher yourself before reading them, do exercise 8 first:
+# `lessons/exercises/ex8_iou_and_matcher.py`.)
+#
 # Every rule below compares an anchor and a box by their intersection over union. The intersection of two
 # boxes is a box too: its left edge is the larger of the two left edges, its right edge the smaller of the two
 # right edges, and likewise in y. When the boxes do not overlap, that "box" has a negative width or height,
@@ -382,3 +385,5 @@ assert rows[0].passed
 # 2. Match with `fg_iou=0.6, bg_iou=0.5` and with `fg_iou=0.4, bg_iou=0.3`. How do the counts change?
 # 3. Two boxes of one image are both some anchor's best box, and that anchor overlaps the other box
 #    more. Which box does it regress to? Read the docstring of `detection.matcher` and build the case.
+# 4. Write IoU and the matcher yourself, the low-quality rule included: `lessons/exercises/ex8_iou_and_matcher.py`
+#    (`numpy-retinanet check lessons/exercises/ex8_iou_and_matcher.py`).

@@ -50,6 +50,9 @@ assert batched_nms(boxes, scores, labels, 0.5).tolist() == [0, 2, 3]
 #
 # ### NMS by hand
 #
+# (To write NMS and AP yourself before reading them, do exercises 9 and 10 first: `lessons/exercises/ex9_nms.py`
+# and `lessons/exercises/ex10_average_precision.py`.)
+#
 # The greedy loop, written out: sort by score (a stable sort, so equal scores keep their input order), keep
 # the best box, drop every remaining box whose IoU with it is *greater* than the threshold, repeat with what
 # is left. The IoU is lesson 6's.
@@ -392,3 +395,5 @@ assert np.isclose(by_hand, result["AP"], rtol=0, atol=1e-12)
 #    against sigma.
 # 3. Set `max_detections=1` in `postprocess` for the oracle. What happens to AP on images with several
 #    objects?
+# 4. Write NMS yourself: `lessons/exercises/ex9_nms.py`; then the AP of one class as COCO computes it:
+#    `lessons/exercises/ex10_average_precision.py` (`numpy-retinanet check FILE`, `--hint N` when stuck).
