@@ -1,4 +1,4 @@
-"""Tests for exercises 8-10, the detection steps (numpy_retinanet/teaching/exercises/detection.py).
+"""Tests for exercises 8-10, the detection steps (numpy_retinanet/teaching/exercises/: forward, matching, nms, average_precision).
 
 A forward exercise is only as good as its cases: each must really sit on the boundary it names
 (an IoU of exactly 0.5 in floating point, a true tie, an empty set), the reference solution must
@@ -18,11 +18,11 @@ import pytest
 
 from numpy_retinanet.detection.boxes import box_iou
 from numpy_retinanet.evaluation.coco import RECALL_THRESHOLDS
-from numpy_retinanet.teaching.exercises.detection import DETECTION_EXERCISES
+from numpy_retinanet.teaching.exercises import EXERCISES as ALL_EXERCISES
 from numpy_retinanet.teaching.exercises.runner import check_file, check_module, load_exercise_file
 
 ROOT = Path(__file__).resolve().parents[1]
-EXERCISES = {ex.number: ex for ex in DETECTION_EXERCISES}
+EXERCISES = {n: ALL_EXERCISES[n] for n in (8, 9, 10)}
 FILES = {8: "ex8_iou_and_matcher.py", 9: "ex9_nms.py", 10: "ex10_average_precision.py"}
 
 
