@@ -273,6 +273,20 @@ def test_stable_helpers_match_their_definitions():
     np.testing.assert_allclose(log_sigmoid(z), np.log(1 / (1 + np.exp(-z))), rtol=1e-12, atol=1e-15)
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_stable_helpers_match_scipy_where_the_definitions_overflow(dtype):
+    # scipy.special is an independent implementation; it reaches |z| = 1e4, where the
+    # definitions above overflow (exp(1e4) = inf) and only a stable form gives a number.
+    from scipy.special import expit, log_expit
+
+    z = np.concatenate([-np.logspace(-3, 4, 50), [0.0], np.logspace(-3, 4, 50)]).astype(dtype)
+    # atol: below the smallest normal number one side may return a subnormal, the other 0.
+    tol = dict(rtol=1e-6 if dtype == np.float32 else 1e-13, atol=np.finfo(dtype).tiny)
+    np.testing.assert_allclose(sigmoid(z), expit(z), **tol)
+    np.testing.assert_allclose(log_sigmoid(z), log_expit(z), **tol)
+    np.testing.assert_allclose(softplus(z), -log_expit(-z), **tol)  # log(1 + e^z) = -log sigmoid(-z)
+
+
 # ---------------------------------------------------------------------------------------------
 # Stability and dtypes
 # ---------------------------------------------------------------------------------------------
