@@ -200,8 +200,8 @@ p7 = data["levels"][4]["anchors"]
 as_image(plot_anchors_per_level(data, picture))
 
 # %% tags=["hide-input"]
-assert 192 / np.sqrt(2) > 128  # P7's narrowest side, ratio 1:2 or 2:1 at scale 1, exceeds the image
-assert np.all(p7[:, 2:] - p7[:, :2] >= 192 / np.sqrt(2) - 1e-9)
+# P7's narrowest side, 192 / sqrt(2) = 136 px (ratio 1:2 or 2:1 at scale 1), exceeds the 128 px image.
+assert np.isclose((p7[:, 2:] - p7[:, :2]).min(), 192 / np.sqrt(2)) and 192 / np.sqrt(2) > 128
 
 # %% [markdown]
 # ## Do the anchors cover the objects? (Table 1c in miniature)
@@ -233,9 +233,11 @@ print(f"box h/w from {h_over_w.min():.2f} to {h_over_w.max():.2f}")
 one, scales3, all9 = best.values()
 # Each set holds the previous one (scale 1, ratio 1:1 is among them), so no box's best IoU can fall.
 assert np.all(one <= scales3) and np.all(scales3 <= all9)
-# Every shape is drawn in a square frame, so every box is nearly square: the 1:2 and 2:1 anchors rarely
-# fit one better than a square anchor does, while the scales matter for every size between two levels'.
-assert np.all((0.8 <= h_over_w) & (h_over_w <= 1.25))
+# Every shape is drawn in a square frame, so every box is nearly square: h/w within a factor sqrt(2) of 1,
+# the geometric middle between 1:1 and 2:1, where a square anchor of the box's area, centred on it, overlaps
+# it more than a 1:2 or 2:1 one. The ratios can then help only through position; the scales matter for every
+# size between two levels'.
+assert np.all(np.abs(np.log(h_over_w)) < np.log(np.sqrt(2)))
 gain_scales = coverage["3 scales x 1 ratio"] - coverage["1 scale x 1 ratio"]
 gain_ratios = coverage["3 scales x 3 ratios"] - coverage["3 scales x 1 ratio"]
 assert gain_scales > gain_ratios
@@ -245,7 +247,8 @@ assert gain_scales > gain_ratios
 # no box's best IoU can fall as anchors are added. The scales add many boxes: a box whose side falls
 # between two levels' sizes (a factor 2 apart) finds an anchor within a factor $2^{1/6}$ of its side. The
 # ratios add few, because every shape is drawn in a square frame and so has a nearly square box (the
-# printed h/w); COCO's people and cars are not square, which is why the paper keeps them.
+# printed h/w, within a factor $\sqrt{2}$ of 1, where a square anchor of its area fits it better than a 1:2
+# or 2:1 one); COCO's people and cars are not square, which is why the paper keeps them.
 #
 # ## Summary
 #
