@@ -69,10 +69,10 @@ total = sum(counts.values())
 print(f"{len(anchors):,} anchors per image, {num_objects} objects in {len(dataset)} images")
 print(counts, f"-> {counts['background'] / counts['positive']:.0f} background anchors per positive")
 
-# %% tags=["hide-input"]
-assert len(anchors) == 9 * (16**2 + 8**2 + 4**2 + 2**2 + 1) == 3069
+# %% [markdown]
+# The same counts from the IoU alone (intersection over union of two boxes; lesson 6 builds the matcher):
 
-
+# %%
 def labels_by_hand(anchors, boxes):
     """The three labels from the IoU alone: (positive, ignored, background) counts for one image."""
     lo, hi = np.maximum(anchors[:, None, :2], boxes[None, :, :2]), np.minimum(anchors[:, None, 2:], boxes[None, :, 2:])
@@ -85,9 +85,13 @@ def labels_by_hand(anchors, boxes):
     return positive.sum(), (~positive & ~background).sum(), background.sum()
 
 
-by_hand = np.sum([labels_by_hand(anchors, dataset[i][1]["boxes"].astype(np.float64)) for i in range(len(dataset))],
+recount = np.sum([labels_by_hand(anchors, dataset[i][1]["boxes"].astype(np.float64)) for i in range(len(dataset))],
                  axis=0)
-assert tuple(by_hand) == (counts["positive"], counts["ignored"], counts["background"])
+print("recounted:", dict(zip(counts, recount.tolist())))
+
+# %% tags=["hide-input"]
+assert len(anchors) == 9 * (16**2 + 8**2 + 4**2 + 2**2 + 1) == 3069
+assert tuple(recount) == (counts["positive"], counts["ignored"], counts["background"])
 # The counts depend on the images drawn; the imbalance does not: only anchors of about a box's size, centred
 # near it, reach IoU 0.5, a handful per box, and an image holds at most `max_objects` = 4 boxes.
 assert dataset.max_objects == 4 and counts["positive"] / total < 0.01
@@ -169,18 +173,23 @@ grad_share = np.abs(dce[is_neg]).sum() / np.abs(dce).sum()
 print(f"loss: negatives {ce[is_neg].sum():.1f}, positives {ce[~is_neg].sum():.1f} -> negatives' share {loss_share:.1%}")
 print(f"gradient magnitude: negatives' share {grad_share:.1%}")
 
+# %% [markdown]
+# Every anchor of a group has the same loss, so the shares need no arrays: $-\log 0.99 = 0.01005$ per easy
+# negative and $-\log 0.1 = 2.303$ per positive; $|\partial \mathrm{CE} / \partial x| = |p - y|$ is 0.01 and 0.9.
+
+# %%
+ce_easy, ce_hard = -np.log(0.99), -np.log(0.1)  # one anchor's CE at p_t = 0.99 and at p_t = 0.1
+loss_share_by_hand = num_neg * ce_easy / (num_neg * ce_easy + num_pos * ce_hard)  # 1005 / (1005 + 230)
+grad_share_by_hand = num_neg * 0.01 / (num_neg * 0.01 + num_pos * 0.9)  # 1000 / (1000 + 90)
+print(f"by hand: negatives' share of the loss {loss_share_by_hand:.1%}, of the gradient {grad_share_by_hand:.1%}")
+
 # %% tags=["hide-input"]
 np.testing.assert_allclose(dce, 1 / (1 + np.exp(-logits)) - targets, atol=1e-12)
-ce_easy, ce_hard = -np.log(0.99), -np.log(0.1)  # one anchor's CE at p_t = 0.99 and at p_t = 0.1
-loss_share_by_hand = num_neg * ce_easy / (num_neg * ce_easy + num_pos * ce_hard)
-grad_share_by_hand = num_neg * 0.01 / (num_neg * 0.01 + num_pos * 0.9)  # |p - y|: 0.01 and 0.9
 assert np.isclose(loss_share, loss_share_by_hand, rtol=1e-12) and np.isclose(grad_share, grad_share_by_hand, rtol=1e-12)
 assert round(loss_share_by_hand, 2) == 0.81 and round(grad_share_by_hand, 2) == 0.92
 
 # %% [markdown]
-# The easy negatives, each one nearly solved, hold $100{,}000 \times 0.01005 / (1005 + 100 \times 2.303) = 81\%$
-# of the loss and, since $|\partial \mathrm{CE} / \partial x| = |p - y|$ is 0.01 for each of them and 0.9 for each
-# positive, $1000 / (1000 + 90) = 92\%$ of the gradient
+# The easy negatives, each one nearly solved, hold 81% of the loss and 92% of the gradient
 # magnitude: SGD's step mostly pushes already-correct anchors a little further. This is the
 # "inefficient training" of §3 ("most locations are easy negatives that contribute no useful
 # learning signal").
@@ -212,17 +221,26 @@ fl, _ = sigmoid_focal_loss_forward(logits_hard, targets_hard, alpha=0.25, gamma=
 fl_hard_share = fl[hard].sum() / fl[negatives].sum()
 print(f"FL, alpha = 0.25, gamma = 2: hard negatives hold {fl_hard_share:.2%} of the negatives' loss")
 
-# %% tags=["hide-input"]
+# %% [markdown]
+# By hand again: the positives weigh $\alpha$ each, the negatives $1 - \alpha$ (no $\alpha$: 1 each), and
+# the focal loss multiplies each CE by $(1 - p_t)^2$:
+
+# %%
 negatives_ce = num_neg * ce_easy + 100 * ce_hard  # the 100,000 easy and the 100 hard negatives, no alpha
-share_by_hand = {}
-for a, w_pos, w_neg in ((None, 1.0, 1.0), (0.25, 0.25, 0.75), (0.75, 0.75, 0.25)):  # alpha_t: alpha, 1 - alpha
-    share_by_hand[a] = w_pos * num_pos * ce_hard / (w_pos * num_pos * ce_hard + w_neg * negatives_ce)
-    assert np.isclose(positive_share[a], share_by_hand[a], rtol=1e-12)
-    assert np.isclose(hard_share[a], 100 * ce_hard / negatives_ce, rtol=1e-12)  # 1 - alpha cancels
-assert [round(share_by_hand[a], 3) for a in (0.25, None, 0.75)] == [0.058, 0.157, 0.359]
-assert round(100 * ce_hard / negatives_ce, 3) == 0.186
+weights = {None: (1.0, 1.0), 0.25: (0.25, 0.75), 0.75: (0.75, 0.25)}  # alpha_t of a positive, of a negative
+share_by_hand = {a: w_pos * num_pos * ce_hard / (w_pos * num_pos * ce_hard + w_neg * negatives_ce)
+                 for a, (w_pos, w_neg) in weights.items()}
+hard_share_by_hand = 100 * ce_hard / negatives_ce  # 1 - alpha multiplies numerator and denominator
 fl_easy, fl_hard = 0.01**2 * ce_easy, 0.9**2 * ce_hard  # (1 - p_t)^2 CE; alpha cancels among negatives
 fl_share_by_hand = 100 * fl_hard / (num_neg * fl_easy + 100 * fl_hard)
+print("positives' share:", {a: f"{v:.1%}" for a, v in share_by_hand.items()},
+      f"hard negatives' share: CE {hard_share_by_hand:.1%}, FL {fl_share_by_hand:.2%}")
+
+# %% tags=["hide-input"]
+assert all(np.isclose(positive_share[a], share_by_hand[a], rtol=1e-12) for a in share_by_hand)
+assert all(np.isclose(hard_share[a], hard_share_by_hand, rtol=1e-12) for a in hard_share)
+assert [round(share_by_hand[a], 3) for a in (0.25, None, 0.75)] == [0.058, 0.157, 0.359]
+assert round(hard_share_by_hand, 3) == 0.186
 assert np.isclose(fl_hard_share, fl_share_by_hand, rtol=1e-12) and fl_share_by_hand > 0.999
 
 # %% [markdown]
