@@ -55,11 +55,13 @@ fl0, _ = sigmoid_focal_loss_forward(x, y, alpha=None, gamma=0.0)
 fl0_alpha, _ = sigmoid_focal_loss_forward(x, y, alpha=0.25, gamma=0.0)
 fl2, _ = sigmoid_focal_loss_forward(x, y, alpha=None, gamma=2.0)
 
-# %% tags=["hide-input"]
-p = 1 / (1 + np.exp(-x))  # eq. 1-2 by hand: |x| <= 8, so the naive formulas are accurate here
+# eq. 1-3 by hand (|x| <= 8, so the naive formulas are accurate here):
+p = 1 / (1 + np.exp(-x))
 p_t = np.where(y == 1, p, 1 - p)
 ce_by_hand = -np.log(p_t)
 alpha_t = np.where(y == 1, 0.25, 0.75)
+
+# %% tags=["hide-input"]
 np.testing.assert_allclose(fl0, ce_by_hand, rtol=1e-10)  # gamma = 0: CE
 np.testing.assert_allclose(fl0_alpha, alpha_t * ce_by_hand, rtol=1e-10)  # gamma = 0: alpha-balanced CE (eq. 3)
 np.testing.assert_allclose(fl2, (1 - p_t) ** 2 * ce_by_hand, rtol=1e-10)  # eq. 4
@@ -113,18 +115,24 @@ for name, loss in (("CE", sigmoid_cross_entropy_forward(logits, targets)[0]),
           f"hard negatives hold {share[name][1]:.2%} of the negatives' loss")
 
 
-# %% tags=["hide-input"]
+# %% [markdown]
+# Each anchor's loss is easy to write down: CE is $-\log 0.99 = 0.01005$ for an easy negative and
+# $-\log 0.1 = 2.303$ for each of the 200 hard examples; FL multiplies these by $(1 - p_t)^2$, $10^{-4}$
+# and 0.81. The same shares by hand:
+
+# %%
 share_by_hand = {}
 for name, factor_easy, factor_hard in (("CE", 1.0, 1.0), ("FL", 0.01**2, 0.9**2)):  # (1 - p_t)^gamma
     easy, hard = factor_easy * -np.log(0.99), factor_hard * -np.log(0.1)  # one anchor's loss
     share_by_hand[name] = (100_000 * easy / (100_000 * easy + 200 * hard), 100 * hard / (100_000 * easy + 100 * hard))
-    np.testing.assert_allclose(share[name], share_by_hand[name], rtol=1e-12)
+    print(f"{name} by hand: {share_by_hand[name][0]:.2%}, {share_by_hand[name][1]:.2%}")
+
+# %% tags=["hide-input"]
+np.testing.assert_allclose([share["CE"], share["FL"]], [share_by_hand["CE"], share_by_hand["FL"]], rtol=1e-12)
 assert round(share_by_hand["CE"][0], 2) == 0.69 and round(share_by_hand["CE"][1], 3) == 0.186
 assert share_by_hand["FL"][0] < 0.0005 and share_by_hand["FL"][1] > 0.999
 
 # %% [markdown]
-# Each anchor's loss is easy to write down: CE is $-\log 0.99 = 0.01005$ for an easy negative and
-# $-\log 0.1 = 2.303$ for the 200 hard examples; FL multiplies these by $(1 - p_t)^2$, $10^{-4}$ and 0.81.
 # The easy negatives' share of the loss falls from 69% to less than 0.05%, and the hard negatives'
 # share of the negatives' loss rises from 18.6% to more than 99.9%: the loss is *focused*. Nothing
 # was sampled or thrown away; every anchor still contributes.
@@ -187,11 +195,12 @@ x3, one = np.array([3.0]), np.ones(1)
 g_fl = sigmoid_focal_loss_backward(one, sigmoid_focal_loss_forward(x3, one, alpha=None, gamma=2.0)[1])[0]
 g_ce = sigmoid_cross_entropy_backward(one, sigmoid_cross_entropy_forward(x3, one)[1])[0]
 print(f"dCE/dx = {g_ce:.5f}, dFL/dx = {g_fl:.5f}, ratio {g_fl / g_ce:.2%}")
+p3 = 1 / (1 + np.exp(-3.0))
+ratio_by_hand = (1 - p3) ** 2 * (2 * p3 * np.log(p3) + p3 - 1) / (p3 - 1)  # Appendix B over p - y
+print(f"by hand: p = {p3:.3f}, ratio {ratio_by_hand:.2%}")
 
 # %% tags=["hide-input"]
-p3 = 1 / (1 + np.exp(-3.0))
 assert round(p3, 3) == 0.953
-ratio_by_hand = (1 - p3) ** 2 * (2 * p3 * np.log(p3) + p3 - 1) / (p3 - 1)  # Appendix B over p - y
 assert np.isclose(g_fl / g_ce, ratio_by_hand, rtol=1e-10) and ratio_by_hand < 0.01
 
 # %% [markdown]
@@ -216,24 +225,25 @@ def grad_by_hand(x, gamma):
     return (1 - p) ** gamma * (gamma * p * np.log(p) + p - 1)
 
 
-# %% tags=["hide-input"]
-for gamma, g in ((0.0, g0), (2.0, g2), (5.0, g5)):
-    np.testing.assert_allclose(g, grad_by_hand(gx, gamma), rtol=1e-9, atol=1e-15)
-assert np.all(g0 > -1.0) and g0[gx == 0.0][0] == -0.5  # p - 1, with p = 1/2 at x = 0
 g5_at_0 = abs(grad_by_hand(0.0, 5.0))  # 0.5^5 (0.5 + 2.5 log 2)
+
+# %% tags=["hide-input"]
+assert all(np.allclose(g, grad_by_hand(gx, gamma), rtol=1e-9, atol=1e-15) for gamma, g in ((0.0, g0), (2.0, g2),
+                                                                                          (5.0, g5)))
+assert np.all(g0 > -1.0) and g0[gx == 0.0][0] == -0.5  # p - 1, with p = 1/2 at x = 0
 assert np.isclose(np.abs(g5[gx >= 0]).max(), g5_at_0, rtol=1e-12) and round(g5_at_0, 4) == 0.0698
 
 # %%
 below = gx[g5 < -1.0]  # where FL (gamma = 5) pushes harder than CE ever does
-
-# %% tags=["hide-input"]
-# The same points found on the formula itself, not on the grid: a root and two minima.
+# The same points found on the formula itself rather than on the grid: a root and two minima (scipy).
 crossing = brentq(lambda t: grad_by_hand(t, 5.0) + 1.0, -3.0, -1.0)
 low5, low2 = (minimize_scalar(grad_by_hand, bounds=(-6.0, 0.0), args=(g,), method="bounded") for g in (5.0, 2.0))
 step = gx[1] - gx[0]
+
+# %% tags=["hide-input"]
 assert below.max() <= crossing < below.max() + step and np.all(g5[gx < below.max()] < -1.0)
-for low, g in ((low5, g5), (low2, g2)):
-    assert low.fun - 1e-9 <= g.min() < low.fun + 1e-3 and abs(gx[g.argmin()] - low.x) < step  # grid vs optimum
+assert all(low.fun - 1e-9 <= g.min() < low.fun + 1e-3 and abs(gx[g.argmin()] - low.x) < step  # grid vs optimum
+           for low, g in ((low5, g5), (low2, g2)))
 assert round(crossing, 2) == -1.72 and (round(low5.fun, 2), round(low5.x, 1)) == (-1.31, -2.9)
 assert (round(low2.fun, 2), round(low2.x, 1)) == (-1.13, -2.8)
 
@@ -270,8 +280,7 @@ print("finite for logits of +-1e4")
 star, _ = focal_loss_star_forward(x, y, gamma=1.0, beta=0.0)
 
 # %% tags=["hide-input"]
-x_t = np.where(y == 1, x, -x)
-np.testing.assert_allclose(star, np.log1p(np.exp(-x_t)), rtol=1e-12)  # -log(sigmoid(x_t)), |x| <= 6
+np.testing.assert_allclose(star, np.log1p(np.exp(-np.where(y == 1, x, -x))), rtol=1e-12)  # -log sigmoid(x_t)
 
 # %% [markdown]
 # ## Summary
