@@ -194,8 +194,9 @@ print("group_norm_forward equals the five lines above:", np.allclose(y, y_by_han
 np.testing.assert_allclose(y, y_by_hand, rtol=1e-12, atol=1e-12)
 np.testing.assert_allclose(xhat.reshape(N, G, -1).mean(axis=2), 0, atol=1e-12)  # each group: mean 0
 np.testing.assert_allclose(xhat.reshape(N, G, -1).var(axis=2), var[..., 0] / (var[..., 0] + eps), rtol=1e-12)
-y_alone, _ = group_norm_forward(x[:1], gamma, beta, num_groups=G, eps=eps)  # image 0 without the batch
-np.testing.assert_allclose(y_alone, y_by_hand[:1], rtol=1e-12, atol=1e-12)
+# image 0 normalized without the batch:
+np.testing.assert_allclose(group_norm_forward(x[:1], gamma, beta, num_groups=G, eps=eps)[0], y_by_hand[:1],
+                           rtol=1e-12, atol=1e-12)
 
 # %% [markdown]
 # Before $\gamma$ and $\beta$, every (image, group) has mean 0 and variance $\sigma^2 / (\sigma^2 + \epsilon)$,

@@ -49,8 +49,9 @@ for name, c, stride in (("C3", c3, 8), ("C4", c4, 16), ("C5", c5, 32)):
 
 
 # %% tags=["hide-input"]
-for c, stride, width in zip((c3, c4, c5), (8, 16, 32), PRESETS["default"]["widths"][1:]):  # stages 2-4
-    assert c.shape == (1, width, -(-128 // stride), -(-128 // stride))  # ceil(128 / stride)
+# stages 2-4 of the preset's widths; sides ceil(128 / stride)
+assert [c.shape for c in (c3, c4, c5)] == [(1, width, -(-128 // stride), -(-128 // stride))
+                                           for stride, width in zip((8, 16, 32), PRESETS["default"]["widths"][1:])]
 
 # %% [markdown]
 # ## The residual block, and why its backward adds the skip's gradient
@@ -191,9 +192,9 @@ for l, (p, stride) in enumerate(zip(features, STRIDES)):
 
 
 # %% tags=["hide-input"]
-width = PRESETS["default"]["fpn_channels"]
-assert [p.shape for p in features] == [(1, width, -(-128 // s), -(-128 // s)) for s in STRIDES]  # ceil(128 / S)
-assert [-(-128 // s) for s in STRIDES] == [16, 8, 4, 2, 1] and width == 64
+assert [p.shape for p in features] == [(1, PRESETS["default"]["fpn_channels"], -(-128 // s), -(-128 // s))
+                                       for s in STRIDES]  # ceil(128 / S)
+assert [-(-128 // s) for s in STRIDES] == [16, 8, 4, 2, 1] and PRESETS["default"]["fpn_channels"] == 64
 
 # %% [markdown]
 # P3 (16 x 16 locations, stride 8) is fine enough for the smallest shapes; P7 has a single location
@@ -285,7 +286,14 @@ for lv in shapes_rf["levels"]:
     print(f"{lv['name']:<5}  {lv['stride']:>6}  {lv['anchor_sides'][0]:5.1f}-{lv['anchor_sides'][1]:5.1f}  "
           f"{lv['rf_bottom_up']:>15}  {lv['rf']:>13}  {sizes}")
 
-# %% tags=["hide-input"]
+# %% [markdown]
+# The windows of the table follow from the same recurrence, carried on through stages 3 and 4 to C4 and C5.
+# Through $C_l$ alone, a 1x1 lateral adds nothing and a 3x3 conv adds two steps of its input's spacing (P6
+# reads C5, P7 reads P6). With the top-down path, P3's 3x3 output conv reads three neighbouring locations
+# of M3, and the two x2 upsamplings map them onto at most two neighbouring C5 locations, 32 px apart: C5's
+# window plus 32 px (P4 likewise; P5's 3x3 conv reads three C5 locations, plus 64 px).
+
+# %%
 def window(convs):
     """The recurrence r += (k - 1) j, j *= s over ``convs`` from the image: (r, j)."""
     r_w, j_w = 1, 1
@@ -296,19 +304,19 @@ def window(convs):
 
 stages = (bb.stage1, bb.stage2, bb.stage3, bb.stage4)
 (r_c3, _), (r_c4, _), (r_c5, _) = (window(path_convs(bb.stem, *stages[:n])) for n in (2, 3, 4))
-# Through C_l alone: a 1x1 lateral adds nothing, a 3x3 conv two steps of its input's spacing (P6 reads C5,
-# P7 reads P6). With the top-down path, up2 makes three neighbouring P3 (or P4) locations read two
-# neighbouring C5 locations, 32 px apart; P5's 3x3 conv reads three.
-levels = shapes_rf["levels"]
-assert [lv["rf_bottom_up"] for lv in levels] == [r_c3 + 2 * 8, r_c4 + 2 * 16, r_c5 + 2 * 32, r_c5 + 2 * 32,
-                                                 r_c5 + 2 * 32 + 2 * 64]
-assert [lv["rf"] for lv in levels[:3]] == [r_c5 + 32, r_c5 + 32, r_c5 + 64] and r_c5 + 32 > 3 * 55
-assert [lv["stride"] for lv in levels] == [2**lvl for lvl in range(3, 8)]  # P_l: stride 2^l
-assert levels[0]["objects"].max() < levels[2]["objects"].min()
-assert all(len(lv["objects"]) == 0 for lv in levels[3:])
-for lv in levels:  # the 1:2 anchor at scale 1 and the 2:1 anchor at scale 2^(2/3) of size 1.5 S (lesson 5)
-    side = 1.5 * lv["stride"]
-    assert np.allclose(lv["anchor_sides"], (side / np.sqrt(2), side * 2 ** (2 / 3) * np.sqrt(2)))
+bottom_up = [r_c3 + 2 * 8, r_c4 + 2 * 16, r_c5 + 2 * 32, r_c5 + 2 * 32, r_c5 + 2 * 32 + 2 * 64]
+top_down = [r_c5 + 32, r_c5 + 32, r_c5 + 64]  # P3, P4, P5
+print(f"C3, C4, C5 see {r_c3}, {r_c4}, {r_c5} px; P3..P7 through C_l: {bottom_up}; P3..P5 with top-down: {top_down}")
+
+# %% tags=["hide-input"]
+assert [lv["rf_bottom_up"] for lv in shapes_rf["levels"]] == bottom_up
+assert [lv["rf"] for lv in shapes_rf["levels"][:3]] == top_down and top_down[0] > 3 * 55
+assert [lv["stride"] for lv in shapes_rf["levels"]] == [2**lvl for lvl in range(3, 8)]  # P_l: stride 2^l
+assert shapes_rf["levels"][0]["objects"].max() < shapes_rf["levels"][2]["objects"].min()
+assert all(len(lv["objects"]) == 0 for lv in shapes_rf["levels"][3:])
+# The 1:2 anchor at scale 1 and the 2:1 anchor at scale 2^(2/3), of size 1.5 S (lesson 5):
+assert all(np.allclose(lv["anchor_sides"], (1.5 * lv["stride"] / np.sqrt(2), 1.5 * lv["stride"] * 2 ** (2 / 3)
+                                             * np.sqrt(2))) for lv in shapes_rf["levels"])
 assert max(lv["objects"].max() for lv in shapes_rf["levels"][:3]) <= MAX_SIZE_FRACTION * 128 == 70
 assert all(lv["objects"].max() < lv["rf_bottom_up"] for lv in shapes_rf["levels"][:3])
 

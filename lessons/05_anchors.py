@@ -186,14 +186,16 @@ assert len(wide_by_hand) == 9 * sum(-(-96 // s) * -(-160 // s) for s in gen.stri
 # %%
 picture, target, class_names = figure_image()
 data = anchors_per_level_data(image_size=128, preset="default")
+middle_by_hand = []  # the figure's anchors by hand: the middle location of each level
+for size, stride in zip(gen.sizes, gen.strides):
+    side = -(-128 // stride)  # ceil(128 / S) locations a side
+    k = (side - 1) // 2  # its middle row and column
+    middle_by_hand.append(((side, side), (k, k), (k + 0.5) * stride + cell_anchors_by_hand(size, gen.aspect_ratios,
+                                                                                          gen.scales)))
 
 # %% tags=["hide-input"]
-for lv, size, stride in zip(data["levels"], gen.sizes, gen.strides):
-    side = -(-128 // stride)  # ceil(128 / S) locations a side
-    i, j = lv["location"]
-    assert lv["shape"] == (side, side) and (i, j) == ((side - 1) // 2,) * 2  # the middle location
-    centre = np.array([(j + 0.5) * stride, (i + 0.5) * stride] * 2)
-    np.testing.assert_allclose(lv["anchors"], centre + cell_anchors_by_hand(size, gen.aspect_ratios, gen.scales))
+assert all(lv["shape"] == shape and lv["location"] == location and np.allclose(lv["anchors"], a)
+           for lv, (shape, location, a) in zip(data["levels"], middle_by_hand))
 
 # %% mystnb={"image":{"alt":"The 9 anchors of one location on each of P3-P7 over a 128 px image, growing per level"}}
 p7 = data["levels"][4]["anchors"]
@@ -226,20 +228,21 @@ for name, ratios, scales in (("1 scale x 1 ratio", (1.0,), (1.0,)),
           "have an anchor with IoU >= 0.5")
 boxes = np.concatenate(gt_boxes)
 h_over_w = (boxes[:, 3] - boxes[:, 1]) / (boxes[:, 2] - boxes[:, 0])
-print(f"box h/w from {h_over_w.min():.2f} to {h_over_w.max():.2f}")
+gain_scales = coverage["3 scales x 1 ratio"] - coverage["1 scale x 1 ratio"]
+gain_ratios = coverage["3 scales x 3 ratios"] - coverage["3 scales x 1 ratio"]
+print(f"box h/w from {h_over_w.min():.2f} to {h_over_w.max():.2f}; the scales add {gain_scales:.1%} of the "
+      f"boxes, the ratios {gain_ratios:.1%}")
 
 
 # %% tags=["hide-input"]
-one, scales3, all9 = best.values()
 # Each set holds the previous one (scale 1, ratio 1:1 is among them), so no box's best IoU can fall.
-assert np.all(one <= scales3) and np.all(scales3 <= all9)
+assert np.all(best["1 scale x 1 ratio"] <= best["3 scales x 1 ratio"])
+assert np.all(best["3 scales x 1 ratio"] <= best["3 scales x 3 ratios"])
 # Every shape is drawn in a square frame, so every box is nearly square: h/w within a factor sqrt(2) of 1,
 # the geometric middle between 1:1 and 2:1, where a square anchor of the box's area, centred on it, overlaps
 # it more than a 1:2 or 2:1 one. The ratios can then help only through position; the scales matter for every
 # size between two levels'.
 assert np.all(np.abs(np.log(h_over_w)) < np.log(np.sqrt(2)))
-gain_scales = coverage["3 scales x 1 ratio"] - coverage["1 scale x 1 ratio"]
-gain_ratios = coverage["3 scales x 3 ratios"] - coverage["3 scales x 1 ratio"]
 assert gain_scales > gain_ratios
 
 # %% [markdown]
