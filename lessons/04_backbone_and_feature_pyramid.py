@@ -165,7 +165,7 @@ assert all(f_skip < f_no for f_skip, f_no in zip(per_block[True], per_block[Fals
 # %% [markdown]
 # The numbers depend on the blocks' random weights; the pattern does not. Without the skips each block
 # multiplies the gradient by a factor of its own, and alike blocks by about the same factor: the gain grows
-# geometrically, by the same factor per block from 4 to 16 blocks as from 16 to 32, so that after 32
+# geometrically, by about the same factor per block from 4 to 16 blocks as from 16 to 32, so that after 32
 # blocks the gradient at the input dwarfs the gradient at the output, and no one learning rate suits the
 # first and the last layers. With the skips each block *adds* its branch's part to a copy passed on
 # unchanged, and the factor per block is nearer 1 in both ranges: the gain grows far more slowly. (In
@@ -209,8 +209,8 @@ c5_pad = np.pad(c5[0], ((0, 0), (1, 1), (1, 1)))
 p6_by_hand = np.zeros((weight.shape[0], 2, 2))
 for i in range(2):
     for j in range(2):
-        window = c5_pad[:, 2 * i:2 * i + 3, 2 * j:2 * j + 3]  # stride 2
-        p6_by_hand[:, i, j] = bias + np.sum(weight * window, axis=(1, 2, 3))
+        patch = c5_pad[:, 2 * i:2 * i + 3, 2 * j:2 * j + 3]  # stride 2
+        p6_by_hand[:, i, j] = bias + np.sum(weight * patch, axis=(1, 2, 3))
 print("P6 by hand from C5 equals the pyramid's P6:", np.allclose(p6_by_hand, features[3][0], rtol=1e-4, atol=1e-5))
 
 # %% tags=["hide-input"]
