@@ -189,9 +189,9 @@ data = anchors_per_level_data(image_size=128, preset="default")
 middle_by_hand = []  # the figure's anchors by hand: the middle location of each level
 for size, stride in zip(gen.sizes, gen.strides):
     side = -(-128 // stride)  # ceil(128 / S) locations a side
-    k = (side - 1) // 2  # its middle row and column
-    middle_by_hand.append(((side, side), (k, k), (k + 0.5) * stride + cell_anchors_by_hand(size, gen.aspect_ratios,
-                                                                                          gen.scales)))
+    k = (side - 1) // 2  # its middle row and column, centred at ((k + 0.5) S, (k + 0.5) S)
+    level_cell = cell_anchors_by_hand(size, gen.aspect_ratios, gen.scales)
+    middle_by_hand.append(((side, side), (k, k), (k + 0.5) * stride + level_cell))  # the same shift for x and y
 
 # %% tags=["hide-input"]
 assert all(lv["shape"] == shape and lv["location"] == location and np.allclose(lv["anchors"], a)
