@@ -29,7 +29,9 @@ from numpy_retinanet.nn.losses import (
 #
 # The paper places 9 anchors (3 aspect ratios x 3 scales) at every location of five feature maps,
 # P3 to P7, with strides 8 to 128 pixels (§4). The paper says a one-stage detector must process
-# "~100k locations that densely cover the image" (§1). For an 800 x 800 image, the paper's anchors are:
+# "~100k locations that densely cover the image" (§1). A level of stride S has ceil(800 / S) x ceil(800 / S)
+# locations on an 800 x 800 image (100, 50, 25, 13 and 7 a side; lesson 4 says why the sides round up), so
+# the paper's anchors number 9 x (100^2 + 50^2 + 25^2 + 13^2 + 7^2):
 
 # %%
 paper_anchors = AnchorGenerator()  # the paper's sizes 32..512, strides 8..128, 3 ratios, 3 scales
@@ -37,16 +39,18 @@ num_paper = len(paper_anchors.anchors(800, 800))
 print(f"anchors on an 800x800 image: {num_paper:,}")
 
 # %% tags=["hide-input"]
-assert num_paper == 120_087
+assert num_paper == 9 * (100**2 + 50**2 + 25**2 + 13**2 + 7**2) == 120_087
+assert [-(-800 // s) for s in paper_anchors.strides] == [100, 50, 25, 13, 7]  # ceil(800 / S)
 assert paper_anchors.num_anchors_per_location == 9 == len(paper_anchors.aspect_ratios) * len(paper_anchors.scales)
 assert paper_anchors.strides == (8, 16, 32, 64, 128)  # P3..P7
 
 # %% [markdown]
 # 120,087 anchors, for the handful of objects in a typical photograph. This course trains on a synthetic
 # dataset of coloured shapes in 128 px images (`numpy_retinanet.data.shapes`), with the CPU-sized
-# `default` preset of the model: 3,069 anchors per image. The matcher of §4 (lesson 6) labels an
-# anchor *positive* when it overlaps a box with IoU >= 0.5, *background* below 0.4, and *ignored*
-# in between. Over 100 training images:
+# `default` preset of the model: the same strides on a 128 px side give 16, 8, 4, 2 and 1 locations a side,
+# so 9 x (16^2 + 8^2 + 4^2 + 2^2 + 1) = 3,069 anchors per image. The matcher of §4 (lesson 6) labels an
+# anchor *positive* when it overlaps a box with IoU >= 0.5 (and each box's best anchors, whatever their IoU),
+# *background* below 0.4, and *ignored* in between. Over 100 training images:
 
 # %%
 model = RetinaNet(num_classes=3, preset="default")
@@ -65,14 +69,40 @@ total = sum(counts.values())
 print(f"{len(anchors):,} anchors per image, {num_objects} objects in {len(dataset)} images")
 print(counts, f"-> {counts['background'] / counts['positive']:.0f} background anchors per positive")
 
+# %% [markdown]
+# The same counts from the IoU alone (intersection over union of two boxes; lesson 6 builds the matcher):
+
+# %%
+def labels_by_hand(anchors, boxes):
+    """The three labels from the IoU alone: (positive, ignored, background) counts for one image."""
+    lo, hi = np.maximum(anchors[:, None, :2], boxes[None, :, :2]), np.minimum(anchors[:, None, 2:], boxes[None, :, 2:])
+    inter = np.prod(np.clip(hi - lo, 0, None), axis=2)  # (anchors, boxes)
+    areas = [np.prod(b[:, 2:] - b[:, :2], axis=1) for b in (anchors, boxes)]
+    iou = inter / (areas[0][:, None] + areas[1][None, :] - inter)
+    best = iou.max(axis=1) if len(boxes) else np.zeros(len(anchors))
+    positive = (best >= 0.5) | np.any((iou == iou.max(axis=0, initial=0)) & (iou > 0), axis=1)  # or a box's best
+    background = (best < 0.4) & ~positive
+    return positive.sum(), (~positive & ~background).sum(), background.sum()
+
+
+recount = np.sum([labels_by_hand(anchors, dataset[i][1]["boxes"].astype(np.float64)) for i in range(len(dataset))],
+                 axis=0)
+print("recounted:", dict(zip(counts, recount.tolist())))
+
 # %% tags=["hide-input"]
-assert len(anchors) == 3069 and total == 3069 * len(dataset)
-assert counts["positive"] / total < 0.01  # fewer than 1 anchor in 100 is positive
-assert 250 < counts["background"] / counts["positive"] < 300
+assert len(anchors) == 9 * (16**2 + 8**2 + 4**2 + 2**2 + 1) == 3069
+assert tuple(recount) == (counts["positive"], counts["ignored"], counts["background"])
+# The counts depend on the images drawn; the imbalance does not: only anchors of about a box's size, centred
+# near it, reach IoU 0.5, a handful per box, and an image holds at most `max_objects` = 4 boxes.
+assert dataset.max_objects == 4 and counts["positive"] / total < 0.01
+assert counts["background"] / counts["positive"] > 100
 
 # %% [markdown]
-# Fewer than 1 anchor in 100 is positive: here 250 to 300 background anchors per positive one.
-# With bigger images and smaller objects the ratio grows (exercise 2).
+# The counts depend on the images drawn (a recount from the IoU alone gives the same), but not their
+# order of magnitude: only an anchor of about a box's size, centred near it, reaches IoU 0.5 with it, a
+# handful per box, and an image holds at most 4 boxes. Fewer than 1 anchor in 100 is positive: hundreds
+# of background anchors per positive one. With bigger images and smaller objects the ratio grows
+# (exercise 2).
 #
 # ## The cross-entropy, from the logit
 #
@@ -100,13 +130,11 @@ for p, loss in zip(p_t, ce):
 
 
 # %% tags=["hide-input"]
-np.testing.assert_allclose(ce, -np.log(p_t), rtol=1e-12)
-assert round(ce[1], 3) == 0.693 and round(ce[2], 3) == 0.105 and round(ce[3], 4) == 0.0101
-assert 0.15 < ce[2] / ce[1] < 0.16
+np.testing.assert_allclose(ce, -np.log(p_t), rtol=1e-12)  # eq. 2, by hand
 
 # %% [markdown]
-# An easy example with $p_t = 0.99$ still costs 0.0101, and a confident one with $p_t = 0.9$ costs 0.105,
-# 15% of the 0.693 of a coin flip ($p_t = 0.5$).
+# An easy example with $p_t = 0.99$ still costs $-\log 0.99 = 0.0101$, and a confident one with $p_t = 0.9$
+# costs $-\log 0.9 = 0.105$, 15% of the $\log 2 = 0.693$ of a coin flip ($p_t = 0.5$).
 #
 # The package never forms $p$ and takes its log: it computes $-\log p_t = \mathrm{softplus}(-x_t)$ with
 # $x_t = x$ if $y = 1$, else $x_t = -x$ (see the docstring of `numpy_retinanet.nn.losses`). The naive formula
@@ -120,7 +148,7 @@ stable, _ = sigmoid_cross_entropy_forward(x, np.ones(1))
 print(f"naive: {naive[0]}, stable: {stable[0]}")
 
 # %% tags=["hide-input"]
-assert np.isinf(naive[0]) and stable[0] == 800.0
+assert np.isinf(naive[0]) and stable[0] == 800.0  # softplus(800) = 800 + log(1 + e^-800): e^-800 is below float64
 
 # %% [markdown]
 # ## Easy negatives drown the rare positives (§3.1)
@@ -145,9 +173,20 @@ grad_share = np.abs(dce[is_neg]).sum() / np.abs(dce).sum()
 print(f"loss: negatives {ce[is_neg].sum():.1f}, positives {ce[~is_neg].sum():.1f} -> negatives' share {loss_share:.1%}")
 print(f"gradient magnitude: negatives' share {grad_share:.1%}")
 
+# %% [markdown]
+# Every anchor of a group has the same loss, so the shares need no arrays: $-\log 0.99 = 0.01005$ per easy
+# negative and $-\log 0.1 = 2.303$ per positive; $|\partial \mathrm{CE} / \partial x| = |p - y|$ is 0.01 and 0.9.
+
+# %%
+ce_easy, ce_hard = -np.log(0.99), -np.log(0.1)  # one anchor's CE at p_t = 0.99 and at p_t = 0.1
+loss_share_by_hand = num_neg * ce_easy / (num_neg * ce_easy + num_pos * ce_hard)  # 1005 / (1005 + 230)
+grad_share_by_hand = num_neg * 0.01 / (num_neg * 0.01 + num_pos * 0.9)  # 1000 / (1000 + 90)
+print(f"by hand: negatives' share of the loss {loss_share_by_hand:.1%}, of the gradient {grad_share_by_hand:.1%}")
+
 # %% tags=["hide-input"]
 np.testing.assert_allclose(dce, 1 / (1 + np.exp(-logits)) - targets, atol=1e-12)
-assert 0.81 < loss_share < 0.82 and 0.91 < grad_share < 0.92
+assert np.isclose(loss_share, loss_share_by_hand, rtol=1e-12) and np.isclose(grad_share, grad_share_by_hand, rtol=1e-12)
+assert round(loss_share_by_hand, 2) == 0.81 and round(grad_share_by_hand, 2) == 0.92
 
 # %% [markdown]
 # The easy negatives, each one nearly solved, hold 81% of the loss and 92% of the gradient
@@ -182,20 +221,36 @@ fl, _ = sigmoid_focal_loss_forward(logits_hard, targets_hard, alpha=0.25, gamma=
 fl_hard_share = fl[hard].sum() / fl[negatives].sum()
 print(f"FL, alpha = 0.25, gamma = 2: hard negatives hold {fl_hard_share:.2%} of the negatives' loss")
 
+# %% [markdown]
+# By hand again: the positives weigh $\alpha$ each, the negatives $1 - \alpha$ (no $\alpha$: 1 each), and
+# the focal loss multiplies each CE by $(1 - p_t)^2$:
+
+# %%
+negatives_ce = num_neg * ce_easy + 100 * ce_hard  # the 100,000 easy and the 100 hard negatives, no alpha
+weights = {None: (1.0, 1.0), 0.25: (0.25, 0.75), 0.75: (0.75, 0.25)}  # alpha_t of a positive, of a negative
+share_by_hand = {a: w_pos * num_pos * ce_hard / (w_pos * num_pos * ce_hard + w_neg * negatives_ce)
+                 for a, (w_pos, w_neg) in weights.items()}
+hard_share_by_hand = 100 * ce_hard / negatives_ce  # 1 - alpha multiplies numerator and denominator
+fl_easy, fl_hard = 0.01**2 * ce_easy, 0.9**2 * ce_hard  # (1 - p_t)^2 CE; alpha cancels among negatives
+fl_share_by_hand = 100 * fl_hard / (num_neg * fl_easy + 100 * fl_hard)
+print("positives' share:", {a: f"{v:.1%}" for a, v in share_by_hand.items()},
+      f"hard negatives' share: CE {hard_share_by_hand:.1%}, FL {fl_share_by_hand:.2%}")
+
 # %% tags=["hide-input"]
-assert [round(positive_share[a], 3) for a in (0.25, None, 0.75)] == [0.058, 0.157, 0.359]
-assert round(hard_share[None], 3) == 0.186
-assert np.isclose(hard_share[0.25], hard_share[None], rtol=1e-12)
-assert np.isclose(hard_share[0.75], hard_share[None], rtol=1e-12)
-assert fl_hard_share > 0.999
+assert all(np.isclose(positive_share[a], share_by_hand[a], rtol=1e-12) for a in share_by_hand)
+assert all(np.isclose(hard_share[a], hard_share_by_hand, rtol=1e-12) for a in hard_share)
+assert [round(share_by_hand[a], 3) for a in (0.25, None, 0.75)] == [0.058, 0.157, 0.359]
+assert round(hard_share_by_hand, 3) == 0.186
+assert np.isclose(fl_hard_share, fl_share_by_hand, rtol=1e-12) and fl_share_by_hand > 0.999
 
 # %% [markdown]
 # $\alpha$ moves the balance between the classes: the positives' share of the loss goes from 5.8%
 # ($\alpha = 0.25$) through 15.7% (no $\alpha$) to 35.9% ($\alpha = 0.75$). But among the negatives nothing
-# moves: whatever $\alpha$ is, the 100 hard negatives hold 18.6% of the negatives' loss and the
-# 100,000 easy ones the other 81%, because $\alpha$ multiplies every negative by the same $1 - \alpha$.
+# moves: whatever $\alpha$ is, the 100 hard negatives hold $230 / (1005 + 230) = 18.6\%$ of the negatives' loss
+# and the 100,000 easy ones the other 81%, because $\alpha$ multiplies every negative by the same $1 - \alpha$.
 # $\alpha$ balances positives against negatives; it cannot focus training on the hard examples. The
-# focal loss (lesson 2) down-weights each example by how easy it already is: with $\gamma = 2$ the same
+# focal loss (lesson 2) down-weights each example by how easy it already is: with $\gamma = 2$ an easy
+# negative's loss is multiplied by $(1 - 0.99)^2 = 10^{-4}$ and a hard one's by $0.9^2 = 0.81$, and the same
 # 100 hard negatives hold over 99.9% of the negatives' loss.
 #
 # ## Summary

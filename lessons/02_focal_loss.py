@@ -8,6 +8,7 @@
 
 # %%
 import numpy as np
+from scipy.optimize import brentq, minimize_scalar
 
 from numpy_retinanet.gradcheck import check_gradients
 from numpy_retinanet.nn.losses import (
@@ -51,19 +52,20 @@ rng = np.random.default_rng(0)
 x = rng.uniform(-8, 8, size=1000)
 y = (rng.random(1000) < 0.5).astype(np.float64)
 fl0, _ = sigmoid_focal_loss_forward(x, y, alpha=None, gamma=0.0)
-ce, _ = sigmoid_cross_entropy_forward(x, y)
-
-# %% tags=["hide-input"]
-np.testing.assert_array_equal(fl0, ce)
-np.testing.assert_array_equal(sigmoid_focal_loss_forward(x, y, alpha=0.25, gamma=0.0)[0],
-                              sigmoid_cross_entropy_forward(x, y, alpha=0.25)[0])  # eq. 5 vs eq. 3
-
-
-# %%
+fl0_alpha, _ = sigmoid_focal_loss_forward(x, y, alpha=0.25, gamma=0.0)
 fl2, _ = sigmoid_focal_loss_forward(x, y, alpha=None, gamma=2.0)
 
+# eq. 1-3 by hand (|x| <= 8, so the naive formulas are accurate here):
+p = 1 / (1 + np.exp(-x))
+p_t = np.where(y == 1, p, 1 - p)
+ce_by_hand = -np.log(p_t)
+alpha_t = np.where(y == 1, 0.25, 0.75)
+
 # %% tags=["hide-input"]
-assert np.all(fl2 <= ce)  # (1 - p_t)^gamma <= 1
+np.testing.assert_allclose(fl0, ce_by_hand, rtol=1e-10)  # gamma = 0: CE
+np.testing.assert_allclose(fl0_alpha, alpha_t * ce_by_hand, rtol=1e-10)  # gamma = 0: alpha-balanced CE (eq. 3)
+np.testing.assert_allclose(fl2, (1 - p_t) ** 2 * ce_by_hand, rtol=1e-10)  # eq. 4
+assert np.all(fl2 <= ce_by_hand)  # (1 - p_t)^gamma <= 1
 
 # %% [markdown]
 # ## The paper's numbers (§3.2)
@@ -113,9 +115,22 @@ for name, loss in (("CE", sigmoid_cross_entropy_forward(logits, targets)[0]),
           f"hard negatives hold {share[name][1]:.2%} of the negatives' loss")
 
 
+# %% [markdown]
+# Each anchor's loss is easy to write down: CE is $-\log 0.99 = 0.01005$ for an easy negative and
+# $-\log 0.1 = 2.303$ for each of the 200 hard examples; FL multiplies these by $(1 - p_t)^2$, $10^{-4}$
+# and 0.81. The same shares by hand:
+
+# %%
+share_by_hand = {}
+for name, factor_easy, factor_hard in (("CE", 1.0, 1.0), ("FL", 0.01**2, 0.9**2)):  # (1 - p_t)^gamma
+    easy, hard = factor_easy * -np.log(0.99), factor_hard * -np.log(0.1)  # one anchor's loss
+    share_by_hand[name] = (100_000 * easy / (100_000 * easy + 200 * hard), 100 * hard / (100_000 * easy + 100 * hard))
+    print(f"{name} by hand: {share_by_hand[name][0]:.2%}, {share_by_hand[name][1]:.2%}")
+
 # %% tags=["hide-input"]
-assert round(share["CE"][0], 2) == 0.69 and round(share["CE"][1], 3) == 0.186
-assert share["FL"][0] < 0.0005 and share["FL"][1] > 0.999
+np.testing.assert_allclose([share["CE"], share["FL"]], [share_by_hand["CE"], share_by_hand["FL"]], rtol=1e-12)
+assert round(share_by_hand["CE"][0], 2) == 0.69 and round(share_by_hand["CE"][1], 3) == 0.186
+assert share_by_hand["FL"][0] < 0.0005 and share_by_hand["FL"][1] > 0.999
 
 # %% [markdown]
 # The easy negatives' share of the loss falls from 69% to less than 0.05%, and the hard negatives'
@@ -180,16 +195,22 @@ x3, one = np.array([3.0]), np.ones(1)
 g_fl = sigmoid_focal_loss_backward(one, sigmoid_focal_loss_forward(x3, one, alpha=None, gamma=2.0)[1])[0]
 g_ce = sigmoid_cross_entropy_backward(one, sigmoid_cross_entropy_forward(x3, one)[1])[0]
 print(f"dCE/dx = {g_ce:.5f}, dFL/dx = {g_fl:.5f}, ratio {g_fl / g_ce:.2%}")
+p3 = 1 / (1 + np.exp(-3.0))
+ratio_by_hand = (1 - p3) ** 2 * (2 * p3 * np.log(p3) + p3 - 1) / (p3 - 1)  # Appendix B over p - y
+print(f"by hand: p = {p3:.3f}, ratio {ratio_by_hand:.2%}")
 
 # %% tags=["hide-input"]
-assert round(1 / (1 + np.exp(-3.0)), 3) == 0.953 and g_fl / g_ce < 0.01
+assert round(p3, 3) == 0.953
+assert np.isclose(g_fl / g_ce, ratio_by_hand, rtol=1e-10) and ratio_by_hand < 0.01
 
 # %% [markdown]
-# Less than 1% of the cross-entropy's gradient. The figure shows dFL/dx for all logits of a positive.
-# For gamma = 5 its magnitude stays below 0.07 for every x > 0 (p_t > 0.5), where CE's is 0.5 at
-# x = 0. On hard positives (x < 0: the network says "background") it is the other way round. CE's
-# gradient never goes below -1, but FL's does: for gamma = 5 at every x below -1.72, down to -1.31
-# near x = -2.9 (gamma = 2 reaches -1.13 near x = -2.8). So a misclassified positive is pushed
+# The ratio is $(1 - p)^2 (2 p \log p + p - 1) / (p - 1)$ at $p = 0.953$: less than 1% of the cross-entropy's
+# gradient. The figure shows dFL/dx for all logits of a positive.
+# For gamma = 5 its magnitude is largest at $x = 0$ among all $x \ge 0$ ($p_t \ge 0.5$), where it is
+# $0.5^5 (0.5 + 5 \cdot 0.5 \log 2) = 0.0698$, against CE's 0.5. On hard positives (x < 0: the network
+# says "background") it is the other way round. CE's gradient $p - 1$ never goes below -1, but FL's does:
+# for gamma = 5 at every x below -1.72, down to -1.31 near x = -2.9 (gamma = 2 reaches -1.13 near
+# x = -2.8). So a misclassified positive is pushed
 # *harder* than the cross-entropy would push it: the focal loss does not only shrink the gradient, it
 # moves it from the easy examples to the hard ones.
 
@@ -197,17 +218,34 @@ assert round(1 / (1 + np.exp(-3.0)), 3) == 0.953 and g_fl / g_ce < 0.01
 grad_curves = focal_loss_gradient_curves()
 gx, g0, g2, g5 = grad_curves["x"], grad_curves["grad"][0.0], grad_curves["grad"][2.0], grad_curves["grad"][5.0]
 
+
+def grad_by_hand(x, gamma):
+    """Appendix B for a positive (y = 1, so x_t = x, p_t = p): (1 - p)^gamma (gamma p log p + p - 1)."""
+    p = 1 / (1 + np.exp(-x))
+    return (1 - p) ** gamma * (gamma * p * np.log(p) + p - 1)
+
+
+g5_at_0 = abs(grad_by_hand(0.0, 5.0))  # 0.5^5 (0.5 + 2.5 log 2)
+
 # %% tags=["hide-input"]
-assert np.abs(g5[gx > 0]).max() < 0.07 and g0[gx == 0.0][0] == -0.5
+assert all(np.allclose(g, grad_by_hand(gx, gamma), rtol=1e-9, atol=1e-15) for gamma, g in ((0.0, g0), (2.0, g2),
+                                                                                          (5.0, g5)))
+assert np.all(g0 > -1.0) and g0[gx == 0.0][0] == -0.5  # p - 1, with p = 1/2 at x = 0
+assert np.isclose(np.abs(g5[gx >= 0]).max(), g5_at_0, rtol=1e-12) and round(g5_at_0, 4) == 0.0698
 
 # %%
 below = gx[g5 < -1.0]  # where FL (gamma = 5) pushes harder than CE ever does
+# The same points found on the formula itself rather than on the grid: a root and two minima (scipy).
+crossing = brentq(lambda t: grad_by_hand(t, 5.0) + 1.0, -3.0, -1.0)
+low5, low2 = (minimize_scalar(grad_by_hand, bounds=(-6.0, 0.0), args=(g,), method="bounded") for g in (5.0, 2.0))
+step = gx[1] - gx[0]
 
 # %% tags=["hide-input"]
-assert g0.min() >= -1.0  # CE's floor
-assert -1.75 < below.max() < -1.7 and np.all(g5[gx < below.max()] < -1.0)
-assert abs(g5.min() + 1.315) < 0.005 and -3.0 < gx[g5.argmin()] < -2.85
-assert abs(g2.min() + 1.13) < 0.005 and -2.9 < gx[g2.argmin()] < -2.7
+assert below.max() <= crossing < below.max() + step and np.all(g5[gx < below.max()] < -1.0)
+assert all(low.fun - 1e-9 <= g.min() < low.fun + 1e-3 and abs(gx[g.argmin()] - low.x) < step  # grid vs optimum
+           for low, g in ((low5, g5), (low2, g2)))
+assert round(crossing, 2) == -1.72 and (round(low5.fun, 2), round(low5.x, 1)) == (-1.31, -2.9)
+assert (round(low2.fun, 2), round(low2.x, 1)) == (-1.13, -2.8)
 
 # %% mystnb={"image":{"alt":"dFL/dx of a positive against x for several gamma: near 0 for x > 0, below -1 for x < -2"}}
 print(f"FL gamma=5: below -1 for x < {below.max():.2f}, minimum {g5.min():.3f} at x = {gx[g5.argmin()]:.2f}; "
@@ -242,7 +280,7 @@ print("finite for logits of +-1e4")
 star, _ = focal_loss_star_forward(x, y, gamma=1.0, beta=0.0)
 
 # %% tags=["hide-input"]
-np.testing.assert_allclose(star, sigmoid_cross_entropy_forward(x, y)[0], rtol=1e-12)
+np.testing.assert_allclose(star, np.log1p(np.exp(-np.where(y == 1, x, -x))), rtol=1e-12)  # -log sigmoid(x_t)
 
 # %% [markdown]
 # ## Summary

@@ -49,8 +49,9 @@ for name, c, stride in (("C3", c3, 8), ("C4", c4, 16), ("C5", c5, 32)):
 
 
 # %% tags=["hide-input"]
-assert c3.shape == (1, 32, 16, 16) and c4.shape == (1, 64, 8, 8) and c5.shape == (1, 128, 4, 4)
-assert model.backbone.out_channels == (32, 64, 128)
+# stages 2-4 of the preset's widths; sides ceil(128 / stride)
+assert [c.shape for c in (c3, c4, c5)] == [(1, width, -(-128 // stride), -(-128 // stride))
+                                           for stride, width in zip((8, 16, 32), PRESETS["default"]["widths"][1:])]
 
 # %% [markdown]
 # ## The residual block, and why its backward adds the skip's gradient
@@ -149,20 +150,27 @@ depths = (1, 4, 16, 32)
 gain = {skip: [gradient_gain(dd, skip) for dd in depths] for skip in (True, False)}
 for dd, with_skip, without in zip(depths, gain[True], gain[False]):
     print(f"{dd:>2} blocks: gradient gain with skips {with_skip:6.2f}, without {without:9.2f}")
-per_block = (gain[False][3] / gain[False][2]) ** (1 / 16)
-print(f"without skips, from 16 to 32 blocks: x{per_block:.2f} per block")
+per_block = {skip: [(gain[skip][2] / gain[skip][1]) ** (1 / 12), (gain[skip][3] / gain[skip][2]) ** (1 / 16)]
+             for skip in (True, False)}  # the factor per block from 4 to 16 blocks, and from 16 to 32
+for skip in (False, True):
+    print(f"{'with' if skip else 'without'} skips: x{per_block[skip][0]:.2f} per block from 4 to 16 blocks, "
+          f"x{per_block[skip][1]:.2f} from 16 to 32")
 
 # %% tags=["hide-input"]
-assert 1000 < gain[False][3] < 10_000 and gain[True][3] < 20
-assert round(per_block, 1) == 1.3 and gain[True][3] / gain[True][2] < 2.5
+# Alike blocks multiply by about the same factor: the gain without skips grows geometrically.
+assert abs(np.log(per_block[False][1]) / np.log(per_block[False][0]) - 1) < 0.1
+# A skip adds its branch to an unchanged copy instead of multiplying: a factor per block nearer 1.
+assert all(f_skip < f_no for f_skip, f_no in zip(per_block[True], per_block[False]))
 
 # %% [markdown]
-# Without the skips each block multiplies the gradient by a factor of its own (here about 1.3 once the
-# stack is a few blocks deep), and the factors compound: after 32 blocks the gradient at the input is
-# thousands of times the gradient at the output, so no one learning rate suits the first and the last
-# layers. With the skips each block *adds* its branch's part to a copy passed on unchanged, and the gain
-# grows slowly, less than 20 after 32 blocks. (In other networks the compounding shrinks the gradient
-# instead, the vanishing gradient; the skip helps the same way.) This is one reason deep ResNets train.
+# The numbers depend on the blocks' random weights; the pattern does not. Without the skips each block
+# multiplies the gradient by a factor of its own, and alike blocks by about the same factor: the gain grows
+# geometrically, by about the same factor per block from 4 to 16 blocks as from 16 to 32, so that after 32
+# blocks the gradient at the input dwarfs the gradient at the output, and no one learning rate suits the
+# first and the last layers. With the skips each block *adds* its branch's part to a copy passed on
+# unchanged, and the factor per block is nearer 1 in both ranges: the gain grows far more slowly. (In
+# other networks the compounding shrinks the gradient instead, the vanishing gradient; the skip helps the
+# same way.) This is one reason deep ResNets train.
 #
 # ## The feature pyramid: P3 to P7 (§4)
 #
@@ -184,22 +192,30 @@ for l, (p, stride) in enumerate(zip(features, STRIDES)):
 
 
 # %% tags=["hide-input"]
-assert [p.shape[2:] for p in features] == [tuple(s) for s in model.level_shapes(128, 128)]
-assert [p.shape[2] for p in features] == [16, 8, 4, 2, 1]
-assert all(p.shape[1] == 64 for p in features) and model.fpn.p6_from == "c5"
+assert [p.shape for p in features] == [(1, PRESETS["default"]["fpn_channels"], -(-128 // s), -(-128 // s))
+                                       for s in STRIDES]  # ceil(128 / S)
+assert [-(-128 // s) for s in STRIDES] == [16, 8, 4, 2, 1] and PRESETS["default"]["fpn_channels"] == 64
 
 # %% [markdown]
 # P3 (16 x 16 locations, stride 8) is fine enough for the smallest shapes; P7 has a single location
 # for the whole image. Lesson 5 places anchors of growing size on these levels.
 #
-# P6 is the stride-2 conv of C5, not of P5. The module that computes it agrees:
+# P6 is the stride-2 conv of C5, not of P5: its filters read C5's 128 channels, not P5's 64. The conv's
+# sum (lesson 3), written out with P6's weights over the zero-padded C5, gives the pyramid's P6:
 
 # %%
-p6_from_c5 = model.fpn.p6.forward(c5)
-model.clear_cache()
+weight, bias = model.fpn.p6.params["weight"], model.fpn.p6.params["bias"]  # (64, 128, 3, 3), (64,)
+c5_pad = np.pad(c5[0], ((0, 0), (1, 1), (1, 1)))
+p6_by_hand = np.zeros((weight.shape[0], 2, 2))
+for i in range(2):
+    for j in range(2):
+        patch = c5_pad[:, 2 * i:2 * i + 3, 2 * j:2 * j + 3]  # stride 2
+        p6_by_hand[:, i, j] = bias + np.sum(weight * patch, axis=(1, 2, 3))
+print("P6 by hand from C5 equals the pyramid's P6:", np.allclose(p6_by_hand, features[3][0], rtol=1e-4, atol=1e-5))
 
 # %% tags=["hide-input"]
-np.testing.assert_allclose(p6_from_c5, features[3], rtol=1e-6)
+assert weight.shape[1] == c5.shape[1] != features[2].shape[1]  # C5's channels, not P5's
+np.testing.assert_allclose(p6_by_hand, features[3][0], rtol=1e-4, atol=1e-5)  # float32 sums of 1,152 terms
 
 # %% [markdown]
 # ## The top-down path carries C5 down to P3
@@ -270,12 +286,37 @@ for lv in shapes_rf["levels"]:
     print(f"{lv['name']:<5}  {lv['stride']:>6}  {lv['anchor_sides'][0]:5.1f}-{lv['anchor_sides'][1]:5.1f}  "
           f"{lv['rf_bottom_up']:>15}  {lv['rf']:>13}  {sizes}")
 
+# %% [markdown]
+# The windows of the table follow from the same recurrence, carried on through stages 3 and 4 to C4 and C5.
+# Through $C_l$ alone, a 1x1 lateral adds nothing and a 3x3 conv adds two steps of its input's spacing (P6
+# reads C5, P7 reads P6). With the top-down path, P3's 3x3 output conv reads three neighbouring locations
+# of M3, and the two x2 upsamplings map them onto at most two neighbouring C5 locations, 32 px apart: C5's
+# window plus 32 px (P4 likewise; P5's 3x3 conv reads three C5 locations, plus 64 px).
+
+# %%
+def window(convs):
+    """The recurrence r += (k - 1) j, j *= s over ``convs`` from the image: (r, j)."""
+    r_w, j_w = 1, 1
+    for conv in convs:
+        r_w, j_w = r_w + (conv.params["weight"].shape[-1] - 1) * j_w, j_w * conv.stride
+    return r_w, j_w
+
+
+stages = (bb.stage1, bb.stage2, bb.stage3, bb.stage4)
+(r_c3, _), (r_c4, _), (r_c5, _) = (window(path_convs(bb.stem, *stages[:n])) for n in (2, 3, 4))
+bottom_up = [r_c3 + 2 * 8, r_c4 + 2 * 16, r_c5 + 2 * 32, r_c5 + 2 * 32, r_c5 + 2 * 32 + 2 * 64]
+top_down = [r_c5 + 32, r_c5 + 32, r_c5 + 64]  # P3, P4, P5
+print(f"C3, C4, C5 see {r_c3}, {r_c4}, {r_c5} px; P3..P7 through C_l: {bottom_up}; P3..P5 with top-down: {top_down}")
+
 # %% tags=["hide-input"]
-assert [lv["stride"] for lv in shapes_rf["levels"]] == list(STRIDES)
-assert shapes_rf["levels"][0]["rf"] > 3 * shapes_rf["levels"][0]["rf_bottom_up"]
+assert [lv["rf_bottom_up"] for lv in shapes_rf["levels"]] == bottom_up
+assert [lv["rf"] for lv in shapes_rf["levels"][:3]] == top_down and top_down[0] > 3 * 55
+assert [lv["stride"] for lv in shapes_rf["levels"]] == [2**lvl for lvl in range(3, 8)]  # P_l: stride 2^l
 assert shapes_rf["levels"][0]["objects"].max() < shapes_rf["levels"][2]["objects"].min()
 assert all(len(lv["objects"]) == 0 for lv in shapes_rf["levels"][3:])
-assert all(lv["anchor_sides"][0] < 1.1 * lv["stride"] for lv in shapes_rf["levels"])
+# The 1:2 anchor at scale 1 and the 2:1 anchor at scale 2^(2/3), of size 1.5 S (lesson 5):
+assert all(np.allclose(lv["anchor_sides"], (1.5 * lv["stride"] / np.sqrt(2), 1.5 * lv["stride"] * 2 ** (2 / 3)
+                                             * np.sqrt(2))) for lv in shapes_rf["levels"])
 assert max(lv["objects"].max() for lv in shapes_rf["levels"][:3]) <= MAX_SIZE_FRACTION * 128 == 70
 assert all(lv["objects"].max() < lv["rf_bottom_up"] for lv in shapes_rf["levels"][:3])
 
@@ -285,18 +326,22 @@ iou_near, iou_far = (box_iou(square, square + [dx, 0, dx, 0])[0, 0] for dx in (3
 print(f"10 px square against a 10 px anchor: IoU {iou_near:.3f} at 3.3 px apart, {iou_far:.3f} at 3.4 px")
 
 # %% tags=["hide-input"]
-assert iou_near >= 0.5 > iou_far
+assert np.isclose(iou_near, (10 - 3.3) / (10 + 3.3)) and np.isclose(iou_far, (10 - 3.4) / (10 + 3.4))
+assert 3.3 < 10 / 3 < 3.4 and iou_near >= 0.5 > iou_far  # (10 - d) / (10 + d) = 0.5 at d = 10 / 3
 
 # %% [markdown]
-# Each level's anchors start at about its stride and grow with it, and each shape lands on the level whose
+# Each level's anchors start at $1.5 / \sqrt{2} = 1.06$ times its stride (lesson 5: sizes 1.5 S, the 1:2
+# ratio at scale 1) and grow with it, and each shape lands on the level whose
 # anchors match its size: every shape on P3 is smaller than every shape on P5, and none of these shapes
 # (at most 70 px) needs P6 or P7. Why small objects go to the fine levels: a level places anchors only
 # every `stride` pixels, and a small box overlaps well only an anchor of about its size centred within a
-# few pixels of it (a 10 px square and a 10 px anchor reach IoU 0.5 only with their centres less than
-# 3.4 px apart along one axis). P3's centres are 8 px apart; P7 has a single location for the whole image.
+# few pixels of it. A 10 px square and a 10 px anchor $d$ px apart along one axis overlap $10 (10 - d)$
+# px² of a union of $10 (10 + d)$: IoU $(10 - d) / (10 + d)$ reaches 0.5 only for $d \le 10 / 3 = 3.3$ px.
+# P3's centres are 8 px apart; P7 has a single location for the whole image.
 # Large objects go to the coarse levels, whose anchors have their size and whose windows, even through
 # C_l alone, cover them. The top-down path gives P3 the wide context of C5 as well (its window grows from
-# 55 px to more than 3 times that), which is the point of the feature pyramid (FPN §3): fine locations
+# 55 px to C5's window plus one C5 step of 32 px, more than 3 times as wide), which is the point of the
+# feature pyramid (FPN §3): fine locations
 # with the coarse levels' semantics.
 #
 # The figure draws the table, and on the right the `paper` preset's levels at 800 px against COCO's size
@@ -326,7 +371,8 @@ up, _ = upsample_nearest_forward(np.zeros((1, 64, 7, 7), dtype=np.float32), fact
 print("P3..P7 at 100 px:", [p.shape[2] for p in features_100], "; up2 of 7:", up.shape[2])
 
 # %% tags=["hide-input"]
-assert [p.shape[2] for p in features_100] == [13, 7, 4, 2, 1] and up.shape[2] == 14
+assert [p.shape[2] for p in features_100] == [-(-100 // s) for s in STRIDES] == [13, 7, 4, 2, 1]
+assert up.shape[2] == 2 * 7 == -(-100 // 8) + 1
 
 # %% [markdown]
 # ## Where the parameters are
@@ -341,9 +387,62 @@ for part, n in parts.items():
 print(f"{'total':<9} {model.num_parameters():>8,}")
 paper = PRESETS["paper"]
 
+# %% [markdown]
+# The same counts follow from the layers' shapes alone. A k x k conv from $c_{in}$ to $c_{out}$ channels has
+# $k^2 c_{in} c_{out}$ weights and, if it has one, $c_{out}$ biases (the backbone's convs have none: a GroupNorm
+# follows); a GroupNorm has a $\gamma$ and a $\beta$ per channel:
+
+# %%
+def conv_params(k, c_in, c_out, bias=True):
+    return k * k * c_in * c_out + (c_out if bias else 0)
+
+
+def norm_params(c):
+    return 2 * c
+
+
+def backbone_params(stem_width, widths, depths):
+    """The stem (3x3 stride 2 + GN), then per block two 3x3 convs + GN, and on each stage's first block
+    (stride 2) the 1x1 conv + GN shortcut."""
+    n, c_in = conv_params(3, 3, stem_width, bias=False) + norm_params(stem_width), stem_width
+    for width, depth in zip(widths, depths):
+        for b in range(depth):
+            n += conv_params(3, c_in, width, bias=False) + conv_params(3, width, width, bias=False)
+            n += 2 * norm_params(width)
+            if b == 0:
+                n += conv_params(1, c_in, width, bias=False) + norm_params(width)
+            c_in = width
+    return n
+
+
+def fpn_params(c3, c4, c5, width):
+    """Three 1x1 laterals, three 3x3 output convs, P6 (3x3 on C5) and P7 (3x3 on P6)."""
+    return (conv_params(1, c3, width) + conv_params(1, c4, width) + conv_params(1, c5, width)
+            + 3 * conv_params(3, width, width) + conv_params(3, c5, width) + conv_params(3, width, width))
+
+
+def head_params(width, depth, channels, norm, outputs):
+    """``depth`` hidden 3x3 convs (+ GN if ``norm``), then a 3x3 conv to A x (K or 4) outputs."""
+    n, c_in = 0, width
+    for _ in range(depth):
+        n += conv_params(3, c_in, channels) + (norm_params(channels) if norm else 0)
+        c_in = channels
+    return n + conv_params(3, c_in, outputs)
+
+
+cfg = PRESETS["default"]
+A = len(cfg["aspect_ratios"]) * len(cfg["scales"])
+by_hand = {"backbone": backbone_params(cfg["stem_width"], cfg["widths"], cfg["depths"]),
+           "fpn": fpn_params(*cfg["widths"][1:], cfg["fpn_channels"]),
+           "cls_head": head_params(cfg["fpn_channels"], cfg["head_depth"], cfg["head_channels"],
+                                   cfg["head_norm_groups"] > 0, A * 3),  # K = 3 classes
+           "box_head": head_params(cfg["fpn_channels"], cfg["head_depth"], cfg["head_channels"],
+                                   cfg["head_norm_groups"] > 0, A * 4)}
+print(by_hand)
+
 # %% tags=["hide-input"]
-assert sum(parts.values()) == model.num_parameters() == 728_431
-assert parts["backbone"] == 307_824 and parts["fpn"] == 236_032
+assert by_hand == parts and sum(by_hand.values()) == model.num_parameters()
+assert (by_hand["backbone"], by_hand["fpn"], sum(by_hand.values())) == (307_824, 236_032, 728_431)
 assert (paper["fpn_channels"], paper["head_depth"], paper["head_channels"]) == (256, 4, 256)
 assert paper["depths"] == (2, 2, 2, 2)
 

@@ -103,10 +103,12 @@ shapes = model.level_shapes(128, 128)
 print("level shapes:", shapes, "-> anchors:", anchors.shape)
 
 # %% tags=["hide-input"]
-assert gen.sizes == (12, 24, 48, 96, 192) and gen.strides == STRIDES == (8, 16, 32, 64, 128)
-assert all(size == 1.5 * stride for size, stride in zip(gen.sizes, gen.strides))
-assert PRESETS["tiny"]["anchor_sizes"] == (16, 32, 64, 128, 256)
-assert round(iou_16, 2) == 0.39 and round(iou_12, 2) == 0.69
+assert gen.strides == tuple(2**lvl for lvl in range(3, 8))  # P_l: stride 2^l, 8 to 128
+assert all(size == 1.5 * stride for size, stride in zip(gen.sizes, gen.strides))  # 12 to 192
+assert all(size == 2 * stride for size, stride in zip(PRESETS["tiny"]["anchor_sizes"], STRIDES))
+# The 10 px square lies inside the centred anchor: IoU = its area over the anchor's.
+assert np.isclose(iou_16, 100 / 16**2) and np.isclose(iou_12, 100 / 12**2)
+assert round(100 / 256, 2) == 0.39 and round(100 / 144, 2) == 0.69
 assert anchors.shape == (3069, 4) == (9 * (16 * 16 + 8 * 8 + 4 * 4 + 2 * 2 + 1), 4)
 
 # %% [markdown]
@@ -125,7 +127,8 @@ for level, i, j, a in [(0, 0, 0, 0), (0, 3, 5, 4), (2, 1, 2, 8), (4, 0, 0, 6)]:
     W, S = shapes[level][1], gen.strides[level]
     row = offsets[level] + (i * W + j) * A + a
     centre = np.array([(j + 0.5) * S, (i + 0.5) * S] * 2)
-    np.testing.assert_allclose(anchors[row], centre + gen.cell_anchors(level)[a], rtol=1e-6)
+    cell_by_hand = cell_anchors_by_hand(gen.sizes[level], gen.aspect_ratios, gen.scales)
+    np.testing.assert_allclose(anchors[row], centre + cell_by_hand[a], rtol=1e-6)
 print("the first anchor of P3:", anchors[0], "centre", (anchors[0, :2] + anchors[0, 2:]) / 2)
 
 # %% tags=["hide-input"]
@@ -183,16 +186,24 @@ assert len(wide_by_hand) == 9 * sum(-(-96 // s) * -(-160 // s) for s in gen.stri
 # %%
 picture, target, class_names = figure_image()
 data = anchors_per_level_data(image_size=128, preset="default")
+middle_by_hand = []  # the figure's anchors by hand: the middle location of each level
+for size, stride in zip(gen.sizes, gen.strides):
+    side = -(-128 // stride)  # ceil(128 / S) locations a side
+    k = (side - 1) // 2  # its middle row and column, centred at ((k + 0.5) S, (k + 0.5) S)
+    level_cell = cell_anchors_by_hand(size, gen.aspect_ratios, gen.scales)
+    middle_by_hand.append(((side, side), (k, k), (k + 0.5) * stride + level_cell))  # the same shift for x and y
 
 # %% tags=["hide-input"]
-assert [lv["shape"] for lv in data["levels"]] == [tuple(s) for s in shapes]
+assert all(lv["shape"] == shape and lv["location"] == location and np.allclose(lv["anchors"], a)
+           for lv, (shape, location, a) in zip(data["levels"], middle_by_hand))
 
 # %% mystnb={"image":{"alt":"The 9 anchors of one location on each of P3-P7 over a 128 px image, growing per level"}}
 p7 = data["levels"][4]["anchors"]
 as_image(plot_anchors_per_level(data, picture))
 
 # %% tags=["hide-input"]
-assert np.all(p7[:, 2:] - p7[:, :2] > 128)  # every P7 anchor is wider and taller than the image
+# P7's narrowest side, 192 / sqrt(2) = 136 px (ratio 1:2 or 2:1 at scale 1), exceeds the 128 px image.
+assert np.isclose((p7[:, 2:] - p7[:, :2]).min(), 192 / np.sqrt(2)) and 192 / np.sqrt(2) > 128
 
 # %% [markdown]
 # ## Do the anchors cover the objects? (Table 1c in miniature)
@@ -205,25 +216,42 @@ assert np.all(p7[:, 2:] - p7[:, :2] > 128)  # every P7 anchor is wider and talle
 dataset = ShapesDataset(200, image_size=128, num_classes=3, seed=0)
 gt_boxes = [dataset.raw(i)[1]["boxes"].astype(np.float64) for i in range(len(dataset))]
 gt_boxes = [b for b in gt_boxes if len(b)]
-coverage = {}
+coverage, best = {}, {}
 for name, ratios, scales in (("1 scale x 1 ratio", (1.0,), (1.0,)),
                              ("3 scales x 1 ratio", (1.0,), gen.scales),
                              ("3 scales x 3 ratios", gen.aspect_ratios, gen.scales)):
     g = AnchorGenerator(sizes=gen.sizes, strides=gen.strides, aspect_ratios=ratios, scales=scales)
     a = g.anchors(128, 128, dtype=np.float64)
-    best = np.concatenate([box_iou(a, b).max(axis=0) for b in gt_boxes])
-    coverage[name] = float(np.mean(best >= 0.5))
-    print(f"{name:<20} {len(a):>5} anchors: {coverage[name]:.1%} of {len(best)} boxes have an anchor with IoU >= 0.5")
+    best[name] = np.concatenate([box_iou(a, b).max(axis=0) for b in gt_boxes])  # each box's best IoU
+    coverage[name] = float(np.mean(best[name] >= 0.5))
+    print(f"{name:<20} {len(a):>5} anchors: {coverage[name]:.1%} of {len(best[name])} boxes "
+          "have an anchor with IoU >= 0.5")
+boxes = np.concatenate(gt_boxes)
+h_over_w = (boxes[:, 3] - boxes[:, 1]) / (boxes[:, 2] - boxes[:, 0])
+gain_scales = coverage["3 scales x 1 ratio"] - coverage["1 scale x 1 ratio"]
+gain_ratios = coverage["3 scales x 3 ratios"] - coverage["3 scales x 1 ratio"]
+print(f"box h/w from {h_over_w.min():.2f} to {h_over_w.max():.2f}; the scales add {gain_scales:.1%} of the "
+      f"boxes, the ratios {gain_ratios:.1%}")
 
 
 # %% tags=["hide-input"]
-assert coverage["1 scale x 1 ratio"] < 0.5 and coverage["3 scales x 3 ratios"] > 0.9
-assert coverage["3 scales x 3 ratios"] - coverage["3 scales x 1 ratio"] < 0.02
+# Each set holds the previous one (scale 1, ratio 1:1 is among them), so no box's best IoU can fall.
+assert np.all(best["1 scale x 1 ratio"] <= best["3 scales x 1 ratio"])
+assert np.all(best["3 scales x 1 ratio"] <= best["3 scales x 3 ratios"])
+# Every shape is drawn in a square frame, so every box is nearly square: h/w within a factor sqrt(2) of 1,
+# the geometric middle between 1:1 and 2:1, where a square anchor of the box's area, centred on it, overlaps
+# it more than a 1:2 or 2:1 one. The ratios can then help only through position; the scales matter for every
+# size between two levels'.
+assert np.all(np.abs(np.log(h_over_w)) < np.log(np.sqrt(2)))
+assert gain_scales > gain_ratios
 
 # %% [markdown]
-# One anchor per location leaves more than half of the boxes without an anchor of IoU >= 0.5; three
-# scales and three ratios bring coverage above 90%. The ratios add less than two points here, because
-# most shapes have square boxes; COCO's people and cars are not square, which is why the paper keeps them.
+# The fractions depend on the images drawn; their order does not. Each set contains the previous one, so
+# no box's best IoU can fall as anchors are added. The scales add many boxes: a box whose side falls
+# between two levels' sizes (a factor 2 apart) finds an anchor within a factor $2^{1/6}$ of its side. The
+# ratios add few, because every shape is drawn in a square frame and so has a nearly square box (the
+# printed h/w, within a factor $\sqrt{2}$ of 1, where a square anchor of its area fits it better than a 1:2
+# or 2:1 one); COCO's people and cars are not square, which is why the paper keeps them.
 #
 # ## Summary
 #
@@ -231,7 +259,8 @@ assert coverage["3 scales x 3 ratios"] - coverage["3 scales x 1 ratio"] < 0.02
 #   covering 32-813 px), the `default` preset's 1.5x (12-192 px), so that small shapes can match.
 # - Anchors are centred on their patch, ((j + 0.5) S, (i + 0.5) S), and ordered level, row, column,
 #   anchor: the order of the heads' outputs.
-# - More scales cover more objects: a quick proxy for Table 1c.
+# - More anchors per location cover more objects (each set contains the smaller ones): a quick proxy for
+#   Table 1c. On the nearly square shapes, the scales matter far more than the ratios.
 #
 # ## Exercises
 #
