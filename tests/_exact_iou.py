@@ -25,6 +25,14 @@ def exact_iou(a, b):
     return inter / ((a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter) if inter else Fraction(0)
 
 
+def float_iou(a, b):
+    """IoU of two boxes in plain float arithmetic, as every implementation computes it (0 for no common area)."""
+    iw = max(min(a[2], b[2]) - max(a[0], b[0]), 0.0)
+    ih = max(min(a[3], b[3]) - max(a[1], b[1]), 0.0)
+    inter = iw * ih
+    return inter / ((a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter) if inter else 0.0
+
+
 @st.composite
 def pair_at_iou(draw, p, q, x0=0.0):
     """Two boxes (tuples of floats) with IoU exactly p / q (0 <= p < q), the pair's left edge at ``x0``.
