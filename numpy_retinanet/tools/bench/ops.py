@@ -340,8 +340,8 @@ def format_all(result):
     if has_torch:
         a = result["agreement"]
         w = a["worst"]
-        lines.append(f"agreement with PyTorch (float64): every entry of {a['tensors']} tensors (outputs, loss, every "
-                     f"gradient) checked entry by entry; worst {w['tensor']}{list(w['index'])}: ours {w['ours']:.9g}, "
+        lines.append(f"agreement with PyTorch (float64), entry by entry over {a['tensors']} tensors (outputs, loss, "
+                     f"every gradient): worst {w['tensor']}{list(w['index'])}: ours {w['ours']:.9g}, "
                      f"PyTorch {w['reference']:.9g}, {w['used']:.2f} of its tolerance: {'PASS' if a['ok'] else 'FAIL'}")
     lines.append("")
     lines.append(f"{'op (forward + backward)':<52} {'x/step':>6} {'numpy ms':>9}"
