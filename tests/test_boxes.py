@@ -1,9 +1,11 @@
 """Tests for detection/boxes.py: area, IoU, the R-CNN box coder, NMS (paper §4, §4.1)."""
 
 import math
+from fractions import Fraction
 
 import numpy as np
 import pytest
+from _exact_iou import exact_iou, pair_at_iou
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -174,6 +176,60 @@ def test_nms_matches_bruteforce_reference(items, threshold):
     got = nms(np.asarray(boxes, dtype=np.float64).reshape(-1, 4), np.asarray(scores), threshold)
     assert got.dtype == np.int64
     assert got.tolist() == ref_nms(boxes, scores, threshold)
+
+
+@st.composite
+def nms_boundary_scenes(draw):
+    """Boxes with IoUs exactly on the NMS threshold and exact score ties (issue 20).
+
+    The threshold p / q is 1/2, 2/5 or 1/3. Groups sit 1000 apart on x (IoU 0 across groups):
+    always a pair at IoU exactly p / q (both kept: not greater) and an identical pair with equal
+    scores (the first in input order is kept); then, drawn, more of those, touching pairs (IoU 0)
+    and a zero-area box inside another. Scores come from {0.25, 0.5, 0.75}, labels from {0, 1}; the
+    boxes are shuffled. One scene in six is empty. Returns (boxes, scores, labels, threshold, pairs),
+    pairs being (box, box, p, q) with IoU exactly p / q.
+    """
+    p, q = draw(st.sampled_from([(1, 2), (2, 5), (1, 3)]))
+    if draw(st.integers(0, 5)) == 0:
+        return [], [], [], p / q, []
+    score = st.sampled_from([0.25, 0.5, 0.75])
+    kinds = ["threshold", "identical"] + draw(st.lists(st.sampled_from(["threshold", "identical", "touching",
+                                                                         "zero area"]), max_size=3))
+    items, pairs = [], []
+    for i, kind in enumerate(kinds):
+        x0 = 1000.0 * i
+        if kind == "threshold":
+            pair, iou = draw(pair_at_iou(p, q, x0=x0)), (p, q)
+        elif kind == "identical":
+            pair, iou = draw(pair_at_iou(0, 1, x0=x0))[:1] * 2, (1, 1)
+        elif kind == "touching":
+            pair, iou = draw(pair_at_iou(0, 1, x0=x0)), (0, 1)
+        else:  # a zero-area box (a vertical segment) inside a square
+            u = 2.0 ** draw(st.integers(-2, 2))
+            pair, iou = [(x0, 0.0, x0 + 4 * u, 4 * u), (x0 + u, u, x0 + u, 3 * u)], (0, 1)
+        pairs.append((*pair, *iou))
+        s = draw(score)
+        same_label = draw(st.integers(0, 1))
+        for box in pair:  # an identical pair shares score and label: only input order tells them apart
+            items.append((box, s if kind == "identical" else draw(score),
+                          same_label if kind == "identical" else draw(st.integers(0, 1))))
+    items = draw(st.permutations(items))
+    return [b for b, _, _ in items], [s for _, s, _ in items], [c for _, _, c in items], p / q, pairs
+
+
+@given(nms_boundary_scenes(), st.sampled_from([np.float32, np.float64]))
+def test_nms_matches_reference_on_the_threshold_and_ties(scene, dtype):
+    boxes, scores, labels, threshold, pairs = scene
+    for a, b, p, q in pairs:  # the construction is exact: IoU is p / q, and the float IoU its nearest float
+        assert exact_iou(a, b) == Fraction(p, q) and ref_iou(a, b) == p / q
+    arr = np.asarray(boxes, dtype).reshape(-1, 4)
+    assert nms(arr, np.asarray(scores), threshold).tolist() == ref_nms(boxes, scores, threshold)
+    kept = []
+    for c in set(labels):
+        members = [i for i in range(len(boxes)) if labels[i] == c]
+        kept += [members[k] for k in ref_nms([boxes[i] for i in members], [scores[i] for i in members], threshold)]
+    got = batched_nms(arr, np.asarray(scores), np.asarray(labels, dtype=np.int64), threshold)
+    assert got.tolist() == sorted(kept, key=lambda i: (-scores[i], i))
 
 
 def test_nms_by_hand():

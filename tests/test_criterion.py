@@ -2,6 +2,9 @@
 
 import numpy as np
 import pytest
+from _exact_iou import float_iou, pair_at_iou
+from hypothesis import given
+from hypothesis import strategies as st
 
 from numpy_retinanet.detection.boxes import encode_boxes
 from numpy_retinanet.detection.criterion import assign_targets, retinanet_loss
@@ -118,3 +121,46 @@ def test_bad_targets_are_refused():
         retinanet_loss(lo, np.zeros((1, M, 3)), anchors, t([[0, 0, 10, 10]], [0]))
     with pytest.raises(ValueError, match="anchors"):
         retinanet_loss(lo, de, anchors[:-1], t([[0, 0, 10, 10]], [0]))
+
+
+
+@st.composite
+def threshold_batch(draw):
+    """Anchors at IoU exactly 1/2, 2/5 and 0 (touching) with a box each, and an image without boxes.
+
+    Group g sits at x = 1000 g: a box of label g % 2, an anchor equal to it (IoU 1: the box's best,
+    so the low-quality rule promotes nothing else) and an anchor at the group's IoU. Returns
+    (anchors, targets, expected): expected[a] is "positive", "ignored" or "background" by §4's
+    rules read off the constructed IoU (>= 1/2, in [2/5, 1/2), < 2/5), None for the copies.
+    """
+    groups = [((1, 2), "positive"), ((2, 5), "ignored"), ((0, 1), "background")]
+    anchors, boxes, expected = [], [], []
+    for g, ((p, q), kind) in enumerate(groups):
+        anchor, box = draw(pair_at_iou(p, q, x0=1000.0 * g))
+        assert float_iou(anchor, box) == p / q
+        anchors += [anchor, box]
+        boxes.append(box)
+        expected += [(kind, g), ("positive", g)]
+    order = draw(st.permutations(range(len(anchors))))
+    targets = [{"boxes": np.array(boxes), "labels": np.arange(len(boxes)) % 2},
+               {"boxes": np.zeros((0, 4)), "labels": np.zeros((0,), np.int64)}]
+    return np.array([anchors[a] for a in order]), targets, [expected[a] for a in order]
+
+
+@given(threshold_batch())
+def test_anchors_on_the_thresholds_are_positive_ignored_or_background_in_the_loss(batch):
+    anchors, targets, expected = batch
+    m = len(anchors)
+    logits = np.zeros((2, m, 2))
+    losses, dlogits, ddeltas = retinanet_loss(logits, np.zeros((2, m, 4)), anchors, targets)
+    cls_t, _, positive, valid = assign_targets(anchors, targets, 2)
+    assert losses["num_positive"] == sum(kind == "positive" for kind, _ in expected)
+    for a, (kind, g) in enumerate(expected):
+        assert valid[0, a] == (kind != "ignored"), (kind, anchors[a])
+        assert positive[0, a] == (kind == "positive"), (kind, anchors[a])
+        assert cls_t[0, a].tolist() == (np.eye(2)[g % 2].tolist() if kind == "positive" else [0, 0])
+        assert dlogits[0, a].any() == (kind != "ignored")  # an ignored anchor gets no gradient
+        # Zero deltas are the regression target of the box's own copy only: smooth L1 pushes the 1/2 anchor.
+        assert ddeltas[0, a].any() == (kind == "positive" and anchors[a].tolist() != list(targets[0]["boxes"][g]))
+    # The image without boxes: every anchor is a valid negative.
+    assert not positive[1].any() and valid[1].all() and dlogits[1].all()

@@ -7,8 +7,11 @@ the precision is pr[first i with rc[i] >= r], or 0 if there is none. AP at one I
 threshold is the mean of those 101 numbers.
 """
 
+from fractions import Fraction
+
 import numpy as np
 import pytest
+from _exact_iou import exact_iou, float_iou, pair_at_iou
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -425,6 +428,71 @@ def scenes(draw, distinct_scores=False):
         d["scores"] = np.array(scores[start:start + n], dtype=np.float64)
         start += n
     return dets, gts, num_classes
+
+
+# IoUs p / q equal to COCO thresholds (0.5, 0.6, 0.75, 0.8, 0.95), and 0.9 = 9/10, a rounding above linspace's 0.9.
+ON_THRESHOLDS = [(1, 2), (3, 5), (3, 4), (4, 5), (9, 10), (19, 20)]
+
+
+@st.composite
+def boundary_scenes(draw):
+    """Images whose detections overlap a ground truth at an IoU exactly on a COCO threshold (issue 20).
+
+    Groups sit 1000 apart on x. Per group: a ground truth and a detection at IoU exactly p / q
+    (``ON_THRESHOLDS``), a detection touching it (IoU 0), or one detection between two ground
+    truths at IoU exactly 1/2 with each (the tie, which pycocotools gives to the later one), and
+    a copy of the later one.
+    Labels from {0, 1}, scores from {0.2, 0.5, 0.9} (ties across images too); images can be empty
+    (nothing at all) or hold only detections. Returns (dets, gts, num_classes, pairs), pairs being
+    (box, box, p, q) with IoU exactly p / q.
+    """
+    dets, gts, pairs = [], [], []
+    score = st.sampled_from([0.2, 0.5, 0.9])
+    for _ in range(draw(st.integers(1, 3))):
+        d_boxes, d_scores, d_labels, g_boxes, g_labels = [], [], [], [], []
+        kinds = draw(st.lists(st.sampled_from(["threshold", "touching", "tie", "detection only"]), max_size=3))
+        for i, kind in enumerate(kinds):
+            x0, label = 1000.0 * i, draw(st.integers(0, 1))
+            if kind == "tie":
+                u = 2.0 ** draw(st.integers(-2, 2))
+                g = draw(st.permutations([(x0 - u, 0.0, x0 + 2 * u, 4.0), (x0 + u, 0.0, x0 + 4 * u, 4.0)]))
+                # The detection between them, then a copy of the later ground truth scored no higher:
+                # the copy is a true positive at 0.5 only if the first took the later one.
+                d = [(x0, 0.0, x0 + 3 * u, 4.0), g[1]]
+                pairs += [(d[0], b, 1, 2) for b in g]
+                first = draw(score)
+                d_scores += [first, draw(st.sampled_from([v for v in (0.2, 0.5, 0.9) if v <= first]))]
+                d_labels += [label, label]
+            else:
+                p, q = draw(st.sampled_from(ON_THRESHOLDS)) if kind == "threshold" else (0, 1)
+                g_box, d_box = draw(pair_at_iou(p, q, x0=x0))
+                g, d = [g_box], [d_box]
+                pairs.append((d_box, g_box, p, q))
+                if kind == "detection only":
+                    g = []
+            g_boxes += g
+            g_labels += [label] * len(g)
+            d_boxes += d
+            if kind != "tie":
+                d_scores.append(draw(score))
+                d_labels.append(label if draw(st.integers(0, 3)) else 1 - label)  # sometimes the wrong class
+        dets.append(det(d_boxes, d_scores, d_labels))
+        gts.append(gt(g_boxes, g_labels))
+    return dets, gts, 2, pairs
+
+
+@given(boundary_scenes(), st.sampled_from([1, 100]))
+def test_matches_pycocotools_on_the_iou_thresholds(scene, max_det):
+    dets, gts, num_classes, pairs = scene
+    for a, b, p, q in pairs:  # the construction is exact: IoU is p / q, and the float IoU its nearest float
+        assert exact_iou(a, b) == Fraction(p, q) and float_iou(a, b) == p / q
+    ap, ap50, ap75 = pycocotools_reference(dets, gts, num_classes, max_det)
+    r = evaluate_detections(dets, gts, num_classes, max_detections=max_det)
+    for ours, theirs in ((r["AP"], ap), (r["AP50"], ap50), (r["AP75"], ap75)):
+        if theirs == -1.0:
+            assert np.isnan(ours)
+        else:
+            assert ours == pytest.approx(theirs, abs=1e-12)
 
 
 @given(scenes(), st.sampled_from([1, 2, 100]))

@@ -1,11 +1,14 @@
 """Tests for detection/matcher.py: anchor-to-box assignment (paper §4, "Matching")."""
 
+from fractions import Fraction
+
 import numpy as np
 import pytest
+from _exact_iou import exact_iou, pair_at_iou
 from hypothesis import given
 from hypothesis import strategies as st
 
-from numpy_retinanet.detection.matcher import BACKGROUND, IGNORED, match_anchors
+from numpy_retinanet.detection.matcher import BACKGROUND, BG_IOU, FG_IOU, IGNORED, match_anchors
 
 
 def ref_iou(a, b):
@@ -118,6 +121,50 @@ def test_matches_reference(anchors, boxes, thresholds, low_quality):
     fg, bg = thresholds
     got = match_anchors(np.asarray(anchors), np.asarray(boxes).reshape(-1, 4), fg, bg, low_quality)
     expected = ref_match(anchors, boxes, fg, bg, low_quality) if boxes else [BACKGROUND] * len(anchors)
+    assert got.tolist() == expected
+
+
+@st.composite
+def boundary_scenes(draw):
+    """Anchors and boxes with IoUs of exactly 1/2 (FG_IOU), 2/5 (BG_IOU) and 0 (touching), and a tie.
+
+    Each group sits 1000 apart on x (IoU 0 with every other group): a box, an anchor at the
+    group's IoU with it, and (always for the 1/2 and 2/5 groups drawn first, else drawn) an anchor
+    equal to the box, so that the low-quality rule promotes that copy (IoU 1), not the anchor on the
+    threshold. The tie group: an anchor [0, 3u] between boxes [-u, 2u] and [u, 4u], IoU 1/2 with
+    both, which goes to the lower box index. Or, drawn, no boxes at all.
+    Returns (anchors, boxes, pairs): pairs are (anchor, box, p, q) with IoU exactly p / q.
+    """
+    groups = [(1, 2), (2, 5)] + draw(st.lists(st.sampled_from([(1, 2), (2, 5), (0, 1)]), max_size=2))
+    anchors, boxes, pairs = [], [], []
+    for i, (p, q) in enumerate(groups):
+        anchor, box = draw(pair_at_iou(p, q, x0=1000.0 * i))
+        anchors.append(anchor)
+        boxes.append(box)
+        pairs.append((anchor, box, p, q))
+        if i < 2 or draw(st.booleans()):
+            anchors.append(box)
+    u = 2.0 ** draw(st.integers(-2, 2))
+    x0 = 1000.0 * len(groups)
+    tie = [(x0 - u, 0.0, x0 + 2 * u, 4.0), (x0 + u, 0.0, x0 + 4 * u, 4.0)]
+    boxes += draw(st.permutations(tie))  # the tie's two boxes, in either order
+    anchors.append((x0, 0.0, x0 + 3 * u, 4.0))
+    pairs += [(anchors[-1], b, 1, 2) for b in tie]
+    if draw(st.booleans()):
+        boxes.insert(draw(st.integers(0, len(boxes))), (-1000.0, 0.0, -990.0, 10.0))  # a box no anchor touches
+    anchors = draw(st.permutations(anchors))
+    return anchors, ([] if draw(st.integers(0, 5)) == 0 else boxes), pairs
+
+
+@given(boundary_scenes(), st.booleans(), st.sampled_from([np.float32, np.float64]))
+def test_matches_reference_on_the_thresholds(scene, low_quality, dtype):
+    anchors, boxes, pairs = scene
+    for anchor, box, p, q in pairs:  # the construction is exact: IoU is p / q, and the float IoU its nearest float
+        assert exact_iou(anchor, box) == Fraction(p, q) and ref_iou(anchor, box) == p / q
+    assert {p / q for _, _, p, q in pairs} >= {FG_IOU, BG_IOU}
+    got = match_anchors(np.asarray(anchors, dtype), np.asarray(boxes, dtype).reshape(-1, 4),
+                        allow_low_quality=low_quality)
+    expected = ref_match(anchors, boxes, FG_IOU, BG_IOU, low_quality) if boxes else [BACKGROUND] * len(anchors)
     assert got.tolist() == expected
 
 

@@ -1,9 +1,11 @@
 """Tests for detection/postprocess.py: scores and deltas -> detections (paper §4.1, inference)."""
 
 import math
+from fractions import Fraction
 
 import numpy as np
 import pytest
+from _exact_iou import exact_iou, pair_at_iou
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -221,6 +223,70 @@ def test_matches_reference_pipeline(outputs, topk, nms_thr, max_det):
     assert det["labels"].tolist() == [d[2] for d in expected]
     np.testing.assert_allclose(det["scores"], [d[0] for d in expected], rtol=1e-6)
     np.testing.assert_allclose(det["boxes"], np.asarray([d[3] for d in expected]).reshape(-1, 4), rtol=1e-6, atol=1e-4)
+
+
+@st.composite
+def boundary_outputs(draw):
+    """Detector outputs whose boxes overlap exactly at the NMS threshold and whose scores tie exactly.
+
+    Deltas are 0, so each detection's box is its anchor (every coordinate a small integer times
+    a power of two: decoding is exact). The NMS threshold p / q is 1/2, 2/5 or 1/3. Groups of two
+    anchors sit 1000 apart on x: always a pair at IoU exactly p / q and a pair at IoU 2/3 (above
+    every threshold), each pair with equal logits in one class, so only (anchor, class) order
+    decides which survives; drawn, more of those, touching pairs (IoU 0), and a pair outside the
+    image (empty once clipped). Logits come from {-10, 0, 1, 2} (-10: below the score threshold,
+    and an image can be all -10: no detections). Returns (anchors, logits (N, M, K), level sizes,
+    (height, width), threshold, pairs), pairs being (anchor, anchor, p, q) with IoU exactly p / q.
+    """
+    p, q = draw(st.sampled_from([(1, 2), (2, 5), (1, 3)]))
+    k = draw(st.integers(1, 2))
+    kinds = ["threshold", "above"] + draw(st.lists(st.sampled_from(["threshold", "above", "touching", "outside"]),
+                                                   max_size=2))
+    logit = st.sampled_from([LOW, 0.0, 1.0, 2.0])
+    height, width = 400.0, 1000.0 * len(kinds)
+    anchors, pairs = [], []
+    for i, kind in enumerate(kinds):
+        iou = {"threshold": (p, q), "above": (2, 3)}.get(kind, (0, 1))
+        pair = draw(pair_at_iou(*iou, x0=1000.0 * i))
+        if kind == "outside":  # right of the image: clipping leaves zero width
+            pair = [(x1 + width + 1, y1, x2 + width + 1, y2) for x1, y1, x2, y2 in pair]
+        anchors += pair
+        pairs.append((*pair, *iou))
+    images = []
+    for _ in range(draw(st.integers(1, 2))):
+        if draw(st.integers(0, 3)) == 0:  # an image with no detections
+            images.append([[LOW] * k for _ in anchors])
+            continue
+        rows = []
+        for _ in kinds:  # the pair's two anchors tie in one class; the others are drawn
+            tied_class, tied_logit = draw(st.integers(0, k - 1)), draw(logit)
+            row = [draw(logit) for _ in range(k)]
+            row[tied_class] = tied_logit
+            rows += [row, [tied_logit if c == tied_class else draw(logit) for c in range(k)]]
+        images.append(rows)
+    order = draw(st.permutations(range(len(anchors))))
+    anchors = [anchors[a] for a in order]
+    logits = [[image[a] for a in order] for image in images]
+    cut = draw(st.integers(0, len(anchors) - 1))
+    level_sizes = [len(anchors)] if cut == 0 else [cut, len(anchors) - cut]
+    return anchors, logits, level_sizes, (height, width), p / q, pairs
+
+
+@given(boundary_outputs(), st.integers(1, 4), st.integers(1, 8), st.sampled_from([np.float32, np.float64]))
+def test_matches_reference_pipeline_on_the_nms_threshold_and_ties(outputs, topk, max_det, dtype):
+    anchors, logits, level_sizes, (height, width), nms_thr, pairs = outputs
+    for a, b, p, q in pairs:  # the construction is exact: IoU is p / q, and the float IoU its nearest float
+        assert exact_iou(a, b) == Fraction(p, q) and ref_iou(a, b) == p / q
+    zeros = [[0.0] * 4 for _ in anchors]
+    got = postprocess(np.asarray(logits, dtype), np.zeros((len(logits), len(anchors), 4), dtype),
+                      np.asarray(anchors, dtype), (height, width), topk_per_level=topk, nms_threshold=nms_thr,
+                      max_detections=max_det, level_sizes=level_sizes)
+    for det, image in zip(got, logits):
+        expected = ref_postprocess(image, zeros, anchors, height, width, level_sizes, 0.05, topk, nms_thr, max_det)
+        assert det["labels"].tolist() == [d[2] for d in expected]
+        # Boxes are anchors, exactly: equality tells which of two tied anchors was kept.
+        assert det["boxes"].tolist() == [list(d[3]) for d in expected]
+        np.testing.assert_allclose(det["scores"], [d[0] for d in expected], rtol=1e-6)
 
 
 # ----------------------------------------------------------------------------- bad input
