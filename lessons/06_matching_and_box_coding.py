@@ -103,7 +103,7 @@ assert np.all(matches[(best >= 0.4) & (best < 0.5) & ~low_quality] == IGNORED)  
 assert np.array_equal(matches[positive], iou_hand[positive].argmax(axis=1))  # each takes its best box
 
 # %% [markdown]
-# Nearly every anchor is background. The counts are the quoted rules applied to `iou_by_hand`, except that
+# The counts are the quoted rules applied to `iou_by_hand`, except that
 # some anchor with IoU in [0.4, 0.5) is positive anyway: the exception of the next section.
 #
 # ## Low-quality matches
