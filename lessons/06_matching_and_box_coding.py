@@ -145,7 +145,7 @@ p4_square, p5_square = square((2.5 * 16, 4.5 * 16), 24 * 2 ** (2 / 3)), square((
 assert level_of[iou[:, 2].argmax()] == 4 and np.allclose(best_anchor, p4_square[0])
 assert np.all(p4_square[0, :2] >= triangle[0, :2]) and np.all(p4_square[0, 2:] <= triangle[0, 2:])  # inside
 inside = (24 * 2 ** (2 / 3)) ** 2 / ((62 - 7) * (96 - 39))  # so its IoU is its area over the box's
-assert np.isclose(box_best[2], inside) and round(inside, 3) == 0.463
+assert np.isclose(box_best[2], inside)
 assert np.isclose(best_p5, iou_by_hand(p5_square, triangle)[0, 0]) and best_p5 < box_best[2] < 0.5
 assert np.sum(strict == 2) == 0 and np.sum(matches == 2) == np.sum(iou_hand[:, 2] == iou_hand[:, 2].max())
 
@@ -222,7 +222,7 @@ print("object sides (w, h):", (boxes[:, 2:] - boxes[:, :2]).tolist())
 by_hand = match_by_hand(anchors, boxes)
 cells = [(128 // 2**level) ** 2 for level in range(3, 8)]  # 16^2, 8^2, ... cells of P3..P7, 9 anchors each
 positives_per_level = np.bincount(np.repeat(np.arange(5), 9 * np.array(cells))[by_hand >= 0], minlength=5)
-assert np.array_equal(data["matches"], by_hand) and np.array_equal(data["low_quality"], low_quality)
+assert np.array_equal(data["matches"], by_hand) and np.array_equal(data["low_quality"], reach_hand & (best_hand < 0.5))
 assert data["counts"]["positive"] == positives_per_level.tolist() and positives_per_level[2:].sum() == 0
 
 # %% mystnb={"image":{"alt":"Positive anchors coloured by box on a shapes image; bars of anchor kinds per level"}}
@@ -274,7 +274,7 @@ deltas = encode_boxes(anchor, box)
 print("deltas:", deltas)
 
 # %% tags=["hide-input"]
-np.testing.assert_allclose(deltas, [[0.25, 0.125, 0.0, 0.0]])
+np.testing.assert_allclose(deltas, [[8 / 32, 4 / 32, np.log(32 / 32), np.log(32 / 32)]])
 np.testing.assert_allclose(decode_boxes(anchor, deltas), box)
 
 # %%
@@ -310,7 +310,7 @@ print(f"targets of the {len(pos)} positives: |dx|, |dy| <= {np.abs(t[:, :2]).max
 # %% tags=["hide-input"]
 assert np.all(np.abs(t[:, 2:]) <= -np.log(iou_pos)[:, None] + 1e-12)
 assert np.all(np.abs(t[:, :2]) <= ((1 / iou_pos + 1) / 2 - iou_pos)[:, None] + 1e-12)
-assert iou_pos.min() == box_best[2] and round(-np.log(box_best[2]), 2) == 0.77
+assert iou_pos.min() == box_best[2]  # the low-quality anchor's
 
 # %% [markdown]
 # When decoding, dw and dh are clamped at log(1000 / 16) [Detectron], so a wild prediction early in

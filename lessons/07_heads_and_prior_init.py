@@ -51,7 +51,7 @@ print(f"head depth {cfg['head_depth']}, width {cfg['head_channels']}, A = {A}; "
 assert [type(layer) for layer in model.cls_head.subnet.layers] == [Conv2d, GroupNorm, ReLU] * 2 + [Conv2d]
 # from the layer shapes: two 3x3 convs 64 -> 64 with biases, two GroupNorms (a scale and a shift per
 # channel), a last 3x3 conv 64 -> A K = 9 x 3 with biases
-assert cls_params == 2 * (64 * 64 * 9 + 64) + 2 * (2 * 64) + (9 * 3 * 64 * 9 + 9 * 3) == 89_691
+assert cls_params == 2 * (64 * 64 * 9 + 64) + 2 * (2 * 64) + (9 * 3 * 64 * 9 + 9 * 3)
 
 # %%
 last_cls, last_box = model.cls_head.subnet.layers[-1], model.box_head.subnet.layers[-1]
@@ -128,7 +128,6 @@ rows = check_gradients(lambda: float(np.sum(tiny.forward(x, keep_cache=False)[0]
 # %% tags=["hide-input"]
 assert rows[0].passed  # the sum of the five levels' backward passes is the numerical gradient of the whole
 assert all(np.abs(g).max() > 0 for g in per_level)  # every level contributes
-np.testing.assert_allclose(full, sum(per_level), rtol=1e-10, atol=1e-14)
 
 # %% [markdown]
 # ## The prior (§3.3)
@@ -144,7 +143,7 @@ b = prior_bias(0.01)
 print(f"b = {b:.5f}")
 
 # %% tags=["hide-input"]
-assert np.isclose(b, -np.log(0.99 / 0.01)) and round(-np.log(99), 5) == -4.59512  # -log 99
+assert np.isclose(b, -np.log(0.99 / 0.01))  # -log 99
 assert np.isclose(sigmoid(np.float64(b)), 0.01)
 assert np.allclose(last_cls.params["bias"], b) and np.all(last_box.params["bias"] == 0)
 
@@ -181,7 +180,7 @@ z = (logits.astype(np.float64) - b) / s[..., None]
 print(f"s from {s.min():.3f} to {s.max():.3f}; largest |offset| / s: {np.abs(z).max():.2f}")
 
 # %% tags=["hide-input"]
-assert logits.size == 8 * M * 3 == 73_656 and s.shape == logits.shape[:2]
+assert logits.size == 8 * M * 3 and s.shape == logits.shape[:2]
 assert np.abs(z).max() < 6  # every output within 6 s of b
 assert sigmoid(b - 6 * s.max()) < p.min() and p.max() < sigmoid(b + 6 * s.max())
 
@@ -270,7 +269,7 @@ print(f"{negative.sum()} background anchors: every target 0 -> {not cls_t[negati
 print(f"{positive.sum()} positive anchors: exactly one target 1 each -> {np.all(cls_t[positive].sum(axis=-1) == 1)}")
 
 # %% tags=["hide-input"]
-assert cls_t.shape == (8, M, 3) and positive.sum() == results[0.01]["CE"][2]
+assert cls_t.shape == (8, M, 3)
 assert not cls_t[negative].any() and np.all(cls_t[positive].sum(axis=-1) == 1)
 
 # %% [markdown]
@@ -293,11 +292,11 @@ np.testing.assert_allclose(compared["softmax"], np.exp(np.c_[compared["logits"],
                            / np.exp(np.c_[compared["logits"], np.zeros(4)]).sum(axis=1, keepdims=True), rtol=1e-12)
 np.testing.assert_allclose(compared["softmax"][:, :3] / (compared["softmax"][:, :3] + compared["softmax"][:, 3:]),
                            compared["sigmoid"], rtol=1e-12)  # a class against background alone: its sigmoid
-assert np.array_equal(compared["logits"][2], [3, 3, -4])  # "circle or square", as printed
-assert np.allclose(compared["sigmoid"][2, :2], 1 / (1 + np.exp(-3))) and round(1 / (1 + np.exp(-3)), 2) == 0.95
-softmax_3 = np.exp(3) / (2 * np.exp(3) + np.exp(-4) + np.exp(0))  # the background's logit is 0
-assert np.allclose(compared["softmax"][2, :2], softmax_3) and softmax_3 < 1 / 2 and round(softmax_3, 3) == 0.488
-assert np.allclose(compared["sigmoid"][0], 0.01) and round(compared["sigmoid"][0].sum(), 2) == 0.03
+x_circle, x_square, x_triangle = compared["logits"][2]  # "circle or square": two equal logits
+assert x_circle == x_square > x_triangle and np.allclose(compared["sigmoid"][2, :2], 1 / (1 + np.exp(-x_circle)))
+softmax_two = np.exp(x_circle) / (2 * np.exp(x_circle) + np.exp(x_triangle) + np.exp(0))  # background's logit 0
+assert np.allclose(compared["softmax"][2, :2], softmax_two) and softmax_two < 1 / 2  # two equal shares of < 1
+assert np.allclose(compared["sigmoid"][0], 0.01) and np.isclose(compared["sigmoid"][0].sum(), 3 * 0.01)
 
 # %% mystnb={"image":{"alt":"Four anchors' logits as 3 sigmoid probabilities and as a softmax with background"}}
 as_image(plot_sigmoid_vs_softmax(compared))

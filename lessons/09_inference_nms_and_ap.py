@@ -41,7 +41,6 @@ print("nms:", nms(boxes, scores, 0.5), " per-class nms:", batched_nms(boxes, sco
 
 # %% tags=["hide-input"]
 assert np.isclose(box_iou(boxes[:1], boxes[1:2])[0, 0], 9 * 9 / (100 + 100 - 9 * 9))  # a 9 x 9 overlap
-assert round(81 / 119, 3) == 0.681
 assert nms(boxes, scores, 0.5).tolist() == [0, 2]
 assert batched_nms(boxes, scores, labels, 0.5).tolist() == [0, 2, 3]
 
@@ -146,7 +145,7 @@ assert perfect["AP"] == perfect["AP50"] == perfect["AP75"] == 1.0
 # the second box lies inside the object: IoU = its area over the object's
 assert np.isclose(box_iou(np.array([[20, 20, 40, 40.0]]), np.array([[20, 20, 40, 32.4]]))[0, 0], 20 * 12.4 / (20 * 20))
 assert loose["AP50"] == 1.0 and np.isclose(loose["AP75"], 51 / 101)
-assert np.isclose(loose["AP"], (3 * 1 + 7 * 51 / 101) / 10) and round((3 * 1 + 7 * 51 / 101) / 10, 3) == 0.653
+assert np.isclose(loose["AP"], (3 * 1 + 7 * 51 / 101) / 10)
 
 # %% [markdown]
 # - Perfect boxes give exactly 1.0.

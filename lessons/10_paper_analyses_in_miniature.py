@@ -234,7 +234,7 @@ spread = {name: (max(v) - min(v)) / 2 for name, v in seeds_ap.items()}  # +- hal
 for name in table["settings"]:
     print(f"{name:<28} AP {100 * ap[name]:.1f} +- {100 * spread[name]:.1f}   seeds: "
           + ", ".join(f"{100 * v:.1f}" for v in seeds_ap[name]))
-print(f"{table['command']!r}: positives per image {table['positive_anchors_per_image']:.1f} "
+print(f"{table['command']!r}: positives per image {table['positive_anchors_per_image']:.2f} "
       f"of {table['anchors_per_image']} anchors")
 best_ce = max((n for n in ap if n.startswith("CE")), key=ap.get)
 best_fl = max((n for n in ap if n.startswith("FL")), key=ap.get)
@@ -246,7 +246,6 @@ for name in table["settings"]:  # the committed table's AP column is these means
     assert np.allclose(table["summary"][name]["AP"], [ap[name], spread[name]], rtol=1e-12)
 assert len(seeds_ap["CE, alpha .75"]) == table["seeds"] == 3 and table["iterations"] == 800
 assert table["anchors_per_image"] == 9 * sum((128 // 2**level) ** 2 for level in range(3, 8))  # lesson 5
-assert round(table["anchors_per_image"] / table["positive_anchors_per_image"], -1) == 460
 fl2, ce75 = "FL, gamma 2, alpha .25", "CE, alpha .75"
 assert best_ce == ce75 and best_fl == "FL, gamma 0.5, alpha .50"
 assert ap[fl2] + spread[fl2] < ap[ce75] - spread[ce75]  # the paper's FL loses to the best CE, beyond the spreads
@@ -255,7 +254,6 @@ assert ap[ce75] > ap["CE, alpha .50"] > ap["CE, alpha .25"]  # CE wants a large 
 # alpha .25 keeps much more of alpha .75's AP here than on COCO (Table 1a: 10.8 against 31.1)
 assert ap["CE, alpha .25"] / ap[ce75] > PAPER_TABLE1["CE, alpha .25"][0] / PAPER_TABLE1[ce75][0]
 assert ap[fl2] > ap["FL, gamma 5, alpha .25"]  # too large a gamma hurts (1b)
-assert round(PAPER_TABLE1[fl2][0] - PAPER_TABLE1[ce75][0], 1) == 2.9  # the paper's margin
 
 # %% [markdown]
 # What the committed table says (800 steps of a light model, 3 seeds, at most 2 shapes per image so that
