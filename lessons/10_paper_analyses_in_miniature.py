@@ -269,9 +269,9 @@ assert ap[fl2] > ap["FL, gamma 5, alpha .25"]  # too large a gamma hurts (1b)
 #   more of alpha .75's AP than on COCO, where it falls to a third), and gamma 5 is worse than gamma 2, as
 #   in Table 1b.
 #
-# The per-seed APs are what one run of `numpy-retinanet ablate` measured; they are not recomputed here,
-# and a rerun on another machine may differ in the last digits (float sums in another order). A later
-# issue reruns the ablation at convergence.
+# The per-seed APs are what one run of `numpy-retinanet ablate` measured; they are not recomputed here, and
+# a rerun with later versions of the code need not repeat them to the last digit. A later issue reruns the
+# ablation at convergence.
 #
 # Why? Candidate reasons, not conclusions: the runs are short (800 steps against the paper's 90k), and a
 # large gamma switches off the loss of every well-classified anchor, which a converged detector needs
