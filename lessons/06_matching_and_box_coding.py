@@ -61,11 +61,11 @@ apart = np.array([[0.0, 0.0, 10.0, 10.0], [20.0, 20.0, 30.0, 30.0]])  # apart in
 iw = ih = min(apart[0, 2], apart[1, 2]) - max(apart[0, 0], apart[1, 0])
 print("sides of the 'intersection':", iw, ih, " their product:", iw * ih)
 print("IoU by hand:", iou_by_hand(apart[:1], apart[1:])[0, 0])
+iou_hand = iou_by_hand(anchors, boxes)  # every anchor against the image's boxes, for the checks below
 
 # %% tags=["hide-input"]
 assert iw == ih == -10 and iw * ih == 100 == area(apart[:1])[0]  # without the clamp: as large as a box
 np.testing.assert_array_equal(iou_by_hand(apart[:1], apart[1:]), box_iou(apart[:1], apart[1:]))
-iou_hand = iou_by_hand(anchors, boxes)
 np.testing.assert_allclose(iou_hand, box_iou(anchors, boxes), rtol=1e-15, atol=0)
 
 # %% [markdown]
@@ -89,11 +89,12 @@ n_pos, n_ign, n_bg = int(np.sum(matches >= 0)), int(np.sum(matches == IGNORED)),
 print(f"{n_pos} positive, {n_ign} ignored, {n_bg} background of {len(anchors)}")
 positive = matches >= 0
 low_quality = positive & (best < 0.5)
+# by hand, for the checks: each anchor's best IoU, and whether it reaches some box's highest IoU
+best_hand = iou_hand.max(axis=1)
+reach_hand = np.any(iou_hand == iou_hand.max(axis=0), axis=1)
 
 # %% tags=["hide-input"]
 # the counts, by hand: the quoted rules on the by-hand IoUs, plus the anchors that reach a box's highest IoU
-best_hand = iou_hand.max(axis=1)
-reach_hand = np.any(iou_hand == iou_hand.max(axis=0), axis=1)
 assert n_bg == np.sum(best_hand < 0.4) and np.array_equal(low_quality, reach_hand & (best_hand < 0.5))
 assert n_pos == np.sum(best_hand >= 0.5) + low_quality.sum() > np.sum(best_hand >= 0.5)
 assert n_ign == np.sum((best_hand >= 0.4) & (best_hand < 0.5)) - low_quality.sum()
@@ -135,17 +136,21 @@ print(f"box 2's best anchor: P{level_of[iou[:, 2].argmax()]}, centre {(best_anch
       f"side {best_anchor[2] - best_anchor[0]:.1f} px; best P5 anchor IoU {best_p5:.3f}")
 
 
-# %% tags=["hide-input"]
+# %%
 def square(centre, side):
+    """The square box (1, 4) of this side around this centre."""
     return np.array([[centre[0] - side / 2, centre[1] - side / 2, centre[0] + side / 2, centre[1] + side / 2]])
 
 
-triangle = np.array([[7.0, 39.0, 62.0, 96.0]])  # box 2 as the text reads it from the print
+# the anchors the text names, from lesson 5's formulas, and box 2 as the text reads it from the print
+triangle = np.array([[7.0, 39.0, 62.0, 96.0]])
 p4_square, p5_square = square((2.5 * 16, 4.5 * 16), 24 * 2 ** (2 / 3)), square((1.5 * 32, 2.5 * 32), 48 * 2 ** (2 / 3))
+inside = (24 * 2 ** (2 / 3)) ** 2 / ((62 - 7) * (96 - 39))  # the P4 square's area over the box's
+
+# %% tags=["hide-input"]
 assert level_of[iou[:, 2].argmax()] == 4 and np.allclose(best_anchor, p4_square[0])
 assert np.all(p4_square[0, :2] >= triangle[0, :2]) and np.all(p4_square[0, 2:] <= triangle[0, 2:])  # inside
-inside = (24 * 2 ** (2 / 3)) ** 2 / ((62 - 7) * (96 - 39))  # so its IoU is its area over the box's
-assert np.isclose(box_best[2], inside)
+assert np.isclose(box_best[2], inside)  # so its IoU is its area over the box's
 assert np.isclose(best_p5, iou_by_hand(p5_square, triangle)[0, 0]) and best_p5 < box_best[2] < 0.5
 assert np.sum(strict == 2) == 0 and np.sum(matches == 2) == np.sum(iou_hand[:, 2] == iou_hand[:, 2].max())
 
@@ -217,11 +222,11 @@ np.testing.assert_array_equal(match_anchors(row, two), match_by_hand(row, two))
 # %%
 data = matched_anchors_data(picture, target, model.anchor_generator)
 print("object sides (w, h):", (boxes[:, 2:] - boxes[:, :2]).tolist())
-
-# %% tags=["hide-input"]
-by_hand = match_by_hand(anchors, boxes)
+by_hand = match_by_hand(anchors, boxes)  # the matches by hand, for the checks here and below
 cells = [(128 // 2**level) ** 2 for level in range(3, 8)]  # 16^2, 8^2, ... cells of P3..P7, 9 anchors each
 positives_per_level = np.bincount(np.repeat(np.arange(5), 9 * np.array(cells))[by_hand >= 0], minlength=5)
+
+# %% tags=["hide-input"]
 assert np.array_equal(data["matches"], by_hand) and np.array_equal(data["low_quality"], reach_hand & (best_hand < 0.5))
 assert data["counts"]["positive"] == positives_per_level.tolist() and positives_per_level[2:].sum() == 0
 
@@ -332,9 +337,10 @@ assert np.isclose(DELTA_CLAMP, np.log(1000 / 16)) and np.isclose(wild[0, 2] - wi
 # %%
 cls_t, box_t, is_pos, valid = assign_targets(anchors, [target], num_classes=3)
 print("cls targets", cls_t.shape, "box targets", box_t.shape)
+pos_hand = np.flatnonzero(by_hand >= 0)  # the positives by hand
 
 # %% tags=["hide-input"]
-pos_hand = np.flatnonzero(by_hand >= 0)  # the by-hand matcher and coder give the targets
+# the by-hand matcher and coder give the targets
 np.testing.assert_array_equal(cls_t[0].sum(axis=1), by_hand >= 0)  # one 1 per positive, all 0 otherwise
 np.testing.assert_array_equal(cls_t[0, pos_hand].argmax(axis=1), target["labels"][by_hand[pos_hand]])
 np.testing.assert_array_equal(~valid[0], by_hand == IGNORED)
@@ -362,9 +368,9 @@ assert np.all(dlogits[0, by_hand == IGNORED] == 0) and np.all(ddeltas[0, by_hand
 # %%
 empty = {"boxes": np.zeros((0, 4)), "labels": np.zeros(0, dtype=np.int64)}
 losses_empty, _, _ = retinanet_loss(logits, deltas_out, anchors, [empty])
+p = 1 / (1 + np.exp(-logits))  # no object: every output has target 0, FL = -(1 - alpha) p^gamma log(1 - p)
 
 # %% tags=["hide-input"]
-p = 1 / (1 + np.exp(-logits))  # no object: every output has target 0, FL = -(1 - alpha) p^gamma log(1 - p)
 assert losses_empty["num_positive"] == 0 and losses_empty["box_regression"] == 0.0
 np.testing.assert_allclose(losses_empty["classification"], np.sum(-(1 - 0.25) * p**2 * np.log(1 - p)) / 1, rtol=1e-10)
 

@@ -280,12 +280,13 @@ num_objects = sum(len(t["boxes"]) for t in targets)
 print(f"{int(positive.sum())} positive anchors for the {num_objects} objects")
 for name, (r, n) in results.items():
     print(f"{name:<11}: {n:>4} detections for {num_objects} objects, AP {r['AP']:.3f}")
+# for the checks: the IoUs between objects of one class in one image (and of each object with itself)
+same_class = [box_iou(t["boxes"], t["boxes"])[np.equal.outer(t["labels"], t["labels"])] for t in targets]
 
 # %% tags=["hide-input"]
 # one score above 0.05 per positive anchor (sigmoid(10) in its class, sigmoid(-10) elsewhere), never over 100 an image
 assert positive.sum(axis=1).max() <= 100 and results["no NMS"][1] == int(positive.sum())
 # an object's positives decode to one box (IoU 1 > 0.5); two objects of a class never overlap by more than 0.5
-same_class = [box_iou(t["boxes"], t["boxes"])[np.equal.outer(t["labels"], t["labels"])] for t in targets]
 assert max(np.max(iou[iou < 1 - 1e-9], initial=0) for iou in same_class) <= 0.5
 assert results["NMS at 0.5"][1] == num_objects and results["NMS at 0.5"][0]["AP"] == 1.0
 assert np.isclose(results["no NMS"][0]["AP"], coco_ap_by_hand(oracle_dets["no NMS"], targets, 3), rtol=0, atol=1e-12)
@@ -382,12 +383,12 @@ pr = precision_recall_data(dets[:PR_IMAGES], gts[:PR_IMAGES], PR_CLASS, PR_IOU)
 name = info["class_names"][PR_CLASS]
 print(f"{name} at IoU {PR_IOU}: {len(pr['recall'])} detections, {pr['num_gt']} objects, AP {pr['ap']:.3f}")
 as_image(plot_precision_recall(pr, name, f"the first {PR_IMAGES} held-out images"))
+tp, det_scores, _ = class_matches_by_hand(dets[:PR_IMAGES], gts[:PR_IMAGES], PR_CLASS, PR_IOU)
+tp = tp[np.argsort(-det_scores, kind="stable")]  # by hand, by decreasing score: is a false one above a true one?
+false_before_true = np.any(tp[1:] & np.logical_or.accumulate(~tp)[:-1])
 
 # %% tags=["hide-input"]
 assert np.isclose(pr["ap"], class_ap_by_hand(dets[:PR_IMAGES], gts[:PR_IMAGES], PR_CLASS, PR_IOU), rtol=0, atol=1e-15)
-tp, det_scores, _ = class_matches_by_hand(dets[:PR_IMAGES], gts[:PR_IMAGES], PR_CLASS, PR_IOU)
-tp = tp[np.argsort(-det_scores, kind="stable")]
-false_before_true = np.any(tp[1:] & np.logical_or.accumulate(~tp)[:-1])  # by hand: a false positive outranks a true one
 assert false_before_true and np.any(pr["envelope"] > pr["precision"])  # ... so the raw precision dips
 
 # %% [markdown]
