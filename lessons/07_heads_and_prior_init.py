@@ -250,7 +250,7 @@ assert all(results[0.5][name][0] > 10 * results[0.01][name][0] for name in ("CE"
 # prior lowers the first loss more than tenfold, for CE and FL. It removes the initial imbalance; the focal
 # loss removes the imbalance that remains once the network is training: with the prior, background still
 # drives about $n \pi / (n \pi + P (1 - \pi))$ of CE's gradient, over 90% here, but less than 2% of FL's, whose
-# $g(\pi) \approx \pi^3$ for background outputs.
+# $g(\pi) \approx 3 \pi^3$ for background outputs (against $g(1 - \pi) \approx 1$ for a positive).
 
 # %% [markdown]
 # ## K sigmoids, not a softmax with a background class (§3, §4)
