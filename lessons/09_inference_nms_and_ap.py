@@ -287,7 +287,8 @@ same_class = [box_iou(t["boxes"], t["boxes"])[np.equal.outer(t["labels"], t["lab
 # one score above 0.05 per positive anchor (sigmoid(10) in its class, sigmoid(-10) elsewhere), never over 100 an image
 assert positive.sum(axis=1).max() <= 100 and results["no NMS"][1] == int(positive.sum()) > num_objects
 # each of them decodes to an object's box exactly (decoding inverts the coding, lesson 6)
-assert all(np.allclose(box_iou(d["boxes"], t["boxes"]).max(axis=1), 1) for d, t in zip(oracle_dets["no NMS"], targets))
+assert all(np.allclose(box_iou(d["boxes"], t["boxes"]).max(axis=1, initial=0), 1)
+           for d, t in zip(oracle_dets["no NMS"], targets))
 # an object's positives decode to one box (IoU 1 > 0.5); two objects of a class never overlap by more than 0.5
 assert max(np.max(iou[iou < 1 - 1e-9], initial=0) for iou in same_class) <= 0.5
 assert results["NMS at 0.5"][1] == num_objects and results["NMS at 0.5"][0]["AP"] == 1.0
