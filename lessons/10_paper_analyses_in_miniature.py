@@ -108,11 +108,13 @@ def sample_logits(model, dataset, batch_size=16):
 
 
 def focal_by_hand(x, target, gamma):
+    """FL (eq. 5, no alpha) of logits x (n,) that all have this target (0 or 1): (n,)."""
     log_pt = -np.logaddexp(0.0, -x if target == 1 else x)
     return -((1 - np.exp(log_pt)) ** gamma) * log_pt
 
 
 def hardest_share_by_hand(loss, top):
+    """Share of the summed loss (n,) held by its hardest ``top`` fraction (at the figure's grid point 1 - top)."""
     low = np.sort(loss)[: int(np.floor(q[np.searchsorted(q, 1.0 - top)] * len(loss)))]
     return 1.0 - low.sum() / loss.sum()
 
