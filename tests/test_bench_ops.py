@@ -56,7 +56,7 @@ def test_torch_mirror_matches_outputs_loss_and_every_gradient():
 
 
 def test_worst_entry_applies_atol_of_the_largest_entry_and_rtol_of_each():
-    from numpy_retinanet.tools.torch_mirror import Tolerance, worst_entry
+    from numpy_retinanet.tools.agreement import Tolerance, worst_entry
 
     ref = np.array([[100.0, 1.0], [0.0, -2.0]])
     tol = Tolerance(atol=1e-3, rtol=0.1)  # allowed per entry: 0.1 + 0.1 |ref| = [[10.1, 0.2], [0.1, 0.3]]

@@ -229,7 +229,7 @@ def check_agreement(model, tmodel, images, targets, anchors):
 
     Returns {"tensors", "worst", "ok"}: "worst" is the ``worst_entry`` row (tensor,
     index, ours, reference, used) using the most of its tolerance; ok if used <= 1.
-    See ``torch_mirror``'s ``LOSS_TOLERANCE`` and ``NETWORK_TOLERANCE``.
+    See ``tools/agreement.py`` (``LOSS_TOLERANCE``, ``NETWORK_TOLERANCE``).
     """
     from numpy_retinanet.tools.torch_mirror import compare, compare_loss
 
