@@ -327,7 +327,7 @@ print(f"10 px square against a 10 px anchor: IoU {iou_near:.3f} at 3.3 px apart,
 
 # %% tags=["hide-input"]
 assert np.isclose(iou_near, (10 - 3.3) / (10 + 3.3)) and np.isclose(iou_far, (10 - 3.4) / (10 + 3.4))
-assert 3.3 < 10 / 3 < 3.4 and iou_near >= 0.5 > iou_far  # (10 - d) / (10 + d) = 0.5 at d = 10 / 3
+assert iou_near >= 0.5 > iou_far  # (10 - d) / (10 + d) = 0.5 at d = 10 / 3
 
 # %% [markdown]
 # Each level's anchors start at $1.5 / \sqrt{2} = 1.06$ times its stride (lesson 5: sizes 1.5 S, the 1:2
