@@ -4,6 +4,9 @@ Figures that need a trained model are tested on a tiny model here; regenerating 
 figures' own training run takes minutes and is marked slow.
 """
 
+import contextlib
+import re
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -18,7 +21,9 @@ from numpy_retinanet.detection.criterion import assign_targets
 from numpy_retinanet.detection.matcher import BACKGROUND, IGNORED, match_anchors
 from numpy_retinanet.engine.checkpoint import SHIPPED_MODEL, save_checkpoint
 from numpy_retinanet.engine.inference import predict_dataset
+from numpy_retinanet.evaluation import visualize
 from numpy_retinanet.evaluation.coco import evaluate_detections
+from numpy_retinanet.evaluation.visualize import save_figure
 from numpy_retinanet.model.backbone import BasicBlock
 from numpy_retinanet.model.heads import prior_bias
 from numpy_retinanet.model.presets import PRESETS, STRIDES
@@ -65,6 +70,29 @@ QUICK = [n for n, make in FIGURES.items() if not make.needs_model]
 MODEL_FIGURES = ["detections", "training_curve", "figure4_loss_cdf", "nms_before_after", "precision_recall"]
 
 
+@contextlib.contextmanager
+def recording_figures():
+    """Yields a dict that collects every matplotlib Figure a registered figure saves, by the file's stem.
+
+    ``save_figure`` is wrapped where the figure modules (and ``evaluation.visualize``, for the training
+    curve) look it up, so a test reads back the artists (lines, patches, texts, images) of the very
+    figure that was written, not of a second drawing made for the test.
+    """
+    drawn = {}
+
+    def record(fig, path):
+        drawn[Path(path).stem] = fig
+        return save_figure(fig, path)
+
+    modules = [visualize] + [m for name, m in list(sys.modules.items())
+                             if name.startswith("numpy_retinanet.teaching.figures.")]
+    with pytest.MonkeyPatch.context() as mp:
+        for module in modules:
+            if getattr(module, "save_figure", None) is save_figure:
+                mp.setattr(module, "save_figure", record)
+        yield drawn
+
+
 def test_figure_1_data_is_ce_and_fl_of_p_t():
     curves = focal_loss_curves()
     p_t = curves["p_t"]
@@ -109,6 +137,73 @@ def test_gradient_figure_draws_exactly_its_data():
     assert fig.axes[0].get_ylim()[0] < curves["grad"][5.0].min()
 
 
+@pytest.mark.parametrize("target", [1, 0])
+@pytest.mark.parametrize("alpha", [None, 0.25])
+def test_gradient_data_is_appendix_b_on_both_branches_with_and_without_alpha(target, alpha):
+    # Appendix B, dFL/dx = y' alpha_t (1 - p_t)^gamma (gamma p_t log p_t + p_t - 1), written out in p = sigmoid(x):
+    #   y' = +1 (p_t = p, alpha_t = alpha):          alpha (1 - p)^gamma (gamma p log p + p - 1)
+    #   y' = -1 (p_t = 1 - p, alpha_t = 1 - alpha):  (1 - alpha) p^gamma (p - gamma (1 - p) log(1 - p))
+    x = np.linspace(-8.0, 8.0, 161)
+    curves = focal_loss_gradient_curves(gammas=(0.0, 0.5, 2.0, 5.0), x=x, target=target, alpha=alpha)
+    p = 1 / (1 + np.exp(-x))
+    alpha_t = 1.0 if alpha is None else alpha if target == 1 else 1 - alpha
+    for g, grad in curves["grad"].items():
+        if target == 1:
+            expected = alpha_t * (1 - p) ** g * (g * p * np.log(p) + p - 1)
+        else:
+            expected = alpha_t * p ** g * (p - g * (1 - p) * np.log(1 - p))
+        np.testing.assert_allclose(grad, expected, rtol=1e-9, atol=0, err_msg=g)
+        # a positive's loss falls as its logit grows, a negative's rises
+        assert np.all(grad < 0) if target == 1 else np.all(grad > 0)
+    assert (curves["target"], curves["alpha"]) == (target, alpha)
+
+
+def test_the_gradient_figure_draws_a_positive_only_and_says_so():
+    negative = focal_loss_gradient_curves(x=np.array([-1.0, 1.0]), target=0, alpha=0.25)
+    with pytest.raises(ValueError, match=r"curves must be a positive's without alpha \(target 1, alpha None\), "
+                                         r"got target 0, alpha 0.25"):
+        plot_focal_loss_gradient(negative)
+    with pytest.raises(ValueError, match="target must be 0 or 1, got -1"):
+        focal_loss_gradient_curves(target=-1)
+    fig = plot_focal_loss_gradient(focal_loss_gradient_curves(x=np.array([-1.0, 1.0])))
+    assert "positive ($y = 1$)" in fig.axes[0].get_xlabel()
+
+
+def test_the_figure_1_written_draws_eq_2_and_eq_4_at_the_papers_gammas(quick_drawn):
+    lines = {line.get_label(): line for line in quick_drawn["focal_loss_vs_pt"].axes[0].get_lines()}
+    gammas = []
+    for label, line in lines.items():
+        p_t, loss = np.asarray(line.get_xdata()), np.asarray(line.get_ydata())
+        assert 0 < p_t.min() and p_t.max() < 1 and p_t.size > 1000
+        if label == r"CE $= -\log p_t$":  # eq. 2
+            np.testing.assert_allclose(loss, -np.log(p_t), rtol=1e-12, atol=0)
+            continue
+        g = float(re.fullmatch(r"FL, \$\\gamma = ([\d.]+)\$", label).group(1))  # eq. 4 at the gamma it names
+        np.testing.assert_allclose(loss, -((1 - p_t) ** g) * np.log(p_t), rtol=1e-10, atol=0, err_msg=label)
+        gammas.append(g)
+    assert sorted(gammas) == [0.0, 0.5, 1.0, 2.0, 5.0] and len(lines) == 6  # Figure 1's five curves and CE
+
+
+def test_the_gradient_figure_written_draws_appendix_b_for_a_positive(quick_drawn):
+    ax = quick_drawn["focal_loss_gradient"].axes[0]
+    gammas = []
+    for line in ax.get_lines():
+        match = re.fullmatch(r"FL, \$\\gamma = ([\d.]+)\$( \(= CE\))?", line.get_label())
+        if match is None:  # the zero line
+            assert set(line.get_ydata()) == {0.0}
+            continue
+        g = float(match.group(1))
+        x, grad = np.asarray(line.get_xdata()), np.asarray(line.get_ydata())
+        p = 1 / (1 + np.exp(-x))
+        np.testing.assert_allclose(grad, (1 - p) ** g * (g * p * np.log(p) + p - 1), rtol=1e-9, atol=0)
+        if match.group(2):  # "(= CE)": the cross-entropy's gradient p - 1 = -1 / (1 + e^x)
+            assert g == 0.0
+            np.testing.assert_allclose(grad, -1 / (1 + np.exp(x)), rtol=1e-12, atol=0)
+        assert ax.get_ylim()[0] < grad.min() and ax.get_ylim()[1] > grad.max()  # nothing clipped
+        gammas.append(g)
+    assert sorted(gammas) == [0.0, 0.5, 1.0, 2.0, 5.0]
+
+
 @pytest.mark.parametrize("p_t", [np.array([0.0, 0.5]), np.array([0.5, 1.0]), np.array([[0.5]]), np.array([])])
 def test_figure_1_refuses_p_t_outside_the_open_interval(p_t):
     with pytest.raises(ValueError, match="p_t"):
@@ -117,8 +212,16 @@ def test_figure_1_refuses_p_t_outside_the_open_interval(p_t):
 
 @pytest.fixture(scope="module")
 def two_renderings(tmp_path_factory):
+    """The quick figures' PNGs made twice, and the Figures of the first making (``recording_figures``)."""
     a, b = tmp_path_factory.mktemp("a"), tmp_path_factory.mktemp("b")
-    return make_figures(a, only=QUICK), make_figures(b, only=QUICK)
+    with recording_figures() as drawn:
+        first = make_figures(a, only=QUICK)
+    return first, make_figures(b, only=QUICK), drawn
+
+
+@pytest.fixture(scope="module")
+def quick_drawn(two_renderings):
+    return two_renderings[2]
 
 
 def test_every_figure_is_registered_and_only_the_model_figures_need_a_model():
@@ -128,14 +231,15 @@ def test_every_figure_is_registered_and_only_the_model_figures_need_a_model():
 
 
 def test_make_figures_writes_every_quick_figure(two_renderings):
-    first, _ = two_renderings
+    first, _, drawn = two_renderings
     assert [p.name for p in first] == [n + ".png" for n in QUICK]
+    assert list(drawn) == QUICK  # each wrote one Figure, which the content tests below read back
     for p in first:
         assert p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 def test_figures_regenerate_byte_identical(two_renderings):
-    for p, q in zip(*two_renderings):
+    for p, q in zip(two_renderings[0], two_renderings[1]):
         assert p.read_bytes() == q.read_bytes(), p.name
 
 
@@ -547,9 +651,23 @@ def test_figure4_of_the_trained_model_shows_the_papers_finding(figure_model):
     assert area("negative") > 1.5 * area("positive")
 
 
-def test_committed_model_figures_match_a_fresh_rendering(figure_model, tmp_path):
-    for name in MODEL_FIGURES:
-        fresh = FIGURES[name](tmp_path, figure_model)
+@pytest.fixture(scope="module")
+def model_renderings(figure_model, tmp_path_factory):
+    """The model figures made once from the shipped model: their PNGs, and their Figures (``recording_figures``)."""
+    out = tmp_path_factory.mktemp("model_figures")
+    with recording_figures() as drawn:
+        paths = [FIGURES[name](out, figure_model) for name in MODEL_FIGURES]
+    assert list(drawn) == MODEL_FIGURES
+    return paths, drawn
+
+
+@pytest.fixture(scope="module")
+def model_drawn(model_renderings):
+    return model_renderings[1]
+
+
+def test_committed_model_figures_match_a_fresh_rendering(model_renderings):
+    for fresh in model_renderings[0]:
         assert fresh.read_bytes() == (COMMITTED / fresh.name).read_bytes(), (
             f"figures/{fresh.name} is out of date: run `numpy-retinanet figures`")
 
