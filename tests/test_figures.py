@@ -9,8 +9,10 @@ import re
 import sys
 from pathlib import Path
 
+import matplotlib.style
 import numpy as np
 import pytest
+from matplotlib.colors import to_rgba
 from matplotlib.patches import Rectangle
 
 from numpy_retinanet.data.batching import collate
@@ -62,6 +64,7 @@ from numpy_retinanet.teaching.figures import (
     softmax_with_background,
     train_figure_model,
 )
+from numpy_retinanet.teaching.figures.sigmoid_vs_softmax import EXAMPLES
 
 COMMITTED = Path(__file__).resolve().parent.parent / "figures"
 NAMES = ["focal_loss_vs_pt", "focal_loss_gradient"]
@@ -330,6 +333,128 @@ def test_matched_figure_draws_every_positive_and_ignored_anchor():
     assert drawn == {(a[0], a[1], a[2] - a[0], a[3] - a[1]) for a in shown.tolist()}
 
 
+def _closed_form_anchors(image_size=128, preset="default"):
+    """Every anchor of a square image written out from §4, not read from AnchorGenerator: level P_l has stride
+    2^l and ceil(image_size / 2^l) locations a side; location (i, j) is centred at ((j + 0.5) 2^l, (i + 0.5) 2^l)
+    and holds, per ratio r = h / w and scale s, an anchor of area (size_l s)^2: w = size_l s / sqrt(r),
+    h = size_l s sqrt(r). Ordered level, row, column, ratio, scale.
+
+    Returns (M, 4) float64 boxes and (M, 5) int: level index (0 for P3), row, column, ratio index, scale index.
+    """
+    cfg = PRESETS[preset]
+    boxes, where = [], []
+    for lvl, size in enumerate(cfg["anchor_sizes"]):
+        stride = 2 ** (lvl + 3)
+        n = -(-image_size // stride)
+        for i in range(n):
+            for j in range(n):
+                cx, cy = (j + 0.5) * stride, (i + 0.5) * stride
+                for ri, r in enumerate(cfg["aspect_ratios"]):
+                    for si, scale in enumerate(cfg["scales"]):
+                        w, h = size * scale / np.sqrt(r), size * scale * np.sqrt(r)
+                        boxes.append((cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2))
+                        where.append((lvl, i, j, ri, si))
+    return np.array(boxes), np.array(where)
+
+
+def _drawn_boxes(ax):
+    """The rectangles of ``ax`` as (n, 4) boxes (x1, y1, x2, y2), and the patches themselves."""
+    rects = [p for p in ax.patches if isinstance(p, Rectangle)]
+    return np.array([[r.get_x(), r.get_y(), r.get_x() + r.get_width(), r.get_y() + r.get_height()]
+                     for r in rects]).reshape(-1, 4), rects
+
+
+def _same_boxes(drawn, expected):
+    """For each drawn box, the row of ``expected`` it is (to 1e-9 px); every row of ``expected`` drawn once."""
+    assert len(drawn) == len(expected)
+    rows = [int(np.argmin(np.abs(expected - box).max(axis=1))) for box in drawn]
+    np.testing.assert_allclose(drawn, expected[rows], rtol=0, atol=1e-9)
+    assert sorted(rows) == list(range(len(expected)))
+    return rows
+
+
+def _iou(a, b):
+    """IoU of every box of ``a`` (n, 4) with every box of ``b`` (m, 4), written out: the tests' own."""
+    iw = np.clip(np.minimum(a[:, None, 2], b[None, :, 2]) - np.maximum(a[:, None, 0], b[None, :, 0]), 0, None)
+    ih = np.clip(np.minimum(a[:, None, 3], b[None, :, 3]) - np.maximum(a[:, None, 1], b[None, :, 1]), 0, None)
+    area_a, area_b = (a[:, 2] - a[:, 0]) * (a[:, 3] - a[:, 1]), (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
+    return iw * ih / (area_a[:, None] + area_b[None, :] - iw * ih)
+
+
+def _rules_of_section_4(iou):
+    """Each anchor's label read off its IoU with the boxes (anchors x boxes) by §4's rules: best IoU >= 0.5 takes
+    its best box (the lowest index on a tie), < 0.4 is background (-1), in between ignored (-2); then every anchor
+    that reaches a box's highest IoU (when above 0) is made positive, taking its own best box."""
+    if iou.shape[1] == 0:
+        return np.full(len(iou), -1)
+    best, top = iou.argmax(axis=1), iou.max(axis=1)
+    labels = np.where(top >= 0.5, best, np.where(top < 0.4, -1, -2))
+    for g in range(iou.shape[1]):
+        reach = (iou[:, g] == iou[:, g].max()) & (iou[:, g] > 0)
+        labels[reach] = best[reach]
+    return labels
+
+
+def test_the_anchors_figure_written_draws_each_levels_middle_anchors_and_every_centre(quick_drawn):
+    fig = quick_drawn["anchors_per_level"]
+    boxes, where = _closed_form_anchors()
+    legend = {h.get_label(): h for h in fig.legends[0].legend_handles}
+    sizes, scales = PRESETS["default"]["anchor_sizes"], PRESETS["default"]["scales"]
+    for lvl, ax in enumerate(fig.axes):
+        mine = where[:, 0] == lvl
+        n = where[mine, 1].max() + 1
+        middle = mine & (where[:, 1] == (n - 1) // 2) & (where[:, 2] == (n - 1) // 2)
+        drawn, rects = _drawn_boxes(ax)
+        _same_boxes(drawn, boxes[middle])
+        for box, rect in zip(drawn, rects):  # the legend tells each anchor's ratio by colour, its scale by width
+            w, h = box[2:] - box[:2]
+            ratio = {0.5: "1:2", 1.0: "1:1", 2.0: "2:1"}[min((0.5, 1.0, 2.0), key=lambda r: abs(h / w - r))]
+            assert rect.get_edgecolor() == to_rgba(legend[f"ratio h:w = {ratio}"].get_color())
+            scale = min(scales, key=lambda s: abs(np.sqrt(w * h) / sizes[lvl] - s))
+            assert rect.get_linewidth() == legend[f"scale {scale:.3g}"].get_linewidth()
+        (dots,) = [line for line in ax.get_lines() if line.get_marker() == "o"]
+        first = boxes[mine & (where[:, 3] == 0) & (where[:, 4] == 0)]  # one anchor per location
+        centres = (first[:, :2] + first[:, 2:]) / 2
+        np.testing.assert_allclose(np.stack([dots.get_xdata(), dots.get_ydata()], 1), centres, rtol=0, atol=1e-9)
+        assert len(centres) == n * n and ax.get_title().startswith(f"P{lvl + 3}: stride {2 ** (lvl + 3)}, {n}x{n}")
+
+
+def test_the_matched_anchors_figure_written_draws_the_labels_of_section_4(quick_drawn):
+    fig = quick_drawn["matched_anchors"]
+    picture_ax, bars = fig.axes
+    _, target, names = figure_image()
+    gt = target["boxes"].astype(np.float64)
+    anchors, where = _closed_form_anchors()
+    iou = _iou(anchors, gt)
+    labels = _rules_of_section_4(iou)
+    drawn, rects = _drawn_boxes(picture_ax)
+    is_gt = np.array([r.get_edgecolor() == to_rgba("black") and r.get_linewidth() == 2.6 for r in rects])
+    _same_boxes(drawn[is_gt], gt)
+    shown = np.flatnonzero(labels != -1)  # positive and ignored anchors; background is not drawn
+    rows = _same_boxes(drawn[~is_gt], anchors[shown])
+    with matplotlib.style.context("default"):  # the figures' style: C0, C1, ... its colour cycle
+        box_colour = [to_rgba(f"C{g}") for g in range(len(gt))]
+    for a, rect in zip(shown[rows], np.array(rects, dtype=object)[~is_gt]):
+        if labels[a] == -2:  # ignored: dashed grey
+            assert rect.get_linestyle() == "--" and 0.4 <= iou[a].max() < 0.5
+        else:  # positive: the colour of its box; dotted when only the low-quality rule made it positive
+            assert rect.get_edgecolor() == box_colour[labels[a]]
+            assert rect.get_linestyle() == (":" if iou[a].max() < 0.5 else "-")
+    # the bars: anchors per level and kind, and the totals in the legend and the title
+    counts = {kind: [int(np.sum((where[:, 0] == lvl) & test)) for lvl in range(5)]
+              for kind, test in (("positive", labels >= 0), ("ignored", labels == -2), ("background", labels == -1))}
+    for container, (kind, per_level) in zip(bars.containers, counts.items()):
+        heights = [r.get_height() for r in container]
+        np.testing.assert_array_equal(heights, [n if n else np.nan for n in per_level])
+        assert container.get_label() == f"{kind}: {sum(per_level)}"
+    assert (f"{sum(counts['positive'])} positive, {sum(counts['ignored'])} ignored, "
+            f"{sum(counts['background'])} background") in fig._suptitle.get_text()
+    for g, label in enumerate(target["labels"]):
+        n = int(np.sum(labels == g))
+        assert any(t.get_text().startswith(f"box {g}: {names[label]}: {n} positive anchor")
+                   for t in picture_ax.get_legend().get_texts())
+
+
 # ----------------------------------------------------------------------------------------
 # Receptive fields: each level's stride and window, against a brute-force dependency count
 # ----------------------------------------------------------------------------------------
@@ -380,19 +505,27 @@ def _pyramid_reads(model, length, top_down=True):
     return [_forward_reads(fpn.output3, m3), _forward_reads(fpn.output4, m4), p5, p6, _forward_reads(fpn.p7, p6)]
 
 
+def _brute_force_fields(model, top_down):
+    """P3..P7's (stride, receptive field) from the dependency count: the spacing of two neighbouring windows
+    and the largest window over 32 middle locations (as LOCATIONS), none of which touches the border."""
+    length = 128 * 40  # P7 gets 40 locations: 32 in the middle whose windows (< 5 x 128 px) miss the border
+    fields = []
+    for reads in _pyramid_reads(model, length, top_down):
+        middle = range(len(reads) // 2 - 16, len(reads) // 2 + 16)
+        spans = [np.flatnonzero(reads[i]) for i in middle]
+        assert all(0 < sp[0] and sp[-1] < length - 1 for sp in spans)  # no window touches the border
+        fields.append((spans[1][0] - spans[0][0], max(sp[-1] - sp[0] + 1 for sp in spans)))
+    return fields
+
+
 @pytest.mark.parametrize("preset", ["default", "tiny"])
 def test_receptive_fields_match_a_brute_force_dependency_count(preset):
     model = RetinaNet(3, preset=preset)
-    length = 128 * 40  # P7 gets 40 locations: 32 in the middle whose windows (< 4 x 128 px) miss the border
     for top_down in (True, False):
-        for lvl, reads in enumerate(_pyramid_reads(model, length, top_down)):
-            middle = range(len(reads) // 2 - 16, len(reads) // 2 + 16)  # 32 locations, as LOCATIONS
-            spans = [np.flatnonzero(reads[i]) for i in middle]
-            assert all(0 < sp[0] and sp[-1] < length - 1 for sp in spans)  # no window touches the border
-            stride, rf = receptive_field(model, lvl + 3, top_down=top_down)
-            assert rf == max(sp[-1] - sp[0] + 1 for sp in spans), (preset, top_down, lvl)
+        for lvl, (stride, rf) in enumerate(_brute_force_fields(model, top_down)):
+            assert receptive_field(model, lvl + 3, top_down=top_down)[1] == rf, (preset, top_down, lvl)
             if not top_down:
-                assert stride == spans[1][0] - spans[0][0] == STRIDES[lvl]
+                assert receptive_field(model, lvl + 3, top_down=False)[0] == stride == STRIDES[lvl]
 
 
 def test_bottom_up_receptive_fields_follow_the_recurrence():
@@ -462,6 +595,38 @@ def test_receptive_field_figure_draws_exactly_its_data():
         np.testing.assert_array_equal(dots, np.concatenate([lv["objects"] for lv in data["levels"]]))
 
 
+def test_the_receptive_field_figure_written_draws_the_counted_fields_anchors_and_shapes(quick_drawn):
+    fig = quick_drawn["receptive_field"]
+    train = build_dataset(DataConfig(image_size=128), "train", num_images=200)  # the left panel's shapes
+    sides = [np.sqrt((b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])) for b in (t["boxes"].astype(np.float64) for _, t in train)]
+    for ax, preset, size in zip(fig.axes, ("default", "paper"), (128, 800)):
+        lines = ax.get_lines()
+        counted = {top_down: _brute_force_fields(RetinaNet(3, preset=preset), top_down) for top_down in (True, False)}
+        filled = [line for line in lines if line.get_marker() == "v" and line.get_color() != "white"]
+        hollow = [line for line in lines if line.get_marker() == "v" and line.get_color() == "white"]
+        ticks = [line for line in lines if line.get_marker() == "_"]
+        assert len(filled) == len(hollow) == len(ticks) == 1
+        np.testing.assert_array_equal(filled[0].get_ydata(), [rf for _, rf in counted[True]])
+        np.testing.assert_array_equal(hollow[0].get_ydata(), [rf for _, rf in counted[False]])
+        np.testing.assert_array_equal(ticks[0].get_ydata(), [stride for stride, _ in counted[False]])
+        np.testing.assert_array_equal(ticks[0].get_ydata(), [2 ** l for l in range(3, 8)])  # stride 2^l on P_l
+        # the anchor bars: sides size * scale / sqrt(r) .. size * scale * sqrt(r), r = h / w in {1/2, 1, 2}
+        bars = [line for line in lines if line.get_linewidth() == 9]
+        scales = PRESETS[preset]["scales"]
+        expected = [(a * min(scales) / np.sqrt(2), a * max(scales) * np.sqrt(2)) for a in PRESETS[preset]["anchor_sizes"]]
+        np.testing.assert_allclose([line.get_ydata() for line in bars], expected, rtol=1e-12)
+        assert [line.get_ydata()[0] for line in lines if line.get_linestyle() == "--"] == [size]  # the image's side
+        dots = [line for line in lines if line.get_marker() == "o"]
+        if preset == "paper":
+            assert dots == []
+            continue
+        # every shape of the 200 training images is one dot, in the column whose label counts it
+        np.testing.assert_allclose(np.sort(np.concatenate([d.get_ydata() for d in dots])), np.sort(np.concatenate(sides)))
+        per_level = [sum(int(np.sum(np.round(d.get_xdata()) == lvl)) for d in dots) for lvl in range(5)]
+        labels = [t.get_text() for t in ax.get_xticklabels()]
+        assert labels == [f"P{lvl + 3}\n{n} shapes" for lvl, n in enumerate(per_level)]
+
+
 def test_receptive_field_refuses_a_level_outside_the_pyramid():
     with pytest.raises(ValueError, match="level must be one of 3..7"):
         receptive_field(RetinaNet(3, preset="tiny"), 2)
@@ -504,6 +669,19 @@ def test_sigmoid_vs_softmax_figure_draws_exactly_its_data():
         np.testing.assert_array_equal(heights, probs.T.ravel())
         sums = [t.get_text() for t in ax.texts if t.get_text().startswith("sum")]
         assert sums == [f"sum {s:.2f}" for s in probs.sum(axis=1)]
+
+
+def test_the_sigmoid_vs_softmax_figure_written_draws_the_closed_forms_of_its_logits(quick_drawn):
+    left, right = quick_drawn["sigmoid_vs_softmax"].axes
+    x = np.array([logits for _, logits in EXAMPLES])
+    sig = 1 / (1 + np.exp(-x))
+    soft = np.concatenate([np.exp(x), np.ones((len(x), 1))], axis=1) / (1 + np.exp(x).sum(axis=1, keepdims=True))
+    for ax, probs in ((left, sig), (right, soft)):
+        np.testing.assert_allclose([bar.get_height() for bar in ax.patches], probs.T.ravel(), rtol=1e-12)
+        values = [t.get_text() for t in ax.texts if not t.get_text().startswith("sum")]
+        assert values == [f"{p:.2f}" for p in probs.T.ravel()]
+        assert [t.get_text() for t in ax.texts if t.get_text().startswith("sum")] == [f"sum {v:.2f}" for v in probs.sum(1)]
+    assert [t.get_text().split("\n")[0] for t in left.get_xticklabels()] == [label for label, _ in EXAMPLES]
 
 
 # ----------------------------------------------------------------------------------------
