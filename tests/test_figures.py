@@ -5,6 +5,7 @@ figures' own training run takes minutes and is marked slow.
 """
 
 import contextlib
+import json
 import re
 import sys
 from pathlib import Path
@@ -25,7 +26,7 @@ from numpy_retinanet.engine.checkpoint import SHIPPED_MODEL, save_checkpoint
 from numpy_retinanet.engine.inference import predict_dataset
 from numpy_retinanet.evaluation import visualize
 from numpy_retinanet.evaluation.coco import evaluate_detections
-from numpy_retinanet.evaluation.visualize import save_figure
+from numpy_retinanet.evaluation.visualize import DRAW_SCORE_THRESHOLD, PALETTE, draw_detections, save_figure
 from numpy_retinanet.model.backbone import BasicBlock
 from numpy_retinanet.model.heads import prior_bias
 from numpy_retinanet.model.presets import PRESETS, STRIDES
@@ -848,6 +849,99 @@ def test_committed_model_figures_match_a_fresh_rendering(model_renderings):
     for fresh in model_renderings[0]:
         assert fresh.read_bytes() == (COMMITTED / fresh.name).read_bytes(), (
             f"figures/{fresh.name} is out of date: run `numpy-retinanet figures`")
+
+
+def _outline(box, scale, shape):
+    """The middle line of a box's outline as ``draw_detections`` draws it (``scale`` px wide, inside the box
+    magnified ``scale`` times; the middle line on either rounding of a corner), corners left out: a bool mask."""
+    x1, y1, x2, y2 = (int(np.floor(v * scale)) for v in box)
+    top, bottom, left, right = y1 + 1, y2 - 2, x1 + 1, x2 - 2
+    mask = np.zeros(shape, dtype=bool)
+    mask[[top, bottom], left + scale:right - scale + 1] = True
+    mask[top + scale:bottom - scale + 1, [left, right]] = True
+    return mask
+
+
+def _label_band(box, scale, shape):
+    """Where ``draw_detections`` may write a box's label (at most 14 px high, from 11 px above the box's top):
+    above the box and to its right, down to 2 px into the box's top edge; for a box near the top of the picture,
+    at the top of the picture."""
+    x1, y1 = (int(np.floor(v * scale)) for v in box[:2])
+    mask = np.zeros(shape, dtype=bool)
+    mask[max(y1 - 14, 0):max(y1, 14) + 3, x1:] = True
+    return mask
+
+
+def _footprint(box, scale, shape):
+    """Every pixel ``draw_detections`` may paint for a box: its outline (1 px of slack each side) and its label."""
+    x1, y1, x2, y2 = (int(np.floor(v * scale)) for v in box)
+    mask = np.zeros(shape, dtype=bool)
+    mask[max(y1 - 1, 0):y2 + 2, max(x1 - 1, 0):x2 + 2] = True
+    mask[y1 + scale + 2:y2 - scale - 1, x1 + scale + 2:x2 - scale - 1] = False
+    return mask | _label_band(box, scale, shape)
+
+
+def test_the_detections_figure_written_draws_the_detections_the_model_returns(model_drawn, figure_model):
+    fig = model_drawn["detections"]
+    held_out = figure_model.held_out(num_images=8)  # the figure's 8 pictures (image i depends on (seed, i) only)
+    detections, _ = predict_dataset(figure_model.model, held_out)  # the package's inference, run again here
+    panels = [ax for ax in fig.axes if ax.images]
+    assert len(panels) == len(detections) == 8 and len(fig.axes) == 8
+    for k, (ax, dets) in enumerate(zip(panels, detections)):
+        picture, target = held_out.raw(k)
+        shown = np.asarray(ax.images[0].get_array())
+        assert shown.shape == (3 * 128, 3 * 128, 3)
+        # exactly the drawing of these detections: boxes, class names and scores >= 0.3
+        np.testing.assert_array_equal(shown, np.asarray(draw_detections(picture, dets, held_out.class_names, scale=3)))
+        # and, read from the pixels alone: each detection scored >= 0.3 shows its class's colour wherever its
+        # outline is in view, not under its own label or a higher-scored detection (drawn later, on top); one
+        # anchor's box detected in two classes is one box, the higher class on top
+        drawn = np.flatnonzero(dets["scores"] >= DRAW_SCORE_THRESHOLD)
+        assert len(drawn) >= 1 and np.all(np.diff(dets["scores"]) <= 0)
+        checked = 0
+        for n, i in enumerate(drawn):
+            covered = np.any([_footprint(dets["boxes"][j], 3, shown.shape[:2]) for j in drawn[:n]], axis=0)
+            visible = _outline(dets["boxes"][i], 3, shown.shape[:2]) & ~covered & ~_label_band(dets["boxes"][i], 3,
+                                                                                              shown.shape[:2])
+            if visible.sum() >= 20:
+                share = np.mean(np.all(shown[visible] == PALETTE[dets["labels"][i]], axis=1))
+                assert share > 0.9, (k, i, share)
+                checked += 1
+        assert checked >= 1
+        # nothing drawn where no detection is: outside the footprints of the drawn boxes the picture is the
+        # image magnified 3 times
+        untouched = ~np.any([_footprint(dets["boxes"][i], 3, shown.shape[:2]) for i in drawn], axis=0)
+        magnified = picture.repeat(3, axis=0).repeat(3, axis=1)
+        np.testing.assert_array_equal(shown[untouched], magnified[untouched])
+        # the ground truth, dashed white, in the magnified picture's pixels
+        gt_drawn, rects = _drawn_boxes(ax)
+        _same_boxes(gt_drawn, target["boxes"].astype(np.float64) * 3)
+        assert all(r.get_linestyle() == "--" and r.get_edgecolor() == to_rgba("white") for r in rects)
+
+
+def test_the_training_curve_written_draws_the_loss_history_saved_with_the_shipped_model(model_drawn):
+    ax = model_drawn["training_curve"].axes[0]
+    with np.load(SHIPPED_MODEL, allow_pickle=False) as z:  # read here with NumPy, not with the package's loader
+        meta = json.loads(str(z["meta"]))
+    history = meta["extra"]["history"]
+    steps = np.asarray(history["step"], dtype=np.float64)
+    assert len(steps) == meta["step"] == 4000 and steps[0] == 1 and np.all(np.diff(steps) == 1)
+    lines = ax.get_lines()
+    assert len(lines) == 6  # per loss part, the raw curve and its moving average
+    for (raw, smooth), key, label in zip(zip(lines[::2], lines[1::2]), ("total", "classification", "box_regression"),
+                                         ("total", "focal loss", "smooth L1")):
+        values = np.asarray(history[key], dtype=np.float64)
+        np.testing.assert_array_equal(raw.get_xdata(), steps)
+        np.testing.assert_array_equal(raw.get_ydata(), values)
+        k = len(values) // 50  # the mean of each k consecutive losses: 2% of the run
+        cum = np.concatenate([[0.0], np.cumsum(values)])
+        np.testing.assert_allclose(smooth.get_ydata(), (cum[k:] - cum[:-k]) / k, rtol=1e-9)
+        np.testing.assert_array_equal(smooth.get_xdata(), steps[k - 1:])
+        assert smooth.get_label() == label and smooth.get_color() == raw.get_color()
+    np.testing.assert_allclose(np.asarray(history["total"]),
+                               np.asarray(history["classification"]) + np.asarray(history["box_regression"]),
+                               rtol=1e-5)
+    assert ax.get_yscale() == "log" and "(the shipped model)" in ax.get_title()
 
 
 # ----------------------------------------------------------------------------------------
