@@ -52,7 +52,6 @@ from numpy_retinanet.teaching.figures import (
     plot_focal_loss_vs_pt,
     plot_loss_cdf,
     plot_matched_anchors,
-    plot_nms,
     plot_precision_recall,
     plot_receptive_field,
     plot_sigmoid_vs_softmax,
@@ -812,24 +811,6 @@ def test_the_model_figures_are_drawn_from_the_shipped_model(figure_model):
     assert figure_model.caption() == "RetinaNet 'default' preset, 4000 steps x 8 images, seed 0 (the shipped model)"
 
 
-def test_figure4_of_the_trained_model_shows_the_papers_finding(figure_model):
-    curves = loss_cdf_curves(figure_model.model, figure_model.held_out())
-    q = curves["fraction"]
-
-    def hardest(kind, gamma, top):
-        return 1 - curves[kind][gamma][np.searchsorted(q, 1 - top)]
-
-    def area(kind):
-        return np.trapezoid(curves[kind][0.0] - curves[kind][2.0], q)
-
-    # §5.1 (PAPER.md): for the positives the hardest ~20% carry about half the loss; at gamma 2 nearly all
-    # of the negatives' loss comes from a tiny fraction of them; gamma moves the negatives more
-    assert 0.45 < hardest("positive", 0.0, 0.2) < 0.6
-    assert hardest("negative", 0.0, 0.01) < 0.2 and hardest("negative", 2.0, 0.01) > 0.9
-    assert hardest("positive", 2.0, 0.01) < 0.15
-    assert area("negative") > 1.5 * area("positive")
-
-
 @pytest.fixture(scope="module")
 def model_renderings(figure_model, tmp_path_factory):
     """The model figures made once from the shipped model: their PNGs, and their Figures (``recording_figures``)."""
@@ -843,6 +824,39 @@ def model_renderings(figure_model, tmp_path_factory):
 @pytest.fixture(scope="module")
 def model_drawn(model_renderings):
     return model_renderings[1]
+
+
+def test_figure4_written_shows_the_papers_finding_on_the_samples_of_section_4(model_drawn, figure_model):
+    fig = model_drawn["figure4_loss_cdf"]
+    curves, q = {}, None
+    for ax, kind in zip(fig.axes, ("positive", "negative")):
+        lines = {line.get_label(): line for line in ax.get_lines()}
+        q = np.asarray(lines[r"$\gamma = 0$"].get_xdata())
+        curves[kind] = {g: np.asarray(lines[rf"$\gamma = {g:g}$"].get_ydata()) for g in FIGURE4_GAMMAS}
+        assert q[0] == 0 and q[-1] == 1 and np.all(np.diff(q) > 0) and len(lines) == len(FIGURE4_GAMMAS) + 1
+        for g, c in curves[kind].items():  # cumulative shares of a loss sorted lowest first
+            assert c[0] == 0 and c[-1] == 1 and np.all(np.diff(c) >= 0) and np.all(c <= q + 1e-12), (kind, g)
+
+    def hardest(kind, gamma, top):
+        return 1 - curves[kind][gamma][np.searchsorted(q, 1 - top)]
+
+    def area(kind):
+        return np.trapezoid(curves[kind][0.0] - curves[kind][2.0], q)
+
+    # §5.1 (PAPER.md): for the positives the hardest ~20% carry about half the loss; at gamma 2 nearly all
+    # of the negatives' loss comes from a tiny fraction of them; gamma moves the negatives more
+    assert 0.45 < hardest("positive", 0.0, 0.2) < 0.6
+    assert hardest("negative", 0.0, 0.01) < 0.2 and hardest("negative", 2.0, 0.01) > 0.9
+    assert hardest("positive", 2.0, 0.01) < 0.15
+    assert area("negative") > 1.5 * area("positive")
+    # the samples: on the 200 held-out images, one per positive anchor (its box's class) and K = 3 per
+    # background anchor, by §4's rules on the tests' own anchors and IoU; the model's anchors are float32, the
+    # nearest float32 to each corner (in float64, one anchor of image 154 has IoU 0.5 exactly, in float32 less)
+    anchors = _closed_form_anchors()[0].astype(np.float32).astype(np.float64)
+    labels = np.concatenate([_rules_of_section_4(_iou(anchors, target["boxes"].astype(np.float64)))
+                             for _, target in figure_model.held_out()])
+    assert [ax.get_title() for ax in fig.axes] == [f"positive samples ({np.sum(labels >= 0):,})",
+                                                    f"negative samples ({3 * np.sum(labels == -1):,})"]
 
 
 def test_committed_model_figures_match_a_fresh_rendering(model_renderings):
@@ -995,7 +1009,7 @@ def _greedy_nms(boxes, scores, threshold):
     return keep
 
 
-def test_nms_data_is_the_raw_candidates_and_their_per_class_nms(figure_model):
+def test_nms_data_is_the_raw_candidates_and_their_per_class_nms_as_the_written_figure_draws(figure_model, model_drawn):
     model = figure_model.model
     held_out = figure_model.held_out(num_images=20)
     data = nms_data(model, held_out, 19)
@@ -1014,16 +1028,24 @@ def test_nms_data_is_the_raw_candidates_and_their_per_class_nms(figure_model):
     kept = sorted(kept, key=lambda i: -before["scores"][i])[:100]
     np.testing.assert_array_equal(after["boxes"], before["boxes"][kept])
     np.testing.assert_array_equal(after["labels"], before["labels"][kept])
-    fig = plot_nms(data, held_out.class_names, "title")
-    n_gt = len(data["target"]["boxes"])
-    for ax, dets in zip(fig.axes, (before, after)):
-        rects = [r for r in ax.patches if isinstance(r, Rectangle)][n_gt:]
-        drawn = sorted((r.get_x(), r.get_y(), r.get_x() + r.get_width(), r.get_y() + r.get_height()) for r in rects)
-        assert drawn == sorted(map(tuple, dets["boxes"][dets["scores"] >= 0.3].tolist()))
+    fig = model_drawn["nms_before_after"]  # the figure written from the same image
+    names, gt = held_out.class_names, data["target"]["boxes"].astype(np.float64)
+    for ax, dets, when in zip(fig.axes, (before, after), ("before", "after")):
+        boxes, rects = _drawn_boxes(ax)
+        np.testing.assert_array_equal(boxes[:len(gt)], gt)  # the ground truth first, dashed white
+        assert all(r.get_linestyle() == "--" and r.get_edgecolor() == to_rgba("white") for r in rects[:len(gt)])
+        shown = np.flatnonzero(dets["scores"] >= DRAW_SCORE_THRESHOLD)[::-1]  # lowest first, the best on top
+        np.testing.assert_allclose(boxes[len(gt):], dets["boxes"][shown], rtol=0, atol=1e-9)
+        for rect, label in zip(rects[len(gt):], dets["labels"][shown]):  # each in its class's colour
+            assert rect.get_edgecolor()[:3] == tuple(c / 255 for c in PALETTE[label])
+        assert ax.get_title().startswith(f"{when} NMS") and f"{len(shown)} boxes" in ax.get_title()
+        if when == "after":  # named: class and score above each box
+            assert [t.get_text() for t in ax.texts] == [f"{names[dets['labels'][i]]} {dets['scores'][i]:.2f}"
+                                                        for i in shown]
     assert np.sum(before["scores"] >= 0.3) > 5 * np.sum(after["scores"] >= 0.3)  # NMS removed most boxes
 
 
-def test_precision_recall_of_the_shipped_model_is_cocos_ap(figure_model):
+def test_precision_recall_of_the_shipped_model_is_cocos_ap_as_the_written_figure_draws(figure_model, model_drawn):
     held_out = figure_model.held_out(num_images=50)
     detections, ground_truths = predict_dataset(figure_model.model, held_out)
     data = precision_recall_data(detections, ground_truths, 2, 0.75)
@@ -1032,3 +1054,19 @@ def test_precision_recall_of_the_shipped_model_is_cocos_ap(figure_model):
     np.testing.assert_array_equal(data["samples"], coco["precision"][0, :, 2])
     # the envelope differs from the raw curve: some false positive outranks a true one
     assert np.any(data["envelope"] > data["precision"]) and 0.3 < data["ap"] < 0.95
+    # the written figure (the same 50 images, triangles at IoU 0.75), re-derived from its own points
+    fig = model_drawn["precision_recall"]
+    raw, envelope, samples = fig.axes[0].get_lines()
+    recall, precision = np.asarray(raw.get_xdata()), np.asarray(raw.get_ydata())
+    tp = np.round(precision * np.arange(1, len(precision) + 1))  # after n detections precision is TP / n ...
+    np.testing.assert_allclose(precision * np.arange(1, len(precision) + 1), tp, rtol=0, atol=1e-9)
+    np.testing.assert_allclose(recall * data["num_gt"], tp, rtol=0, atol=1e-9)  # ... and recall TP / objects
+    assert set(np.diff(np.concatenate([[0], tp]))) <= {0.0, 1.0}  # each detection adds one TP or none
+    np.testing.assert_array_equal(envelope.get_ydata(), [precision[i:].max() for i in range(len(precision))])
+    # COCO's 101 points: at recall t, the envelope at the first detection whose recall reaches t; 0 past the last
+    thresholds = np.linspace(0.0, 1.0, 101)
+    expected = [envelope.get_ydata()[np.argmax(recall >= t)] if np.any(recall >= t) else 0.0 for t in thresholds]
+    np.testing.assert_array_equal(samples.get_xdata(), thresholds)
+    np.testing.assert_array_equal(samples.get_ydata(), expected)
+    np.testing.assert_array_equal(samples.get_ydata(), coco["precision"][0, :, 2])
+    assert f"AP = mean of the 101 samples = {np.mean(expected):.3f}" in fig._suptitle.get_text()
