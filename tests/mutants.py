@@ -1,11 +1,12 @@
 """A mutation check of the tests: plant one known bug at a time and show that the tests fail on each.
 
-    python tests/mutants.py               # the core test files (CORE_TESTS) against each mutant, about a minute
+    python tests/mutants.py               # each mutant against its test files (CORE_TESTS, FIGURE_TESTS), minutes
     python tests/mutants.py --full        # the whole default suite against each mutant (much longer)
     python tests/mutants.py --only nms_suppresses_ties matcher_bg_boundary
 
 A mutant is one exact text replacement in one file of ``numpy_retinanet/``: a threshold off by one, a
-dropped alpha_t, an assignment where a sum belongs, a transposed axis, NMS suppressing ties. Its text
+dropped alpha_t, an assignment where a sum belongs, a transposed axis, NMS suppressing ties, a figure
+that draws something plausible and wrong. Its text
 must occur exactly once in the current source; if the line moved or changed, the script stops and names
 the mutant, so the list is kept in step with the code (tests/test_mutants.py checks this in every test
 run).
@@ -18,9 +19,10 @@ one second could otherwise be read back from a stale ``.pyc``). First the unmuta
 same tests, so that every failure is the mutant's. Hypothesis runs derandomized (``CI=true``: the
 ``ci`` profile of tests/conftest.py), so a table is reproducible.
 
-Why the core files by default: a mutant caught by some of the tests is caught by the suite, so a
-subset can only under-report catches, never invent one; the files of CORE_TESTS are the unit tests of
-the layers the mutants live in (nn, detection, model) and take seconds, the whole suite minutes.
+Why some files by default: a mutant caught by some of the tests is caught by the suite, so a subset can
+only under-report catches, never invent one. The core mutants run against CORE_TESTS, the unit tests of
+the layers they live in (nn, detection, model; seconds); the figure mutants against the figures' tests
+(about a minute each); the whole suite takes many minutes per mutant.
 
 Prints a table (mutant, file:line, the change, caught, the first tests that failed) and exits 1 when
 any mutant survives or the baseline fails.
@@ -39,10 +41,12 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 
-#: The unit tests of the layers the mutants live in (see the module docstring for why a subset).
+#: The unit tests of the layers the core mutants live in (see the module docstring for why a subset).
 CORE_TESTS = ("tests/test_anchors.py", "tests/test_boxes.py", "tests/test_matcher.py", "tests/test_losses.py",
               "tests/test_criterion.py", "tests/test_functional.py", "tests/test_modules.py",
               "tests/test_model.py", "tests/test_postprocess.py")
+#: The figures' tests: the figure mutants show that they check what is drawn, not only that it is drawn.
+FIGURE_TESTS = ("tests/test_figures.py",)
 #: Failed tests named in the table per mutant.
 SHOWN = 3
 
@@ -56,6 +60,7 @@ class Mutant:
     old: str
     new: str
     what: str  # the change, in words, for the table
+    tests: tuple = CORE_TESTS  # the test files run against it (without --full)
 
 
 MUTANTS = (
@@ -89,6 +94,23 @@ MUTANTS = (
     Mutant("nms_suppresses_ties", "numpy_retinanet/detection/boxes.py",
            "boxes[rest])[0] <= iou_threshold]", "boxes[rest])[0] < iou_threshold]",
            "NMS also drops a box whose IoU equals the threshold (`>` -> `>=`)"),
+    # the figures: each draws something plausible, and wrong
+    Mutant("figure_gradient_ignores_target", "numpy_retinanet/teaching/figures/focal_loss.py",
+           "y = np.full_like(x, float(target))", "y = np.full_like(x, 1.0)",
+           "gradient curves of a negative computed as a positive's", FIGURE_TESTS),
+    Mutant("figure_anchor_colour_by_scale", "numpy_retinanet/teaching/figures/anchors.py",
+           "r, c = divmod(k, len(gen.scales))", "c, r = divmod(k, len(gen.scales))",
+           "anchors coloured by scale, not by the ratio the legend names", FIGURE_TESTS),
+    Mutant("figure_low_quality_style_swapped", "numpy_retinanet/teaching/figures/anchors.py",
+           'linestyle=":" if data["low_quality"][a] else "-"', 'linestyle="-" if data["low_quality"][a] else ":"',
+           "matched anchors: low-quality positives solid, the others dotted", FIGURE_TESTS),
+    Mutant("figure_detections_of_another_image", "numpy_retinanet/teaching/figures/detections.py",
+           "for i, d in zip(indices, dets)]", "for i, d in zip(indices, dets[::-1])]",
+           "each panel shows the detections of another image", FIGURE_TESTS),
+    Mutant("figure_training_curve_labels_swapped", "numpy_retinanet/evaluation/visualize.py",
+           '("classification", "focal loss"), ("box_regression", "smooth L1")',
+           '("classification", "smooth L1"), ("box_regression", "focal loss")',
+           "training curve: focal loss and smooth L1 labelled the other way round", FIGURE_TESTS),
 )
 
 
@@ -186,17 +208,19 @@ def main(argv=None):
     mutants = [known[n] for n in args.only] if args.only else list(MUTANTS)
     for m in mutants:  # every patch must apply before anything runs
         locate(m, (ROOT / m.path).read_text())
-    tests = [] if args.full else list(CORE_TESTS)  # no files: the default suite (pyproject's testpaths)
-    print(f"tests: {'the default suite' if args.full else ' '.join(tests)}", flush=True)
+    # no files: the default suite (pyproject's testpaths); otherwise each mutant's files, all in the baseline
+    files = {m.name: [] if args.full else list(m.tests) for m in mutants}
+    baseline = sorted({f for names in files.values() for f in names})
+    print(f"tests: {' '.join(baseline) if baseline else 'the default suite'}", flush=True)
     with tempfile.TemporaryDirectory(prefix="mutant-baseline-") as tmp:
-        code, failed, tail = run_tests(scratch_copy(Path(tmp)), tests, args.timeout)
+        code, failed, tail = run_tests(scratch_copy(Path(tmp)), baseline, args.timeout)
     if code != 0:
         print(f"the unmutated copy fails its tests ({', '.join(failed[:SHOWN]) or tail}); fix that first")
         return 1
     print("baseline: the unmutated copy passes", flush=True)
     rows = []
     for m in mutants:
-        rows.append(check_mutant(m, tests, args.timeout))
+        rows.append(check_mutant(m, files[m.name], args.timeout))
         print(f"  {m.name}: {'caught' if rows[-1]['caught'] else 'SURVIVED'}", flush=True)
     print(table(rows))
     survivors = [r["mutant"] for r in rows if not r["caught"]]
