@@ -73,6 +73,12 @@ QUICK = [n for n, make in FIGURES.items() if not make.needs_model]
 MODEL_FIGURES = ["detections", "training_curve", "figure4_loss_cdf", "nms_before_after", "precision_recall"]
 
 
+def _same_bytes(a, b):
+    """Whether two files hold the same bytes: a bool, so that a failing assert does not make pytest diff two
+    PNGs byte by byte (minutes)."""
+    return Path(a).read_bytes() == Path(b).read_bytes()
+
+
 @contextlib.contextmanager
 def recording_figures():
     """Yields a dict that collects every matplotlib Figure a registered figure saves, by the file's stem.
@@ -243,7 +249,7 @@ def test_make_figures_writes_every_quick_figure(two_renderings):
 
 def test_figures_regenerate_byte_identical(two_renderings):
     for p, q in zip(two_renderings[0], two_renderings[1]):
-        assert p.read_bytes() == q.read_bytes(), p.name
+        assert _same_bytes(p, q), p.name
 
 
 @pytest.mark.parametrize("name", QUICK)
@@ -251,7 +257,7 @@ def test_committed_figures_match_a_fresh_rendering(two_renderings, name):
     fresh = {p.name: p for p in two_renderings[0]}[name + ".png"]
     committed = COMMITTED / (name + ".png")
     assert committed.exists(), f"{committed} is missing: run `numpy-retinanet figures`"
-    assert fresh.read_bytes() == committed.read_bytes(), (
+    assert _same_bytes(fresh, committed), (
         f"{committed} is out of date (or was made with another matplotlib): run `numpy-retinanet figures`"
     )
 
@@ -861,7 +867,7 @@ def test_figure4_written_shows_the_papers_finding_on_the_samples_of_section_4(mo
 
 def test_committed_model_figures_match_a_fresh_rendering(model_renderings):
     for fresh in model_renderings[0]:
-        assert fresh.read_bytes() == (COMMITTED / fresh.name).read_bytes(), (
+        assert _same_bytes(fresh, COMMITTED / fresh.name), (
             f"figures/{fresh.name} is out of date: run `numpy-retinanet figures`")
 
 
