@@ -1,7 +1,11 @@
-"""Tests of teaching/figures/: the plotted data is the paper's formula, and the PNGs regenerate byte for byte.
+"""Tests of teaching/figures/: the plotted data is the paper's formula, each written figure draws what the
+tests compute again on their own, and the PNGs regenerate byte for byte.
 
-Figures that need a trained model are tested on a tiny model here; regenerating them from the
-figures' own training run takes minutes and is marked slow.
+The content checks read the artists (lines, patches, texts, images) back from the very Figure each
+registered figure writes (``recording_figures``) and compare them with data derived independently: the
+paper's formulas, anchors and matching written out from §4, a brute-force dependency count, the
+package's inference run again, the loss history read from the shipped checkpoint with NumPy. The
+model figures are made once from the shipped model; a tiny model serves the data functions' tests.
 """
 
 import contextlib
