@@ -1,6 +1,8 @@
 """Tests of tests/mutants.py, the mutation check: every planted bug still applies to the current source,
 exactly once, and (slow) the tests fail on every mutant."""
 
+import subprocess
+
 import mutants
 import pytest
 
@@ -31,13 +33,25 @@ def test_the_mutant_names_are_unique():
     assert len(names) == len(set(names))
 
 
-def test_the_scratch_copy_holds_the_working_trees_files(tmp_path):
-    files = mutants.repository_files()
-    assert "numpy_retinanet/detection/matcher.py" in files and "tests/mutants.py" in files
-    assert not any(f.startswith(".git/") or "__pycache__" in f for f in files)
-    mutants.scratch_copy(tmp_path)
-    for name in ("numpy_retinanet/nn/losses.py", "pyproject.toml", "tests/conftest.py"):
-        assert (tmp_path / name).read_bytes() == (ROOT / name).read_bytes()
+def test_the_scratch_copy_holds_the_working_tree_as_git_sees_it(tmp_path):
+    # a repository of its own, so that the test also runs inside a scratch copy (which has no .git)
+    repo, copy = tmp_path / "repo", tmp_path / "copy"
+    (repo / "pkg").mkdir(parents=True)
+    for name, text in (("pkg/a.py", "committed\n"), ("gone.py", "deleted\n"), (".gitignore", "ignored.txt\n")):
+        (repo / name).write_text(text)
+    git = ["git", "-C", str(repo)]
+    subprocess.run(git + ["init", "-q"], check=True)
+    subprocess.run(git + ["add", "pkg/a.py", "gone.py", ".gitignore"], check=True)
+    (repo / "gone.py").unlink()  # tracked, deleted in the working tree
+    (repo / "pkg/a.py").write_text("edited\n")  # tracked, changed
+    (repo / "new.py").write_text("untracked\n")
+    (repo / "ignored.txt").write_text("ignored\n")
+    assert sorted(mutants.repository_files(repo)) == [".gitignore", "new.py", "pkg/a.py"]
+    mutants.scratch_copy(copy, repo)
+    assert sorted(str(p.relative_to(copy)) for p in copy.rglob("*") if p.is_file()) == [".gitignore", "new.py",
+                                                                                        "pkg/a.py"]
+    assert (copy / "pkg/a.py").read_text() == "edited\n"  # the working tree, not the commit
+    assert (repo / "pkg/a.py").read_text() == "edited\n" and (repo / "ignored.txt").exists()  # the source untouched
 
 
 @pytest.mark.slow
