@@ -49,30 +49,37 @@ def focal_loss_curves(gammas=GAMMAS, p_t=None):
     return {"p_t": p_t, "ce": ce, "fl": fl}
 
 
-def focal_loss_gradient_curves(gammas=GAMMAS, x=None):
-    """dFL/dx against the logit x for a positive (y = 1), from ``sigmoid_focal_loss_backward``.
+def focal_loss_gradient_curves(gammas=GAMMAS, x=None, target=1, alpha=None):
+    """dFL/dx against the logit x, from ``sigmoid_focal_loss_backward``; the figure draws a positive.
 
-    Appendix B: dFL/dx = (1 - p)^gamma (gamma p log p + p - 1), p = sigmoid(x), no alpha.
-    gamma = 0 is the cross-entropy's p - 1.
+    Appendix B, with y' = +1 for a positive (target 1) and -1 for a negative (target 0),
+    p_t = sigmoid(y' x) and alpha_t = alpha for a positive, 1 - alpha for a negative:
+    dFL/dx = y' alpha_t (1 - p_t)^gamma (gamma p_t log p_t + p_t - 1). For a positive without
+    alpha that is (1 - p)^gamma (gamma p log p + p - 1), p = sigmoid(x); gamma = 0 is the
+    cross-entropy's p - 1.
 
     Parameters
     ----------
     gammas : focusing parameters, each >= 0.
     x : 1-D array of finite logits; default 1001 points from -10 to 10.
+    target : 1 (a positive, the figure's) or 0 (a negative).
+    alpha : None (no weighting, eq. 4; the figure's) or the weight of the positives in [0, 1] (eq. 5).
 
     Returns
     -------
-    dict with "x" (n,) and "grad": {gamma: (n,)}, all float64.
+    dict with "x" (n,), "target", "alpha" and "grad": {gamma: (n,)}, all float64.
     """
     if x is None:
         x = np.linspace(-10.0, 10.0, 1001)
     x = _check_1d_grid("x", x)
-    y = np.ones_like(x)
+    if target not in (0, 1):
+        raise ValueError(f"target must be 0 or 1, got {target!r}")
+    y = np.full_like(x, float(target))
     grad = {}
     for g in gammas:
-        _, cache = sigmoid_focal_loss_forward(x, y, alpha=None, gamma=g)
+        _, cache = sigmoid_focal_loss_forward(x, y, alpha=alpha, gamma=g)
         grad[g] = sigmoid_focal_loss_backward(np.ones_like(x), cache)
-    return {"x": x, "grad": grad}
+    return {"x": x, "target": target, "alpha": alpha, "grad": grad}
 
 
 def _gamma_label(g):
@@ -106,8 +113,11 @@ def plot_focal_loss_gradient(curves):
     """Draw dFL/dx against x from ``focal_loss_gradient_curves`` (Appendix B), one line per gamma.
 
     Returns the ``Figure``; its axes hold one line per gamma, labelled ``FL, gamma = g``, after a
-    zero line.
+    zero line. The labels and the shaded half are a positive's: ``curves`` must be one without alpha.
     """
+    if (curves["target"], curves["alpha"]) != (1, None):
+        raise ValueError(f"curves must be a positive's without alpha (target 1, alpha None), "
+                         f"got target {curves['target']!r}, alpha {curves['alpha']!r}")
     fig = Figure(figsize=(7.0, 4.8))
     ax = fig.add_subplot()
     x = curves["x"]
