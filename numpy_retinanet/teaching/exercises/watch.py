@@ -21,6 +21,7 @@ import numpy_retinanet
 PACKAGE_DIR = os.path.realpath(os.path.dirname(numpy_retinanet.__file__))
 CHECKER_DIR = os.path.realpath(os.path.dirname(__file__))
 
+
 def _code_of(dotted):
     """The code object of the function (or method) named ``dotted``, and its short name."""
     parts = dotted.split(".")
