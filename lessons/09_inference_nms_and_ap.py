@@ -385,10 +385,10 @@ dets, gts = predict_dataset(detector, held_out)
 pr = precision_recall_data(dets[:PR_IMAGES], gts[:PR_IMAGES], PR_CLASS, PR_IOU)
 name = info["class_names"][PR_CLASS]
 print(f"{name} at IoU {PR_IOU}: {len(pr['recall'])} detections, {pr['num_gt']} objects, AP {pr['ap']:.3f}")
-as_image(plot_precision_recall(pr, name, f"the first {PR_IMAGES} held-out images"))
 tp, det_scores, _ = class_matches_by_hand(dets[:PR_IMAGES], gts[:PR_IMAGES], PR_CLASS, PR_IOU)
 tp = tp[np.argsort(-det_scores, kind="stable")]  # by hand, by decreasing score: is a false one above a true one?
 false_before_true = np.any(tp[1:] & np.logical_or.accumulate(~tp)[:-1])
+as_image(plot_precision_recall(pr, name, f"the first {PR_IMAGES} held-out images"))
 
 # %% tags=["hide-input"]
 assert np.isclose(pr["ap"], class_ap_by_hand(dets[:PR_IMAGES], gts[:PR_IMAGES], PR_CLASS, PR_IOU), rtol=0, atol=1e-15)

@@ -7,6 +7,7 @@ or nowhere. The figures it shows with ``as_image`` go to ``NUMPY_RETINANET_LESSO
 (here a folder of their own), one PNG per call, and nowhere else.
 """
 
+import ast
 import os
 import re
 import subprocess
@@ -56,6 +57,25 @@ def test_lesson_is_a_percent_script_with_a_summary_and_exercises(lesson):
         assert all(line.startswith("#") for line in body.splitlines() if line), body[:200]
     for exercise in re.findall(r"lessons/exercises/(\w+\.py)", text):
         assert (LESSONS_DIR / "exercises" / exercise).is_file(), exercise
+
+
+def _code_cells(lesson):
+    """The source of each code cell of a percent-format lesson (markdown cells left out)."""
+    cells = re.split(r"^# %%.*$", lesson.read_text(), flags=re.M)
+    headers = re.findall(r"^# %%.*$", lesson.read_text(), flags=re.M)
+    return [src for header, src in zip(headers, cells[1:]) if "[markdown]" not in header]
+
+
+@pytest.mark.parametrize("lesson", LESSONS, ids=lambda p: p.stem)
+def test_a_figure_is_the_last_expression_of_its_cell(lesson):
+    # A notebook (and the book) shows only a cell's last expression: as_image(...) followed by more
+    # code computes the figure and shows nothing.
+    for src in _code_cells(lesson):
+        if re.search(r"^[^#\n]*\bas_image\(", src, re.M):
+            last = ast.parse(src).body[-1]
+            assert (isinstance(last, ast.Expr) and isinstance(last.value, ast.Call)
+                    and getattr(last.value.func, "id", None) == "as_image"), (
+                f"{lesson.name}: a cell calls as_image but ends with line {last.lineno} of the cell:\n{src}")
 
 
 def test_the_readme_names_the_lessons_that_show_figures():
