@@ -127,3 +127,26 @@ def test_detect_names_a_directory_given_as_an_image(tmp_path, capsys):
     assert cli.main(["detect", str(tmp_path / "folder"), "--out", str(tmp_path / "out")]) == 2
     assert "folder' is a directory" in capsys.readouterr().err
 
+
+
+@pytest.mark.slow
+def test_detect_on_a_9000x9000_png_stays_under_2_gib(tmp_path):
+    import subprocess
+    import sys
+
+    from PIL import ImageDraw
+
+    img = Image.new("RGB", (9000, 9000), (30, 30, 30))
+    ImageDraw.Draw(img).ellipse((1000, 1000, 4000, 4000), fill=(220, 40, 40))
+    img.save(tmp_path / "big.png")  # a few hundred kB on disk, 81 million pixels decoded
+    del img
+    # A fresh Python runs detect and reports its child's peak resident memory (ru_maxrss, KiB on Linux):
+    # this process's RUSAGE_CHILDREN would also count the children of earlier tests.
+    runner = ("import resource, subprocess, sys; r = subprocess.run(sys.argv[1:]); "
+              "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss); sys.exit(r.returncode)")
+    r = subprocess.run([sys.executable, "-c", runner, sys.executable, "-m", "numpy_retinanet", "detect",
+                        str(tmp_path / "big.png"), "--out", str(tmp_path / "out")],
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    assert int(r.stdout.split()[-1]) < 2 * 1024**2
+    assert Image.open(tmp_path / "out" / "big_detections.png").size == (1333, 1333)
