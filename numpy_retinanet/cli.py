@@ -10,6 +10,7 @@ from numpy_retinanet import __version__
 from numpy_retinanet._settings import setting_fields
 from numpy_retinanet.backend import GPUUnavailableError, keep_freed_memory
 from numpy_retinanet.data.build import DataConfig
+from numpy_retinanet.data.images import MAX_SIDE
 from numpy_retinanet.detection.criterion import LossConfig
 from numpy_retinanet.engine.checkpoint import SHIPPED_MODEL
 from numpy_retinanet.engine.config import CLI_CPU_WORKERS, TrainConfig
@@ -176,7 +177,7 @@ def _cmd_detect(args) -> int:
     names = info["class_names"]
     os.makedirs(args.out, exist_ok=True)
     for path, out_path, dets in detect_files(model, args.images, args.out, names, xp=xp,
-                                             score_threshold=args.score_threshold):
+                                             score_threshold=args.score_threshold, max_side=args.max_side):
         found = ", ".join(f"{names[int(l)]} {s:.2f}" for l, s in zip(dets["labels"], dets["scores"])) or "nothing"
         print(f"{path}: {found} -> {out_path}")
     return 0
@@ -278,6 +279,9 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--out", required=True, help="folder for the drawn images")
     d.add_argument("--score-threshold", type=float, default=DRAW_SCORE_THRESHOLD,
                    help=f"lowest score drawn and listed (default: {DRAW_SCORE_THRESHOLD})")
+    d.add_argument("--max-side", type=int, default=MAX_SIDE,
+                   help=f"a longer image side is shrunk to this before detection, boxes mapped back "
+                        f"(32 to {MAX_SIDE}; default: {MAX_SIDE}, which bounds memory near 1 GB)")
     d.add_argument("--device", choices=["cpu", "gpu"], default="cpu", help="where the math runs")
     d.set_defaults(func=_cmd_detect)
 

@@ -7,8 +7,9 @@ import os
 
 import numpy as np
 
+from numpy_retinanet._checks import check_int, check_probability
 from numpy_retinanet.backend import array_module, to_host
-from numpy_retinanet.data.images import load_image
+from numpy_retinanet.data.images import MAX_SIDE, load_image_within
 from numpy_retinanet.data.transforms import normalize
 from numpy_retinanet.detection.postprocess import postprocess
 from numpy_retinanet.evaluation.coco import evaluate_detections
@@ -48,26 +49,50 @@ def evaluate_model(model, dataset, batch_size=16, xp=np):
     return evaluate_detections(detections, ground_truths, model.num_classes)
 
 
-def detect_files(model, paths, out_dir, class_names, xp=np, score_threshold=DRAW_SCORE_THRESHOLD):
+def _output_names(paths):
+    """``<stem>_detections.png`` for each path, made unique: a later ``b/x.png`` after ``a/x.png``
+    becomes ``x_2_detections.png`` (then ``_3``, ...), so that no output overwrites another."""
+    names, used = [], set()
+    for path in paths:
+        stem = os.path.splitext(os.path.basename(path))[0]
+        name, k = f"{stem}_detections.png", 1
+        while name in used:
+            k += 1
+            name = f"{stem}_{k}_detections.png"
+        used.add(name)
+        names.append(name)
+    return names
+
+
+def detect_files(model, paths, out_dir, class_names, xp=np, score_threshold=DRAW_SCORE_THRESHOLD,
+                 max_side=MAX_SIDE):
     """Run the detector on each file; write ``<name>_detections.png`` into ``out_dir``.
 
-    Images are used at their own size (the network is fully convolutional and the
-    anchors follow the image size); objects should be about as large as in training.
-    Every file is read first, so a bad file stops the run before any output is written.
+    An image whose longer side exceeds ``max_side`` (default ``MAX_SIDE``) is shrunk to it, aspect
+    kept, before the model sees it: the model's memory grows with the pixel count (several hundred
+    bytes per pixel), so this bounds it. The drawing is of the shrunk picture; the yielded boxes are
+    mapped back to the file's own pixels. Smaller images are used at their own size (the network is
+    fully convolutional and the anchors follow the image size); objects should be about as large as
+    in training. Every file is read first, so a bad file stops the run before any output is written.
+    Two inputs of one file name (``a/x.png``, ``b/x.png``) get distinct outputs (``x_2_...``).
 
-    Yields (path, output path, detections above ``score_threshold``).
+    Yields (path, output path, detections above ``score_threshold`` in the file's pixels).
     """
-    pictures = [(p, load_image(p)) for p in paths]
-    for path, picture in pictures:
+    score_threshold = check_probability("score_threshold", score_threshold)
+    max_side = check_int("max_side", max_side, 32, MAX_SIDE)
+    pictures = [(p, *load_image_within(p, max_side)) for p in paths]
+    for (path, picture, (w0, h0)), name in zip(pictures, _output_names(paths)):
         h, w = picture.shape[:2]
         if h < 32 or w < 32:
-            raise ValueError(f"image {path!r} is {w}x{h}; at least 32x32 pixels are needed")
+            raise ValueError(f"image {path!r} is {w}x{h} (after shrinking to at most {max_side} pixels a side); "
+                             f"at least 32x32 pixels are needed")
         x = normalize(picture)[None].astype(model.dtype)
         dets = detect(model, xp.asarray(x))[0]
         keep = dets["scores"] >= score_threshold
         dets = {k: v[keep] for k, v in dets.items()}
-        stem = os.path.splitext(os.path.basename(path))[0]
-        out_path = os.path.join(out_dir, f"{stem}_detections.png")
+        out_path = os.path.join(out_dir, name)
         draw_detections(picture, dets, class_names, score_threshold=score_threshold,
                         scale=max(1, 256 // max(h, w))).save(out_path)
+        # Shrinking scaled x by w / w0 and y by h / h0: undo it per axis.
+        dets["boxes"] = dets["boxes"] * np.array([w0 / w, h0 / h, w0 / w, h0 / h], dtype=dets["boxes"].dtype)
         yield path, out_path, dets
