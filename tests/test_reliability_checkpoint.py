@@ -129,12 +129,15 @@ def test_a_directory_is_named_a_directory(tmp_path):
             reader(folder)
 
 
-def patch_central_sizes(path, size):
-    """Set every member's declared uncompressed size in the zip's central directory to ``size``."""
+def patch_central_sizes(path, size, prefix=""):
+    """Set the declared uncompressed size, in the zip's central directory, of every member whose name
+    starts with ``prefix`` to ``size``: a file that claims what a zip bomb holds."""
     data = bytearray(path.read_bytes())
     start = 0
     while (i := data.find(b"PK\x01\x02", start)) >= 0:
-        data[i + 24:i + 28] = struct.pack("<I", size)  # central header: uncompressed size at offset 24
+        (name_len,) = struct.unpack("<H", data[i + 28:i + 30])  # central header: name length at 28, name at 46
+        if data[i + 46:i + 46 + name_len].decode().startswith(prefix):
+            data[i + 24:i + 28] = struct.pack("<I", size)  # uncompressed size at offset 24
         start = i + 4
     path.write_bytes(bytes(data))
 
@@ -147,10 +150,17 @@ def test_declared_member_size_over_the_limit_is_refused_before_reading(good, tmp
     assert_refused(bomb, "uncompressed", str(LIMITS["member_bytes"]))
 
 
+def test_a_meta_over_its_limit_is_refused(good, tmp_path):
+    bomb = tmp_path / "long_meta.npz"
+    bomb.write_bytes(good.read_bytes())
+    patch_central_sizes(bomb, LIMITS["meta_bytes"] + 1, prefix="meta")
+    assert_refused(bomb, "meta.npy", str(LIMITS["meta_bytes"]))
+
+
 def test_members_over_the_total_limit_are_refused(good, tmp_path):
     bomb = tmp_path / "total.npz"
     bomb.write_bytes(good.read_bytes())
-    patch_central_sizes(bomb, LIMITS["member_bytes"])  # each allowed, together far over
+    patch_central_sizes(bomb, LIMITS["member_bytes"], prefix="param/")  # each allowed, together far over
     assert_refused(bomb, "together")
 
 

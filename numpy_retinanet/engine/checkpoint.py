@@ -41,7 +41,8 @@ VERSION = 1
 #: preset is 88 MB in float64 and the meta of a 90k-step run a few MB, so real checkpoints sit far
 #: below; a model at every model limit at once stays under 2 GiB of parameters in float64.
 LIMITS = {
-    "member_bytes": 512 * 2**20,  # one archive member, uncompressed (the meta included)
+    "member_bytes": 512 * 2**20,  # one array of the archive, uncompressed
+    "meta_bytes": 128 * 2**20,  # the meta: 32M characters (UCS-4), ten times a 90k-step run's history
     "total_bytes": 1024 * 2**20,  # all members together, uncompressed
     "members": 4096,  # archive entries (the paper's preset has under 200 parameters)
     "num_classes": 256,
@@ -169,8 +170,9 @@ def _check_directory(path, infos):
     for info in infos:
         if not info.filename.endswith(".npy"):
             raise ValueError(f"{path!r} is not a numpy-retinanet checkpoint (member {info.filename!r} is not .npy)")
-        if info.file_size > LIMITS["member_bytes"]:
-            raise ValueError(f"{path!r}: member {info.filename!r} must be at most {LIMITS['member_bytes']} bytes "
+        limit = LIMITS["meta_bytes" if info.filename == "meta.npy" else "member_bytes"]
+        if info.file_size > limit:
+            raise ValueError(f"{path!r}: member {info.filename!r} must be at most {limit} bytes "
                              f"uncompressed, got {info.file_size}")
     total = sum(info.file_size for info in infos)
     if total > LIMITS["total_bytes"]:
