@@ -40,7 +40,7 @@ VERSION = 1
 #: What a checkpoint may hold; a reader checks these before it allocates anything. The paper's
 #: preset has 21M parameters with 80 classes (163 MiB in float64) and the meta of a 90k-step run is
 #: a few MB, so real checkpoints sit far below; a model at every model limit at once (twice the
-#: paper's channels and depth, 16 anchors, 256 classes) has about 180M parameters, 1.4 GiB in float64.
+#: paper's channels and depth, 16 anchors, 256 classes) has 127M parameters, 0.95 GiB in float64.
 LIMITS = {
     "member_bytes": 512 * 2**20,  # one array of the archive, uncompressed
     "meta_bytes": 128 * 2**20,  # the meta: 32M characters (UCS-4), ten times a 90k-step run's history
