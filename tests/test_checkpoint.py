@@ -94,5 +94,5 @@ def test_atomic_write_keeps_old_file_on_failure(saved, monkeypatch):
     with pytest.raises(OSError, match="disk full"):
         save_checkpoint(path, model, opt, step=8)
     assert path.read_bytes() == before
-    assert [f for f in os.listdir(path.parent) if f.startswith(".checkpoint-")] == []
+    assert [f for f in os.listdir(path.parent) if f.endswith(".tmp")] == []  # the temporary file is gone
     assert zipfile.is_zipfile(path)
