@@ -19,6 +19,12 @@ from numpy_retinanet.data.shapes import ALL_CLASS_NAMES, MIN_IMAGE_SIZE, ShapesD
 #: The splits ``build_dataset`` knows: the training images and the held-out ones.
 SPLITS = ("train", "eval")
 
+#: The largest image side a run may ask for. A training step keeps every layer's activations
+#: for the backward pass: about 740 bytes per input pixel with the default preset (measured with
+#: ``numpy-retinanet bench model``), so one 1024 x 1024 image already takes ~0.7 GiB; the
+#: paper trains at 800 pixels. ``engine.config.MAX_STEP_PIXELS`` bounds a whole batch.
+MAX_IMAGE_SIZE = 1024
+
 
 @dataclass
 class DataConfig:
@@ -26,7 +32,8 @@ class DataConfig:
 
     dataset: str = setting("shapes", "the dataset: synthetic shapes drawn on the fly (data/shapes.py)",
                            choices=("shapes",))
-    image_size: int = setting(128, "side of the square images, in pixels", low=MIN_IMAGE_SIZE)
+    image_size: int = setting(128, "side of the square images, in pixels", low=MIN_IMAGE_SIZE,
+                                 high=MAX_IMAGE_SIZE)
     num_classes: int = setting(3, f"kinds of shapes, the first K of {', '.join(ALL_CLASS_NAMES)}", low=1,
                                high=len(ALL_CLASS_NAMES))
     max_objects: int = setting(4, "most shapes per image (0 to this many; fewer: more background per object)",
