@@ -10,7 +10,7 @@ import pytest
 
 from numpy_retinanet import cli, gradcheck
 from numpy_retinanet._settings import setting_fields
-from numpy_retinanet.data.build import MAX_IMAGE_SIZE
+from numpy_retinanet.data.build import MAX_IMAGE_SIZE, MAX_OBJECTS
 from numpy_retinanet.data.shapes import MIN_IMAGE_SIZE
 from numpy_retinanet.detection.postprocess import postprocess
 from numpy_retinanet.engine.config import MAX_BATCH_SIZE, MAX_STEP_PIXELS, TrainConfig
@@ -88,6 +88,7 @@ def test_train_refuses_an_lr_that_is_not_positive(capsys, tmp_path, lr):
     ("--batch-size", MAX_BATCH_SIZE + 1, rf"batch_size must be an int in \[1, {MAX_BATCH_SIZE}\]"),
     ("--image-size", MAX_IMAGE_SIZE + 1, rf"image_size must be an int in \[{MIN_IMAGE_SIZE}, {MAX_IMAGE_SIZE}\]"),
     ("--fpn-channels", 0, r"fpn_channels must be an int >= 1, got 0"),
+    ("--max-objects", MAX_OBJECTS + 1, rf"max_objects must be an int in \[1, {MAX_OBJECTS}\]"),
 ])
 def test_train_refuses_sizes_out_of_their_limits(capsys, tmp_path, flag, value, named):
     _refused(capsys, ["train", "--out", str(tmp_path / "run"), flag, str(value)], named)
