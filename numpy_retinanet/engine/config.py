@@ -31,7 +31,7 @@ CLI_CPU_WORKERS = 2
 # The most pixels one training step may hold: batch_size * image_size ** 2. A step keeps every
 # layer's activations for the backward pass, about 740 bytes per input pixel with the default
 # preset (``numpy-retinanet bench model``: 92 MiB for 8 images of 128 px), so 2 ** 21 pixels
-# (128 images of 128 px, or 2 of 1024 px) stay near 1.5 GiB instead of running the machine out
+# (128 images of 128 px, or 2 of 1024 px) stay under about 1.5 GiB instead of running the machine out
 # of memory in a step that a single Ctrl-C cannot stop. The paper preset takes ~18x more per
 # pixel: give it smaller batches. MAX_BATCH_SIZE is this bound at the smallest image side.
 MAX_STEP_PIXELS = 2 ** 21
@@ -75,7 +75,7 @@ class TrainConfig(LossConfig, DataConfig):
         step_pixels = self.batch_size * self.image_size ** 2
         if step_pixels > MAX_STEP_PIXELS:  # the memory of one step (MAX_STEP_PIXELS)
             raise ValueError(f"invalid training settings: batch_size * image_size^2 must be at most "
-                             f"{MAX_STEP_PIXELS} pixels (about 1.5 GiB per step; engine/config.py), got "
+                             f"{MAX_STEP_PIXELS} pixels (at most about 1.5 GiB a step; engine/config.py), got "
                              f"{self.batch_size} * {self.image_size}^2 = {step_pixels}")
         if self.workers > self.batch_size:
             raise ValueError(f"invalid training settings: workers must be at most batch_size ({self.batch_size}), "
