@@ -7,13 +7,15 @@ import dataclasses
 import sys
 
 from numpy_retinanet import __version__
+from numpy_retinanet._checks import check_int, check_probability
 from numpy_retinanet._settings import setting_fields
 from numpy_retinanet.backend import GPUUnavailableError, keep_freed_memory
-from numpy_retinanet.data.build import DataConfig
+from numpy_retinanet.data.build import MAX_IMAGE_SIZE, DataConfig
 from numpy_retinanet.data.images import MAX_SIDE
+from numpy_retinanet.data.shapes import MIN_IMAGE_SIZE
 from numpy_retinanet.detection.criterion import LossConfig
 from numpy_retinanet.engine.checkpoint import SHIPPED_MODEL
-from numpy_retinanet.engine.config import CLI_CPU_WORKERS, TrainConfig
+from numpy_retinanet.engine.config import CLI_CPU_WORKERS, MAX_BATCH_SIZE, TrainConfig
 from numpy_retinanet.evaluation.visualize import DRAW_SCORE_THRESHOLD
 from numpy_retinanet.model.presets import MODEL_SETTINGS, PRESETS
 
@@ -80,6 +82,24 @@ def _add_setting_flags(parser):
         values = {preset: settings[name] for preset, settings in PRESETS.items()}
         shown = "the preset's: " + "; ".join(f"{p} {_show(v)}" for p, v in values.items())
         add(group, name, _MODEL_PREFIX + name, values["default"], m, shown)
+
+
+def _checked(check, *limits):
+    """An argparse ``type`` that reads the flag's text and checks it with ``check(name, value, *limits)``
+    (``_checks``): argparse then names the flag in its error and exits 2, before any work is done."""
+    number, kind = (float, "a real number") if check is check_probability else (int, "an int")
+
+    def read(text):
+        try:
+            value = number(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"the value must be {kind}, got {text!r}") from None
+        try:
+            return check("the value", value, *limits)
+        except ValueError as e:
+            raise argparse.ArgumentTypeError(str(e)) from None
+
+    return read
 
 
 def _given_settings(args):
@@ -245,9 +265,10 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--json", action="store_true", help="print JSON instead of a table")
     b.add_argument("--preset", default="default", choices=tuple(PRESETS),
                    help="model: the preset to time (default: default)")
-    b.add_argument("--batch-size", type=int, default=TrainConfig.batch_size,
+    b.add_argument("--batch-size", type=_checked(check_int, 1, MAX_BATCH_SIZE), default=TrainConfig.batch_size,
                    help=f"model: images per step (default: {TrainConfig.batch_size})")
-    b.add_argument("--image-size", type=int, default=TrainConfig.image_size,
+    b.add_argument("--image-size", type=_checked(check_int, MIN_IMAGE_SIZE, MAX_IMAGE_SIZE),
+                   default=TrainConfig.image_size,
                    help=f"model: image side (default: {TrainConfig.image_size})")
     b.add_argument("--device", choices=["cpu", "gpu"], default="cpu", help="model: where the math runs")
     b.add_argument("--no-torch", action="store_true", help="all: skip the PyTorch comparison")
@@ -277,7 +298,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="checkpoint.npz of a run (default: the shipped model, trained by the default recipe)")
     d.add_argument("images", nargs="+", help="PNG or JPEG files")
     d.add_argument("--out", required=True, help="folder for the drawn images")
-    d.add_argument("--score-threshold", type=float, default=DRAW_SCORE_THRESHOLD,
+    d.add_argument("--score-threshold", type=_checked(check_probability), default=DRAW_SCORE_THRESHOLD,
                    help=f"lowest score drawn and listed (default: {DRAW_SCORE_THRESHOLD})")
     d.add_argument("--max-side", type=int, default=MAX_SIDE,
                    help=f"a longer image side is shrunk to this before detection, boxes mapped back "

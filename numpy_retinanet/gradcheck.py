@@ -31,7 +31,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from numpy_retinanet._checks import check_array
+from numpy_retinanet._checks import check_array, check_int, check_real
 from numpy_retinanet.backend import array_module, to_host
 
 # float32 central differences carry ~1e-3 relative noise and cannot reach the tolerances
@@ -48,6 +48,16 @@ def _entry_indices(shape, max_entries, rng):
     return [np.unravel_index(int(i), shape) for i in flat]
 
 
+def _check_step(h):
+    """``h`` as a finite float > 0: the differences divide by ``2 h``."""
+    return check_real("h", h, 0.0, low_open=True)
+
+
+def _check_tolerances(rtol, atol):
+    """``(rtol, atol)``: rtol > 0 (entries below ``atol / rtol`` are compared absolutely), atol >= 0."""
+    return check_real("rtol", rtol, 0.0, low_open=True), check_real("atol", atol, 0.0)
+
+
 def numerical_gradient(f, x, h=1e-5, indices=None):
     """Central-difference gradient of the scalar ``f()`` with respect to ``x``.
 
@@ -55,7 +65,7 @@ def numerical_gradient(f, x, h=1e-5, indices=None):
     ----------
     f : callable() -> float, reading ``x`` (perturbed in place, restored after each entry).
     x : float64 array of any shape.
-    h : step.
+    h : step, a finite float > 0.
     indices : optional list of index tuples; only those entries are computed.
 
     Returns
@@ -64,6 +74,7 @@ def numerical_gradient(f, x, h=1e-5, indices=None):
     with one value per index.
     """
     check_array("x", x, dtype=np.float64)
+    h = _check_step(h)
     idx = _entry_indices(x.shape, None, None) if indices is None else list(indices)
     out = np.empty(len(idx), dtype=np.float64)
     for k, i in enumerate(idx):
@@ -117,6 +128,7 @@ def format_report(rows) -> str:
 
 def compare(name, analytic, numerical, rtol=1e-6, atol=1e-9, indices=None) -> GradCheckRow:
     """Compare an analytic gradient with numerical values (all entries or the ``indices`` given)."""
+    rtol, atol = _check_tolerances(rtol, atol)
     a_full = to_host(analytic)
     if indices is None:
         a = np.asarray(a_full, dtype=np.float64).ravel()
@@ -165,6 +177,9 @@ def check_gradients(f, inputs, analytic, h=1e-5, rtol=1e-6, atol=1e-9, max_entri
     -------
     list of GradCheckRow, one per input, in the order of ``inputs``.
     """
+    h, (rtol, atol) = _check_step(h), _check_tolerances(rtol, atol)
+    if max_entries is not None:
+        check_int("max_entries", max_entries, 1)
     rng = np.random.default_rng(seed)
     rows = []
     for name, x in inputs.items():
@@ -192,6 +207,7 @@ def directional_check(f, inputs, analytic, h=1e-5, rtol=1e-6, atol=1e-9, seed=0,
     evaluations tests every entry's gradient together. Returns a GradCheckRow
     named ``"direction"``.
     """
+    h, (rtol, atol) = _check_step(h), _check_tolerances(rtol, atol)
     rng = np.random.default_rng(seed)
     dirs = {}
     for name, x in inputs.items():

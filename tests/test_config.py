@@ -217,7 +217,7 @@ def test_build_dataset_draws_the_splits_the_settings_describe():
     np.testing.assert_array_equal(first[1][0], held_out[1][0])
     with pytest.raises(ValueError, match="split must be one of 'train', 'eval', got 'test'"):
         build_dataset(config, "test")
-    with pytest.raises(ValueError, match="image_size must be an int >= 64, got 32"):
+    with pytest.raises(ValueError, match=r"image_size must be an int in \[64, 1024\], got 32"):
         build_dataset(DataConfig(image_size=32), "train")
 
 

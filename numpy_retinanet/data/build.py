@@ -14,10 +14,21 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from numpy_retinanet._settings import check_settings, setting
-from numpy_retinanet.data.shapes import ALL_CLASS_NAMES, MIN_IMAGE_SIZE, ShapesDataset
+from numpy_retinanet.data.shapes import ALL_CLASS_NAMES, MIN_IMAGE_SIZE, MIN_SIZE_FRACTION, ShapesDataset
 
 #: The splits ``build_dataset`` knows: the training images and the held-out ones.
 SPLITS = ("train", "eval")
+
+#: The largest image side a run may ask for. A training step keeps every layer's activations
+#: for the backward pass: about 740 bytes per input pixel with the default preset (measured with
+#: ``numpy-retinanet bench model``), so one 1024 x 1024 image already takes ~0.7 GiB; the
+#: paper trains at 800 pixels. ``engine.config.MAX_STEP_PIXELS`` bounds a whole batch.
+MAX_IMAGE_SIZE = 1024
+
+#: The most shapes an image may ask for: this many of the smallest shapes (a side of
+#: MIN_SIZE_FRACTION of the image) would tile the whole image, so more can never be placed
+#: and would only spend placement tries (a run with max_objects 100000 draws for minutes).
+MAX_OBJECTS = int((1 / MIN_SIZE_FRACTION) ** 2)
 
 
 @dataclass
@@ -26,11 +37,12 @@ class DataConfig:
 
     dataset: str = setting("shapes", "the dataset: synthetic shapes drawn on the fly (data/shapes.py)",
                            choices=("shapes",))
-    image_size: int = setting(128, "side of the square images, in pixels", low=MIN_IMAGE_SIZE)
+    image_size: int = setting(128, "side of the square images, in pixels", low=MIN_IMAGE_SIZE,
+                                 high=MAX_IMAGE_SIZE)
     num_classes: int = setting(3, f"kinds of shapes, the first K of {', '.join(ALL_CLASS_NAMES)}", low=1,
                                high=len(ALL_CLASS_NAMES))
     max_objects: int = setting(4, "most shapes per image (0 to this many; fewer: more background per object)",
-                               low=1)
+                               low=1, high=MAX_OBJECTS)
     train_images: int = setting(20000, "training images (drawn from data_seed)", low=1)
     data_seed: int = setting(0, "seed of the training images and of their order", low=0)
     eval_images: int = setting(200, "held-out images scored at the end of training (0: none)", low=0)

@@ -16,7 +16,8 @@ import dataclasses
 from dataclasses import dataclass, field
 
 from numpy_retinanet._settings import check_settings, setting
-from numpy_retinanet.data.build import DataConfig
+from numpy_retinanet.data.build import MAX_IMAGE_SIZE, DataConfig
+from numpy_retinanet.data.shapes import MIN_IMAGE_SIZE
 from numpy_retinanet.detection.criterion import LossConfig
 from numpy_retinanet.model.presets import PRESETS, resolve_config
 
@@ -27,6 +28,16 @@ from numpy_retinanet.model.presets import PRESETS, resolve_config
 # scripts and lessons that call ``train`` need no ``if __name__ == "__main__"`` guard.
 CLI_CPU_WORKERS = 2
 
+# The most pixels one training step may hold: batch_size * image_size ** 2. A step keeps every
+# layer's activations for the backward pass, about 740 bytes per input pixel with the default
+# preset (``numpy-retinanet bench model``: 92 MiB for 8 images of 128 px), so 2 ** 21 pixels
+# (128 images of 128 px, or 2 of 1024 px) stay under about 1.5 GiB instead of running the machine out
+# of memory in a step that a single Ctrl-C cannot stop. The paper preset takes ~18x more per
+# pixel: give it smaller batches. MAX_BATCH_SIZE is this bound at the smallest image side.
+MAX_STEP_PIXELS = 2 ** 21
+MAX_BATCH_SIZE = MAX_STEP_PIXELS // MIN_IMAGE_SIZE ** 2
+assert MAX_IMAGE_SIZE ** 2 <= MAX_STEP_PIXELS  # one image of the largest side fits a step
+
 
 @dataclass
 class TrainConfig(LossConfig, DataConfig):
@@ -35,7 +46,8 @@ class TrainConfig(LossConfig, DataConfig):
     preset: str = setting("default", "model preset (model/presets.py); its settings can be changed one by one",
                           choices=tuple(PRESETS))
     iterations: int = setting(4000, "training steps", low=1)
-    batch_size: int = setting(8, "images per step", low=1)
+    batch_size: int = setting(8, "images per step (batch_size * image_size^2 at most 2^21 pixels: "
+                                 "engine/config.py)", low=1, high=MAX_BATCH_SIZE)
     lr: float = setting(0.06, "base learning rate (README: why higher than the paper's 0.01)", low=0.0,
                         low_open=True)
     momentum: float = setting(0.9, "SGD momentum (§4.1)", low=0.0, high=1.0)
@@ -60,6 +72,11 @@ class TrainConfig(LossConfig, DataConfig):
         """Raise ValueError naming each setting that is out of range or that does not fit another."""
         check_settings(self, "training settings")
         LossConfig.validate(self)  # how the loss settings relate (bg_iou <= fg_iou, FL*'s gamma > 0)
+        step_pixels = self.batch_size * self.image_size ** 2
+        if step_pixels > MAX_STEP_PIXELS:  # the memory of one step (MAX_STEP_PIXELS)
+            raise ValueError(f"invalid training settings: batch_size * image_size^2 must be at most "
+                             f"{MAX_STEP_PIXELS} pixels (at most about 1.5 GiB a step; engine/config.py), got "
+                             f"{self.batch_size} * {self.image_size}^2 = {step_pixels}")
         if self.workers > self.batch_size:
             raise ValueError(f"invalid training settings: workers must be at most batch_size ({self.batch_size}), "
                              f"got {self.workers}")
