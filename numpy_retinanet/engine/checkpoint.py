@@ -29,8 +29,8 @@ import zipfile
 import numpy as np
 
 from numpy_retinanet._checks import is_int
-from numpy_retinanet.data.build import build_dataset
-from numpy_retinanet.engine.config import TrainConfig
+from numpy_retinanet.data.build import MAX_IMAGE_SIZE, build_dataset
+from numpy_retinanet.engine.config import MAX_BATCH_SIZE, TrainConfig
 from numpy_retinanet.model.presets import resolve_config
 from numpy_retinanet.model.retinanet import build_model
 
@@ -52,8 +52,8 @@ LIMITS = {
     "gn_groups": 512, "head_norm_groups": 512, "depths": 4, "head_depth": 4, "anchor_sizes": 4096,
     # list model settings: entries (anchors per location = aspect ratios x scales <= 16)
     "aspect_ratios_len": 4, "scales_len": 4,
-    # training settings that size a step's arrays
-    "image_size": 2048, "batch_size": 1024,
+    # training settings that size a step's arrays: the limits train itself accepts (one home each)
+    "image_size": MAX_IMAGE_SIZE, "batch_size": MAX_BATCH_SIZE,
     # the largest |momentum| accepted: SGD's buffer is a sum of clipped gradients damped by momentum < 1
     "momentum_abs": 1e6,
 }
