@@ -11,7 +11,7 @@ from numpy_retinanet._checks import check_int, check_probability
 from numpy_retinanet._settings import setting_fields
 from numpy_retinanet.backend import GPUUnavailableError, keep_freed_memory
 from numpy_retinanet.data.build import MAX_IMAGE_SIZE, DataConfig
-from numpy_retinanet.data.images import MAX_SIDE
+from numpy_retinanet.data.images import MAX_SIDE, MIN_SIDE
 from numpy_retinanet.data.shapes import MIN_IMAGE_SIZE
 from numpy_retinanet.detection.criterion import LossConfig
 from numpy_retinanet.engine.checkpoint import SHIPPED_MODEL
@@ -300,9 +300,9 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--out", required=True, help="folder for the drawn images")
     d.add_argument("--score-threshold", type=_checked(check_probability), default=DRAW_SCORE_THRESHOLD,
                    help=f"lowest score drawn and listed (default: {DRAW_SCORE_THRESHOLD})")
-    d.add_argument("--max-side", type=int, default=MAX_SIDE,
+    d.add_argument("--max-side", type=_checked(check_int, MIN_SIDE, MAX_SIDE), default=MAX_SIDE,
                    help=f"a longer image side is shrunk to this before detection, boxes mapped back "
-                        f"(32 to {MAX_SIDE}; default: {MAX_SIDE}, which bounds memory near 1 GB)")
+                        f"({MIN_SIDE} to {MAX_SIDE}; default: {MAX_SIDE}, which bounds memory near 1 GB)")
     d.add_argument("--device", choices=["cpu", "gpu"], default="cpu", help="where the math runs")
     d.set_defaults(func=_cmd_detect)
 

@@ -113,13 +113,16 @@ def test_detect_writes_one_output_per_input_when_file_names_collide(tmp_path, sh
     assert len(set(outs)) == 2 and all(Image.open(o).size for o in outs)
 
 
-@pytest.mark.parametrize("flags, named", [(["--score-threshold", "nan"], "score_threshold"),
-                                          (["--score-threshold", "2"], "score_threshold"),
-                                          (["--max-side", "8"], "max_side")])
-def test_detect_refuses_bad_flags_by_name(tmp_path, capsys, flags, named):
+@pytest.mark.parametrize("flags, said", [
+    (["--score-threshold", "nan"], "argument --score-threshold: the value must be a finite real number in [0, 1], got nan"),
+    (["--score-threshold", "2"], "argument --score-threshold: the value must be a finite real number in [0, 1], got 2.0"),
+    (["--max-side", "8"], "argument --max-side: the value must be an int in [32, 1333], got 8")])
+def test_detect_refuses_bad_flags_by_name(tmp_path, capsys, flags, said):
     Image.fromarray(PICTURE).save(tmp_path / "p.png")
-    assert cli.main(["detect", str(tmp_path / "p.png"), "--out", str(tmp_path / "out"), *flags]) == 2
-    assert named in capsys.readouterr().err
+    with pytest.raises(SystemExit) as e:  # argparse: before any file is read
+        cli.main(["detect", str(tmp_path / "p.png"), "--out", str(tmp_path / "out"), *flags])
+    assert e.value.code == 2 and said in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
 
 
 def test_detect_names_a_directory_given_as_an_image(tmp_path, capsys):

@@ -16,6 +16,9 @@ _MAX_16BIT = 65535
 # first. torchvision's RetinaNet transform uses the same max_size (1333), and at the model's few hundred
 # bytes per input pixel a 1333x1333 image stays near 1 GB.
 MAX_SIDE = 1333
+# The smallest longest side it may be shrunk to: the coarsest level, P7, has stride 128, and below a
+# quarter of that the picture keeps too few pixels to hold a shape.
+MIN_SIDE = 32
 
 
 def _to_uint8_gray(img):

@@ -9,7 +9,7 @@ import numpy as np
 
 from numpy_retinanet._checks import check_int, check_probability
 from numpy_retinanet.backend import array_module, to_host
-from numpy_retinanet.data.images import MAX_SIDE, load_image_within
+from numpy_retinanet.data.images import MAX_SIDE, MIN_SIDE, load_image_within
 from numpy_retinanet.data.transforms import normalize
 from numpy_retinanet.detection.postprocess import postprocess
 from numpy_retinanet.evaluation.coco import evaluate_detections
@@ -79,7 +79,7 @@ def detect_files(model, paths, out_dir, class_names, xp=np, score_threshold=DRAW
     Yields (path, output path, detections above ``score_threshold`` in the file's pixels).
     """
     score_threshold = check_probability("score_threshold", score_threshold)
-    max_side = check_int("max_side", max_side, 32, MAX_SIDE)
+    max_side = check_int("max_side", max_side, MIN_SIDE, MAX_SIDE)
     pictures = [(p, *load_image_within(p, max_side)) for p in paths]
     for (path, picture, (w0, h0)), name in zip(pictures, _output_names(paths)):
         h, w = picture.shape[:2]
