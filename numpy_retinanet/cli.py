@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import signal
 import sys
 
 from numpy_retinanet import __version__
@@ -18,6 +19,8 @@ from numpy_retinanet.engine.checkpoint import SHIPPED_MODEL
 from numpy_retinanet.engine.config import CLI_CPU_WORKERS, MAX_BATCH_SIZE, TrainConfig
 from numpy_retinanet.evaluation.visualize import DRAW_SCORE_THRESHOLD
 from numpy_retinanet.model.presets import MODEL_SETTINGS, PRESETS
+
+DEFAULT_RUN_FOLDER = "runs/shapes"
 
 # Where each group of train's flags comes from, in the order --help lists them.
 _GROUPS = (("data settings (data/build.py)", DataConfig), ("loss settings (detection/criterion.py)", LossConfig),
@@ -127,26 +130,32 @@ def _cmd_bench(args) -> int:
 
 
 def _cmd_train(args) -> int:
-    from numpy_retinanet.engine.trainer import TrainingDiverged, train
+    import os
+
+    from numpy_retinanet.engine.trainer import TrainingStopped, train
 
     settings, model_overrides = _given_settings(args)
+    device, workers = settings.pop("device", None), settings.pop("workers", None)
     try:
         if args.resume:
-            # A resumed run keeps its own settings; only where the math runs may change.
-            changed = sorted(set(settings) - {"device", "workers"}) + sorted(model_overrides)
-            if changed:
-                raise ValueError(f"--resume continues a run with its own settings; these flags cannot change it: "
-                                 f"{', '.join(_flag(n) for n in changed)}")
-            train(TrainConfig(), args.resume, resume=True, device=settings.get("device"),
-                  workers=settings.get("workers"))
-            return 0
-        if "workers" not in settings:
-            settings["workers"] = CLI_CPU_WORKERS if settings.get("device", "cpu") == "cpu" else 1
-        train(TrainConfig(**settings, model_overrides=model_overrides), args.out)
-    except TrainingDiverged as e:
+            if args.out is not None and os.path.realpath(args.out) != os.path.realpath(args.resume):
+                raise ValueError(f"--out {args.out} is not the run being resumed ({args.resume}): a resumed run "
+                                 "stays in its folder")
+            if args.force:
+                raise ValueError("--force replaces a run and --resume continues it: give one of them")
+            metrics = train(TrainConfig(), args.resume, resume=True, device=device, workers=workers,
+                            changes=dict(settings, model_overrides=model_overrides))
+        else:
+            if workers is None:
+                workers = CLI_CPU_WORKERS if (device or "cpu") == "cpu" else 1
+            config = TrainConfig(**settings, **({"device": device} if device else {}), workers=workers,
+                                 model_overrides=model_overrides)
+            metrics = train(config, args.out or DEFAULT_RUN_FOLDER, force=args.force)
+    except TrainingStopped as e:
         print(f"numpy-retinanet train: {e}", file=sys.stderr)
         return 1
-    return 0
+    # Stopped by a signal, after saving: the shell's convention, 128 + the signal's number.
+    return 128 + signal.Signals[metrics["signal"]] if metrics["signal"] else 0
 
 
 def _cmd_evaluate(args) -> int:
@@ -276,10 +285,14 @@ def build_parser() -> argparse.ArgumentParser:
     t = sub.add_parser("train", help="train a detector (default: on the built-in synthetic shapes)",
                        description="Train a RetinaNet and write a run folder. Every setting has a flag; "
                                    "a flag not given keeps the default shown.")
-    t.add_argument("--out", default="runs/shapes", help="run folder (default: runs/shapes)")
+    t.add_argument("--out", default=None,
+                   help=f"run folder (default: {DEFAULT_RUN_FOLDER}); one that holds a run is refused unless "
+                        "--resume or --force")
     t.add_argument("--resume", metavar="RUN", default=None,
-                   help="continue the run in folder RUN with its own settings (only --device and --workers "
-                        "may change)")
+                   help="continue the run in folder RUN with its own settings; --iterations extends it (the lr "
+                        "drops stay at their steps), --device, --workers, --log-every and --checkpoint-every "
+                        "may change, other flags must match the run")
+    t.add_argument("--force", action="store_true", help="replace the run that --out holds")
     _add_setting_flags(t)
     t.set_defaults(func=_cmd_train)
 
@@ -325,9 +338,9 @@ def main(argv=None) -> int:
     keep_freed_memory()
     try:
         return int(args.func(args) or 0)
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as e:  # a second Ctrl-C or SIGTERM during training (engine.trainer.Aborted)
         print("interrupted", file=sys.stderr)
-        return 130
+        return 128 + getattr(e, "signum", signal.SIGINT)
     except (ValueError, OSError, GPUUnavailableError) as e:  # OSError: a file that cannot be read or written
         print(f"numpy-retinanet {args.command}: error: {e}", file=sys.stderr)
         return 2

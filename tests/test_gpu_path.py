@@ -217,16 +217,16 @@ TINY = dict(preset="tiny", image_size=64, iterations=4, batch_size=2, lr=0.02, w
 
 def test_resumed_on_the_gpu_a_cpu_run_ends_where_a_cpu_run_ends(xp, tmp_path, monkeypatch):
     seen = []
-    step = trainer._train_step
+    step = trainer.compute_gradients
 
-    def spy(model, optimizer, images, *args):
+    def spy(model, images, *args):
         seen.append((type(images), {type(p) for p in model.params.values()}))
-        return step(model, optimizer, images, *args)
+        return step(model, images, *args)
 
     cfg = TrainConfig(**TINY)
     trainer.train(cfg, tmp_path / "cpu", log=lambda s: None)
     trainer.train(cfg, tmp_path / "mixed", log=lambda s: None, stop_after=2)
-    monkeypatch.setattr(trainer, "_train_step", spy)
+    monkeypatch.setattr(trainer, "compute_gradients", spy)
     assert cli.main(["train", "--resume", str(tmp_path / "mixed"), "--device", "gpu"]) == 0
     assert seen == [(DeviceArray, {DeviceArray})] * 2  # both resumed steps ran on the device
     metrics = json.loads((tmp_path / "mixed" / "metrics.json").read_text())

@@ -136,6 +136,10 @@ def _worker(conn, config_dict, part, layout, params_name, grads_name):
         grads_block.close()
 
 
+class WorkerFailed(RuntimeError):
+    """A worker process died or stopped answering; the caller's parameters are untouched."""
+
+
 class GradientWorkers:
     """``config.workers`` worker processes computing the gradient of each step's batch.
 
@@ -175,7 +179,7 @@ class GradientWorkers:
 
     def _dead(self, k):
         self._procs[k].join(timeout=5)
-        return RuntimeError(f"training worker {k} exited unexpectedly (exit code {self._procs[k].exitcode})")
+        return WorkerFailed(f"training worker {k} exited unexpectedly (exit code {self._procs[k].exitcode})")
 
     def _send_all(self, message):
         for k, conn in enumerate(self._conns):

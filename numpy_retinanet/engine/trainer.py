@@ -40,16 +40,41 @@ from numpy_retinanet.data.build import build_dataset
 from numpy_retinanet.engine.checkpoint import read_checkpoint, save_checkpoint
 from numpy_retinanet.engine.config import TrainConfig
 from numpy_retinanet.engine.inference import detect, predict_dataset
-from numpy_retinanet.engine.parallel import GradientWorkers
+from numpy_retinanet.engine.parallel import GradientWorkers, WorkerFailed
+from numpy_retinanet.engine.run_folder import claim_run_folder
 from numpy_retinanet.engine.step import NonFiniteStep, apply_gradients, compute_gradients
 from numpy_retinanet.evaluation.coco import evaluate_detections
 from numpy_retinanet.evaluation.visualize import draw_detections, grid, plot_training_curve
+from numpy_retinanet.model.presets import resolve_config
 from numpy_retinanet.model.retinanet import RetinaNet
 from numpy_retinanet.nn.optim import SGD, WarmupStepSchedule
 
 
-class TrainingDiverged(RuntimeError):
-    """The loss became NaN or infinite."""
+class TrainingStopped(RuntimeError):
+    """Training ended before its last step for a reason other than a signal (a worker failed, the
+    disk is full); the message says why and which checkpoint was kept."""
+
+
+class TrainingDiverged(TrainingStopped):
+    """The loss became NaN, infinite, or far larger than at the run's first step."""
+
+
+class Aborted(KeyboardInterrupt):
+    """A second SIGINT or SIGTERM: training gives up at once; ``signum`` is the signal."""
+
+    def __init__(self, signum):
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+#: A loss part above this many times its value at the run's first step (or above this many
+#: times 1.0, when that value was smaller) means the run diverged. A healthy run never goes
+#: above its first value: the loss falls from step 0 (runs of 400 and 5000 steps: at most 1.00x).
+DIVERGENCE_FACTOR = 10.0
+
+#: The settings a resumed run may change: how long it runs, where the math runs, how often it
+#: prints and saves. Any other setting given when resuming must equal the run's own.
+RESUMABLE = ("iterations", "device", "workers", "log_every", "checkpoint_every")
 
 
 def _format_eta(seconds):
@@ -58,38 +83,85 @@ def _format_eta(seconds):
 
 
 class _StopFlag:
-    """SIGINT sets a flag that the loop checks between steps, so a step is never cut in half."""
+    """SIGINT (Ctrl-C) and SIGTERM (``kill``, ``timeout``, schedulers, containers) set a flag that
+    the loop checks between steps, so a step is never cut in half; a second signal aborts at once."""
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
     def __init__(self):
-        self.stop = False
-        self._old = None
+        self.signum = None
+        self._old = {}
+
+    @property
+    def stop(self):
+        return self.signum is not None
 
     def __enter__(self):
-        try:
-            self._old = signal.signal(signal.SIGINT, self._handle)
-        except ValueError:  # not in the main thread: no handler, Ctrl-C behaves as usual
-            self._old = None
+        for signum in self.SIGNALS:
+            try:
+                self._old[signum] = signal.signal(signum, self._handle)
+            except ValueError:  # not in the main thread: no handler, signals behave as usual
+                pass
         return self
 
     def _handle(self, signum, frame):
-        if self.stop:  # a second Ctrl-C: give up at once
-            raise KeyboardInterrupt
-        self.stop = True
-        print("\ninterrupt: finishing this step, then saving a checkpoint (Ctrl-C again to abort)", flush=True)
+        if self.signum is not None:
+            raise Aborted(signum)
+        self.signum = signum
+        print(f"\n{signal.Signals(signum).name}: finishing this step, then saving a checkpoint "
+              "(send it again to abort)", flush=True)
 
     def __exit__(self, *exc):
-        if self._old is not None:
-            signal.signal(signal.SIGINT, self._old)
+        for signum, old in self._old.items():
+            signal.signal(signum, old)
         return False
 
 
-def train(config: TrainConfig, out_dir, resume=False, log=print, stop_after=None, device=None, workers=None):
+def resumed_config(meta, changes=None):
+    """The config of the run in checkpoint ``meta``, with the settings a resumed run may change.
+
+    Parameters
+    ----------
+    meta : a run checkpoint's meta (``read_checkpoint``).
+    changes : TrainConfig settings asked for. Those in ``RESUMABLE`` are applied; any other must
+        equal the run's own value ("model_overrides": a dict of model settings, each equal to the
+        run's). A larger ``iterations`` extends the run: the learning rate keeps dropping at the
+        steps the run was planned with (its ``decay_at`` is rescaled), so the steps already taken
+        keep their schedule and the new ones run at the last rate reached.
+
+    Raises ValueError naming every setting that contradicts the run, and for a finished run
+    that is not given more iterations.
+    """
+    run = TrainConfig.from_dict(meta["train_config"])
+    step = int(meta["step"])
+    changes = dict(changes or {})
+    model = resolve_config(run.preset, run.model_overrides)
+    contradicting = [f"model setting {name} {value!r} (the run's: {model.get(name)!r})"
+                     for name, value in changes.pop("model_overrides", {}).items() if model.get(name) != value]
+    contradicting += [f"{name} {value!r} (the run's: {getattr(run, name)!r})" for name, value in changes.items()
+                      if name not in RESUMABLE and value != getattr(run, name)]
+    if contradicting:
+        raise ValueError("a resumed run keeps its own settings; these contradict it: " + "; ".join(contradicting)
+                         + f". Only {', '.join(RESUMABLE)} may change")
+    iterations = changes.get("iterations", run.iterations)
+    if iterations <= step:
+        asked = f"iterations {iterations} is" if "iterations" in changes else f"the run has {iterations} steps,"
+        raise ValueError(f"{asked} not more than the run's step {step}: give more --iterations to train it further")
+    resumed = {k: v for k, v in changes.items() if k in RESUMABLE}
+    if iterations != run.iterations:
+        # The same drops at the same steps: each new decay_at * iterations is an old milestone.
+        resumed["decay_at"] = tuple(min(1.0, m / iterations) for m in run.milestones())
+    return dataclasses.replace(run, **resumed)
+
+
+def train(config: TrainConfig, out_dir, resume=False, log=print, stop_after=None, device=None, workers=None,
+          changes=None, force=False):
     """Train a RetinaNet on synthetic shapes and write the run folder.
 
     Parameters
     ----------
     config : TrainConfig (ignored when resuming: the checkpoint's config is used).
-    out_dir : the run folder.
+    out_dir : the run folder. A folder that holds a run is refused unless ``resume`` or ``force``.
     resume : continue from ``out_dir/checkpoint.npz``.
     log : function receiving each progress line.
     stop_after : stop (as if interrupted) after this many steps in this call; for tests.
@@ -97,16 +169,28 @@ def train(config: TrainConfig, out_dir, resume=False, log=print, stop_after=None
         holds host arrays, so a run may continue on another device). "gpu" also sets workers to 1.
     workers : override the config's number of gradient processes (also a resumed run's: it
         changes only the float rounding, see ``engine.parallel``).
+    changes : when resuming, settings asked for (``resumed_config``): e.g. {"iterations": 6000}
+        extends the run; a setting that contradicts the run is refused.
+    force : replace the run that ``out_dir`` holds.
 
     Returns
     -------
-    dict: the contents of metrics.json ("interrupted" True when stopped early).
+    dict: the contents of metrics.json ("interrupted" True when stopped early; "signal" the
+    name of the signal that stopped it, or None).
+
+    Raises TrainingDiverged (the last good checkpoint kept) or TrainingStopped (the parameters
+    saved); ``Aborted`` on a second signal.
     """
     out_dir = os.fspath(out_dir)
     ckpt_path = os.path.join(out_dir, "checkpoint.npz")
     if resume:
+        if os.path.isdir(ckpt_path):
+            raise ValueError(f"{ckpt_path!r} is a directory, not a checkpoint")
         meta, params, optim = read_checkpoint(ckpt_path)
-        config = TrainConfig.from_dict(meta["train_config"])
+        if not meta["has_optimizer"] or not meta["train_config"]:
+            raise ValueError(f"{ckpt_path!r} holds parameters only (exported weights: no momentum or training "
+                             "settings), so it cannot be resumed; train a new run instead")
+        config = resumed_config(meta, dict(changes or {}, **({"device": device} if device else {})))
         start_step = int(meta["step"])
         history = meta["extra"].get("history", {})
         elapsed_before = float(meta["extra"].get("train_seconds", 0.0))
@@ -119,25 +203,38 @@ def train(config: TrainConfig, out_dir, resume=False, log=print, stop_after=None
     config.validate()
     xp = get_module(config.device)
     model = RetinaNet(config.num_classes, preset=config.preset, seed=config.seed, **config.model_overrides)
-    os.makedirs(out_dir, exist_ok=True)  # after every setting was checked: a refused run leaves no folder
-    opt_state = None
     if resume:
         model.load_state_dict(params)
-        opt_state = optim
     model.to(xp)
     optimizer = SGD(model.params, lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay)
-    if opt_state:
-        optimizer.load_state_dict(opt_state)
+    if resume:
+        optimizer.load_state_dict(optim)
+    # After every setting was checked and the model built: a refused run leaves no folder.
+    with claim_run_folder(out_dir, resume=resume, force=force), _StopFlag() as flag:
+        return _run(config, out_dir, ckpt_path, model, optimizer, xp, start_step, history, elapsed_before, log,
+                    stop_after, flag, resumed=resume)
+
+
+def _run(config, out_dir, ckpt_path, model, optimizer, xp, start_step, history, elapsed_before, log, stop_after,
+         flag, resumed):
+    """The training loop of ``train`` in a claimed run folder; returns the metrics written."""
     schedule = WarmupStepSchedule(config.lr, config.warmup_steps, config.warmup_factor, config.milestones())
     dataset = build_dataset(config, "train")
     anchors = model.anchors(config.image_size, config.image_size, xp=xp)
     for key in ("step", "total", "classification", "box_regression", "num_positive", "lr", "grad_norm"):
         history.setdefault(key, [])
+    saved = {"step": start_step if resumed else None}  # the step of the checkpoint on disk
 
     def save(step):
-        save_checkpoint(ckpt_path, model, optimizer, step=step, train_config=config.to_dict(),
-                        class_names=dataset.class_names,
-                        extra={"history": history, "train_seconds": elapsed_before + (time.perf_counter() - t0)})
+        try:
+            save_checkpoint(ckpt_path, model, optimizer, step=step, train_config=config.to_dict(),
+                            class_names=dataset.class_names,
+                            extra={"history": history,
+                                   "train_seconds": elapsed_before + (time.perf_counter() - t0)})
+        except OSError as e:  # a full or read-only disk: the previous checkpoint is intact (atomic save)
+            raise TrainingStopped(f"{e}; training stopped at step {step}. {_kept(saved, ckpt_path)} "
+                                  f"Make room, then continue with: numpy-retinanet train --resume {out_dir}") from e
+        saved["step"] = step
 
     if start_step == 0:
         log(f"training RetinaNet ({config.preset}, {model.num_parameters():,} parameters) on shapes: "
@@ -151,21 +248,28 @@ def train(config: TrainConfig, out_dir, resume=False, log=print, stop_after=None
     step = start_step
     interrupted = False
     pool = GradientWorkers(config, model.params) if config.workers > 1 else contextlib.nullcontext()
-    with _StopFlag() as flag, pool:
+    with pool:
         while step < config.iterations:
             lr = schedule(step)
             try:
                 if config.workers == 1:
                     images, targets = get_batch(dataset, step, config.batch_size, seed=config.data_seed)
-                    losses, grad_norm = _train_step(model, optimizer, xp.asarray(images), targets, anchors, lr,
-                                                    config)
+                    losses, grads = compute_gradients(model, xp.asarray(images), targets, anchors, config)
                 else:
                     losses, grads = pool.gradients(step, model.params)
-                    grad_norm = apply_gradients(optimizer, grads, lr, config)
+                _check_sane(losses, history)
+                # A checkpoint due at this step is written now, after the loss at these parameters
+                # was found sane and before they change: it never holds a blown-up model.
+                if step % config.checkpoint_every == 0 and step > start_step:
+                    save(step)
+                grad_norm = apply_gradients(optimizer, grads, lr, config)
             except NonFiniteStep as e:
-                raise TrainingDiverged(
-                    f"{e} at step {step}; training stopped. The last good checkpoint ({ckpt_path}, if one was "
-                    "written) was kept. Try a lower --lr or --clip-grad-norm.") from e
+                raise TrainingDiverged(f"{e} at step {step}: training diverged and stopped. "
+                                       f"{_kept(saved, ckpt_path)} Try a lower --lr or --clip-grad-norm.") from e
+            except WorkerFailed as e:  # the parameters of this step are intact: keep them
+                save(step)
+                raise TrainingStopped(f"{e}. The parameters of step {step} were saved to {ckpt_path}; continue "
+                                      f"with: numpy-retinanet train --resume {out_dir}") from e
             step += 1
             for key, value in (("step", step), ("total", losses["total"]),
                                ("classification", losses["classification"]),
@@ -184,8 +288,6 @@ def train(config: TrainConfig, out_dir, resume=False, log=print, stop_after=None
                     f"(cls {mean['classification']:.4f}, box {mean['box_regression']:.4f})  "
                     f"lr {lr:.5f}  {ips:5.1f} img/s  ETA {_format_eta(eta)}")
                 window_t, window_images = now, 0
-            if step % config.checkpoint_every == 0 and step < config.iterations:
-                save(step)
             if flag.stop or (stop_after is not None and step - start_step >= stop_after):
                 interrupted = True
                 break
@@ -207,6 +309,7 @@ def train(config: TrainConfig, out_dir, resume=False, log=print, stop_after=None
     # Each process's peak, summed: an upper bound on the memory in use at any one moment.
     metrics["peak_memory_mib"] = round(peak_memory_mib() + sum(worker_peaks), 1)
     metrics["processes"] = 1 + len(worker_peaks)
+    metrics["signal"] = signal.Signals(flag.signum).name if flag.stop else None  # also one during evaluation
     with open(os.path.join(out_dir, "metrics.json"), "w") as f:
         json.dump(metrics, f, indent=1)
     if "AP" in metrics:
@@ -215,10 +318,22 @@ def train(config: TrainConfig, out_dir, resume=False, log=print, stop_after=None
     return metrics
 
 
-def _train_step(model, optimizer, images, targets, anchors, lr, config):
-    """forward -> loss -> backward -> clip -> SGD in this process; returns (losses, gradient norm)."""
-    losses, grads = compute_gradients(model, images, targets, anchors, config)
-    return losses, apply_gradients(optimizer, grads, lr, config)
+def _check_sane(losses, history):
+    """Raise NonFiniteStep when a loss part is over DIVERGENCE_FACTOR times its value at the run's
+    first step (at least 1.0): the parameters are finite but the run has blown up."""
+    for part in ("classification", "box_regression"):
+        first = history[part][0] if history[part] else losses[part]
+        bound = DIVERGENCE_FACTOR * max(first, 1.0)
+        if losses[part] > bound:
+            raise NonFiniteStep(f"the {part} loss is {losses[part]:.4g}, above {bound:.4g} "
+                                f"({DIVERGENCE_FACTOR:g} x the larger of 1 and its first value, {first:.4g})")
+
+
+def _kept(saved, ckpt_path):
+    """What the run folder still holds, for a message."""
+    if saved["step"] is None:
+        return "No checkpoint had been written yet."
+    return f"The last good checkpoint ({ckpt_path}, step {saved['step']}) was kept."
 
 
 def evaluate_run(model, config, out_dir, xp, log):

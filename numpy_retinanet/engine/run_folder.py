@@ -1,0 +1,107 @@
+"""The run folder: claimed by one training at a time, never overwritten by accident.
+
+    with claim_run_folder(out_dir, resume=False, force=False):
+        ...  # write checkpoint.npz, metrics.json, the pictures
+
+Claiming a folder (1) creates it, (2) takes an exclusive lock on ``out_dir/.lock`` and
+(3) refuses a folder that already holds a run unless the run is resumed or ``force``
+is given. The lock comes first, so two trainings started at once cannot both find the
+folder empty: the second is refused with the first one's process id.
+
+The lock is an ``fcntl.flock`` on an open file. The kernel holds it, not the file: a
+process that dies (even by SIGKILL) releases it, so a lock is never left stale. The
+file is removed when the claim ends; because another process may have opened it just
+before, a claim checks after locking that the path still names the file it locked, and
+starts again if not. On a system without ``fcntl`` (Windows) no lock is taken.
+"""
+
+from __future__ import annotations
+
+import os
+from contextlib import contextmanager
+
+try:
+    import fcntl
+except ImportError:  # Windows: no advisory locks; the run folder check below still holds
+    fcntl = None
+
+#: The files a training writes into its run folder (engine/trainer.py).
+RUN_FILES = ("checkpoint.npz", "metrics.json", "training_curve.png", "detections.png")
+LOCK_NAME = ".lock"
+
+
+class RunFolderInUse(ValueError):
+    """Another process is training into the folder."""
+
+
+@contextmanager
+def claim_run_folder(out_dir, resume=False, force=False):
+    """Create ``out_dir`` if needed and hold it for this process until the block ends.
+
+    Parameters
+    ----------
+    out_dir : the run folder.
+    resume : the folder's run is being continued: its files are expected.
+    force : replace the run the folder holds (its run files are deleted once the folder is locked).
+
+    Raises ValueError (naming the folder and the way out) when ``out_dir`` is a file, holds a
+    run and neither ``resume`` nor ``force`` is given, or is locked by another process; OSError
+    (naming the folder) when it cannot be created or written.
+    """
+    out_dir = os.fspath(out_dir)
+    if os.path.exists(out_dir) and not os.path.isdir(out_dir):
+        raise ValueError(f"the run folder {out_dir!r} is a file, not a folder: give another --out")
+    try:
+        os.makedirs(out_dir, exist_ok=True)
+        lock = _lock(out_dir)
+    except OSError as e:
+        raise OSError(e.errno, f"cannot write in the run folder {out_dir!r}: {e.strerror}") from e
+    try:
+        held = [name for name in RUN_FILES if os.path.exists(os.path.join(out_dir, name))]
+        if held and not resume:
+            if not force:
+                raise ValueError(
+                    f"the run folder {out_dir!r} already holds a run ({', '.join(held)}). Continue it with "
+                    f"--resume {out_dir}, train into another folder with --out, or replace it with --force")
+            for name in held:
+                os.remove(os.path.join(out_dir, name))
+        yield out_dir
+    finally:
+        _unlock(out_dir, lock)
+
+
+def _lock(out_dir):
+    """An open file descriptor of ``out_dir/.lock`` holding an exclusive flock (None without fcntl)."""
+    if fcntl is None:
+        return None
+    path = os.path.join(out_dir, LOCK_NAME)
+    while True:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.read(fd, 32).decode(errors="replace").strip() or "unknown"
+            os.close(fd)
+            raise RunFolderInUse(f"the run folder {out_dir!r} is in use by another training (process {holder}); "
+                                 "wait for it to end or give another --out") from None
+        # The file we locked may have been removed (and perhaps made again) by its previous
+        # holder between our open and our flock: then the lock guards nothing. Try again.
+        try:
+            same = os.path.samestat(os.fstat(fd), os.stat(path))
+        except FileNotFoundError:
+            same = False
+        if same:
+            os.ftruncate(fd, 0)
+            os.write(fd, str(os.getpid()).encode())
+            return fd
+        os.close(fd)
+
+
+def _unlock(out_dir, fd):
+    if fd is None:
+        return
+    try:
+        os.remove(os.path.join(out_dir, LOCK_NAME))  # while still locked: nobody can hold a lock on it now
+    except FileNotFoundError:
+        pass
+    os.close(fd)  # releases the lock

@@ -1,0 +1,274 @@
+"""Reliability of a training run (issue 16): nothing lost, nothing left behind, every fault a clear message.
+
+Covered here: a run folder is never overwritten by accident and has one writer at a time
+(a lock that a killed process does not leave stale); SIGTERM and Ctrl-C save and exit 143 / 130;
+``--resume`` extends a run and refuses what contradicts it; a worker that fails or a disk that
+fills up stops the run with its parameters or its last checkpoint kept. The divergence test
+(the last *good* checkpoint kept) is in test_trainer.py, the worker processes' own faults in
+test_reliability_workers.py.
+"""
+
+import errno
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+
+from numpy_retinanet import cli
+from numpy_retinanet.engine import trainer
+from numpy_retinanet.engine.checkpoint import export_weights, load_checkpoint
+from numpy_retinanet.engine.config import TrainConfig
+from numpy_retinanet.engine.parallel import GradientWorkers, WorkerFailed
+from numpy_retinanet.engine.run_folder import RunFolderInUse, claim_run_folder
+from numpy_retinanet.engine.trainer import TrainingStopped, train
+
+# Six steps of the tiny model: warm-up over steps 0-1, the lr drops at steps 4 and 5 (2/3 and 8/9 of 6).
+TINY = dict(preset="tiny", image_size=64, iterations=6, batch_size=2, lr=0.05, warmup_steps=2, eval_images=0,
+            log_every=3, checkpoint_every=2, train_images=4)
+TINY_FLAGS = ["--preset", "tiny", "--image-size", "64", "--batch-size", "2", "--lr", "0.05", "--warmup-steps", "2",
+              "--eval-images", "0", "--log-every", "3", "--checkpoint-every", "2", "--train-images", "4",
+              "--workers", "1"]
+QUIET = dict(log=lambda s: None)
+
+
+def _cli(capsys, argv):
+    code = cli.main(argv)
+    out, err = capsys.readouterr()
+    assert "Traceback" not in out + err
+    return code, out, err
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory):
+    """A finished six-step run; tests copy it before they change it."""
+    run = tmp_path_factory.mktemp("finished") / "run"
+    train(TrainConfig(**TINY), run, **QUIET)
+    return run
+
+
+def _copy(run, to):
+    to.mkdir()
+    for f in run.iterdir():
+        (to / f.name).write_bytes(f.read_bytes())
+    return to
+
+
+# ---------------------------------------------------------------------------------------
+# The run folder: never overwritten by accident, one writer at a time
+# ---------------------------------------------------------------------------------------
+
+def test_a_second_train_into_a_run_folder_is_refused_and_the_run_kept(finished_run, tmp_path, capsys):
+    run = _copy(finished_run, tmp_path / "run")
+    before = {f.name: f.read_bytes() for f in run.iterdir()}
+    code, _, err = _cli(capsys, ["train", "--out", str(run), *TINY_FLAGS, "--iterations", "4"])
+    assert code == 2
+    assert str(run) in err and "--resume" in err and "--force" in err and "already holds a run" in err
+    assert {f.name: f.read_bytes() for f in run.iterdir()} == before  # not one byte changed, no lock left
+
+
+def test_force_replaces_the_run(finished_run, tmp_path, capsys):
+    run = _copy(finished_run, tmp_path / "run")
+    code, _, _ = _cli(capsys, ["train", "--out", str(run), *TINY_FLAGS, "--iterations", "4", "--force"])
+    assert code == 0
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["step"] == 4 and metrics["config"]["iterations"] == 4
+    assert load_checkpoint(run / "checkpoint.npz")[1]["step"] == 4
+    assert sorted(f.name for f in run.iterdir()) == ["checkpoint.npz", "detections.png", "metrics.json",
+                                                      "training_curve.png"]
+
+
+# A process that claims a folder and waits; its pid is printed once it holds the claim.
+_HOLDER = textwrap.dedent("""
+    import os, sys, time
+    from numpy_retinanet.engine.run_folder import claim_run_folder
+    with claim_run_folder(sys.argv[1]):
+        print(os.getpid(), flush=True)
+        time.sleep(60)
+""")
+
+
+def _holder(folder):
+    proc = subprocess.Popen([sys.executable, "-c", _HOLDER, str(folder)], stdout=subprocess.PIPE, text=True)
+    assert int(proc.stdout.readline()) == proc.pid
+    return proc
+
+
+def test_two_trainings_cannot_write_one_folder_and_a_killed_one_leaves_no_stale_lock(tmp_path, capsys):
+    folder = tmp_path / "run"
+    proc = _holder(folder)
+    try:
+        with pytest.raises(RunFolderInUse, match=rf"in use by another training \(process {proc.pid}\)"):
+            with claim_run_folder(folder):
+                pass
+        code, _, err = _cli(capsys, ["train", "--out", str(folder), *TINY_FLAGS, "--iterations", "2"])
+        assert code == 2 and f"process {proc.pid}" in err
+        assert not (folder / "checkpoint.npz").exists()
+    finally:
+        proc.kill()  # SIGKILL: no clean-up code runs in the holder
+        proc.wait()
+    with claim_run_folder(folder):  # the kernel released the dead process's lock
+        assert (folder / ".lock").read_text() == str(os.getpid())
+    assert not (folder / ".lock").exists()
+
+
+def test_out_naming_a_file_or_an_unwritable_place_is_a_clear_error(tmp_path, capsys):
+    afile = tmp_path / "notes.txt"
+    afile.write_text("keep me")
+    code, _, err = _cli(capsys, ["train", "--out", str(afile), *TINY_FLAGS])
+    assert code == 2 and "is a file, not a folder" in err and str(afile) in err
+    assert afile.read_text() == "keep me"
+    code, _, err = _cli(capsys, ["train", "--out", "/proc/numpy-retinanet-run", *TINY_FLAGS])
+    assert code == 2 and "cannot write in the run folder '/proc/numpy-retinanet-run'" in err
+
+
+# ---------------------------------------------------------------------------------------
+# Signals: save, then exit 128 + the signal's number
+# ---------------------------------------------------------------------------------------
+
+def _start_training(run, *flags):
+    proc = subprocess.Popen([sys.executable, "-m", "numpy_retinanet", "train", "--out", str(run), *TINY_FLAGS,
+                             "--iterations", "100000", "--log-every", "1", "--checkpoint-every", "1000", *flags],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env=dict(os.environ, MPLBACKEND="Agg"))
+    for line in proc.stdout:
+        if line.startswith("step "):
+            return proc
+    raise AssertionError(proc.communicate()[1])
+
+
+@pytest.mark.parametrize("signum, code", [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
+def test_sigterm_and_ctrl_c_save_the_run_and_exit_with_the_shell_code(tmp_path, signum, code):
+    run = tmp_path / "run"
+    proc = _start_training(run)
+    try:
+        proc.send_signal(signum)  # to the main process only, as kill, timeout and schedulers do
+        out, err = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert proc.returncode == code, err
+    assert "Traceback" not in err
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["interrupted"] and metrics["signal"] == signal.Signals(signum).name
+    _, info = load_checkpoint(run / "checkpoint.npz")
+    assert info["step"] == metrics["step"] >= 1 and len(info["extra"]["history"]["total"]) == info["step"]
+    assert sorted(f.name for f in run.iterdir()) == ["checkpoint.npz", "metrics.json", "training_curve.png"]
+
+
+def test_a_second_sigterm_aborts_at_once_and_leaves_no_partial_file(tmp_path):
+    run = tmp_path / "run"
+    proc = _start_training(run)
+    try:
+        proc.send_signal(signal.SIGTERM)
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert proc.returncode == 143, err
+    assert "Traceback" not in err
+    assert not [f.name for f in run.iterdir() if f.name.startswith(".")]  # no lock, no half-written checkpoint
+
+
+# ---------------------------------------------------------------------------------------
+# --resume: extends a run, refuses what contradicts it
+# ---------------------------------------------------------------------------------------
+
+def test_resume_with_more_iterations_extends_the_run_at_its_last_learning_rate(finished_run, tmp_path, capsys):
+    run = _copy(finished_run, tmp_path / "run")
+    code, out, _ = _cli(capsys, ["train", "--resume", str(run), "--iterations", "10"])
+    assert code == 0 and "resuming" in out
+    history = json.loads((run / "metrics.json").read_text())["history"]
+    first = json.loads((finished_run / "metrics.json").read_text())["history"]
+    assert history["step"] == list(range(1, 11)) and history["total"][:6] == first["total"]
+    assert history["lr"][:6] == first["lr"] and history["lr"][6:] == [first["lr"][-1]] * 4
+    # The same as a run planned with 10 steps and the drops at steps 4 and 5, bit for bit.
+    planned = train(TrainConfig(**dict(TINY, iterations=10, decay_at=(0.4, 0.5))), tmp_path / "planned", **QUIET)
+    assert planned["history"]["lr"] == history["lr"]
+    a, _ = load_checkpoint(run / "checkpoint.npz")
+    b, _ = load_checkpoint(tmp_path / "planned" / "checkpoint.npz")
+    for name in a.params:
+        np.testing.assert_array_equal(a.params[name], b.params[name], err_msg=name)
+
+
+@pytest.mark.parametrize("flags, named", [
+    ([], "the run has 6 steps, not more than the run's step 6: give more --iterations"),
+    (["--iterations", "5"], "iterations 5 is not more than the run's step 6"),
+    (["--iterations", "8", "--preset", "default"], "preset 'default' (the run's: 'tiny')"),
+    (["--iterations", "8", "--lr", "0.1"], "lr 0.1 (the run's: 0.05)"),
+    (["--iterations", "8", "--fpn-channels", "64"], "model setting fpn_channels 64 (the run's: 8)"),
+    (["--iterations", "8", "--force"], "--force replaces a run and --resume continues it"),
+    (["--iterations", "8", "--out", "elsewhere"], "--out elsewhere is not the run being resumed"),
+])
+def test_resume_refuses_what_contradicts_the_run(finished_run, tmp_path, capsys, flags, named):
+    run = _copy(finished_run, tmp_path / "run")
+    before = (run / "checkpoint.npz").read_bytes()
+    code, _, err = _cli(capsys, ["train", "--resume", str(run), *flags])
+    assert code == 2 and named in err, err
+    assert (run / "checkpoint.npz").read_bytes() == before
+
+
+def test_resume_accepts_flags_that_repeat_the_run(finished_run, tmp_path, capsys):
+    run = _copy(finished_run, tmp_path / "run")
+    code, _, err = _cli(capsys, ["train", "--resume", str(run), "--out", str(run), *TINY_FLAGS, "--iterations", "7"])
+    assert code == 0, err
+    assert load_checkpoint(run / "checkpoint.npz")[1]["step"] == 7
+
+
+def test_resume_refuses_exported_weights(finished_run, tmp_path, capsys):
+    run = tmp_path / "run"
+    run.mkdir()
+    export_weights(finished_run / "checkpoint.npz", run / "checkpoint.npz")
+    code, _, err = _cli(capsys, ["train", "--resume", str(run), "--iterations", "8"])
+    assert code == 2 and "holds parameters only" in err and "cannot be resumed" in err
+
+
+# ---------------------------------------------------------------------------------------
+# Faults during training: a failed worker, a full disk
+# ---------------------------------------------------------------------------------------
+
+def test_a_failed_worker_stops_the_run_with_its_parameters_saved(tmp_path, monkeypatch):
+    class FailingAtStep3(GradientWorkers):
+        def gradients(self, step, params):
+            if step == 3:
+                raise WorkerFailed("training worker 1 died (killed by SIGKILL)")
+            return super().gradients(step, params)
+
+    monkeypatch.setattr(trainer, "GradientWorkers", FailingAtStep3)
+    run = tmp_path / "run"
+    with pytest.raises(TrainingStopped, match=r"worker 1 died .*parameters of step 3 were saved.*--resume") as e:
+        train(TrainConfig(**dict(TINY, workers=2)), run, **QUIET)
+    assert "Traceback" not in str(e.value)
+    _, info = load_checkpoint(run / "checkpoint.npz")
+    assert info["step"] == 3 and info["optimizer"]  # momentum too: the run can go on
+    monkeypatch.undo()
+    assert train(TrainConfig(), run, resume=True, **QUIET)["step"] == 6  # and the run goes on
+
+
+def test_a_full_disk_stops_the_run_and_keeps_the_last_checkpoint(tmp_path, monkeypatch, capsys):
+    saves = []
+    real_save = trainer.save_checkpoint
+
+    def fills_up(path, *args, **kwargs):
+        saves.append(kwargs["step"])
+        if len(saves) == 2:
+            raise OSError(errno.ENOSPC, f"cannot write checkpoint {str(path)!r}: No space left on device")
+        return real_save(path, *args, **kwargs)
+
+    monkeypatch.setattr(trainer, "save_checkpoint", fills_up)
+    run = tmp_path / "run"
+    code, _, err = _cli(capsys, ["train", "--out", str(run), *TINY_FLAGS, "--iterations", "6"])
+    assert code == 1
+    assert "No space left on device" in err and f"step {saves[0]}) was kept" in err and "--resume" in err
+    assert load_checkpoint(run / "checkpoint.npz")[1]["step"] == saves[0] == 2
+    assert not (run / ".lock").exists()
+
+
+def test_no_lock_is_left_after_a_refused_or_failed_run(tmp_path, capsys):
+    run = tmp_path / "run"
+    code, _, err = _cli(capsys, ["train", "--out", str(run), *TINY_FLAGS, "--iterations", "2", "--lr", "1e9"])
+    assert code == 1 and "diverged" in err
+    assert not (run / ".lock").exists()
