@@ -123,7 +123,8 @@ assert (defaults.preset, defaults.momentum, defaults.weight_decay) == ("default"
 # `default` preset with `TrainConfig`'s defaults, the recipe above scaled to 4000 steps (`numpy-retinanet
 # train --help` lists every setting), splitting each batch between two worker processes, one core each
 # (`--workers 2`, `engine/parallel.py`: the same gradient up to float rounding, in less time);
-# `--resume runs/shapes` continues an interrupted run exactly.
+# `--resume runs/shapes` continues an interrupted run exactly (and `--iterations N` with it extends a
+# finished one).
 #
 # The run below is *not* that recipe: it is a short one (`FIGURE_TRAINING`: 600 steps at lr 0.02, a
 # 50-step warm-up, decay at 80% and 93% of the steps), so that it ends in a few minutes.
@@ -220,7 +221,8 @@ run_dir.cleanup()
 # - A step is forward, loss, backward (fills `grads`), optimizer step; nothing else changes a parameter.
 # - SGD with momentum 0.9, weight decay 1e-4 on weights only; linear warm-up, then /10 twice.
 # - `engine.trainer.train` (or `numpy-retinanet train`) runs the loop, checkpoints, resumes exactly, stops
-#   with a clear message if the loss turns NaN, and evaluates at the end.
+#   with a clear message if the loss turns NaN or blows up (keeping the last good checkpoint), and evaluates
+#   at the end.
 # - A 600-step run learns the shapes only roughly; the shipped model, the default recipe's 4000 steps,
 #   reaches AP about 0.7. `numpy-retinanet detect` and `evaluate` use it when given no checkpoint.
 #
