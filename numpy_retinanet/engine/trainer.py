@@ -232,8 +232,11 @@ def _run(config, out_dir, ckpt_path, model, optimizer, xp, start_step, history, 
                             extra={"history": history,
                                    "train_seconds": elapsed_before + (time.perf_counter() - t0)})
         except OSError as e:  # a full or read-only disk: the previous checkpoint is intact (atomic save)
-            raise TrainingStopped(f"{e}; training stopped at step {step}. {_kept(saved, ckpt_path)} "
-                                  f"Make room, then continue with: numpy-retinanet train --resume {out_dir}") from e
+            reason = str(e) if ckpt_path in str(e) else f"cannot write the checkpoint {ckpt_path}: {e.strerror or e}"
+            then = (f"continue with: numpy-retinanet train --resume {out_dir}" if saved["step"] is not None
+                    else "train again")
+            raise TrainingStopped(f"{reason}; training stopped at step {step}. {_kept(saved, ckpt_path)} "
+                                  f"Make room, then {then}") from e
         saved["step"] = step
 
     if start_step == 0:
