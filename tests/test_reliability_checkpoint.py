@@ -51,6 +51,7 @@ def assert_refused(path, *fields):
             assert text in str(err.value), (text, str(err.value))
 
 
+@pytest.mark.fault("silent")
 def test_good_file_passes_every_check(good):
     meta, params, optim = read_checkpoint(good)
     assert meta["step"] == 3 and set(optim) == set(params)
@@ -67,10 +68,12 @@ def test_good_file_passes_every_check(good):
     ("classes_str", lambda m: m["model"].update(num_classes="2"), ["num_classes"]),
     ("dtype", lambda m: m["model"].update(dtype="object"), ["dtype"]),
 ])
+@pytest.mark.fault("traceback")
 def test_meta_of_the_wrong_type_is_refused(good, tmp_path, case, change, fields):
     assert_refused(rewrite(good, tmp_path, f"{case}.npz", meta_change=change), *fields)
 
 
+@pytest.mark.fault("traceback")
 def test_meta_that_is_not_an_object_is_refused(good, tmp_path):
     assert_refused(rewrite(good, tmp_path, "list.npz", meta=[1, 2, 3]), "meta", "JSON object")
 
@@ -83,6 +86,7 @@ def test_meta_that_is_not_an_object_is_refused(good, tmp_path):
     ("image_size", lambda m: m["train_config"].update(image_size=LIMITS["image_size"] + 1)),
     ("batch_size", lambda m: m["train_config"].update(batch_size=LIMITS["batch_size"] + 1)),
 ])
+@pytest.mark.fault("memory")
 def test_sizes_in_the_meta_are_bounded(good, tmp_path, field, change):
     path = rewrite(good, tmp_path, f"huge_{field}.npz", meta_change=change)
     tracemalloc.start()
@@ -107,11 +111,13 @@ def first_key(optim):
     ("shape", lambda o: o.update({first_key(o): np.zeros(3, np.float32)}), ["momentum", "shape"]),
     ("int", lambda o: o.update({first_key(o): o[first_key(o)].astype(np.int32)}), ["momentum", "float"]),
 ])
+@pytest.mark.fault("silent")
 def test_bad_momentum_is_refused(good, tmp_path, case, change, fields):
     path = rewrite(good, tmp_path, f"momentum_{case}.npz", optim_change=change)
     assert_refused(path, *fields)
 
 
+@pytest.mark.fault("silent")
 def test_momentum_just_within_the_limit_is_kept(good, tmp_path):
     def scale(o):
         k = first_key(o)
@@ -121,6 +127,7 @@ def test_momentum_just_within_the_limit_is_kept(good, tmp_path):
     assert np.abs(info["optimizer"][first_key(info["optimizer"])]).max() == LIMITS["momentum_abs"]
 
 
+@pytest.mark.fault("small")
 def test_a_directory_is_named_a_directory(tmp_path):
     folder = tmp_path / "run.npz"
     folder.mkdir()
@@ -142,6 +149,7 @@ def patch_central_sizes(path, size, prefix=""):
     path.write_bytes(bytes(data))
 
 
+@pytest.mark.fault("memory")
 def test_declared_member_size_over_the_limit_is_refused_before_reading(good, tmp_path):
     bomb = tmp_path / "bomb.npz"
     bomb.write_bytes(good.read_bytes())
@@ -150,6 +158,7 @@ def test_declared_member_size_over_the_limit_is_refused_before_reading(good, tmp
     assert_refused(bomb, "uncompressed", str(LIMITS["member_bytes"]))
 
 
+@pytest.mark.fault("memory")
 def test_a_meta_over_its_limit_is_refused(good, tmp_path):
     bomb = tmp_path / "long_meta.npz"
     bomb.write_bytes(good.read_bytes())
@@ -157,6 +166,7 @@ def test_a_meta_over_its_limit_is_refused(good, tmp_path):
     assert_refused(bomb, "meta.npy", str(LIMITS["meta_bytes"]))
 
 
+@pytest.mark.fault("memory")
 def test_members_over_the_total_limit_are_refused(good, tmp_path):
     bomb = tmp_path / "total.npz"
     bomb.write_bytes(good.read_bytes())
@@ -164,6 +174,7 @@ def test_members_over_the_total_limit_are_refused(good, tmp_path):
     assert_refused(bomb, "together")
 
 
+@pytest.mark.fault("memory")
 def test_an_array_header_claiming_more_than_its_member_allocates_nothing(good, tmp_path):
     """A header that declares 2 GiB over 16 bytes of data: np.load would allocate the array first."""
     m, params, _ = read_checkpoint(good)
@@ -197,6 +208,7 @@ def _npy(array):
     return bytes(buf)
 
 
+@pytest.mark.fault("small")
 def test_checkpoint_mode_follows_the_umask_like_other_run_files(good, tmp_path):
     old = os.umask(0o022)
     try:
@@ -210,6 +222,7 @@ def test_checkpoint_mode_follows_the_umask_like_other_run_files(good, tmp_path):
     assert oct(path.stat().st_mode & 0o777) == oct(other.stat().st_mode & 0o777) == oct(0o644)
 
 
+@pytest.mark.fault("small")
 def test_a_leftover_tmp_from_a_killed_save_is_replaced_by_the_next_save(good, tmp_path):
     model, _ = load_checkpoint(good)
     path = tmp_path / "ck.npz"
@@ -220,6 +233,7 @@ def test_a_leftover_tmp_from_a_killed_save_is_replaced_by_the_next_save(good, tm
     assert read_checkpoint(path)[0]["step"] == 5
 
 
+@pytest.mark.fault("small")
 def test_a_failed_save_leaves_no_tmp(good, tmp_path, monkeypatch):
     model, _ = load_checkpoint(good)
 

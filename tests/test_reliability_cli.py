@@ -22,6 +22,7 @@ def _gradcheck_inputs():
     return (lambda: float((x ** 2).sum())), {"x": x}, {"x": 2 * x}
 
 
+@pytest.mark.fault("traceback")
 @pytest.mark.parametrize("h", [0.0, -1e-5, float("nan"), float("inf")])
 def test_gradcheck_refuses_a_step_that_is_not_positive_and_finite(h):
     f, inputs, analytic = _gradcheck_inputs()
@@ -35,12 +36,14 @@ def test_gradcheck_refuses_a_step_that_is_not_positive_and_finite(h):
 
 @pytest.mark.parametrize("tolerances, name", [(dict(rtol=0.0), "rtol"), (dict(atol=-1.0), "atol"),
                                               (dict(rtol=float("nan")), "rtol")])
+@pytest.mark.fault("traceback")
 def test_gradcheck_refuses_tolerances_it_would_divide_by(tolerances, name):
     f, inputs, analytic = _gradcheck_inputs()
     with pytest.raises(ValueError, match=rf"^{name} must be"):
         gradcheck.check_gradients(f, inputs, analytic, verbose=False, **tolerances)
 
 
+@pytest.mark.fault("traceback")
 def test_gradcheck_still_passes_a_correct_gradient_at_a_valid_step():
     f, inputs, analytic = _gradcheck_inputs()
     assert gradcheck.all_passed(gradcheck.check_gradients(f, inputs, analytic, h=1e-4, verbose=False))
@@ -66,6 +69,7 @@ _FLOAT_MODEL_SETTINGS = [n for n, v in PRESETS["default"].items()
                          if isinstance(v, float) or (isinstance(v, tuple) and isinstance(v[0], float))]
 
 
+@pytest.mark.fault("silent")
 @pytest.mark.parametrize("value", ["nan", "inf", "-inf"])
 @pytest.mark.parametrize("name", _FLOAT_SETTINGS + _FLOAT_MODEL_SETTINGS)
 def test_train_refuses_every_float_setting_that_is_not_finite(capsys, tmp_path, name, value):
@@ -79,6 +83,7 @@ def test_float_settings_cover_the_ones_the_issue_names():
     assert {"lr", "momentum", "weight_decay"} <= set(_FLOAT_SETTINGS) and "prior" in _FLOAT_MODEL_SETTINGS
 
 
+@pytest.mark.fault("lost")
 @pytest.mark.parametrize("lr", ["0", "-0.1"])
 def test_train_refuses_an_lr_that_is_not_positive(capsys, tmp_path, lr):
     _refused(capsys, ["train", "--out", str(tmp_path / "run"), "--lr", lr], r"lr must be a finite real number > 0")
@@ -90,10 +95,12 @@ def test_train_refuses_an_lr_that_is_not_positive(capsys, tmp_path, lr):
     ("--fpn-channels", 0, r"fpn_channels must be an int >= 1, got 0"),
     ("--max-objects", MAX_OBJECTS + 1, rf"max_objects must be an int in \[1, {MAX_OBJECTS}\]"),
 ])
+@pytest.mark.fault("memory")
 def test_train_refuses_sizes_out_of_their_limits(capsys, tmp_path, flag, value, named):
     _refused(capsys, ["train", "--out", str(tmp_path / "run"), flag, str(value)], named)
 
 
+@pytest.mark.fault("memory")
 def test_train_refuses_a_batch_whose_pixels_exceed_one_steps_memory(capsys, tmp_path):
     # Each value alone is within its own limit; together they are twice the pixels of a step.
     batch = 2 * MAX_STEP_PIXELS // MAX_IMAGE_SIZE ** 2
@@ -102,6 +109,7 @@ def test_train_refuses_a_batch_whose_pixels_exceed_one_steps_memory(capsys, tmp_
                       str(MAX_IMAGE_SIZE)], rf"batch_size \* image_size\^2 must be at most {MAX_STEP_PIXELS}")
 
 
+@pytest.mark.fault("memory")
 def test_the_largest_allowed_sizes_are_accepted_by_the_config():
     TrainConfig(batch_size=MAX_BATCH_SIZE, image_size=MIN_IMAGE_SIZE).validate()
     TrainConfig(batch_size=MAX_STEP_PIXELS // MAX_IMAGE_SIZE ** 2, image_size=MAX_IMAGE_SIZE).validate()
@@ -109,10 +117,12 @@ def test_the_largest_allowed_sizes_are_accepted_by_the_config():
 
 @pytest.mark.parametrize("flag, value", [("--batch-size", str(MAX_BATCH_SIZE + 1)), ("--batch-size", "0"),
                                          ("--image-size", str(MAX_IMAGE_SIZE + 1)), ("--image-size", "big")])
+@pytest.mark.fault("memory")
 def test_bench_refuses_sizes_out_of_their_limits(capsys, flag, value):
     _refused(capsys, ["bench", "model", flag, value], rf"argument {flag}: the value must be an int")
 
 
+@pytest.mark.fault("silent")
 @pytest.mark.parametrize("value", ["nan", "inf", "2", "-0.5", "half"])
 def test_detect_refuses_a_score_threshold_that_is_not_a_probability(capsys, tmp_path, value):
     out = tmp_path / "drawn"
@@ -121,6 +131,7 @@ def test_detect_refuses_a_score_threshold_that_is_not_a_probability(capsys, tmp_
     assert not out.exists()
 
 
+@pytest.mark.fault("silent")
 @pytest.mark.parametrize("setting", ["score_threshold", "nms_threshold"])
 @pytest.mark.parametrize("value", [float("nan"), 2.0, -0.1])
 def test_postprocess_refuses_thresholds_that_are_not_probabilities(setting, value):

@@ -13,6 +13,7 @@ from numpy_retinanet.engine.inference import _output_names, detect_files
 PICTURE = np.random.default_rng(0).integers(0, 256, size=(40, 56, 3), dtype=np.uint8)
 
 
+@pytest.mark.fault("silent")
 def test_a_16_bit_png_is_scaled_by_its_bit_depth_not_clipped(tmp_path):
     gray = PICTURE[..., 0]
     # v * 257 spreads 0..255 over 0..65535 exactly; clipping would turn every value above 255 white
@@ -23,6 +24,7 @@ def test_a_16_bit_png_is_scaled_by_its_bit_depth_not_clipped(tmp_path):
     np.testing.assert_array_equal(out, np.repeat(gray[..., None], 3, axis=2))
 
 
+@pytest.mark.fault("silent")
 def test_a_float_image_is_stretched_from_its_minimum_to_its_maximum(tmp_path):
     a = np.linspace(0.2, 0.7, 40 * 56, dtype=np.float32).reshape(40, 56)
     Image.fromarray(a, mode="F").save(tmp_path / "float.tiff")
@@ -32,6 +34,7 @@ def test_a_float_image_is_stretched_from_its_minimum_to_its_maximum(tmp_path):
     assert len(np.unique(out)) == 256
 
 
+@pytest.mark.fault("silent")
 def test_exif_orientation_is_applied(tmp_path):
     img = Image.fromarray(PICTURE)
     exif = img.getexif()
@@ -40,6 +43,7 @@ def test_exif_orientation_is_applied(tmp_path):
     np.testing.assert_array_equal(load_image(tmp_path / "phone.png"), np.rot90(PICTURE, k=-1))
 
 
+@pytest.mark.fault("traceback")
 @pytest.mark.parametrize("limit", [40 * 56 - 1, (40 * 56) // 2 - 1])  # Pillow warns over the limit, errs over 2x
 def test_an_image_over_the_decompression_bomb_limit_is_refused_naming_the_file(tmp_path, monkeypatch, limit):
     Image.fromarray(PICTURE).save(tmp_path / "bomb.png")
@@ -48,6 +52,7 @@ def test_an_image_over_the_decompression_bomb_limit_is_refused_naming_the_file(t
         load_image(tmp_path / "bomb.png")
 
 
+@pytest.mark.fault("small")
 def test_a_directory_and_a_non_image_are_named_for_what_they_are(tmp_path):
     (tmp_path / "folder.png").mkdir()
     with pytest.raises(ValueError, match=r"folder\.png' is a directory"):
@@ -59,6 +64,7 @@ def test_a_directory_and_a_non_image_are_named_for_what_they_are(tmp_path):
         load_image(tmp_path / "missing.png")
 
 
+@pytest.mark.fault("memory")
 def test_load_image_within_shrinks_the_longer_side_and_reports_the_file_size(tmp_path):
     Image.fromarray(PICTURE).save(tmp_path / "p.png")
     out, size = load_image_within(tmp_path / "p.png", 28)
@@ -67,6 +73,7 @@ def test_load_image_within_shrinks_the_longer_side_and_reports_the_file_size(tmp
     np.testing.assert_array_equal(out, PICTURE)
 
 
+@pytest.mark.fault("lost")
 def test_output_names_are_unique_when_inputs_share_a_file_name():
     names = _output_names(["a/x.png", "b/x.png", "x_2.png", "c/x.jpg"])
     assert len(set(names)) == 4
@@ -85,6 +92,7 @@ def _shapes_picture():
     return held_out.raw(0)[0]
 
 
+@pytest.mark.fault("memory")
 def test_detect_shrinks_a_large_image_and_maps_the_boxes_back(tmp_path, shipped):
     model, info = shipped
     picture = _shapes_picture()
@@ -103,6 +111,7 @@ def test_detect_shrinks_a_large_image_and_maps_the_boxes_back(tmp_path, shipped)
     assert Image.open(big_path).size[0] >= w  # drawn from the shrunk picture (magnified if small)
 
 
+@pytest.mark.fault("lost")
 def test_detect_writes_one_output_per_input_when_file_names_collide(tmp_path, shipped):
     model, info = shipped
     for d in ("a", "b"):
@@ -117,6 +126,7 @@ def test_detect_writes_one_output_per_input_when_file_names_collide(tmp_path, sh
     (["--score-threshold", "nan"], "argument --score-threshold: the value must be a finite real number in [0, 1], got nan"),
     (["--score-threshold", "2"], "argument --score-threshold: the value must be a finite real number in [0, 1], got 2.0"),
     (["--max-side", "8"], "argument --max-side: the value must be an int in [32, 1333], got 8")])
+@pytest.mark.fault("silent")
 def test_detect_refuses_bad_flags_by_name(tmp_path, capsys, flags, said):
     Image.fromarray(PICTURE).save(tmp_path / "p.png")
     with pytest.raises(SystemExit) as e:  # argparse: before any file is read
@@ -125,6 +135,7 @@ def test_detect_refuses_bad_flags_by_name(tmp_path, capsys, flags, said):
     assert not (tmp_path / "out").exists()
 
 
+@pytest.mark.fault("small")
 def test_detect_names_a_directory_given_as_an_image(tmp_path, capsys):
     (tmp_path / "folder").mkdir()
     assert cli.main(["detect", str(tmp_path / "folder"), "--out", str(tmp_path / "out")]) == 2

@@ -62,6 +62,7 @@ def _copy(run, to):
 # The run folder: never overwritten by accident, one writer at a time
 # ---------------------------------------------------------------------------------------
 
+@pytest.mark.fault("lost")
 def test_a_second_train_into_a_run_folder_is_refused_and_the_run_kept(finished_run, tmp_path, capsys):
     run = _copy(finished_run, tmp_path / "run")
     before = {f.name: f.read_bytes() for f in run.iterdir()}
@@ -71,6 +72,7 @@ def test_a_second_train_into_a_run_folder_is_refused_and_the_run_kept(finished_r
     assert {f.name: f.read_bytes() for f in run.iterdir()} == before  # not one byte changed, no lock left
 
 
+@pytest.mark.fault("lost")
 def test_force_replaces_the_run(finished_run, tmp_path, capsys):
     run = _copy(finished_run, tmp_path / "run")
     code, _, _ = _cli(capsys, ["train", "--out", str(run), *TINY_FLAGS, "--iterations", "4", "--force"])
@@ -98,6 +100,7 @@ def _holder(folder):
     return proc
 
 
+@pytest.mark.fault("lost")
 def test_two_trainings_cannot_write_one_folder_and_a_killed_one_leaves_no_stale_lock(tmp_path, capsys):
     folder = tmp_path / "run"
     proc = _holder(folder)
@@ -116,6 +119,7 @@ def test_two_trainings_cannot_write_one_folder_and_a_killed_one_leaves_no_stale_
     assert not (folder / ".lock").exists()
 
 
+@pytest.mark.fault("traceback")
 def test_out_naming_a_file_or_an_unwritable_place_is_a_clear_error(tmp_path, capsys):
     afile = tmp_path / "notes.txt"
     afile.write_text("keep me")
@@ -141,6 +145,7 @@ def _start_training(run, *flags):
     raise AssertionError(proc.communicate()[1])
 
 
+@pytest.mark.fault("lost")
 @pytest.mark.parametrize("signum, code", [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
 def test_sigterm_and_ctrl_c_save_the_run_and_exit_with_the_shell_code(tmp_path, signum, code):
     run = tmp_path / "run"
@@ -159,6 +164,7 @@ def test_sigterm_and_ctrl_c_save_the_run_and_exit_with_the_shell_code(tmp_path, 
     assert sorted(f.name for f in run.iterdir()) == ["checkpoint.npz", "metrics.json", "training_curve.png"]
 
 
+@pytest.mark.fault("hang")
 def test_a_second_sigterm_aborts_at_once_and_leaves_no_partial_file(tmp_path):
     run = tmp_path / "run"
     proc = _start_training(run)
@@ -177,6 +183,7 @@ def test_a_second_sigterm_aborts_at_once_and_leaves_no_partial_file(tmp_path):
 # --resume: extends a run, refuses what contradicts it
 # ---------------------------------------------------------------------------------------
 
+@pytest.mark.fault("silent")
 def test_resume_with_more_iterations_extends_the_run_at_its_last_learning_rate(finished_run, tmp_path, capsys):
     run = _copy(finished_run, tmp_path / "run")
     code, out, _ = _cli(capsys, ["train", "--resume", str(run), "--iterations", "10"])
@@ -203,6 +210,7 @@ def test_resume_with_more_iterations_extends_the_run_at_its_last_learning_rate(f
     (["--iterations", "8", "--force"], "--force replaces a run and --resume continues it"),
     (["--iterations", "8", "--out", "elsewhere"], "--out elsewhere is not the run being resumed"),
 ])
+@pytest.mark.fault("silent")
 def test_resume_refuses_what_contradicts_the_run(finished_run, tmp_path, capsys, flags, named):
     run = _copy(finished_run, tmp_path / "run")
     before = (run / "checkpoint.npz").read_bytes()
@@ -211,6 +219,7 @@ def test_resume_refuses_what_contradicts_the_run(finished_run, tmp_path, capsys,
     assert (run / "checkpoint.npz").read_bytes() == before
 
 
+@pytest.mark.fault("silent")
 def test_resume_accepts_flags_that_repeat_the_run(finished_run, tmp_path, capsys):
     run = _copy(finished_run, tmp_path / "run")
     code, _, err = _cli(capsys, ["train", "--resume", str(run), "--out", str(run), *TINY_FLAGS, "--iterations", "7"])
@@ -218,6 +227,7 @@ def test_resume_accepts_flags_that_repeat_the_run(finished_run, tmp_path, capsys
     assert load_checkpoint(run / "checkpoint.npz")[1]["step"] == 7
 
 
+@pytest.mark.fault("silent")
 def test_resume_refuses_exported_weights(finished_run, tmp_path, capsys):
     run = tmp_path / "run"
     run.mkdir()
@@ -230,6 +240,7 @@ def test_resume_refuses_exported_weights(finished_run, tmp_path, capsys):
 # Faults during training: a failed worker, a full disk
 # ---------------------------------------------------------------------------------------
 
+@pytest.mark.fault("lost")
 def test_a_failed_worker_stops_the_run_with_its_parameters_saved(tmp_path, monkeypatch):
     class FailingAtStep3(GradientWorkers):
         def gradients(self, step, params):
@@ -248,6 +259,7 @@ def test_a_failed_worker_stops_the_run_with_its_parameters_saved(tmp_path, monke
     assert train(TrainConfig(), run, resume=True, **QUIET)["step"] == 6  # and the run goes on
 
 
+@pytest.mark.fault("traceback")
 def test_a_full_disk_stops_the_run_and_keeps_the_last_checkpoint(tmp_path, monkeypatch, capsys):
     saves = []
     real_save = trainer.save_checkpoint
@@ -267,6 +279,7 @@ def test_a_full_disk_stops_the_run_and_keeps_the_last_checkpoint(tmp_path, monke
     assert not (run / ".lock").exists()
 
 
+@pytest.mark.fault("small")
 def test_no_lock_is_left_after_a_refused_or_failed_run(tmp_path, capsys):
     run = tmp_path / "run"
     code, _, err = _cli(capsys, ["train", "--out", str(run), *TINY_FLAGS, "--iterations", "2", "--lr", "1e9"])

@@ -55,6 +55,7 @@ def test_interrupted_and_resumed_run_ends_with_the_same_parameters(tmp_path, wor
         np.testing.assert_array_equal(ia["optimizer"][k], ib["optimizer"][k], err_msg=k)
 
 
+@pytest.mark.fault("lost")
 @pytest.mark.parametrize("workers", [1, 2])
 def test_a_diverging_run_stops_at_the_step_and_keeps_the_last_good_checkpoint(tmp_path, workers):
     # The lr ramps up from 0.025 x 2 = 0.05 by 0.05 a step during the warm-up: a few sane steps, then it blows up.
