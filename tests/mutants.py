@@ -101,7 +101,7 @@ MUTANTS = (
            "centers = xp.stack([cx, cy, cx, cy], axis=-1)", "centers = xp.stack([cy, cx, cy, cx], axis=-1)",
            "anchor centres with x and y swapped (row stride on x)"),
     Mutant("nms_suppresses_ties", "numpy_retinanet/detection/boxes.py",
-           "boxes[rest])[0] <= iou_threshold]", "boxes[rest])[0] < iou_threshold]",
+           "ranked[start:]) > iou_threshold", "ranked[start:]) >= iou_threshold",
            "NMS also drops a box whose IoU equals the threshold (`>` -> `>=`)"),
     # the figures: each draws something plausible, and wrong
     Mutant("figure_gradient_ignores_target", "numpy_retinanet/teaching/figures/focal_loss.py",

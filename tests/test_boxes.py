@@ -10,6 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from numpy_retinanet.detection.boxes import (
+    _NMS_BLOCK,
     DELTA_CLAMP,
     batched_nms,
     box_area,
@@ -176,6 +177,20 @@ def test_nms_matches_bruteforce_reference(items, threshold):
     got = nms(np.asarray(boxes, dtype=np.float64).reshape(-1, 4), np.asarray(scores), threshold)
     assert got.dtype == np.int64
     assert got.tolist() == ref_nms(boxes, scores, threshold)
+
+
+def test_nms_across_blocks_matches_the_reference():
+    # More boxes than one block of IoUs (_NMS_BLOCK): a box of a later block must still be
+    # suppressed by a kept box of an earlier one. Integer corners make ties and equal IoUs common.
+    rng = np.random.default_rng(7)
+    n = 2 * _NMS_BLOCK + 37
+    corner = rng.integers(0, 40, size=(n, 2))
+    boxes = np.concatenate([corner, corner + rng.integers(0, 12, size=(n, 2))], axis=1).astype(np.float64)
+    scores = rng.integers(0, 50, size=n) / 50.0
+    for threshold in (0.0, 0.3, 0.5):
+        got = nms(boxes, scores, threshold)
+        assert got.tolist() == ref_nms(boxes.tolist(), scores.tolist(), threshold)
+        assert len(got) > _NMS_BLOCK // 4  # the later blocks kept boxes too: the test saw them
 
 
 @st.composite
