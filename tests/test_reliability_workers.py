@@ -106,6 +106,20 @@ def test_a_stopped_worker_raises_stopped_answering_and_is_killed(model):
             os.kill(pids[1], signal.SIGKILL)
 
 
+def test_close_ends_a_stopped_worker(model):
+    # SIGTERM would wait for a SIGCONT for ever; close() asks, waits, then sends SIGKILL.
+    pool = GradientWorkers(TrainConfig(**TINY), model.params)
+    pool.gradients(0, model.params)
+    pids = [proc.pid for proc in pool._procs]
+    os.kill(pids[0], signal.SIGSTOP)
+    try:
+        pool.close(wait=1)
+        assert not [p for p in pids if running(p)]
+    finally:
+        if running(pids[0]):
+            os.kill(pids[0], signal.SIGKILL)
+
+
 def test_workers_ignore_sigterm_and_sigint(model):
     # A scheduler's SIGTERM and a terminal's Ctrl-C reach the whole process group; the main process decides.
     with GradientWorkers(TrainConfig(**TINY), model.params) as pool:

@@ -88,7 +88,7 @@ class WorkerFailed(RuntimeError):
 
 
 def _how_it_ended(exitcode: int) -> str:
-    """"killed by SIGKILL" for -9, "exit code 1" for 1."""
+    """How a process ended, in words: "killed by SIGKILL" for -9, "exit code 1" for 1."""
     if exitcode < 0:
         try:
             return f"killed by {signal.Signals(-exitcode).name}"
@@ -284,9 +284,11 @@ class GradientWorkers:
                                    "stopped or deadlocked?)", k, None)
         return now
 
-    def _send_all(self, message):
+    def _check_open(self):
         if not self._procs:
             raise ValueError("these GradientWorkers are closed (after a failure or close())")
+
+    def _send_all(self, message):
         try:
             for k, conn in enumerate(self._conns):
                 try:
@@ -336,6 +338,7 @@ class GradientWorkers:
         "classification", "box_regression", "total" (floats) and "num_positive" (int);
         grads a new dict name -> array, the whole batch's gradient. ``params`` is only read.
         """
+        self._check_open()
         for name, p in params.items():
             self._params[name][...] = to_host(p)
         self._send_all(step)
@@ -353,6 +356,7 @@ class GradientWorkers:
 
     def peak_memory_mib(self) -> list:
         """Each worker's peak resident memory so far, in MiB."""
+        self._check_open()
         self._send_all("peak_memory")
         return self._receive_all()
 
@@ -377,6 +381,9 @@ class GradientWorkers:
         for conn in self._conns:
             conn.close()
         self._conns, self._procs = [], []
+        # Let the shared blocks go: their memory is freed with the last process that maps them.
+        self._params = self._params_flat = self._grads_flat = None
+        self._blocks, self._heartbeats = [], []
 
     def __enter__(self):
         return self
