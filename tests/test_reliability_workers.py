@@ -176,7 +176,7 @@ from numpy_retinanet.engine.parallel import GradientWorkers
 from numpy_retinanet.model.retinanet import RetinaNet
 config = TrainConfig(**{TINY!r})
 model = RetinaNet(config.num_classes, preset="tiny")
-pool = GradientWorkers(config, model.params, stuck_after=2)
+pool = GradientWorkers(config, model.params, stuck_after=3)
 print(json.dumps([proc.pid for proc in pool._procs]), flush=True)
 step = 0
 while True:
@@ -221,7 +221,7 @@ def test_a_run_stopped_with_ctrl_z_goes_on_after_fg():
         proc.stdin.flush()
         time.sleep(0.3)
         os.kill(proc.pid, signal.SIGSTOP)
-        time.sleep(5)  # stuck_after is 2 s
+        time.sleep(6)  # stuck_after is 3 s
         os.kill(proc.pid, signal.SIGCONT)
         time.sleep(0.5)
         for p in pids:
@@ -247,7 +247,7 @@ from numpy_retinanet.model.retinanet import RetinaNet
 config = TrainConfig(**{TINY!r})
 model = RetinaNet(config.num_classes, preset="tiny")
 for sig in (signal.SIGKILL, signal.SIGSTOP):
-    pool = GradientWorkers(config, model.params, stuck_after=1)
+    pool = GradientWorkers(config, model.params, stuck_after=2)
     pool.gradients(0, model.params)
     os.kill(pool._procs[1].pid, sig)
     try:
@@ -268,5 +268,5 @@ def test_failures_and_an_unclosed_pool_leave_no_warning_and_no_process():
     assert out.stderr == ""
     lines = out.stdout.splitlines()
     assert lines[:2] == ["training worker 1 died (killed by SIGKILL)",
-                         "training worker 1 stopped answering (no heartbeat for 1 s; stopped or deadlocked?)"]
+                         "training worker 1 stopped answering (no heartbeat for 2 s; stopped or deadlocked?)"]
     assert still_running(json.loads(lines[2])) == []
