@@ -1,9 +1,12 @@
 """Shared test settings: hypothesis profiles (small examples; `ci` is derandomized), and issue 16's table.
 
-``python -m pytest tests/test_reliability_*.py tests/test_parallel.py --fault-table`` prints, after the run, the
-reliability cases by the fault class they guard against (``@pytest.mark.fault("lost")``) and their outcome: a
-passing case ended as its test demands (a clear message: non-zero exit, the argument or file named, no
-traceback; or a right result), a failing one counts in the column of its class."""
+    python -m pytest tests/test_reliability_*.py tests/test_parallel.py tests/test_trainer.py --fault-table
+
+prints, after the run, the reliability cases by the fault class they guard against
+(``@pytest.mark.fault("lost")``) and their outcome: a passing case ended as its test demands (a clear
+message: non-zero exit, the argument or file named, no traceback; or a right result), a failing one
+counts in the column of its class.
+"""
 
 import os
 

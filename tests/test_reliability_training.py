@@ -23,7 +23,7 @@ from numpy_retinanet import cli
 from numpy_retinanet.engine import trainer
 from numpy_retinanet.engine.checkpoint import export_weights, load_checkpoint
 from numpy_retinanet.engine.config import TrainConfig
-from numpy_retinanet.engine.parallel import GradientWorkers, WorkerFailed
+from numpy_retinanet.engine.parallel import GradientWorkers
 from numpy_retinanet.engine.run_folder import RunFolderInUse, claim_run_folder
 from numpy_retinanet.engine.trainer import TrainingStopped, train
 
@@ -242,15 +242,16 @@ def test_resume_refuses_exported_weights(finished_run, tmp_path, capsys):
 
 @pytest.mark.fault("lost")
 def test_a_failed_worker_stops_the_run_with_its_parameters_saved(tmp_path, monkeypatch):
-    class FailingAtStep3(GradientWorkers):
+    class KilledAtStep3(GradientWorkers):
         def gradients(self, step, params):
-            if step == 3:
-                raise WorkerFailed("training worker 1 died (killed by SIGKILL)")
+            if step == 3:  # worker 1 is killed (the OOM killer, a user) while the main process waits
+                os.kill(self._procs[1].pid, signal.SIGKILL)
             return super().gradients(step, params)
 
-    monkeypatch.setattr(trainer, "GradientWorkers", FailingAtStep3)
+    monkeypatch.setattr(trainer, "GradientWorkers", KilledAtStep3)
     run = tmp_path / "run"
-    with pytest.raises(TrainingStopped, match=r"worker 1 died .*parameters of step 3 were saved.*--resume") as e:
+    with pytest.raises(TrainingStopped, match=r"worker 1 died \(killed by SIGKILL\).*parameters of step 3 were "
+                                              r"saved.*--resume") as e:
         train(TrainConfig(**dict(TINY, workers=2)), run, **QUIET)
     assert "Traceback" not in str(e.value)
     _, info = load_checkpoint(run / "checkpoint.npz")

@@ -24,19 +24,35 @@ loss and gradient: the same numbers as one process up to float rounding (the ord
 the sums), which ``tests/test_parallel.py`` checks.
 
 Workers are started with "spawn" (a fresh interpreter, no inherited BLAS threads) and
-with OPENBLAS_NUM_THREADS=1, so two workers use two cores. They ignore Ctrl-C: the
-main process handles it, finishes the step and saves. A worker's error is raised in
-the main process with the worker's traceback as its cause.
+with OPENBLAS_NUM_THREADS=1, so two workers use two cores. A worker's own Python error
+(a NonFiniteStep, say) is raised in the main process as that error, with the worker's
+traceback as its cause.
+
+Failures. A worker that dies or stops answering raises ``WorkerFailed`` in the main
+process, naming the worker and its exit code, signal, or silence; the caller's
+parameters are untouched, so it can save them and stop. The main process never waits
+blindly: each worker bumps a heartbeat counter in shared memory twice a second from a
+thread of its own, and the wait for answers looks every 0.1 s whether a worker exited or
+its heartbeat stood still for ``stuck_after`` seconds (a stopped process stops all its
+threads). Workers ignore Ctrl-C and SIGTERM, which a terminal or a scheduler sends to the
+whole process group: the main process handles them, finishes the step and saves. They
+exit by themselves when the main process has gone. The shared memory has no name in
+``/dev/shm`` while in use (see ``GradientWorkers.__init__``), so nothing is left behind
+even when every process is killed at once.
 """
 
 from __future__ import annotations
 
+import atexit
+import ctypes
 import multiprocessing
+import multiprocessing.connection
 import os
 import signal
+import threading
+import time
 import traceback
 from contextlib import contextmanager
-from multiprocessing import shared_memory
 
 import numpy as np
 
@@ -46,12 +62,39 @@ from numpy_retinanet.engine.config import TrainConfig
 # Thread counts read once, when the BLAS library loads in the worker.
 _ONE_THREAD = {"OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
 
+HEARTBEAT_EVERY = 0.5  # seconds between a worker's heartbeats
+STUCK_AFTER = 10.0  # seconds without a heartbeat after which a worker counts as stuck
+START_WITHIN = 60.0  # seconds a worker may take to start (interpreter, imports) before its first heartbeat
+_LOOK_EVERY = 0.1  # seconds between the main process's looks at the workers while it waits
+
 
 class WorkerTraceback(Exception):
     """The traceback of an error in a worker, shown as the cause of the error re-raised here."""
 
     def __str__(self):
         return "\n" + self.args[0]
+
+
+class WorkerFailed(RuntimeError):
+    """A worker process died or stopped answering; the workers have been stopped.
+
+    ``worker``: its number (0 to workers - 1); ``exitcode``: as ``Process.exitcode``
+    (negative: killed by that signal), None when the worker was stuck rather than dead.
+    """
+
+    def __init__(self, message: str, worker: int, exitcode: int | None):
+        super().__init__(message)
+        self.worker, self.exitcode = worker, exitcode
+
+
+def _how_it_ended(exitcode: int) -> str:
+    """How a process ended, in words: "killed by SIGKILL" for -9, "exit code 1" for 1."""
+    if exitcode < 0:
+        try:
+            return f"killed by {signal.Signals(-exitcode).name}"
+        except ValueError:  # a signal number without a name
+            return f"killed by signal {-exitcode}"
+    return f"exit code {exitcode}"
 
 
 @contextmanager
@@ -79,39 +122,59 @@ class FlatLayout:
             self.slots[name] = (offset, tuple(p.shape))
             offset += int(np.prod(p.shape))
         self.size = offset
+        self.nbytes = offset * self.dtype.itemsize
 
     def on(self, block):
-        """A flat (size,) array whose memory is the shared block ``block``."""
-        return np.ndarray((self.size,), dtype=self.dtype, buffer=block.buf)
+        """A flat (size,) array whose memory is the shared block ``block`` (``nbytes`` bytes)."""
+        return np.frombuffer(block, dtype=self.dtype, count=self.size)
 
     def views(self, flat) -> dict:
         """name -> a view of ``flat`` (size,) with that parameter's shape."""
         return {name: flat[o:o + int(np.prod(shape))].reshape(shape) for name, (o, shape) in self.slots.items()}
 
 
-def _worker(conn, config_dict, part, layout, params_name, grads_name):
+def _beat(heartbeat, parent_pid):
+    """A worker's heartbeat thread: bump ``heartbeat`` every HEARTBEAT_EVERY seconds.
+
+    It also ends the worker at once when the main process has gone (the worker's parent
+    changes): without this a worker in the middle of a long step would finish it first,
+    and only then find its pipe closed.
+    """
+    while os.getppid() == parent_pid:
+        heartbeat.value += 1
+        time.sleep(HEARTBEAT_EVERY)
+    os._exit(0)  # nothing to clean up: the shared memory has no name, the pipe closes with the process
+
+
+def _worker(conn, config_dict, part, layout, params_block, grads_block, heartbeat, parent_pid):
     """A worker's loop: build the model and data once, then answer one request per step.
 
-    Requests: a step number -> ("ok", losses), its gradients written to the block
-    ``grads_name``; "peak_memory" -> ("ok", MiB); None -> exit. A failure answers
-    ("error", (exception, traceback text)).
+    Answers ("ok", None) when ready. Requests: a step number -> ("ok", losses), its
+    gradients written to ``grads_block``; "peak_memory" -> ("ok", MiB); None -> exit.
+    A failure answers ("error", (exception, traceback text)). Returns quietly when the
+    main process has gone (its end of the pipe closed).
     """
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the main process's to handle
-    keep_freed_memory()
-    from numpy_retinanet.data.batching import get_batch
-    from numpy_retinanet.data.build import build_dataset
-    from numpy_retinanet.engine.step import compute_gradients
-    from numpy_retinanet.model.retinanet import RetinaNet
-
-    config = TrainConfig.from_dict(config_dict)
-    model = RetinaNet(config.num_classes, preset=config.preset, seed=config.seed, **config.model_overrides)
-    dataset = build_dataset(config, "train")
-    anchors = model.anchors(config.image_size, config.image_size)
-    params_block = shared_memory.SharedMemory(name=params_name)
-    grads_block = shared_memory.SharedMemory(name=grads_name)
-    shared_params, shared_grads = layout.views(layout.on(params_block)), layout.views(layout.on(grads_block))
-    conn.send(("ok", None))
+    # Ctrl-C and SIGTERM go to the whole process group; they are the main process's to handle.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    threading.Thread(target=_beat, args=(heartbeat, parent_pid), daemon=True).start()
     try:
+        try:
+            keep_freed_memory()
+            from numpy_retinanet.data.batching import get_batch
+            from numpy_retinanet.data.build import build_dataset
+            from numpy_retinanet.engine.step import compute_gradients
+            from numpy_retinanet.model.retinanet import RetinaNet
+
+            config = TrainConfig.from_dict(config_dict)
+            model = RetinaNet(config.num_classes, preset=config.preset, seed=config.seed, **config.model_overrides)
+            dataset = build_dataset(config, "train")
+            anchors = model.anchors(config.image_size, config.image_size)
+            shared_params, shared_grads = layout.views(layout.on(params_block)), layout.views(layout.on(grads_block))
+        except Exception as e:
+            conn.send(("error", (e, traceback.format_exc())))
+            return
+        conn.send(("ok", None))
         while True:
             request = conn.recv()
             if request is None:
@@ -130,14 +193,8 @@ def _worker(conn, config_dict, part, layout, params_name, grads_name):
                 conn.send(("ok", losses))
             except Exception as e:
                 conn.send(("error", (e, traceback.format_exc())))
-    finally:
-        del shared_params, shared_grads  # views must go before the blocks close
-        params_block.close()
-        grads_block.close()
-
-
-class WorkerFailed(RuntimeError):
-    """A worker process died or stopped answering; the caller's parameters are untouched."""
+    except (EOFError, BrokenPipeError, ConnectionResetError):  # the main process has gone
+        return
 
 
 class GradientWorkers:
@@ -147,56 +204,127 @@ class GradientWorkers:
             losses, grads = workers.gradients(step, model.params)
 
     ``gradients`` returns what ``compute_gradients`` returns for the whole batch of
-    ``step`` (``get_batch(dataset, step, ...)``), up to float rounding.
+    ``step`` (``get_batch(dataset, step, ...)``), up to float rounding. It, start-up and
+    ``peak_memory_mib`` raise ``WorkerFailed`` when a worker has died or has had no
+    heartbeat for ``stuck_after`` seconds; the workers are then stopped and this object
+    can no longer be used.
     """
 
-    def __init__(self, config: TrainConfig, params: dict):
+    def __init__(self, config: TrainConfig, params: dict, stuck_after: float = STUCK_AFTER):
         config.validate()  # among others: workers from 1 to batch_size, and the CPU
-        self._conns, self._procs, self._blocks = [], [], []
+        if not stuck_after > 0:
+            raise ValueError(f"stuck_after must be a positive number of seconds, got {stuck_after}")
+        self.stuck_after = float(stuck_after)
+        self._conns, self._procs = [], []
         self._layout = layout = FlatLayout(params)
         context = multiprocessing.get_context("spawn")
+        # The shared blocks: multiprocessing's shared arrays, not SharedMemory. Each is a
+        # file in /dev/shm that multiprocessing deletes the moment it has opened it; the
+        # workers get its open file descriptor when they are spawned. On Linux a deleted
+        # file lives on, unnamed, while any process has it open or mapped, and is freed
+        # with the last one. So no name is ever left in /dev/shm, even when the whole
+        # process group is killed with SIGKILL (a named SharedMemory block outlives every
+        # process that used it until someone unlinks it), and Python's resource tracker
+        # has nothing to track or to warn about. (Where /dev/shm lacks room, the file is
+        # in a temporary folder instead, deleted in the same way.)
+        self._blocks = [context.RawArray(ctypes.c_uint8, layout.nbytes) for _ in range(1 + config.workers)]
+        self._heartbeats = [context.RawValue(ctypes.c_uint64, 0) for _ in range(config.workers)]
+        self._params_flat = layout.on(self._blocks[0])
+        self._grads_flat = [layout.on(b) for b in self._blocks[1:]]
+        self._params = layout.views(self._params_flat)
         try:
-            nbytes = layout.size * layout.dtype.itemsize
-            self._blocks = [shared_memory.SharedMemory(create=True, size=nbytes)
-                            for _ in range(1 + config.workers)]
-            self._params_flat = layout.on(self._blocks[0])
-            self._grads_flat = [layout.on(b) for b in self._blocks[1:]]
-            self._params = layout.views(self._params_flat)
             with _environment(_ONE_THREAD):
                 for k in range(config.workers):
                     ours, theirs = context.Pipe()
                     proc = context.Process(target=_worker, daemon=True, name=f"numpy-retinanet worker {k}",
-                                           args=(theirs, config.to_dict(), k, layout, self._blocks[0].name,
-                                                 self._blocks[1 + k].name))
+                                           args=(theirs, config.to_dict(), k, layout, self._blocks[0],
+                                                 self._blocks[1 + k], self._heartbeats[k], os.getpid()))
+                    self._procs.append(proc)
+                    self._conns.append(ours)
                     proc.start()
                     theirs.close()
-                    self._conns.append(ours)
-                    self._procs.append(proc)
+            # At exit, multiprocessing joins every child it started: a worker left running
+            # (close() never reached) would make that wait forever, since it ignores the
+            # SIGTERM multiprocessing sends first. atexit runs the last registered first.
+            atexit.register(self.close)
             self._receive_all()  # each worker says it is ready, or why not
         except BaseException:
-            self.close()
+            self.close(wait=0)
             raise
 
-    def _dead(self, k):
+    def _failed(self, k) -> WorkerFailed:
+        """The WorkerFailed for worker k, which died (or closed its pipe, and is dying)."""
         self._procs[k].join(timeout=5)
-        return WorkerFailed(f"training worker {k} exited unexpectedly (exit code {self._procs[k].exitcode})")
+        code = self._procs[k].exitcode
+        how = "its pipe closed" if code is None else _how_it_ended(code)
+        return WorkerFailed(f"training worker {k} died ({how})", k, code)
+
+    def _look(self, seen, last_look):
+        """Raise WorkerFailed if a worker has exited or its heartbeat stood still too long.
+
+        ``seen``: per worker [heartbeat value, when it was last seen to change], updated
+        here. Returns the time of this look.
+        """
+        now = time.monotonic()
+        if now - last_look > self.stuck_after / 2:
+            # This process itself did not run for a while (Ctrl-Z stops the whole group,
+            # or the machine is overloaded): the workers' silence is not theirs.
+            for s in seen:
+                s[1] = now
+        for k, (proc, heartbeat, s) in enumerate(zip(self._procs, self._heartbeats, seen)):
+            if proc.exitcode is not None:
+                raise self._failed(k)
+            beat = heartbeat.value
+            if beat != s[0]:
+                s[0], s[1] = beat, now
+                continue
+            silence = self.stuck_after if beat else max(self.stuck_after, START_WITHIN)  # 0: not started yet
+            if now - s[1] > silence:
+                raise WorkerFailed(f"training worker {k} stopped answering (no heartbeat for {silence:g} s; "
+                                   "stopped or deadlocked?)", k, None)
+        return now
+
+    def _check_open(self):
+        if not self._procs:
+            raise ValueError("these GradientWorkers are closed (after a failure or close())")
 
     def _send_all(self, message):
-        for k, conn in enumerate(self._conns):
-            try:
-                conn.send(message)
-            except (BrokenPipeError, ConnectionResetError):
-                raise self._dead(k) from None
+        try:
+            for k, conn in enumerate(self._conns):
+                try:
+                    conn.send(message)
+                except (BrokenPipeError, ConnectionResetError):
+                    raise self._failed(k) from None
+        except BaseException:
+            self.close(wait=0)
+            raise
 
     def _receive_all(self):
-        """One answer from every worker, in order; the first error is raised after all are read,
-        so that no answer is left in a pipe to be mistaken for the next one."""
-        answers = []
-        for k, conn in enumerate(self._conns):
-            try:
-                answers.append(conn.recv())
-            except (EOFError, ConnectionResetError):
-                raise self._dead(k) from None
+        """One answer from every worker; the first error is raised after all are read, so
+        that no answer is left in a pipe to be mistaken for the next one.
+
+        Why a heartbeat and not a time limit on the answer: a step's time depends on the
+        preset, the image size and the machine (a paper-preset step takes many seconds),
+        so no limit fits every run, while a process that runs at all beats twice a second.
+        If the wait is cut short (a worker failed, a second Ctrl-C's KeyboardInterrupt),
+        the workers are stopped at once: their answers can no longer be matched to steps.
+        """
+        answers = [None] * len(self._conns)
+        waiting = dict(zip(self._conns, range(len(self._conns))))
+        seen = [[h.value, time.monotonic()] for h in self._heartbeats]
+        try:
+            last_look = time.monotonic()
+            while waiting:
+                for conn in multiprocessing.connection.wait(list(waiting), timeout=_LOOK_EVERY):
+                    k = waiting.pop(conn)
+                    try:
+                        answers[k] = conn.recv()
+                    except (EOFError, ConnectionResetError):
+                        raise self._failed(k) from None
+                last_look = self._look(seen, last_look)
+        except BaseException:
+            self.close(wait=0)
+            raise
         for status, payload in answers:
             if status == "error":
                 error, text = payload
@@ -208,8 +336,9 @@ class GradientWorkers:
 
         Returns (losses, grads) like ``compute_gradients``: losses a dict with
         "classification", "box_regression", "total" (floats) and "num_positive" (int);
-        grads a new dict name -> array, the whole batch's gradient.
+        grads a new dict name -> array, the whole batch's gradient. ``params`` is only read.
         """
+        self._check_open()
         for name, p in params.items():
             self._params[name][...] = to_host(p)
         self._send_all(step)
@@ -227,29 +356,34 @@ class GradientWorkers:
 
     def peak_memory_mib(self) -> list:
         """Each worker's peak resident memory so far, in MiB."""
+        self._check_open()
         self._send_all("peak_memory")
         return self._receive_all()
 
-    def close(self):
-        """Stop the workers (politely, then by force after 5 s)."""
+    def close(self, wait: float = 5.0):
+        """Stop the workers and wait for them: ask, then SIGKILL those still running after
+        ``wait`` seconds (they ignore SIGTERM, and a stopped process obeys only SIGKILL).
+        Called again, it does nothing."""
+        atexit.unregister(self.close)
         for conn in self._conns:
             try:
                 conn.send(None)
             except (OSError, ValueError):  # already gone
                 pass
+        deadline = time.monotonic() + wait
         for proc in self._procs:
-            proc.join(timeout=5)
-            if proc.is_alive():
-                proc.terminate()
+            if proc.pid is not None:  # started
+                proc.join(timeout=max(0.0, deadline - time.monotonic()))
+        for proc in self._procs:
+            if proc.pid is not None and proc.is_alive():
+                proc.kill()
                 proc.join()
         for conn in self._conns:
             conn.close()
         self._conns, self._procs = [], []
-        self._params = self._params_flat = self._grads_flat = None  # views must go before the blocks close
-        for block in self._blocks:
-            block.close()
-            block.unlink()
-        self._blocks = []
+        # Let the shared blocks go: their memory is freed with the last process that maps them.
+        self._params = self._params_flat = self._grads_flat = None
+        self._blocks, self._heartbeats = [], []
 
     def __enter__(self):
         return self
