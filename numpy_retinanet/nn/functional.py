@@ -88,10 +88,11 @@ _FLOAT = dict(kind="f", nonempty=True, no_nan=True)
 #   channels-last col (every tap copy and col2im add strided), dx from
 #   shifted copies of dY instead of col2im, and a batch split into groups
 #   whose col stays in cache all ran slower or no faster.
-# What is left above the GEMMs is memory traffic: the tap copies, the col2im
-# adds, and the kernel zeroing fresh pages for arrays over 32 MiB (glibc
-# maps those anew on every call: about 10 ms per 80 MiB col or dcol in the
-# 64-channel 64x64 bench case; the default model's largest col is 5 MiB).
+# What is left above the GEMMs is memory traffic: the tap copies and the
+# col2im adds, and first touches of fresh pages (glibc hands arrays over
+# 32 MiB, like the 74 MiB col and dcol of the 64-channel 64x64 bench case,
+# back to the kernel on free, so every call faults them in anew; the default
+# model's largest col is 5 MiB).
 
 
 def _phase_rows(size, pad, stride):
