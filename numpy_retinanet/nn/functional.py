@@ -317,7 +317,8 @@ def conv2d_backward_reference(dout, cache):
     xp = array_module(dout, col)
     dy = dout.transpose(1, 0, 2, 3).reshape(f, n * oh * ow)
     db = dy.sum(axis=1) if has_bias else None
-    dw = xp.ascontiguousarray((dy @ col.T).reshape(f, kh, kw, c).transpose(0, 3, 1, 2))
+    # dW = dY @ col^T, computed as (col @ dY^T)^T for OpenBLAS's threads (see conv2d_backward).
+    dw = xp.ascontiguousarray((col @ dy.T).T.reshape(f, kh, kw, c).transpose(0, 3, 1, 2))
     dcol = (w2.T @ dy).reshape(kh, kw, c, n, oh, ow)
     dxpad = xp.zeros((c, n, h + 2 * p, wd + 2 * p), dtype=dout.dtype)
     for i in range(kh):
