@@ -75,19 +75,20 @@ _FLOAT = dict(kind="f", nonempty=True, no_nan=True)
 # with K = C adding into one output; scipy's gemm with beta = 1 adds in place).
 # Timed in one process beside this version (OpenBLAS, 3x3, batch 8, the four
 # sizes of `numpy-retinanet bench conv`, which times the tap GEMMs too):
-# - The nine tap GEMMs of the forward took as long as the one K = KH*KW*C
-#   GEMM on one BLAS thread (0.9-1.05x), and 2-11x longer on two threads
-#   while other processes shared the cores (each call waits for a thread the
-#   OS has parked). They would save the forward's copies (10-25% of it).
+# - The nine tap GEMMs of the forward took 0.9-1.1x the time of the one
+#   K = KH*KW*C GEMM on one BLAS thread, and 1.5-11x on two threads while
+#   other processes shared the cores (every call waits for a thread the OS
+#   has parked). On one thread they would save the forward's copies.
 # - But dW needs the column matrix: per-tap dW (nine (C, F) outputs, K = L)
-#   ran 2x slower than one tall GEMM on col even on one thread, so the
-#   copies would only move to the backward. Per-tap dx (K = F, added at the
-#   tap's offset: no dcol, no col2im) was 1.1-1.3x slower on one thread and
-#   2-7x on two (scipy's BLAS threads beside NumPy's).
+#   ran 1.7-2.2x slower than the one tall GEMM on col even on one thread, so
+#   the copies would only move to the backward. Per-tap dx (K = F, added at
+#   the tap's offset: no dcol, no col2im) made the backward 1.1-2x slower on
+#   one thread (5 of 6 shapes) and 1.8-7x on two.
 # - One GEMM per kernel row (K = KW*C, three copies instead of nine), a
-#   channels-last col (every tap copy and col2im add strided), dx from
-#   shifted copies of dY instead of col2im, and a batch split into groups
-#   whose col stays in cache all ran slower or no faster.
+#   channels-last col (every tap copy and col2im add strided) and dx from
+#   shifted copies of dY instead of col2im ran slower. Splitting the batch
+#   into groups of smaller col ran faster on one thread only for the 74 MiB
+#   col below, slower on two.
 # What is left above the GEMMs is memory traffic: the tap copies and the
 # col2im adds, and first touches of fresh pages (glibc hands arrays over
 # 32 MiB, like the 74 MiB col and dcol of the 64-channel 64x64 bench case,
