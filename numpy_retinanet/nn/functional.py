@@ -31,6 +31,14 @@ _FLOAT = dict(kind="f", nonempty=True, no_nan=True)
 # Convolution
 # --------------------------------------------------------------------------
 #
+# Two versions compute the same numbers. conv2d_forward_reference and
+# conv2d_backward_reference, at the end of this section, are textbook im2col:
+# pad, copy the window each kernel tap sees into a column matrix, one GEMM;
+# col2im adds the gradient back window by window. Read them first. The
+# network runs conv2d_forward and conv2d_backward, which build the same
+# column matrix with contiguous copies instead of strided ones (below); the
+# tests hold the two versions, and a naive loop, equal.
+#
 # Layout. Internally the conv works on a "grid" per channel: all N images
 # stacked, each image a block of rows of fixed length, flattened into one
 # row of length L. A kernel tap (i, j) then reads the input shifted by a
@@ -58,7 +66,34 @@ _FLOAT = dict(kind="f", nonempty=True, no_nan=True)
 # The column matrix is (KH*KW*C, L): one GEMM W2 (F, KH*KW*C) @ col gives
 # the output as (F, N, grid rows, grid cols), i.e. channels first, batch
 # second. Returning a transposed view of it costs nothing; the next conv
-# reads such a view with contiguous rows.
+# reads such a view with contiguous rows. The backward is two GEMMs, dW on
+# the cached col and dcol = W2^T @ dY, then col2im: one contiguous add per
+# tap, the shifted copies run backwards.
+#
+# Why one big GEMM and these copies, and not the route that needs no column
+# matrix (issue 17: pad once, each tap's operand an offset slice, KH*KW GEMMs
+# with K = C adding into one output; scipy's gemm with beta = 1 adds in place).
+# Timed in one process beside this version (OpenBLAS, 3x3, batch 8, the four
+# sizes of `numpy-retinanet bench conv`, which times the tap GEMMs too):
+# - The nine tap GEMMs of the forward took 0.9-1.1x the time of the one
+#   K = KH*KW*C GEMM on one BLAS thread, and 1.5-11x on two threads while
+#   other processes shared the cores (every call waits for a thread the OS
+#   has parked). On one thread they would save the forward's copies.
+# - But dW needs the column matrix: per-tap dW (nine (C, F) outputs, K = L)
+#   ran 1.7-2.2x slower than the one tall GEMM on col even on one thread, so
+#   the copies would only move to the backward. Per-tap dx (K = F, added at
+#   the tap's offset: no dcol, no col2im) made the backward 1.1-2x slower on
+#   one thread (5 of 6 shapes) and 1.8-7x on two.
+# - One GEMM per kernel row (K = KW*C, three copies instead of nine), a
+#   channels-last col (every tap copy and col2im add strided) and dx from
+#   shifted copies of dY instead of col2im ran slower. Splitting the batch
+#   into groups of smaller col ran faster on one thread only for the 74 MiB
+#   col below, slower on two.
+# What is left above the GEMMs is memory traffic: the tap copies and the
+# col2im adds, and first touches of fresh pages (glibc hands arrays over
+# 32 MiB, like the 74 MiB col and dcol of the 64-channel 64x64 bench case,
+# back to the kernel on free, so every call faults them in anew; the default
+# model's largest col is 5 MiB).
 
 
 def _phase_rows(size, pad, stride):
@@ -79,6 +114,26 @@ def _phase_rows(size, pad, stride):
 def conv_output_size(size, kernel, stride, padding):
     """Output length of a convolution: floor((size + 2 padding - kernel) / stride) + 1."""
     return (size + 2 * padding - kernel) // stride + 1
+
+
+def _check_conv(x, w, b, stride, padding):
+    """The checks both conv versions make; returns (xp, stride, padding, OH, OW)."""
+    xp = array_module(x, w, b)
+    check_array("x", x, ("N", "C", "H", "W"), **_FLOAT)
+    _, c, h, wd = x.shape
+    # The dtype must be x's: mixing them would silently change the output's precision.
+    check_array("w", w, ("F", c, "KH", "KW"), dtype=x.dtype, **_FLOAT)
+    f, _, kh, kw = w.shape
+    if b is not None:
+        check_array("b", b, (f,), dtype=x.dtype, **_FLOAT)
+    s = check_int("stride", stride, 1)
+    p = check_int("padding", padding, 0)
+    if kh > h + 2 * p or kw > wd + 2 * p:
+        raise ValueError(
+            f"w must be a kernel no larger than the padded input {h + 2 * p}x{wd + 2 * p} "
+            f"(H + 2*padding by W + 2*padding), got a {kh}x{kw} kernel"
+        )
+    return xp, s, p, conv_output_size(h, kh, s, p), conv_output_size(wd, kw, s, p)
 
 
 def conv2d_forward(x, w, b, stride=1, padding=0):
@@ -103,23 +158,9 @@ def conv2d_forward(x, w, b, stride=1, padding=0):
     cache : for ``conv2d_backward``; it holds the column matrix, about KH*KW
         times the size of x.
     """
-    xp = array_module(x, w, b)
-    check_array("x", x, ("N", "C", "H", "W"), **_FLOAT)
+    xp, s, p, oh, ow = _check_conv(x, w, b, stride, padding)
     n, c, h, wd = x.shape
-    # The dtype must be x's: mixing them would silently change the output's precision.
-    check_array("w", w, ("F", c, "KH", "KW"), dtype=x.dtype, **_FLOAT)
     f, _, kh, kw = w.shape
-    if b is not None:
-        check_array("b", b, (f,), dtype=x.dtype, **_FLOAT)
-    s = check_int("stride", stride, 1)
-    p = check_int("padding", padding, 0)
-    oh, ow = conv_output_size(h, kh, s, p), conv_output_size(wd, kw, s, p)
-    if kh > h + 2 * p or kw > wd + 2 * p:
-        raise ValueError(
-            f"w must be a kernel no larger than the padded input {h + 2 * p}x{wd + 2 * p} "
-            f"(H + 2*padding by W + 2*padding), got a {kh}x{kw} kernel"
-        )
-
     gh = -(-max(h + p, s * oh) // s)  # grid rows per image and phase
     gw = -(-max(wd + p, s * ow) // s)  # grid columns per row
     L = n * gh * gw
@@ -237,6 +278,54 @@ def conv2d_backward(dout, cache):
                 else:  # a phase no tap reads (kernel smaller than the stride)
                     dx[:, :, h0::s, w0::s] = 0
     return dx.transpose(1, 0, 2, 3), dw, db
+
+
+def conv2d_forward_reference(x, w, b, stride=1, padding=0):
+    """The convolution of ``conv2d_forward`` by textbook im2col: plainer and slower.
+
+    Zero-pad x; copy the window that kernel tap (i, j) sees at every output
+    pixel, xpad[:, :, i + s*oh, j + s*ow], into row block (i, j) of a column
+    matrix col (KH*KW*C, N*OH*OW); then one GEMM with the filters as a
+    (F, KH*KW*C) matrix. The tests hold ``conv2d_forward`` to this.
+    Arguments and returns as ``conv2d_forward``.
+    """
+    xp, s, p, oh, ow = _check_conv(x, w, b, stride, padding)
+    n, c, h, wd = x.shape
+    f, _, kh, kw = w.shape
+    xpad = xp.zeros((c, n, h + 2 * p, wd + 2 * p), dtype=x.dtype)
+    xpad[:, :, p:p + h, p:p + wd] = x.transpose(1, 0, 2, 3)
+    col = xp.empty((kh, kw, c, n, oh, ow), dtype=x.dtype)
+    for i in range(kh):
+        for j in range(kw):
+            col[i, j] = xpad[:, :, i:i + s * oh:s, j:j + s * ow:s]
+    col = col.reshape(kh * kw * c, n * oh * ow)
+    w2 = w.transpose(0, 2, 3, 1).reshape(f, kh * kw * c)  # columns ordered (i, j, c) like col's rows
+    y = w2 @ col
+    if b is not None:
+        y += b[:, None]
+    out = y.reshape(f, n, oh, ow).transpose(1, 0, 2, 3)
+    return out, (col, w2, tuple(x.shape), tuple(w.shape), b is not None, s, p)
+
+
+def conv2d_backward_reference(dout, cache):
+    """Gradients of ``conv2d_forward_reference``: db = sum of dY, dW = dY @ col^T,
+    dcol = W2^T @ dY, and col2im adds each tap's block of dcol onto the padded
+    window it was copied from. Arguments and returns as ``conv2d_backward``.
+    """
+    col, w2, (n, c, h, wd), (f, _, kh, kw), has_bias, s, p = cache
+    oh, ow = conv_output_size(h, kh, s, p), conv_output_size(wd, kw, s, p)
+    check_dout("dout", dout, (n, f, oh, ow), col.dtype)
+    xp = array_module(dout, col)
+    dy = dout.transpose(1, 0, 2, 3).reshape(f, n * oh * ow)
+    db = dy.sum(axis=1) if has_bias else None
+    # dW = dY @ col^T, computed as (col @ dY^T)^T for OpenBLAS's threads (see conv2d_backward).
+    dw = xp.ascontiguousarray((col @ dy.T).T.reshape(f, kh, kw, c).transpose(0, 3, 1, 2))
+    dcol = (w2.T @ dy).reshape(kh, kw, c, n, oh, ow)
+    dxpad = xp.zeros((c, n, h + 2 * p, wd + 2 * p), dtype=dout.dtype)
+    for i in range(kh):
+        for j in range(kw):
+            dxpad[:, :, i:i + s * oh:s, j:j + s * ow:s] += dcol[i, j]
+    return dxpad[:, :, p:p + h, p:p + wd].transpose(1, 0, 2, 3), dw, db
 
 
 # --------------------------------------------------------------------------
