@@ -20,6 +20,7 @@ from numpy_retinanet.data.build import MAX_IMAGE_SIZE, DataConfig
 from numpy_retinanet.data.shapes import MIN_IMAGE_SIZE
 from numpy_retinanet.detection.criterion import LossConfig
 from numpy_retinanet.model.presets import PRESETS, resolve_config
+from numpy_retinanet.nn.optim import WarmupCosineSchedule, WarmupStepSchedule
 
 # The command line's number of worker processes on the CPU. Two use both cores of a 2-core
 # laptop for the whole step, not only for the matrix products (engine/parallel.py gives the
@@ -55,6 +56,9 @@ class TrainConfig(LossConfig, DataConfig):
     warmup_steps: int = setting(200, "steps of linear warm-up from warmup_factor x lr", low=0)
     warmup_factor: float = setting(1.0 / 3.0, "the lr at step 0, as a fraction of lr", low=0.0, low_open=True,
                                    high=1.0)
+    schedule: str = setting("step", "learning rate after the warm-up: step (the paper's: 10x drops at decay_at) "
+                                    "or cosine (half a cosine down to 0 at the last step; nn/optim.py)",
+                            choices=("step", "cosine"))
     # The paper decays at 60k and 80k of 90k iterations: the same fractions here.
     decay_at: tuple = setting((2.0 / 3.0, 8.0 / 9.0), "fractions of the run after which the lr drops 10x",
                               low=0.0, low_open=True, high=1.0)
@@ -86,7 +90,14 @@ class TrainConfig(LossConfig, DataConfig):
         resolve_config(self.preset, self.model_overrides)  # unknown model settings are named
 
     def milestones(self):
+        """The steps at which the step schedule divides the rate by 10 (``decay_at`` of ``iterations``)."""
         return [int(round(f * self.iterations)) for f in self.decay_at]
+
+    def lr_schedule(self):
+        """The learning rate of each step, ``schedule(step)``: the ``schedule`` setting's (nn/optim.py)."""
+        if self.schedule == "cosine":
+            return WarmupCosineSchedule(self.lr, self.iterations, self.warmup_steps, self.warmup_factor)
+        return WarmupStepSchedule(self.lr, self.warmup_steps, self.warmup_factor, self.milestones())
 
     def to_dict(self):
         d = dataclasses.asdict(self)
