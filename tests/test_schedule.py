@@ -100,3 +100,14 @@ def test_a_resumed_run_keeps_its_schedule():
     assert resumed_config(meta).schedule == "cosine"
     with pytest.raises(ValueError, match="schedule 'step'"):
         resumed_config(meta, {"schedule": "step"})
+
+
+def test_a_run_saved_before_the_schedule_setting_keeps_the_step_schedule():
+    saved = TrainConfig(**dict(TINY, schedule="step", iterations=900, decay_at=(0.5, 0.75))).to_dict()
+    del saved["schedule"]  # what a checkpoint written before the setting existed holds
+    config = TrainConfig.from_dict(saved)
+    assert config.schedule == "step"
+    assert config.lr_schedule()(449) == pytest.approx(0.05) and config.lr_schedule()(450) == pytest.approx(0.005)
+    # A config saved outside the trainer is empty: it takes every default.
+    assert TrainConfig.from_dict({}) == TrainConfig()
+    assert TrainConfig.from_dict({}, schedule="cosine").schedule == "cosine"

@@ -112,6 +112,8 @@ class TrainConfig(LossConfig, DataConfig):
         trainer holds an empty training config, and its model knows how many classes it has.
         """
         known = {f.name for f in dataclasses.fields(cls)}
+        if d and "schedule" not in d:  # saved before the setting existed: every such run used the step schedule
+            d = {**d, "schedule": "step"}
         d = {k: v for k, v in {**d, **changes}.items() if k in known}
         if "decay_at" in d:
             d["decay_at"] = tuple(d["decay_at"])
