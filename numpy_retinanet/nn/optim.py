@@ -1,5 +1,5 @@
 """SGD with momentum and weight decay, and two learning-rate schedules: the paper's warm-up +
-step decay (§4.1) and warm-up + cosine decay, which reaches the same accuracy in fewer steps here.
+step decay (§4.1), and warm-up + cosine decay (the default recipe's, engine/config.py).
 
 The optimizer is separate from backward (backward never changes a parameter), so
 a gradient check can run backward any number of times.
@@ -105,8 +105,8 @@ class WarmupCosineSchedule:
 
     The rate is base_lr at the end of the warm-up and would reach 0 at ``total_steps``, one step
     after the last one taken (steps are numbered 0 .. total_steps - 1), so no step is wasted at
-    rate 0. Instead of two 10x drops the rate falls smoothly and spends most of the run well
-    below base_lr ("SGDR", Loshchilov & Hutter 2017; "Bag of tricks", He et al. 2019).
+    rate 0. Instead of two 10x drops at chosen steps the rate falls smoothly, with nothing to
+    choose but the length of the run ("SGDR", Loshchilov & Hutter 2017; "Bag of tricks", He et al. 2019).
     Like ``WarmupStepSchedule`` it is a function of the step alone, so a resumed run continues
     exactly; but it also depends on ``total_steps``: a run extended to more steps gets another curve.
     Steps at or after ``total_steps`` get rate 0.
