@@ -47,8 +47,8 @@ class TrainConfig(LossConfig, DataConfig):
     preset: str = setting("default", "model preset (model/presets.py); its settings can be changed one by one",
                           choices=tuple(PRESETS))
     # The recipe (docs/recipe.md; scored on the 200 held-out images, on a 2-core CPU): 3500 steps of
-    # 8 images at 128 px, lr 0.06, cosine schedule: AP 0.663 / AP50 0.913, in 0.82x the wall clock of
-    # the paper's step schedule at 4000 steps (AP 0.683 / AP50 0.934), timed one after the other.
+    # 8 images at 128 px, lr 0.06, cosine schedule: AP 0.663 / AP50 0.913, in 0.90x the wall clock of
+    # the paper's step schedule at 4000 steps (AP 0.683 / AP50 0.934), timed alternating (A, B, A, B).
     # At equal steps the two schedules reached the same AP (4000 steps of 4 images: 0.592 / 0.861
     # cosine, 0.587 / 0.863 step); lr 0.12 gave no more than 0.06; batches of 4 gave more AP per image
     # but not per second; 96 px images lost AP50 on the small shapes. AP50 0.90 takes ~3500 steps.
