@@ -66,14 +66,15 @@ def test_help_lists_the_choices_and_every_default():
 
 def test_flags_reach_the_config_with_their_types():
     args = _parse_train("--loss", "fl_star", "--gamma", "4", "--beta", "0", "--smooth-l1-beta", "0",
-                        "--fg-iou", "0.6", "--bg-iou", "0.45", "--no-allow-low-quality", "--decay-at", "0.5",
-                        "0.75", "--image-size", "96", "--fpn-channels", "32", "--anchor-sizes", "8", "16", "32",
+                        "--fg-iou", "0.6", "--bg-iou", "0.45", "--no-allow-low-quality", "--schedule", "step",
+                        "--decay-at", "0.5", "0.75", "--image-size", "96", "--fpn-channels", "32", "--anchor-sizes", "8", "16", "32",
                         "64", "128", "--p6-from", "p5")
     settings, overrides = _given_settings(args)
     config = TrainConfig(**settings, model_overrides=overrides)
     assert (config.loss, config.gamma, config.beta, config.smooth_l1_beta) == ("fl_star", 4.0, 0.0, 0.0)
     assert (config.fg_iou, config.bg_iou, config.allow_low_quality) == (0.6, 0.45, False)
-    assert config.decay_at == (0.5, 0.75) and config.image_size == 96
+    assert config.schedule == "step" and config.decay_at == (0.5, 0.75) and config.image_size == 96
+    assert TrainConfig(**_given_settings(_parse_train("--schedule", "cosine"))[0]).schedule == "cosine"
     assert overrides == {"fpn_channels": 32, "anchor_sizes": (8, 16, 32, 64, 128), "p6_from": "p5"}
     config.validate()
     model = RetinaNet(config.num_classes, preset=config.preset, **config.model_overrides)

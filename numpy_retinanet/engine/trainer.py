@@ -47,7 +47,7 @@ from numpy_retinanet.evaluation.coco import evaluate_detections
 from numpy_retinanet.evaluation.visualize import draw_detections, grid, plot_training_curve
 from numpy_retinanet.model.presets import resolve_config
 from numpy_retinanet.model.retinanet import RetinaNet
-from numpy_retinanet.nn.optim import SGD, WarmupStepSchedule
+from numpy_retinanet.nn.optim import SGD
 
 
 class TrainingStopped(RuntimeError):
@@ -218,7 +218,7 @@ def train(config: TrainConfig, out_dir, resume=False, log=print, stop_after=None
 def _run(config, out_dir, ckpt_path, model, optimizer, xp, start_step, history, elapsed_before, log, stop_after,
          flag, resumed):
     """The training loop of ``train`` in a claimed run folder; returns the metrics written."""
-    schedule = WarmupStepSchedule(config.lr, config.warmup_steps, config.warmup_factor, config.milestones())
+    schedule = config.lr_schedule()
     dataset = build_dataset(config, "train")
     anchors = model.anchors(config.image_size, config.image_size, xp=xp)
     for key in ("step", "total", "classification", "box_regression", "num_positive", "lr", "grad_norm"):

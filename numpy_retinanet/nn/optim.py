@@ -1,10 +1,13 @@
-"""SGD with momentum and weight decay, and the warm-up + step learning-rate schedule (§4.1).
+"""SGD with momentum and weight decay, and two learning-rate schedules: the paper's warm-up +
+step decay (§4.1), and warm-up + cosine decay (the default recipe's, engine/config.py).
 
 The optimizer is separate from backward (backward never changes a parameter), so
 a gradient check can run backward any number of times.
 """
 
 from __future__ import annotations
+
+import math
 
 import numpy as np
 
@@ -91,3 +94,40 @@ class WarmupStepSchedule:
         if step < self.warmup_steps:
             lr *= self.warmup_factor + (1.0 - self.warmup_factor) * step / self.warmup_steps
         return float(lr)
+
+
+class WarmupCosineSchedule:
+    """Learning rate at each step: the same linear warm-up, then half a cosine from base_lr down to 0.
+
+    lr(t) = base_lr * w(t)                                          for t < warmup_steps,
+    lr(t) = base_lr * (1 + cos(pi * (t - warmup_steps) / (total_steps - warmup_steps))) / 2   after,
+    with w(t) = warmup_factor + (1 - warmup_factor) * t / warmup_steps as in ``WarmupStepSchedule``.
+
+    The rate is base_lr at the end of the warm-up and would reach 0 at ``total_steps``, one step
+    after the last one taken (steps are numbered 0 .. total_steps - 1), so no step is wasted at
+    rate 0. Instead of two 10x drops at chosen steps the rate falls smoothly, with nothing to
+    choose but the length of the run ("SGDR", Loshchilov & Hutter 2017; "Bag of tricks", He et al. 2019).
+    Like ``WarmupStepSchedule`` it is a function of the step alone, so a resumed run continues
+    exactly; but it also depends on ``total_steps``: a run extended to more steps gets another curve.
+    Steps at or after ``total_steps`` get rate 0.
+    """
+
+    def __init__(self, base_lr, total_steps, warmup_steps=500, warmup_factor=1.0 / 3.0):
+        check_real("base_lr", base_lr, 0, low_open=True)
+        check_real("warmup_factor", warmup_factor, 0, 1, low_open=True)
+        self.base_lr = base_lr
+        self.total_steps = check_int("total_steps", total_steps, 1)
+        self.warmup_steps = check_int("warmup_steps", warmup_steps, 0)
+        self.warmup_factor = warmup_factor
+
+    def __call__(self, step: int) -> float:
+        if step < self.warmup_steps:
+            return float(self.base_lr * (self.warmup_factor + (1.0 - self.warmup_factor) * step / self.warmup_steps))
+        progress = min(step - self.warmup_steps, self.decay_steps) / self.decay_steps  # 0 .. 1, held at 1 after
+        return float(self.base_lr * 0.5 * (1.0 + math.cos(math.pi * progress)))
+
+    @property
+    def decay_steps(self):
+        """Steps from the end of the warm-up to ``total_steps``, where the rate reaches 0 (at least 1:
+        a run shorter than its warm-up is all warm-up, as with ``WarmupStepSchedule``)."""
+        return max(1, self.total_steps - self.warmup_steps)
