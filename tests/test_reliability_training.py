@@ -209,6 +209,7 @@ def test_resume_with_more_iterations_extends_the_run_at_its_last_learning_rate(f
     (["--iterations", "8", "--fpn-channels", "64"], "model setting fpn_channels 64 (the run's: 8)"),
     (["--iterations", "8", "--force"], "--force replaces a run and --resume continues it"),
     (["--iterations", "8", "--out", "elsewhere"], "--out elsewhere is not the run being resumed"),
+    (["--iterations", "8", "--schedule", "cosine"], "schedule 'cosine' (the run's: 'step')"),
 ])
 @pytest.mark.fault("silent")
 def test_resume_refuses_what_contradicts_the_run(finished_run, tmp_path, capsys, flags, named):
@@ -225,6 +226,14 @@ def test_resume_accepts_flags_that_repeat_the_run(finished_run, tmp_path, capsys
     code, _, err = _cli(capsys, ["train", "--resume", str(run), "--out", str(run), *TINY_FLAGS, "--iterations", "7"])
     assert code == 0, err
     assert load_checkpoint(run / "checkpoint.npz")[1]["step"] == 7
+
+
+@pytest.mark.fault("silent")
+def test_a_cosine_run_cannot_be_extended(tmp_path, capsys):
+    run = tmp_path / "run"
+    train(TrainConfig(**dict(TINY, schedule="cosine")), run, **QUIET)
+    code, _, err = _cli(capsys, ["train", "--resume", str(run), "--iterations", "8"])
+    assert code == 2 and "cosine schedule is planned over its 6 steps" in err
 
 
 @pytest.mark.fault("silent")

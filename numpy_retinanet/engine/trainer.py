@@ -2,7 +2,8 @@
 
 One step: a batch from ``data.shapes`` -> ``RetinaNet.forward`` -> ``retinanet_loss``
 -> ``RetinaNet.backward`` -> (optional gradient-norm clipping) -> ``SGD.step`` with the
-warm-up + step-decay learning rate of ``nn.optim.WarmupStepSchedule`` (``engine.step``).
+learning rate of ``config.lr_schedule()``: warm-up, then the paper's step decay
+(``nn.optim.WarmupStepSchedule``) or a cosine (``WarmupCosineSchedule``) (``engine.step``).
 With ``config.workers > 1`` worker processes draw the batch and run forward, loss and
 backward, one part of the batch each (``engine.parallel``); this process combines their
 gradients, clips and steps.
@@ -18,9 +19,11 @@ batch of step k is a function of k alone (``data.shapes.batch_indices``), and th
 checkpoint holds the parameters and the momentum, so an interrupted and resumed
 run ends with the same parameters as an uninterrupted one.
 
-Ctrl-C finishes the step in flight, saves a checkpoint and returns. A loss that is
-NaN or infinite stops training with a message naming the step and the loss part;
-the last checkpoint written before it is kept.
+Ctrl-C or SIGTERM finishes the step in flight, saves a checkpoint and returns (the signal
+is recorded; the command line exits 128 + its number); a second one aborts. A loss that
+is NaN, infinite or 10x its first value stops training with a message naming the step
+and the loss part; a checkpoint is written only after its parameters gave a sane loss,
+so the last one on disk is good. The run folder is claimed first (``engine.run_folder``).
 """
 
 from __future__ import annotations
@@ -125,9 +128,10 @@ def resumed_config(meta, changes=None):
     meta : a run checkpoint's meta (``read_checkpoint``).
     changes : TrainConfig settings asked for. Those in ``RESUMABLE`` are applied; any other must
         equal the run's own value ("model_overrides": a dict of model settings, each equal to the
-        run's). A larger ``iterations`` extends the run: the learning rate keeps dropping at the
-        steps the run was planned with (its ``decay_at`` is rescaled), so the steps already taken
-        keep their schedule and the new ones run at the last rate reached.
+        run's). A larger ``iterations`` extends a run of the step schedule: the learning rate keeps
+        dropping at the steps the run was planned with (its ``decay_at`` is rescaled), so the steps
+        already taken keep their schedule and the new ones run at the last rate reached. A cosine
+        run's length is part of its schedule and cannot change.
 
     Raises ValueError naming every setting that contradicts the run, and for a finished run
     that is not given more iterations.
@@ -147,6 +151,9 @@ def resumed_config(meta, changes=None):
     if iterations <= step:
         asked = f"iterations {iterations} is" if "iterations" in changes else f"the run has {iterations} steps,"
         raise ValueError(f"{asked} not more than the run's step {step}: give more --iterations to train it further")
+    if iterations != run.iterations and run.schedule == "cosine":
+        raise ValueError(f"the run's cosine schedule is planned over its {run.iterations} steps and reaches 0 at the "
+                         "last: --iterations cannot change it (a run with --schedule step can be extended)")
     resumed = {k: v for k, v in changes.items() if k in RESUMABLE}
     if iterations != run.iterations:
         # The same drops at the same steps: each new decay_at * iterations is an old milestone.
