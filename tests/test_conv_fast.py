@@ -120,7 +120,10 @@ def test_reference_backward_matches_numerical_gradients(case):
     def f():
         return float(np.sum(conv2d_forward_reference(x, w, b, s, p)[0] * dout))
 
-    assert_all_pass(check_gradients(f, inputs_, analytic, verbose=False))
+    # f is linear in each input, so central differences carry no truncation error at any step h, only
+    # the rounding of f divided by h: a step of 1e-3 rather than the default keeps that under RTOL on
+    # entries a thousand times smaller than f (hypothesis found one at 1.05e-6 with the default step).
+    assert_all_pass(check_gradients(f, inputs_, analytic, h=1e-3, verbose=False))
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
