@@ -164,15 +164,16 @@ def _fragment(rng, name, angle, x0, y0, side, size):
 
 
 def _distractor(rng, kind, num_classes, size, side, x0, y0):
-    """The mask of one distractor of ``kind`` in the frame of ``side`` px at (x0, y0), or None."""
+    """One distractor of ``kind`` in the frame of ``side`` px at (x0, y0): ``(shape name, mask)``;
+    the mask is None when the draw was refused."""
     angle = rng.uniform(0, 2 * np.pi)
     if kind == "other":
         name = ALL_CLASS_NAMES[int(rng.integers(num_classes, len(ALL_CLASS_NAMES)))]
-        return _rasterize(name, x0, y0, side, angle, size)
+        return name, _rasterize(name, x0, y0, side, angle, size)
     name = ALL_CLASS_NAMES[int(rng.integers(num_classes))]
     if kind == "outline":
-        return _outline(_rasterize(name, x0, y0, side, angle, size), side)
-    return _fragment(rng, name, angle, x0, y0, side, size)
+        return name, _outline(_rasterize(name, x0, y0, side, angle, size), side)
+    return name, _fragment(rng, name, angle, x0, y0, side, size)
 
 
 def draw_clutter_scene(rng, image_size, num_classes, max_objects=4, max_distractors=MAX_DISTRACTORS,
@@ -194,7 +195,7 @@ def draw_clutter_scene(rng, image_size, num_classes, max_objects=4, max_distract
     target : {"boxes": (n, 4) float32, "labels": (n,) int64}, the objects in drawing order
     objects : ndarray (n, H, W) bool, the objects' full silhouettes
     distractors : {"boxes": (d, 4) float32, "kinds": list of d names of DISTRACTOR_KINDS,
-        "masks": (d, H, W) bool}
+        "shapes": list of the d shapes they were drawn from, "masks": (d, H, W) bool}
     """
     size = image_size
     image, start, end = _background(rng, size)
@@ -234,7 +235,7 @@ def draw_clutter_scene(rng, image_size, num_classes, max_objects=4, max_distract
     keep_out = np.zeros((size, size), dtype=bool)
     for x1, y1, x2, y2 in (b.astype(int) for b in boxes):
         keep_out[max(0, y1 - CLEARANCE):y2 + CLEARANCE, max(0, x1 - CLEARANCE):x2 + CLEARANCE] = True
-    d_boxes, d_kinds, d_masks, d_colours = [], [], [], []
+    d_boxes, d_kinds, d_shapes, d_masks, d_colours = [], [], [], [], []
     for _ in range(int(rng.integers(max_distractors // 2, max_distractors + 1))):
         kind = kinds[int(rng.integers(len(kinds)))]
         colour = _contrasting_colour(rng, start, end)
@@ -242,11 +243,12 @@ def draw_clutter_scene(rng, image_size, num_classes, max_objects=4, max_distract
             s, x0, y0 = frame()
             if keep_out[y0:y0 + s, x0:x0 + s].any():
                 continue
-            mask = _distractor(rng, kind, num_classes, size, s, x0, y0)
+            name, mask = _distractor(rng, kind, num_classes, size, s, x0, y0)
             if mask is None:
                 continue
             d_boxes.append(mask_to_box(mask))
             d_kinds.append(kind)
+            d_shapes.append(name)
             d_masks.append(mask)
             d_colours.append(colour)
             break
@@ -267,7 +269,8 @@ def draw_clutter_scene(rng, image_size, num_classes, max_objects=4, max_distract
         np.ascontiguousarray(image.astype(np.uint8).transpose(1, 2, 0)),
         {"boxes": stack(boxes, (0, 4), np.float32), "labels": np.array(labels, dtype=np.int64)},
         stack(masks, (0, size, size), bool),
-        {"boxes": stack(d_boxes, (0, 4), np.float32), "kinds": d_kinds, "masks": stack(d_masks, (0, size, size), bool)},
+        {"boxes": stack(d_boxes, (0, 4), np.float32), "kinds": d_kinds, "shapes": d_shapes,
+         "masks": stack(d_masks, (0, size, size), bool)},
     )
 
 
@@ -323,7 +326,7 @@ class ClutterDataset:
         return self._draw(i)[2]
 
     def distractors(self, i):
-        """Image ``i``'s distractors: {"boxes" (d, 4), "kinds" (d names), "masks" (d, H, W) bool}."""
+        """Image ``i``'s distractors: {"boxes" (d, 4), "kinds" and "shapes" (d names each), "masks" (d, H, W)}."""
         return self._draw(i)[3]
 
     def __getitem__(self, i):
