@@ -1,0 +1,106 @@
+"""The measurement of who carries the classification loss (tools/negatives.py): shares by hand, and the loss's own sums."""
+
+import numpy as np
+import pytest
+
+from numpy_retinanet.data.clutter import ClutterDataset
+from numpy_retinanet.detection.criterion import retinanet_loss
+from numpy_retinanet.model.retinanet import RetinaNet
+from numpy_retinanet.tools.negatives import negative_shares
+
+
+class FixedLogits:
+    """A stand-in for a RetinaNet: its anchors, and the same logits (N, M, K) for any batch of N images."""
+
+    dtype = np.float64
+
+    def __init__(self, anchors, logits):
+        self._anchors, self.logits = anchors, logits
+        self.num_classes = logits.shape[2]
+
+    def anchors(self, height, width):
+        return self._anchors
+
+    def forward(self, images, keep_cache=True):
+        return self.logits[: len(images)], np.zeros(self.logits.shape[:2] + (4,))
+
+
+class OneImage:
+    """A dataset of one blank 64 px image holding ``boxes`` of class 0."""
+
+    image_size = 64
+
+    def __init__(self, boxes):
+        self.target = {"boxes": np.asarray(boxes, dtype=np.float32), "labels": np.zeros(len(boxes), dtype=np.int64)}
+
+    def __len__(self):
+        return 1
+
+    def __getitem__(self, i):
+        return np.zeros((3, 64, 64), dtype=np.float32), self.target
+
+
+def _softplus(z):
+    return np.log1p(np.exp(z))
+
+
+def test_shares_of_a_hand_made_case_follow_the_cross_entropy_by_hand():
+    # Anchor 0 is the box itself (positive); anchors 1-3 overlap nothing (negatives).
+    anchors = np.array([[0, 0, 16, 16], [40, 40, 56, 56], [40, 0, 56, 16], [0, 40, 16, 56]], dtype=np.float64)
+    x = np.array([0.0, -5.0, 0.0, 3.0])  # positive at p = .5; negatives easy (p_t .993), p_t .5, hardest (p_t .047)
+    model = FixedLogits(anchors, x.reshape(1, 4, 1))
+    out = negative_shares(model, OneImage([[0, 0, 16, 16]]), loss="ce", alpha=None)
+    # CE = -log p_t = softplus(-x_t) with x_t = x for the positive and -x for the negatives; |dCE/dx| = |p - y|.
+    loss = np.array([_softplus(-x[0]), *_softplus(x[1:])])
+    grad = np.array([1 - 1 / (1 + np.exp(-x[0])), *(1 / (1 + np.exp(-x[1:])))])
+    assert out["num_positive"] == 1 and out["num_negative"] == 3 and out["num_hardest"] == 1
+    assert out["easy_fraction"] == pytest.approx(1 / 3)
+    for name, values in (("loss", loss), ("gradient", grad)):
+        shares = out[name]
+        assert out[name + "_sum"] == pytest.approx(values.sum())
+        assert shares["positives"] == pytest.approx(values[0] / values.sum())
+        assert shares["negatives"] == pytest.approx(values[1:].sum() / values.sum())
+        assert shares["easy_negatives"] == pytest.approx(values[1] / values.sum())
+        assert shares["hardest_negatives"] == pytest.approx(values[3] / values.sum())
+
+
+def test_an_ignored_anchor_counts_nowhere():
+    # Anchor 1 has IoU 0.45 with the box: between bg_iou .4 and fg_iou .5, so ignored by the loss.
+    anchors = np.array([[0, 0, 20, 20], [0, 0, 20, 9], [40, 40, 60, 60]], dtype=np.float64)
+    model = FixedLogits(anchors, np.array([0.0, 4.0, -1.0]).reshape(1, 3, 1))
+    out = negative_shares(model, OneImage([[0, 0, 20, 20]]), loss="ce", alpha=None)
+    assert out["num_positive"] == 1 and out["num_negative"] == 1
+    assert out["loss_sum"] == pytest.approx(_softplus(0.0) + _softplus(-1.0))
+
+
+def test_the_sums_are_the_training_losses_own_and_fl_gamma_0_is_ce():
+    ds = ClutterDataset(3, image_size=64, seed=2)
+    model = RetinaNet(3, preset="tiny", seed=1)
+    images = np.stack([ds[i][0] for i in range(3)]).astype(model.dtype)
+    targets = [ds[i][1] for i in range(3)]
+    logits, deltas = model.forward(images, keep_cache=False)
+    for settings in ({"loss": "ce", "alpha": 0.25}, {"loss": "focal", "gamma": 2.0, "alpha": 0.25}):
+        out = negative_shares(model, ds, batch_size=3, **settings)
+        losses, dlogits, _ = retinanet_loss(logits, deltas, model.anchors(64, 64), targets, **settings)
+        # The trainer divides by the batch's positive anchors (§4.1): one target-1 sample each.
+        norm = max(1, out["num_positive"])
+        assert losses["num_positive"] == out["num_positive"]
+        assert out["loss_sum"] / norm == pytest.approx(losses["classification"], rel=1e-5)
+        assert out["gradient_sum"] / norm == pytest.approx(float(np.abs(dlogits).sum()), rel=1e-5)
+        shares = out["loss"]
+        assert shares["positives"] + shares["negatives"] == pytest.approx(1.0)
+        assert 0 <= shares["hardest_negatives"] <= shares["negatives"]
+        assert 0 <= shares["easy_negatives"] <= shares["negatives"]
+    ce = negative_shares(model, ds, batch_size=2, loss="ce", alpha=0.25)
+    fl0 = negative_shares(model, ds, batch_size=2, loss="focal", gamma=0.0, alpha=0.25)
+    for name in ("loss", "gradient"):
+        for part, share in ce[name].items():
+            assert fl0[name][part] == pytest.approx(share, rel=1e-5)
+
+
+def test_bad_arguments_are_named():
+    model = FixedLogits(np.array([[0, 0, 16, 16]], dtype=np.float64), np.zeros((1, 1, 1)))
+    with pytest.raises(ValueError, match="easy_pt must be"):
+        negative_shares(model, OneImage([]), easy_pt=1.5)
+    with pytest.raises(ValueError, match="batch_size must be an int >= 1"):
+        negative_shares(model, OneImage([]), batch_size=0)
