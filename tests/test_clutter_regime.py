@@ -64,6 +64,30 @@ def test_shares_of_a_hand_made_case_follow_the_cross_entropy_by_hand():
         assert shares["hardest_negatives"] == pytest.approx(values[3] / values.sum())
 
 
+class WithDistractors(OneImage):
+    """``OneImage`` that also drew (unlabelled) distractors in ``distractor_boxes``."""
+
+    def __init__(self, boxes, distractor_boxes):
+        super().__init__(boxes)
+        self.distractor_boxes = np.asarray(distractor_boxes, dtype=np.float32)
+
+    def distractors(self, i):
+        return {"boxes": self.distractor_boxes}
+
+
+def test_negatives_on_a_distractor_are_those_whose_anchor_would_match_it():
+    anchors = np.array([[0, 0, 16, 16], [40, 40, 56, 56], [40, 0, 56, 16], [0, 40, 16, 56]], dtype=np.float64)
+    x = np.array([0.0, 3.0, -5.0, -4.0])  # the anchor on the distractor is the hardest negative
+    model = FixedLogits(anchors, x.reshape(1, 4, 1))
+    # Distractor boxes: one exactly on anchor 1, one overlapping anchor 3 by IoU 1/3 only (not "on" it).
+    dataset = WithDistractors([[0, 0, 16, 16]], [[40, 40, 56, 56], [0, 48, 16, 64]])
+    out = negative_shares(model, dataset, loss="ce", alpha=None)
+    loss = np.array([_softplus(-x[0]), *_softplus(x[1:])])
+    assert out["on_distractors"] == {"negatives": pytest.approx(1 / 3), "hardest_negatives": 1.0}
+    assert out["loss"]["distractor_negatives"] == pytest.approx(loss[1] / loss.sum())
+    assert "on_distractors" not in negative_shares(model, OneImage([[0, 0, 16, 16]]), loss="ce")
+
+
 def test_an_ignored_anchor_counts_nowhere():
     # Anchor 1 has IoU 0.45 with the box: between bg_iou .4 and fg_iou .5, so ignored by the loss.
     anchors = np.array([[0, 0, 20, 20], [0, 0, 20, 9], [40, 40, 60, 60]], dtype=np.float64)

@@ -11,7 +11,7 @@ classes, the same interface and the same settings:
 Objects (labelled)
     0 to ``max_objects`` shapes of the first ``num_classes`` kinds of ``ALL_CLASS_NAMES``
     (about ``EMPTY_FRACTION`` of the images have none), *small*: sides from
-    ``MIN_SIDE_FRACTION`` to ``MAX_SIDE_FRACTION`` of the image (12 to 40 px at 256 px), so
+    ``MIN_SIDE_FRACTION`` to ``MAX_SIDE_FRACTION`` of the image (10 to 32 px at 256 px), so
     each matches only a few anchors. Placement rules, colours, noise and exact boxes are
     those of the plain shapes: box IoU between two objects at most ``MAX_BOX_IOU``, each
     keeps ``MIN_VISIBLE`` of its pixels, colours ``MIN_CONTRAST`` from the background.
@@ -21,7 +21,7 @@ Distractors (never labelled: the hard negatives)
 
     - ``other``: a filled shape of a kind that is not a class (diamond, plus, hexagon, star
       with three classes; a hexagon is nearly a circle and a diamond a turned square);
-    - ``outline``: a class's shape drawn hollow, a ring ``max(1, side / OUTLINE_WIDTH)`` px wide;
+    - ``outline``: a class's shape drawn hollow, a ring ``max(1, side // OUTLINE_WIDTH)`` px wide;
     - ``fragment``: a class's shape with a straight cut, keeping ``FRAGMENT_KEEP`` (55 % to
       80 %) of its pixels and its centre: a circle with a flat side, a triangle without a tip
       (a quadrilateral), a square without a strip along an edge (a rectangle), never a whole

@@ -11,7 +11,10 @@ Samples are counted as the loss counts them (``detection.criterion``): every cla
 (anchor a, class k) of an anchor that is not ignored. A *negative* is one whose target is 0
 (a background anchor's K outputs, and a positive anchor's other classes); p_t = 1 - p for it.
 *Easy* negatives have p_t > ``EASY_PT`` (0.9); the *hardest* are the ``HARDEST`` (1 %) of the
-negatives with the highest loss (the lowest p_t: CE and FL fall as p_t rises). The loss and
+negatives with the highest loss (the lowest p_t: CE and FL fall as p_t rises). On a dataset
+that draws distractors (``data/clutter.py``), a negative is *on a distractor* when its anchor
+overlaps a distractor's box by ``fg_iou`` or more: it would be positive were the distractor an
+object. The loss and
 |dL/dx| of each sample come from ``nn.losses``' pair named by the loss settings. Shares are of
 sums over all images; the trainer's division by the batch's positives (§4.1) is one factor per
 batch and is left out.
@@ -31,6 +34,7 @@ from numpy_retinanet.backend import array_module, to_host
 from numpy_retinanet.data.batching import collate
 from numpy_retinanet.data.build import build_dataset
 from numpy_retinanet.data.clutter import REGIME_IMAGE_SIZE
+from numpy_retinanet.detection.boxes import box_iou
 from numpy_retinanet.detection.criterion import assign_targets, loss_config
 from numpy_retinanet.engine.config import TrainConfig
 from numpy_retinanet.nn.losses import CLASSIFICATION_LOSSES, sigmoid
@@ -67,7 +71,9 @@ def negative_shares(model, dataset, config=None, batch_size=8, easy_pt=EASY_PT, 
     "hardest_negatives"}, each a share of the sum over all samples (the loss, or |dL/dx|);
     "loss_sum" and "gradient_sum", those sums; "num_positive" and "num_negative" (samples),
     "easy_fraction" (the share of the negatives that are easy), "num_hardest", and "settings"
-    (the loss's name and parameters).
+    (the loss's name and parameters). With a dataset that has ``distractors(i)``, also
+    "on_distractors": {"negatives", "hardest_negatives"}, the share of each group whose anchor
+    is on a distractor, and "loss"/"gradient" "distractor_negatives", their share of the sums.
     """
     c = loss_config(config, **settings)
     easy_pt = check_probability("easy_pt", easy_pt)
@@ -78,7 +84,9 @@ def negative_shares(model, dataset, config=None, batch_size=8, easy_pt=EASY_PT, 
     size = dataset.image_size
     anchors = model.anchors(size, size)
     xp = array_module(anchors)
-    parts = {"pos_loss": [], "pos_grad": [], "neg_loss": [], "neg_grad": [], "neg_pt": []}
+    parts = {"pos_loss": [], "pos_grad": [], "neg_loss": [], "neg_grad": [], "neg_pt": [], "neg_on": []}
+    has_distractors = hasattr(dataset, "distractors")
+    host_anchors = to_host(anchors).astype(np.float64)
     for start in range(0, len(dataset), batch_size):
         images, targets = collate([dataset[i] for i in range(start, min(start + batch_size, len(dataset)))])
         logits, _ = model.forward(xp.asarray(images.astype(model.dtype)), keep_cache=False)
@@ -91,7 +99,15 @@ def negative_shares(model, dataset, config=None, batch_size=8, easy_pt=EASY_PT, 
             parts[kind + "_loss"].append(to_host(loss[where]))
             parts[kind + "_grad"].append(to_host(grad[where]))
         parts["neg_pt"].append(to_host(sigmoid(-logits[counted & (cls_t == 0)])))  # p_t = 1 - p for target 0
-    s = {k: np.concatenate(v).astype(np.float64) for k, v in parts.items()}
+        if has_distractors:
+            on = np.zeros(logits.shape[:2], dtype=bool)  # (N, M): anchors on a distractor
+            for n, i in enumerate(range(start, start + len(targets))):
+                d_boxes = dataset.distractors(i)["boxes"].astype(np.float64)
+                if len(d_boxes):
+                    on[n] = box_iou(host_anchors, d_boxes).max(axis=1) >= c.fg_iou
+            where = to_host(counted & (cls_t == 0))
+            parts["neg_on"].append(np.broadcast_to(on[..., None], where.shape)[where])
+    s = {k: np.concatenate(v).astype(np.float64) for k, v in parts.items() if v}
     if s["neg_loss"].size == 0:
         raise ValueError("dataset holds no negative samples; use more images")
     easy = s["neg_pt"] > easy_pt
@@ -107,48 +123,76 @@ def negative_shares(model, dataset, config=None, batch_size=8, easy_pt=EASY_PT, 
         out[name] = {"positives": float(pos.sum() / total), "negatives": float(neg.sum() / total),
                      "easy_negatives": float(neg[easy].sum() / total),
                      "hardest_negatives": float(neg[top].sum() / total)}
+        if has_distractors:
+            out[name]["distractor_negatives"] = float(neg[s["neg_on"].astype(bool)].sum() / total)
+    if has_distractors:
+        on = s["neg_on"].astype(bool)
+        out["on_distractors"] = {"negatives": float(on.mean()), "hardest_negatives": float(on[top].mean())}
     return out
 
 
-def measure_regimes(out_path=None, iterations=MEASURE_TRAINING["iterations"], held_out=64, regimes=None,
-                    log=print):
-    """Train the CE recipe ``MEASURE_TRAINING`` on each regime and measure ``negative_shares``.
+def measure_checkpoint(path, held_out=64):
+    """``negative_shares`` of a run's model on the first ``held_out`` images of its held-out split.
 
-    Each regime's model is scored on ``held_out`` images of its held-out split, with the CE it
-    was trained with and, on the same outputs, with the paper's focal loss (gamma 2, alpha
-    .25): what FL would make of the same samples. ``out_path``: a JSON file for the results.
+    Scored with the loss the run was trained with and, on the same outputs, with the paper's focal
+    loss (gamma 2, alpha .25): what FL would make of the same samples.
 
     Returns
     -------
-    dict: regime -> {"image_size", "seconds" (training), "ce": shares, "focal": shares}, and
-    "recipe" (the TrainConfig settings), "held_out".
+    dict with "dataset", "image_size", "step", "trained" (the run's loss settings) and "focal":
+    ``negative_shares`` results.
     """
     from numpy_retinanet.engine.checkpoint import load_checkpoint
+
+    check_int("held_out", held_out, 1)
+    model, info = load_checkpoint(path)
+    cfg = TrainConfig.from_dict(info["train_config"], num_classes=model.num_classes)
+    images = build_dataset(cfg, "eval", num_images=held_out)
+    return {"dataset": cfg.dataset, "image_size": cfg.image_size, "step": info["step"],
+            "trained": negative_shares(model, images, cfg),
+            "focal": negative_shares(model, images, cfg, loss="focal", gamma=2.0, alpha=0.25)}
+
+
+def measure_regimes(out_path=None, iterations=MEASURE_TRAINING["iterations"], held_out=64, regimes=None,
+                    runs_dir=None, log=print):
+    """Train the CE recipe ``MEASURE_TRAINING`` on each regime, then ``measure_checkpoint`` each run.
+
+    ``out_path``: a JSON file for the results; ``runs_dir``: a folder to keep the runs in (one
+    subfolder per regime, which ``measure_checkpoint`` can read again; None: a temporary one).
+
+    Returns
+    -------
+    dict: regime -> ``measure_checkpoint``'s result and "seconds" (of training); "recipe" (the
+    TrainConfig settings) and "held_out".
+    """
     from numpy_retinanet.engine.trainer import train
 
     check_int("iterations", iterations, 1)
-    check_int("held_out", held_out, 1)
     result = {"recipe": dict(MEASURE_TRAINING, iterations=iterations), "held_out": held_out}
     for dataset in regimes or list(REGIMES):
         cfg = TrainConfig(**dict(MEASURE_TRAINING, iterations=iterations), dataset=dataset,
                           image_size=REGIMES[dataset])
         with tempfile.TemporaryDirectory() as tmp:
+            run = os.path.join(runs_dir or tmp, dataset)
             t0 = time.perf_counter()
-            metrics = train(cfg, tmp, log=lambda line, d=dataset: log(f"{d}: {line}"))
+            metrics = train(cfg, run, log=lambda line, d=dataset: log(f"{d}: {line}"))
             if metrics["interrupted"]:
                 raise RuntimeError(f"the {dataset} run was stopped at step {metrics['step']}; nothing measured")
             seconds = time.perf_counter() - t0
-            model = load_checkpoint(os.path.join(tmp, "checkpoint.npz"))[0]
-        images = build_dataset(cfg, "eval", num_images=held_out)
-        result[dataset] = {"image_size": cfg.image_size, "seconds": round(seconds, 1),
-                           "ce": negative_shares(model, images, cfg),
-                           "focal": negative_shares(model, images, cfg, loss="focal", gamma=2.0, alpha=0.25)}
+            result[dataset] = dict(measure_checkpoint(os.path.join(run, "checkpoint.npz"), held_out),
+                                   seconds=round(seconds, 1))
         log(f"{dataset}: {json.dumps(result[dataset])}")
     if out_path is not None:
-        with open(out_path, "w", encoding="utf-8") as f:
-            json.dump(result, f, indent=1)
-            f.write("\n")
+        write_json(result, out_path)
     return result
 
 
-__all__ = ["EASY_PT", "HARDEST", "MEASURE_TRAINING", "REGIMES", "negative_shares", "measure_regimes"]
+def write_json(result, path):
+    """``result`` as indented JSON in ``path``."""
+    with open(path, "w", encoding="utf-8") as f:
+        json.dump(result, f, indent=1)
+        f.write("\n")
+
+
+__all__ = ["EASY_PT", "HARDEST", "MEASURE_TRAINING", "REGIMES", "negative_shares", "measure_checkpoint",
+           "measure_regimes", "write_json"]
