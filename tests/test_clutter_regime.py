@@ -128,3 +128,20 @@ def test_bad_arguments_are_named():
         negative_shares(model, OneImage([]), easy_pt=1.5)
     with pytest.raises(ValueError, match="batch_size must be an int >= 1"):
         negative_shares(model, OneImage([]), batch_size=0)
+
+
+def test_measure_checkpoint_scores_the_runs_own_held_out_regime(tmp_path):
+    from numpy_retinanet.engine.config import TrainConfig
+    from numpy_retinanet.engine.trainer import train
+    from numpy_retinanet.tools.negatives import measure_checkpoint
+
+    config = TrainConfig(dataset="shapes-clutter", preset="tiny", image_size=64, iterations=2, batch_size=2,
+                         train_images=4, eval_images=0, loss="ce", alpha=0.5, log_every=1)
+    train(config, tmp_path / "run", log=lambda line: None)
+    out = measure_checkpoint(tmp_path / "run" / "checkpoint.npz", held_out=3)
+    assert (out["dataset"], out["image_size"], out["step"]) == ("shapes-clutter", 64, 2)
+    assert out["trained"]["settings"] == {"loss": "ce", "alpha": 0.5}
+    assert out["focal"]["settings"] == {"loss": "focal", "alpha": 0.25, "gamma": 2.0}
+    assert "on_distractors" in out["trained"]  # the held-out images are the run's cluttered ones
+    for result in (out["trained"], out["focal"]):
+        assert result["loss"]["positives"] + result["loss"]["negatives"] == pytest.approx(1.0)
