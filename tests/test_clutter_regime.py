@@ -145,3 +145,32 @@ def test_measure_checkpoint_scores_the_runs_own_held_out_regime(tmp_path):
     assert "on_distractors" in out["trained"]  # the held-out images are the run's cluttered ones
     for result in (out["trained"], out["focal"]):
         assert result["loss"]["positives"] + result["loss"]["negatives"] == pytest.approx(1.0)
+
+
+def test_the_shares_in_the_regimes_docstring_are_the_committed_measurement():
+    import json
+    import re
+    from pathlib import Path
+
+    import numpy_retinanet.data.clutter as clutter
+
+    measured = json.loads((Path(__file__).parents[1] / "figures" / "shapes_clutter_negatives.json").read_text())
+    rows = re.findall(r"^(shapes[\w-]*) +(CE|FL) +(loss|gradient) +([\d.]+) % +([\d.]+) % +([\d.]+) % +(?:([\d.]+) %|-)$",
+                      clutter.__doc__, re.M)
+    assert len(rows) == 8
+    for regime, loss, part, positives, easy, hardest, on_distractors in rows:
+        shares = measured[regime]["trained" if loss == "CE" else "focal"][part]
+        assert measured[regime]["trained"]["settings"] == {"loss": "ce", "alpha": 0.25}
+        for key, shown in (("positives", positives), ("easy_negatives", easy), ("hardest_negatives", hardest),
+                           ("distractor_negatives", on_distractors)):
+            if shown:
+                assert f"{100 * shares[key]:.1f}" == shown, (regime, loss, part, key)
+            else:
+                assert key not in shares
+    # "all but N of the M negative outputs" have p_t > 0.9, plain regime first.
+    counts = re.findall(r"all\s+but\s+([\d,]+)\s+of\s+the\s+([\d,]+)", clutter.__doc__)
+    assert len(counts) == 2
+    for (easy_not, total), regime in zip(counts, ("shapes", "shapes-clutter")):
+        trained = measured[regime]["trained"]
+        assert int(total.replace(",", "")) == trained["num_negative"]
+        assert int(easy_not.replace(",", "")) == round((1 - trained["easy_fraction"]) * trained["num_negative"])
