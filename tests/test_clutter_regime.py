@@ -174,3 +174,8 @@ def test_the_shares_in_the_regimes_docstring_are_the_committed_measurement():
         trained = measured[regime]["trained"]
         assert int(total.replace(",", "")) == trained["num_negative"]
         assert int(easy_not.replace(",", "")) == round((1 - trained["easy_fraction"]) * trained["num_negative"])
+    # Negatives on a distractor: "0.3 % of the cluttered regime's negatives but 18 % of its hardest 1 %".
+    on = measured["shapes-clutter"]["trained"]["on_distractors"]
+    shown = re.search(r"on a distractor are ([\d.]+) % of the cluttered regime's negatives but ([\d.]+) % of its",
+                      " ".join(clutter.__doc__.split()))
+    assert (shown.group(1), shown.group(2)) == (f"{100 * on['negatives']:.1f}", f"{100 * on['hardest_negatives']:.0f}")
