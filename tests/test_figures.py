@@ -238,7 +238,7 @@ def quick_drawn(two_renderings):
 
 
 def test_every_figure_is_registered_and_only_the_model_figures_need_a_model():
-    quick = NAMES + ["receptive_field", "anchors_per_level", "matched_anchors", "sigmoid_vs_softmax"]
+    quick = NAMES + ["receptive_field", "anchors_per_level", "matched_anchors", "sigmoid_vs_softmax", "shapes_clutter"]
     assert list(FIGURES) == quick + MODEL_FIGURES
     assert QUICK == quick
 

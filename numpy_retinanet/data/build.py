@@ -3,7 +3,9 @@
 Training, the held-out evaluation of a run, ``numpy-retinanet evaluate``, the figures, the
 ablation and the worker processes all ask this function, so they draw the same images from
 the same settings: the held-out set that ``evaluate`` scores is the one the run was scored
-on. A second dataset (a folder of COCO-format images, say) plugs in here: a class with
+on. Two datasets plug in today: "shapes" (``data/shapes.py``) and "shapes-clutter"
+(``data/clutter.py``, the paper's imbalance and hard negatives in miniature). Another (a folder
+of COCO-format images, say) plugs in the same way: a class with
 ``len(ds)``, ``ds[i] -> (image (3, H, W) float32, {"boxes": (n, 4), "labels": (n,)})``,
 ``ds.raw(i)`` and ``ds.class_names``, a name in ``DataConfig.dataset``'s choices, and a
 branch in ``build_dataset``.
@@ -14,6 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from numpy_retinanet._settings import check_settings, setting
+from numpy_retinanet.data.clutter import REGIME_IMAGE_SIZE, ClutterDataset
 from numpy_retinanet.data.shapes import ALL_CLASS_NAMES, MIN_IMAGE_SIZE, MIN_SIZE_FRACTION, ShapesDataset
 
 #: The splits ``build_dataset`` knows: the training images and the held-out ones.
@@ -35,8 +38,9 @@ MAX_OBJECTS = int((1 / MIN_SIZE_FRACTION) ** 2)
 class DataConfig:
     """Every setting of the data. ``engine.config.TrainConfig`` inherits these fields."""
 
-    dataset: str = setting("shapes", "the dataset: synthetic shapes drawn on the fly (data/shapes.py)",
-                           choices=("shapes",))
+    dataset: str = setting("shapes", "the dataset, drawn on the fly: shapes (data/shapes.py) or shapes-clutter, "
+                                     f"small shapes among distractors, the paper's imbalance at --image-size "
+                                     f"{REGIME_IMAGE_SIZE} (data/clutter.py)", choices=("shapes", "shapes-clutter"))
     image_size: int = setting(128, "side of the square images, in pixels", low=MIN_IMAGE_SIZE,
                                  high=MAX_IMAGE_SIZE)
     num_classes: int = setting(3, f"kinds of shapes, the first K of {', '.join(ALL_CLASS_NAMES)}", low=1,
@@ -78,5 +82,6 @@ def build_dataset(config: DataConfig, split: str, num_images=None):
                                                                                    config.eval_seed)
     if num_images is not None:
         count = num_images
-    # "shapes" is the only choice that validate() lets through today; a second dataset adds a branch.
+    if config.dataset == "shapes-clutter":
+        return ClutterDataset(count, config.image_size, config.num_classes, seed=seed, max_objects=config.max_objects)
     return ShapesDataset(count, config.image_size, config.num_classes, seed=seed, max_objects=config.max_objects)

@@ -7,6 +7,7 @@ One module per subject, each registering its figures with ``registry.register_fi
 - ``receptive_field``: each pyramid level's stride and receptive field beside its anchors (§4);
 - ``anchors``: the anchors of each pyramid level and their matching to boxes (§4);
 - ``sigmoid_vs_softmax``: the classification output as K sigmoids, beside a softmax with background (§3, §4);
+- ``clutter``: example images of the cluttered regime ("shapes-clutter"), objects and distractors;
 - ``detections``, ``training_curve`` and ``figure4``: the figures of a trained model
   (``figure_model``): its detections (§4.1), its loss while training, and Figure 4 (§5.1);
 - ``nms_and_pr``: the same model's detections before and after NMS (§4.1), and a precision-recall
@@ -56,6 +57,7 @@ from numpy_retinanet.teaching.figures.sigmoid_vs_softmax import (
     sigmoid_vs_softmax_data,
     softmax_with_background,
 )
+from numpy_retinanet.teaching.figures.clutter import clutter_examples_data, plot_clutter_examples
 from numpy_retinanet.teaching.figures.detections import detections_data, plot_detections
 from numpy_retinanet.teaching.figures import training_curve  # noqa: F401  (registers "training_curve")
 from numpy_retinanet.teaching.figures.figure4 import FIGURE4_GAMMAS, loss_cdf_curves, plot_loss_cdf
@@ -84,6 +86,8 @@ __all__ = [
     "softmax_with_background",
     "sigmoid_vs_softmax_data",
     "plot_sigmoid_vs_softmax",
+    "clutter_examples_data",
+    "plot_clutter_examples",
     "FIGURE4_GAMMAS",
     "FIGURE_TRAINING",
     "FigureModel",
