@@ -106,6 +106,7 @@ from numpy_retinanet.data.shapes import (
     PLACEMENT_TRIES,
     _contrasting_colour,
     _rasterize,
+    image_rng,
     mask_to_box,
 )
 from numpy_retinanet.data.transforms import normalize
@@ -130,9 +131,6 @@ CLEARANCE = 2
 #: Stripes of the background: period in pixels, amplitude in grey levels (0-255).
 STRIPE_PERIOD = (6.0, 20.0)
 STRIPE_AMPLITUDE = (8.0, 24.0)
-
-# Word 0 of the image generator's seed, as ShapesDataset's (data.batching uses 1 for the order).
-_IMAGE_STREAM = 0
 
 
 # ------------------------------------------------------------------ drawing
@@ -341,11 +339,7 @@ class ClutterDataset:
         return self.num_images
 
     def _draw(self, i):
-        if not isinstance(i, (int, np.integer)) or isinstance(i, bool):
-            raise TypeError(f"index must be an int, got {type(i).__name__}")
-        if not -self.num_images <= i < self.num_images:
-            raise IndexError(f"index {i} out of range for a dataset of {self.num_images} images")
-        rng = np.random.default_rng([self.seed, _IMAGE_STREAM, int(i) % self.num_images])
+        rng = image_rng(self.seed, i, self.num_images)
         return draw_clutter_scene(rng, self.image_size, self.num_classes, self.max_objects, self.max_distractors,
                                   self.noise_std)
 

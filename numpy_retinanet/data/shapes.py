@@ -57,6 +57,20 @@ MIN_IMAGE_SIZE = 64
 _IMAGE_STREAM = 0
 
 
+def image_rng(seed, i, num_images):
+    """The random generator of image ``i`` of a dataset of ``num_images`` drawn from ``seed``.
+
+    ``i`` follows Python's sequence rules (negative counts from the end; TypeError for a
+    non-int, IndexError past the end). Image i depends on (seed, i) alone, not on the order
+    in which images are asked for nor on ``num_images``. Every synthetic dataset draws with it.
+    """
+    if not isinstance(i, (int, np.integer)) or isinstance(i, bool):
+        raise TypeError(f"index must be an int, got {type(i).__name__}")
+    if not -num_images <= i < num_images:
+        raise IndexError(f"index {i} out of range for a dataset of {num_images} images")
+    return np.random.default_rng([seed, _IMAGE_STREAM, int(i) % num_images])
+
+
 # ------------------------------------------------------------------ drawing
 
 
@@ -233,12 +247,7 @@ class ShapesDataset:
         return self.num_images
 
     def _draw(self, i):
-        if not isinstance(i, (int, np.integer)) or isinstance(i, bool):
-            raise TypeError(f"index must be an int, got {type(i).__name__}")
-        if not -self.num_images <= i < self.num_images:
-            raise IndexError(f"index {i} out of range for a dataset of {self.num_images} images")
-        i = int(i) % self.num_images
-        rng = np.random.default_rng([self.seed, _IMAGE_STREAM, i])
+        rng = image_rng(self.seed, i, self.num_images)
         return draw_scene(rng, self.image_size, self.num_classes, self.max_objects, self.noise_std)
 
     def raw(self, i):
