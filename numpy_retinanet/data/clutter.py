@@ -95,21 +95,20 @@ from __future__ import annotations
 import numpy as np
 from scipy.ndimage import binary_erosion
 
-from numpy_retinanet._checks import check_int, check_real
+from numpy_retinanet._checks import check_int
 from numpy_retinanet.data.shapes import (
     ALL_CLASS_NAMES,
     EMPTY_FRACTION,
     GRADIENT_SPREAD,
     MAX_BOX_IOU,
-    MIN_IMAGE_SIZE,
     MIN_VISIBLE,
     PLACEMENT_TRIES,
+    ShapesDataset,
     _contrasting_colour,
     _rasterize,
     image_rng,
     mask_to_box,
 )
-from numpy_retinanet.data.transforms import normalize
 from numpy_retinanet.detection.boxes import box_iou
 
 #: The image side the regime is built for, and the one its imbalance is measured at.
@@ -305,7 +304,7 @@ def draw_clutter_scene(rng, image_size, num_classes, max_objects=4, max_distract
     )
 
 
-class ClutterDataset:
+class ClutterDataset(ShapesDataset):
     """A fixed, lazily drawn set of cluttered shapes images (see the module docstring).
 
     Parameters
@@ -326,17 +325,9 @@ class ClutterDataset:
 
     def __init__(self, num_images, image_size=REGIME_IMAGE_SIZE, num_classes=3, seed=0, max_objects=4,
                  max_distractors=MAX_DISTRACTORS, noise_std=6.0):
-        self.num_images = check_int("num_images", num_images, 1)
-        self.image_size = check_int("image_size", image_size, MIN_IMAGE_SIZE)
-        self.num_classes = check_int("num_classes", num_classes, 1, len(ALL_CLASS_NAMES))
-        self.seed = check_int("seed", seed, 0)
-        self.max_objects = check_int("max_objects", max_objects, 1)
+        # The shapes dataset's settings, checks, length and normalized items; the drawing is this one's.
+        super().__init__(num_images, image_size, num_classes, seed, max_objects, noise_std)
         self.max_distractors = check_int("max_distractors", max_distractors, 0)
-        self.noise_std = check_real("noise_std", noise_std, 0)
-        self.class_names = list(ALL_CLASS_NAMES[: self.num_classes])
-
-    def __len__(self):
-        return self.num_images
 
     def _draw(self, i):
         rng = image_rng(self.seed, i, self.num_images)
@@ -355,7 +346,3 @@ class ClutterDataset:
     def distractors(self, i):
         """Image ``i``'s distractors: {"boxes" (d, 4), "kinds" and "shapes" (d names each), "masks" (d, H, W)}."""
         return self._draw(i)[3]
-
-    def __getitem__(self, i):
-        image, target = self.raw(i)
-        return normalize(image), target
