@@ -100,16 +100,14 @@ from numpy_retinanet.data.shapes import (
     ALL_CLASS_NAMES,
     EMPTY_FRACTION,
     GRADIENT_SPREAD,
-    MAX_BOX_IOU,
-    MIN_VISIBLE,
     PLACEMENT_TRIES,
     ShapesDataset,
     _contrasting_colour,
     _rasterize,
     image_rng,
     mask_to_box,
+    place_object,
 )
-from numpy_retinanet.detection.boxes import box_iou
 
 #: The image side the regime is built for, and the one its imbalance is measured at.
 REGIME_IMAGE_SIZE = 256
@@ -246,17 +244,9 @@ def draw_clutter_scene(rng, image_size, num_classes, max_objects=4, max_distract
         for _ in range(PLACEMENT_TRIES):
             s, x0, y0 = frame()
             mask = _rasterize(ALL_CLASS_NAMES[label], x0, y0, s, rng.uniform(0, 2 * np.pi), size)
-            box = mask_to_box(mask)
-            if boxes and box_iou(box[None], np.stack(boxes)).max() > MAX_BOX_IOU:
+            if not place_object(mask, boxes, masks, visible):
                 continue
-            if any(np.count_nonzero(v & ~mask) < MIN_VISIBLE * np.count_nonzero(m) for v, m in zip(visible, masks)):
-                continue
-            for v in visible:
-                v &= ~mask
-            boxes.append(box)
             labels.append(label)
-            masks.append(mask)
-            visible.append(mask.copy())
             colours.append(colour)
             break
 

@@ -146,6 +146,27 @@ def _contrasting_colour(rng, start, end):
             return colour
 
 
+def place_object(mask, boxes, masks, visible):
+    """Add the shape ``mask`` (H, W) bool to a scene's objects, if the placement rules allow it.
+
+    Refused (False, nothing changed) when its box overlaps an earlier object's box by more than
+    MAX_BOX_IOU, or when it would leave an earlier object less than MIN_VISIBLE of its silhouette
+    visible. Accepted (True): its box, mask and visible part are appended to ``boxes``, ``masks``
+    and ``visible``, and the earlier objects' visible parts lose what it covers.
+    """
+    box = mask_to_box(mask)
+    if boxes and box_iou(box[None], np.stack(boxes)).max() > MAX_BOX_IOU:
+        return False
+    if any(np.count_nonzero(v & ~mask) < MIN_VISIBLE * np.count_nonzero(m) for v, m in zip(visible, masks)):
+        return False
+    for v in visible:
+        v &= ~mask
+    boxes.append(box)
+    masks.append(mask)
+    visible.append(mask.copy())
+    return True
+
+
 def draw_scene(rng, image_size, num_classes, max_objects=4, noise_std=6.0):
     """Draw one image of the shapes dataset.
 
@@ -187,18 +208,9 @@ def draw_scene(rng, image_size, num_classes, max_objects=4, noise_std=6.0):
             s = int(rng.integers(min_side, max_side + 1))
             x0, y0 = (int(v) for v in rng.integers(0, size - s + 1, size=2))
             mask = _rasterize(ALL_CLASS_NAMES[label], x0, y0, s, rng.uniform(0, 2 * np.pi), size)
-            box = mask_to_box(mask)
-            if boxes and box_iou(box[None], np.stack(boxes)).max() > MAX_BOX_IOU:
+            if not place_object(mask, boxes, masks, visible):
                 continue
-            if any(np.count_nonzero(v & ~mask) < MIN_VISIBLE * np.count_nonzero(m)
-                   for v, m in zip(visible, masks)):
-                continue
-            for v in visible:
-                v &= ~mask
-            boxes.append(box)
             labels.append(label)
-            masks.append(mask)
-            visible.append(mask.copy())
             np.copyto(image, colour.astype(np.float32)[:, None, None], where=mask)
             break
 
