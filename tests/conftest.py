@@ -1,6 +1,6 @@
 """Shared test settings: hypothesis profiles (small examples; `ci` is derandomized), and issue 16's table.
 
-    python -m pytest tests/test_reliability_*.py tests/test_parallel.py tests/test_trainer.py --fault-table
+    python -m pytest -m "slow or not slow" tests/test_reliability_*.py tests/test_parallel.py tests/test_trainer.py --fault-table
 
 prints, after the run, the reliability cases by the fault class they guard against
 (``@pytest.mark.fault("lost")``) and their outcome: a passing case ended as its test demands (a clear

@@ -143,6 +143,7 @@ def test_detect_names_a_directory_given_as_an_image(tmp_path, capsys):
 
 
 
+@pytest.mark.fault("memory")
 @pytest.mark.slow
 def test_detect_on_a_9000x9000_png_stays_under_2_gib(tmp_path):
     import subprocess
