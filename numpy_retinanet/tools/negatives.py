@@ -46,7 +46,7 @@ HARDEST = 0.01
 #: alpha-balanced CE (``--loss ce``, alpha .25), with the figures' short-run schedule
 #: (teaching/figures/figure_model.py: lr 0.02 after a 50-step warm-up, decayed late).
 MEASURE_TRAINING = dict(preset="default", loss="ce", iterations=1000, batch_size=8, lr=0.02, warmup_steps=50,
-                        decay_at=(0.8, 0.93), clip_grad_norm=10.0, seed=0, data_seed=0, eval_images=0,
+                        schedule="step", decay_at=(0.8, 0.93), clip_grad_norm=10.0, seed=0, data_seed=0, eval_images=0,
                         log_every=50, checkpoint_every=10**9)
 #: Each regime at its own image side: the plain shapes at the command line's default, the
 #: cluttered ones at the side they are built for.

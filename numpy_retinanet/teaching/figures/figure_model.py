@@ -24,7 +24,7 @@ from numpy_retinanet.engine.trainer import train
 #: on one machine. A schedule for a short run: twice the default rate after a 50-step warm-up,
 #: with the gradient norm clipped at 10 for safety, decayed late (at 80% and 93% of the steps)
 #: so that most steps learn at the full rate.
-FIGURE_TRAINING = dict(preset="default", iterations=600, batch_size=8, lr=0.02, warmup_steps=50,
+FIGURE_TRAINING = dict(preset="default", iterations=600, batch_size=8, lr=0.02, warmup_steps=50, schedule="step",
                        decay_at=(0.8, 0.93), clip_grad_norm=10.0, seed=0, data_seed=0, eval_images=0,
                        log_every=50, checkpoint_every=10**9)
 #: Held-out images for the detections, their AP and Figure 4.
