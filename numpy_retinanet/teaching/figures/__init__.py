@@ -60,7 +60,8 @@ from numpy_retinanet.teaching.figures.sigmoid_vs_softmax import (
 from numpy_retinanet.teaching.figures.clutter import clutter_examples_data, plot_clutter_examples
 from numpy_retinanet.teaching.figures.detections import detections_data, plot_detections
 from numpy_retinanet.teaching.figures import training_curve  # noqa: F401  (registers "training_curve")
-from numpy_retinanet.teaching.figures.figure4 import FIGURE4_GAMMAS, loss_cdf_curves, plot_loss_cdf
+from numpy_retinanet.evaluation.loss_cdf import FIGURE4_GAMMAS, loss_cdf_curves, plot_loss_cdf
+from numpy_retinanet.teaching.figures import figure4  # noqa: F401  (registers figure4_loss_cdf)
 from numpy_retinanet.teaching.figures.nms_and_pr import (
     nms_data,
     plot_nms,
