@@ -223,9 +223,11 @@ def _cmd_ablate(args) -> int:
     from numpy_retinanet.tools.ablate import run_ablation
 
     result = run_ablation(args.out, iterations=args.iterations, seeds=args.seeds, eval_images=args.eval_images,
-                          image_size=args.image_size, settings=args.only)
-    for name in ("md", "png", "json"):
-        print(f"wrote {args.out}/table1_shapes.{name}")
+                          dataset=args.dataset, image_size=args.image_size, settings=args.only, lrs=args.lr,
+                          jobs=args.jobs, work=args.work)
+    stem = "table1_lr_sweep" if args.lr else f"table1_{args.dataset}"
+    for name in ("md", "json") if args.lr else ("md", "png", "json"):
+        print(f"wrote {args.out}/{stem}.{name}")
     print(f"{result['seconds'] / 60:.1f} minutes")
     return 0
 
@@ -252,16 +254,25 @@ def build_parser() -> argparse.ArgumentParser:
                    help="the trained model of the model figures (default: the shipped model)")
     f.set_defaults(func=_cmd_figures)
 
-    from numpy_retinanet.tools.ablate import ABLATION_DEFAULTS, SETTINGS
+    from numpy_retinanet.tools.ablate import ABLATION_DEFAULTS, ABLATION_IMAGE_SIZE, SETTINGS
 
     a = sub.add_parser("ablate", help="Table 1 in miniature: CE vs focal loss at an equal budget, several seeds")
-    a.add_argument("--out", default="figures", help="where table1_shapes.md/.png/.json go (default: figures)")
+    a.add_argument("--dataset", default="shapes", choices=tuple(ABLATION_IMAGE_SIZE),
+                   help="the regime: shapes on noise, or shapes-clutter with distractors (default: shapes)")
+    a.add_argument("--out", default="figures", help="where table1_DATASET.md/.png/.json go (default: figures)")
     a.add_argument("--iterations", type=int, default=ABLATION_DEFAULTS["iterations"], help="steps per run")
     a.add_argument("--seeds", type=int, default=ABLATION_DEFAULTS["seeds"], help="runs per loss (seeds 0..N-1)")
     a.add_argument("--eval-images", type=int, default=ABLATION_DEFAULTS["eval_images"],
                    help="held-out images (seed 1000) per evaluation")
-    a.add_argument("--image-size", type=int, default=TrainConfig.image_size,
-                   help=f"side of the square images (default: {TrainConfig.image_size})")
+    a.add_argument("--image-size", type=int, default=None,
+                   help="side of the square images (default: the regime's, " + ", ".join(
+                       f"{k} {v}" for k, v in ABLATION_IMAGE_SIZE.items()) + ")")
+    a.add_argument("--lr", type=float, nargs="+", default=None,
+                   help="the sweep: train every cell at each of these rates and write table1_lr_sweep.md/.json "
+                        "(default: each loss at its chosen rate, ABLATION_LRS)")
+    a.add_argument("--jobs", type=int, default=1, help="cells trained at once, one core each (default: 1)")
+    a.add_argument("--work", default="runs/ablate",
+                   help="where the cells' runs are kept; a finished cell is reused (default: runs/ablate)")
     a.add_argument("--only", nargs="*", default=None, metavar="SETTING",
                    help=f"a subset of the settings: {', '.join(repr(s[0]) for s in SETTINGS)}")
     a.set_defaults(func=_cmd_ablate)
