@@ -73,7 +73,15 @@ ABLATION_IMAGE_SIZE = {"shapes": 128, "shapes-clutter": 144}
 # chose for each loss: the best AP on seed 0 of the plain regime at the ablation's budget
 # (``figures/table1_lr_sweep.json``; tests/test_ablate.py checks that this follows from it).
 SWEEP_LRS = (0.01, 0.03, 0.06)
-ABLATION_LRS = {name: 0.03 for name, *_ in SETTINGS}
+ABLATION_LRS = {
+    "CE, alpha .25": 0.03,
+    "CE, alpha .50": 0.03,
+    "CE, alpha .75": 0.06,
+    "FL, gamma 0.5, alpha .50": 0.06,
+    "FL, gamma 1, alpha .25": 0.06,
+    "FL, gamma 2, alpha .25": 0.03,
+    "FL, gamma 5, alpha .25": 0.03,
+}
 # The evidence beside each table, from the seed-0 model of every loss on the first this many
 # of its held-out images (fewer when --eval-images is smaller): who carries the loss
 # (tools/negatives.py), what the false positives are (tools/false_positives.py) and Figure 4
