@@ -140,7 +140,8 @@ def _train_cell(job):
     if os.path.exists(metrics_path):
         with open(metrics_path) as f:
             m = json.load(f)
-        reused = (m.get("config") == config.to_dict() and not m.get("interrupted")
+        # Read as a resumed run reads it: a setting added since the cell ran takes its default.
+        reused = (TrainConfig.from_dict(m.get("config") or {}) == config and not m.get("interrupted")
                   and m.get("step") == config.iterations and "AP" in m)
     if not reused:
         m = train(config, folder, log=lambda s: None, force=True)
@@ -316,18 +317,24 @@ def regime_evidence(seed0_jobs, images=EVIDENCE_IMAGES, log=print):
     return out
 
 
-def plot_figure4(result, path):
-    """Figure 4 (§5.1) of the regime's converged gamma-2 model, drawn from the results' JSON."""
-    from numpy_retinanet.evaluation.loss_cdf import plot_loss_cdf
-    from numpy_retinanet.evaluation.visualize import save_figure
-
+def figure4_curves(result):
+    """The Figure 4 curves kept in the results' JSON, as ``loss_cdf_curves`` returns them (arrays,
+    float gammas), and the caption that names their model."""
     f = result["evidence"]["figure4"]
     curves = {"fraction": np.asarray(f["fraction"]), "gammas": tuple(f["gammas"]),
               "num_positive": f["num_positive"], "num_negative": f["num_negative"],
               **{kind: {g: np.asarray(f[kind][f"{g:g}"]) for g in f["gammas"]} for kind in ("positive", "negative")}}
     caption = (f"{FIGURE4_SETTING}, seed 0, {result['iterations']} steps on {result['dataset']} "
                f"({result['image_size']} px), {result['evidence']['images']} held-out images")
-    return save_figure(plot_loss_cdf(curves, caption), path)
+    return curves, caption
+
+
+def plot_figure4(result, path):
+    """Figure 4 (§5.1) of the regime's converged gamma-2 model, drawn from the results' JSON."""
+    from numpy_retinanet.evaluation.loss_cdf import plot_loss_cdf
+    from numpy_retinanet.evaluation.visualize import save_figure
+
+    return save_figure(plot_loss_cdf(*figure4_curves(result)), path)
 
 
 def ordering_statement(result):
