@@ -220,14 +220,14 @@ def _cmd_export(args) -> int:
 
 
 def _cmd_ablate(args) -> int:
-    from numpy_retinanet.tools.ablate import run_ablation
+    from numpy_retinanet.tools.ablate import run_ablation, table_stem
 
     result = run_ablation(args.out, iterations=args.iterations, seeds=args.seeds, eval_images=args.eval_images,
                           dataset=args.dataset, image_size=args.image_size, settings=args.only, lrs=args.lr,
                           jobs=args.jobs, work=args.work)
-    stem = "table1_lr_sweep" if args.lr else f"table1_{args.dataset}"
-    for name in ("md", "json") if args.lr else ("md", "png", "json"):
-        print(f"wrote {args.out}/{stem}.{name}")
+    stem = "table1_lr_sweep" if args.lr else table_stem(args.dataset)
+    for name in ("md", "json") if args.lr else ("md", "png", "json", "_figure4.png"):
+        print(f"wrote {args.out}/{stem}{'' if name.startswith('_') else '.'}{name}")
     print(f"{result['seconds'] / 60:.1f} minutes")
     return 0
 
@@ -259,7 +259,9 @@ def build_parser() -> argparse.ArgumentParser:
     a = sub.add_parser("ablate", help="Table 1 in miniature: CE vs focal loss at an equal budget, several seeds")
     a.add_argument("--dataset", default="shapes", choices=tuple(ABLATION_IMAGE_SIZE),
                    help="the regime: shapes on noise, or shapes-clutter with distractors (default: shapes)")
-    a.add_argument("--out", default="figures", help="where table1_DATASET.md/.png/.json go (default: figures)")
+    a.add_argument("--out", default="figures",
+                   help="where the table's .md/.png/.json go (table1_shapes.*, table1_shapes_clutter.*; "
+                        "default: figures)")
     a.add_argument("--iterations", type=int, default=ABLATION_DEFAULTS["iterations"], help="steps per run")
     a.add_argument("--seeds", type=int, default=ABLATION_DEFAULTS["seeds"], help="runs per loss (seeds 0..N-1)")
     a.add_argument("--eval-images", type=int, default=ABLATION_DEFAULTS["eval_images"],

@@ -21,6 +21,7 @@ from numpy_retinanet.tools.ablate import (
     ordering_statement,
     plot_figure4,
     plot_table,
+    table_stem,
 )
 
 FIGURES = Path(__file__).resolve().parent.parent / "figures"
@@ -83,7 +84,7 @@ def _ablate(tmp_path, *args):
 def test_ablate_command_writes_the_table_plot_json_and_evidence_and_reuses_finished_cells(tmp_path):
     only = ["--only", "CE, alpha .75", "FL, gamma 2, alpha .25"]
     _ablate(tmp_path, "--seeds", "1", "--dataset", "shapes-clutter", *only)
-    result = json.loads((tmp_path / "table1_shapes-clutter.json").read_text())
+    result = json.loads((tmp_path / "table1_shapes_clutter.json").read_text())
     assert result["settings"] == ["CE, alpha .75", "FL, gamma 2, alpha .25"]
     assert all(len(result["runs"][n]) == 1 for n in result["settings"]) and result["image_size"] == 144
     assert list(result["longer"]) == ["FL, gamma 2, alpha .25"] and result["longer"]["FL, gamma 2, alpha .25"][
@@ -91,14 +92,14 @@ def test_ablate_command_writes_the_table_plot_json_and_evidence_and_reuses_finis
     assert set(result["evidence"]["shares"]) == set(result["settings"]) == set(result["evidence"]["false_positives"])
     assert "distractor_negatives" in result["evidence"]["shares"]["CE, alpha .75"]["loss"]
     for suffix in (".png", "_figure4.png"):
-        assert (tmp_path / f"table1_shapes-clutter{suffix}").stat().st_size > 0
-    md = (tmp_path / "table1_shapes-clutter.md").read_text()
+        assert (tmp_path / f"table1_shapes_clutter{suffix}").stat().st_size > 0
+    md = (tmp_path / "table1_shapes_clutter.md").read_text()
     assert "| CE, alpha .75 |" in md and "## Who carries the classification loss" in md
     assert "ablate --dataset shapes-clutter --iterations 2 --seeds 1 --eval-images 2 --only 'CE, alpha .75'" in md
     assert result["reused_cells"] == 0
     # Run again: every cell (2 of the table, 1 twice as long) is read from its run folder, not trained.
     out = _ablate(tmp_path, "--seeds", "1", "--dataset", "shapes-clutter", *only)
-    again = json.loads((tmp_path / "table1_shapes-clutter.json").read_text())
+    again = json.loads((tmp_path / "table1_shapes_clutter.json").read_text())
     assert again["reused_cells"] == 3 and out.count("(reused)") == 3
     assert again["runs"] == result["runs"]
 
@@ -130,15 +131,16 @@ def test_an_unknown_setting_is_a_clear_error():
 def test_the_committed_tables_and_plots_are_what_the_committed_results_give(tmp_path, dataset):
     # The hour of training is not repeated here; the tables and plots drawn from the committed
     # results must match the committed files, so prose, numbers and pictures cannot drift.
-    result = json.loads((FIGURES / f"table1_{dataset}.json").read_text())
+    stem = table_stem(dataset)
+    result = json.loads((FIGURES / f"{stem}.json").read_text())
     assert [s[0] for s in SETTINGS] == result["settings"] and result["seeds"] >= 3
     assert result["dataset"] == dataset and result["image_size"] == ABLATION_IMAGE_SIZE[dataset]
     assert all(r["lr"] == ABLATION_LRS[n] for n, rs in result["runs"].items() for r in rs)
-    assert (FIGURES / f"table1_{dataset}.md").read_text() == format_table(result)
+    assert (FIGURES / f"{stem}.md").read_text() == format_table(result)
     plot_table(result, tmp_path / "t.png")
-    assert (tmp_path / "t.png").read_bytes() == (FIGURES / f"table1_{dataset}.png").read_bytes()
+    assert (tmp_path / "t.png").read_bytes() == (FIGURES / f"{stem}.png").read_bytes()
     plot_figure4(result, tmp_path / "f4.png")
-    assert (tmp_path / "f4.png").read_bytes() == (FIGURES / f"table1_{dataset}_figure4.png").read_bytes()
+    assert (tmp_path / "f4.png").read_bytes() == (FIGURES / f"{stem}_figure4.png").read_bytes()
 
 
 def test_the_learning_rates_are_the_committed_sweeps_choice():

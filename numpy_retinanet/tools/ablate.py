@@ -10,10 +10,10 @@ and evaluated on the same held-out images:
 In either regime (``--dataset``): shapes on plain noise, or the cluttered regime built for
 the paper's problem (data/clutter.py: smaller objects, ~1:1200 positive to negative
 anchors, distractors that make hard negatives). The results (AP, AP50, AP75: mean and spread
-over seeds) are written to ``table1_DATASET.md`` beside the paper's numbers, with a plot
-``table1_DATASET.png`` and the JSON they are drawn from. Beside them, from the seed-0 model
+over seeds) are written to ``table1_shapes.md`` (``table1_shapes_clutter.md``) beside the
+paper's numbers, with a plot (``.png``) and the JSON they are drawn from. Beside them, from the seed-0 model
 of each loss: twice the steps for gamma 0.5 and 2 (converged?), who carries the loss, what
-the false positives are, and Figure 4 (``table1_DATASET_figure4.png``).
+the false positives are, and Figure 4 (``table1_shapes_figure4.png``, ...).
 
 The learning rate of each loss is chosen by a sweep (``--lr``, one seed, the same budget for
 every loss), ``table1_lr_sweep.md``. Every cell is a run folder under ``--work``; a finished
@@ -92,6 +92,11 @@ FIGURE4_SETTING = "FL, gamma 2, alpha .25"
 LONGER_SETTINGS = ("FL, gamma 0.5, alpha .50", "FL, gamma 2, alpha .25")
 # Figure 4's grid as kept in the JSON: 201 even steps and 31 within the last 0.1 %.
 FIGURE4_FRACTIONS = np.union1d(np.linspace(0.0, 1.0, 201), 1.0 - np.logspace(-6, -3, 31))
+
+
+def table_stem(dataset):
+    """The file name, without extension, of a regime's table: ``table1_shapes``, ``table1_shapes_clutter``."""
+    return "table1_" + dataset.replace("-", "_")
 
 
 def ablation_config(name, seed, iterations, eval_images=ABLATION_DEFAULTS["eval_images"], dataset="shapes",
@@ -274,7 +279,7 @@ def run_ablation(out_dir="figures", iterations=ABLATION_DEFAULTS["iterations"], 
         result["evidence"] = regime_evidence([j for j in jobs_list[:len(cells)] if j[1].seed == 0],
                                              min(EVIDENCE_IMAGES, eval_images), log)
         result["seconds"] = round(time.perf_counter() - t0, 1)
-    stem = os.path.join(out_dir, "table1_lr_sweep" if lrs is not None else f"table1_{dataset}")
+    stem = os.path.join(out_dir, "table1_lr_sweep" if lrs is not None else table_stem(dataset))
     with open(stem + ".json", "w") as f:
         json.dump(result, f, indent=1)
     with open(stem + ".md", "w") as f:
@@ -440,7 +445,7 @@ def _format_evidence(ev, dataset):
                      + " | ".join(str(v) for v in r["kinds"].values()) + " |")
     lines.append("")
     if "figure4" in ev:
-        lines += [f"Figure 4 (§5.1) of the {FIGURE4_SETTING} model: `table1_{dataset}_figure4.png`.", ""]
+        lines += [f"Figure 4 (§5.1) of the {FIGURE4_SETTING} model: `{table_stem(dataset)}_figure4.png`.", ""]
     return lines
 
 
