@@ -56,7 +56,7 @@ def _result(aps):
     names = list(aps)
     return {"command": "numpy-retinanet ablate", "dataset": "shapes", "settings": names, "max_objects": 2,
             "model": {"preset": "default", "fpn_channels": 32}, "seeds": 2, "iterations": 10, "eval_images": 5,
-            "image_size": 64, "parameters": 1, "seconds": 60.0, "cell_seconds": 100.0, "reused_cells": 0,
+            "image_size": 64, "parameters": 1, "seconds": 60.0, "cell_seconds": 100.0, "reused_cells": 0, "cells": 4,
             "jobs": 1, "anchors_per_image": 1000, "positive_anchors_per_image": 2.0,
             "runs": {n: [{"AP": a, "AP50": a, "AP75": a, "lr": 0.03}] * 2 for n, a in aps.items()},
             "summary": {n: {k: (a, 0.01) for k in ("AP", "AP50", "AP75")} for n, a in aps.items()}}

@@ -261,7 +261,7 @@ def run_ablation(out_dir="figures", iterations=ABLATION_DEFAULTS["iterations"], 
         "parameters": model.num_parameters(), "jobs": jobs,
         "seconds": round(time.perf_counter() - t0, 1),
         "cell_seconds": round(sum(c["seconds"] for c in all_cells), 1),
-        "reused_cells": sum(c["reused"] for c in all_cells),
+        "reused_cells": sum(c["reused"] for c in all_cells), "cells": len(all_cells),
         "anchors_per_image": anchors, "positive_anchors_per_image": round(pos, 2),
         "runs": {}, "summary": {},
     }
@@ -378,13 +378,14 @@ def format_table(result):
     lines = [
         f"# Table 1 in miniature: CE vs focal loss, {result['dataset']}",
         "",
-        f"Made by `{result['command']}`: {result['seconds'] / 60:.1f} minutes wall on 2 cores, "
-        f"{result['cell_seconds'] / 60:.0f} minutes of training summed over the cells "
-        f"({result['reused_cells']} cells reused from earlier runs of the command, the sweep's among them). "
+        f"Made by `{result['command']}`. Training its {result['cells']} cells took {result['cell_seconds'] / 60:.0f} "
+        f"minutes in all (one core each, {result['jobs']} at a time); this run of the command took "
+        f"{result['seconds'] / 60:.1f} minutes wall and read {result['reused_cells']} finished cells from earlier runs "
+        "(the sweep's among them) instead of training them again. "
         f"Regime: {regime.get(result['dataset'], result['dataset'])}. Every cell: the same model (default preset "
         f"with {model}; {result['parameters']:,} parameters), {result['iterations']} SGD steps of 8 images of "
         f"{result['image_size']} px with at most {result['max_objects']} shapes each, the cosine schedule after "
-        "a 100-step warm-up, gradient norm clipped at 10, each loss at the learning rate the sweep chose for it "
+        f"a {min(100, result['iterations'] // 5)}-step warm-up, gradient norm clipped at 10, each loss at the learning rate the sweep chose for it "
         "(table1_lr_sweep.md; the lr column), "
         f"seeds 0..{result['seeds'] - 1} (initialization and training images), evaluated on the same "
         f"{result['eval_images']} held-out images (seed 1000). Mean over seeds, +- half the range.",
