@@ -87,8 +87,8 @@ def test_ablate_command_writes_the_table_plot_json_and_evidence_and_reuses_finis
     result = json.loads((tmp_path / "table1_shapes_clutter.json").read_text())
     assert result["settings"] == ["CE, alpha .75", "FL, gamma 2, alpha .25"]
     assert all(len(result["runs"][n]) == 1 for n in result["settings"]) and result["image_size"] == 144
-    assert list(result["longer"]) == ["FL, gamma 2, alpha .25"] and result["longer"]["FL, gamma 2, alpha .25"][
-        "iterations"] == 4
+    assert list(result["longer"]) == ["CE, alpha .75", "FL, gamma 2, alpha .25"]
+    assert all(r["iterations"] == 4 and r["seed"] == 0 for r in result["longer"].values())
     assert set(result["evidence"]["shares"]) == set(result["settings"]) == set(result["evidence"]["false_positives"])
     assert "distractor_negatives" in result["evidence"]["shares"]["CE, alpha .75"]["loss"]
     for suffix in (".png", "_figure4.png"):
@@ -97,10 +97,10 @@ def test_ablate_command_writes_the_table_plot_json_and_evidence_and_reuses_finis
     assert "| CE, alpha .75 |" in md and "## Who carries the classification loss" in md
     assert "ablate --dataset shapes-clutter --iterations 2 --seeds 1 --eval-images 2 --only 'CE, alpha .75'" in md
     assert result["reused_cells"] == 0
-    # Run again: every cell (2 of the table, 1 twice as long) is read from its run folder, not trained.
+    # Run again: every cell (2 of the table, 2 twice as long) is read from its run folder, not trained.
     out = _ablate(tmp_path, "--seeds", "1", "--dataset", "shapes-clutter", *only)
     again = json.loads((tmp_path / "table1_shapes_clutter.json").read_text())
-    assert again["reused_cells"] == 3 and out.count("(reused)") == 3
+    assert again["reused_cells"] == 4 and out.count("(reused)") == 4
     assert again["runs"] == result["runs"]
 
 

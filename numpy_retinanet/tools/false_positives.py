@@ -20,6 +20,7 @@ import numpy as np
 from numpy_retinanet._checks import check_probability
 from numpy_retinanet.detection.boxes import box_iou
 from numpy_retinanet.engine.inference import predict_dataset
+from numpy_retinanet.evaluation.visualize import DRAW_SCORE_THRESHOLD
 
 KINDS = ("duplicate", "localization", "wrong class", "distractor", "background")
 MATCH_IOU = 0.5
@@ -72,8 +73,10 @@ def classify_detections(det, gt, distractors=None, score_threshold=0.5):
     return kinds
 
 
-def false_positive_kinds(model, dataset, score_threshold=0.5):
+def false_positive_kinds(model, dataset, score_threshold=DRAW_SCORE_THRESHOLD):
     """Counts of each kind of false positive of ``model`` on every image of ``dataset``.
+
+    The default threshold is the one ``detect`` draws boxes at (0.3): what a user would see.
 
     Returns {"images", "score_threshold", "true_positives", "false_positives", "kinds": {kind: count}}.
     """
