@@ -247,7 +247,9 @@ def match_image_with_ignored(ious, iou_thresholds, gt_ignored, gt_crowd):
     gt_taken = np.zeros((len(iou_thresholds), num_gt), dtype=bool)
     matched = np.zeros((len(iou_thresholds), num_dets), dtype=bool)
     ignored = np.zeros((len(iou_thresholds), num_dets), dtype=bool)
-    for d in range(num_dets):
+    # Only a detection with some IoU at or above the lowest limit can match anything; the others
+    # (most of a detector's, on background) are skipped without a step of the loop.
+    for d in np.nonzero((ious >= limits.min()).any(axis=1))[0]:
         candidates = (~gt_taken | gt_crowd[None, :]) & (ious[d][None, :] >= limits)  # (T, G)
         # The boxes that count first; the ignored ones only where none of those is a candidate
         # (pycocotools sorts the ignored boxes last and stops at them once it holds a match).
