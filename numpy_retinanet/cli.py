@@ -8,7 +8,7 @@ import signal
 import sys
 
 from numpy_retinanet import __version__
-from numpy_retinanet._checks import check_int, check_probability
+from numpy_retinanet._checks import check_int, check_probability, check_real
 from numpy_retinanet._settings import setting_fields
 from numpy_retinanet.backend import GPUUnavailableError, keep_freed_memory
 from numpy_retinanet.data.build import MAX_IMAGE_SIZE, DataConfig
@@ -90,7 +90,7 @@ def _add_setting_flags(parser):
 def _checked(check, *limits):
     """An argparse ``type`` that reads the flag's text and checks it with ``check(name, value, *limits)``
     (``_checks``): argparse then names the flag in its error and exits 2, before any work is done."""
-    number, kind = (float, "a real number") if check is check_probability else (int, "an int")
+    number, kind = (int, "an int") if check is check_int else (float, "a real number")
 
     def read(text):
         try:
@@ -103,6 +103,10 @@ def _checked(check, *limits):
             raise argparse.ArgumentTypeError(str(e)) from None
 
     return read
+
+
+def _check_positive(name, value):
+    return check_real(name, value, 0, low_open=True)
 
 
 def _given_settings(args):
@@ -158,13 +162,25 @@ def _cmd_train(args) -> int:
     return 128 + signal.Signals[metrics["signal"]] if metrics["signal"] else 0
 
 
+def _write_json(path, value):
+    """``value`` as JSON in ``path`` (its folder made)."""
+    import json
+    import os
+
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    with open(path, "w") as f:
+        json.dump(value, f)
+
+
 def _cmd_evaluate(args) -> int:
     import json
 
     from numpy_retinanet.backend import get_module
     from numpy_retinanet.data.build import build_dataset
     from numpy_retinanet.engine.checkpoint import load_checkpoint
-    from numpy_retinanet.engine.inference import evaluate_model
+    from numpy_retinanet.engine.inference import in_original_pixels, predict_dataset
+    from numpy_retinanet.evaluation.coco import SUMMARY, coco_results, evaluate_detections, summary_lines
 
     xp = get_module(args.device)
     model, info = load_checkpoint(args.checkpoint)
@@ -178,18 +194,25 @@ def _cmd_evaluate(args) -> int:
     else:  # a run that scored nothing (eval_images 0) is scored on the default count
         num_images = run.eval_images or TrainConfig.eval_images
     ds = build_dataset(run, "eval", num_images=num_images)
-    result = evaluate_model(model, ds, xp=xp)
-    out = {"checkpoint": args.checkpoint, "step": info["step"], "dataset": run.dataset, "num_images": num_images,
-           "seed": run.eval_seed, "AP": result["AP"], "AP50": result["AP50"], "AP75": result["AP75"],
+    detections, ground_truths = in_original_pixels(ds, *predict_dataset(model, ds, xp=xp))
+    result = evaluate_detections(detections, ground_truths, model.num_classes, area_scale=args.area_scale)
+    image_ids = getattr(ds, "image_ids", range(len(ds)))  # the shapes' ids: their index in the held-out set
+    if args.results:
+        _write_json(args.results, coco_results(detections, image_ids, info["category_ids"]))
+    out = {"checkpoint": args.checkpoint, "step": info["step"], "dataset": run.dataset, "num_images": len(ds),
+           "seed": run.eval_seed, **{key: result[key] for key, *_ in SUMMARY}, "area_scale": args.area_scale,
            "per_class_AP": dict(zip(info["class_names"], result["per_class_AP"]))}
     if args.json:
         print(json.dumps(out, indent=1))
     else:
-        print(f"{args.checkpoint} (step {info['step']}) on {num_images} held-out {run.dataset} images, "
+        print(f"{args.checkpoint} (step {info['step']}) on {len(ds)} held-out {run.dataset} images, "
               f"seed {run.eval_seed}:")
-        print(f"AP {out['AP']:.4f}  AP50 {out['AP50']:.4f}  AP75 {out['AP75']:.4f}")
+        print("\n".join(summary_lines(result)))
+        print("per-class AP (IoU=0.50:0.95, area=all):")
         for name, ap in out["per_class_AP"].items():
             print(f"  {name:<10} AP {ap:.4f}")
+    if args.results:
+        print(f"wrote {args.results}", file=sys.stderr if args.json else sys.stdout)
     return 0
 
 
@@ -198,17 +221,23 @@ def _cmd_detect(args) -> int:
 
     from numpy_retinanet.backend import get_module
     from numpy_retinanet.engine.checkpoint import load_checkpoint
-    from numpy_retinanet.engine.inference import detect_files
+    from numpy_retinanet.engine.inference import detect_files, image_id_of
+    from numpy_retinanet.evaluation.coco import coco_results
 
     xp = get_module(args.device)
     model, info = load_checkpoint(args.checkpoint)
     model.to(xp)
     names = info["class_names"]
     os.makedirs(args.out, exist_ok=True)
+    found_in = []
     for path, out_path, dets in detect_files(model, args.images, args.out, names, xp=xp,
                                              score_threshold=args.score_threshold, max_side=args.max_side):
         found = ", ".join(f"{names[int(l)]} {s:.2f}" for l, s in zip(dets["labels"], dets["scores"])) or "nothing"
         print(f"{path}: {found} -> {out_path}")
+        found_in.append(dets)
+    if args.json:
+        _write_json(args.json, coco_results(found_in, [image_id_of(p) for p in args.images], info["category_ids"]))
+        print(f"wrote {args.json}")
     return 0
 
 
@@ -314,6 +343,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="held-out images (default: as many as the run was scored on)")
     e.add_argument("--seed", type=int, default=None, help="seed of the held-out images (default: the run's)")
     e.add_argument("--json", action="store_true", help="print JSON")
+    e.add_argument("--results", metavar="FILE", default=None,
+                   help="also write the detections in COCO's results format (image_id, category_id, bbox as "
+                        "[x, y, w, h] in the image file's pixels, score), as pycocotools' loadRes reads it")
+    e.add_argument("--area-scale", type=_checked(_check_positive), default=1.0, metavar="X",
+                   help="multiply COCO's small/medium/large area bounds (32^2, 96^2) by X, for images much "
+                        "smaller than COCO's, e.g. (128/640)^2 = 0.04 (default: 1, COCO's)")
     e.add_argument("--device", choices=["cpu", "gpu"], default="cpu", help="where the math runs")
     e.set_defaults(func=_cmd_evaluate)
 
@@ -327,6 +362,10 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--max-side", type=_checked(check_int, MIN_SIDE, MAX_SIDE), default=MAX_SIDE,
                    help=f"a longer image side is shrunk to this before detection, boxes mapped back "
                         f"({MIN_SIDE} to {MAX_SIDE}; default: {MAX_SIDE}, which bounds memory near 1 GB)")
+    d.add_argument("--json", metavar="FILE", default=None,
+                   help="also write the detections listed in COCO's results format (bbox [x, y, w, h] in the "
+                        "file's pixels); image_id: the file name's number for a name of digits only "
+                        "(000000397133.jpg -> 397133, as COCO names its images), else the name without extension")
     d.add_argument("--device", choices=["cpu", "gpu"], default="cpu", help="where the math runs")
     d.set_defaults(func=_cmd_detect)
 

@@ -33,20 +33,37 @@ def detect(model, images, **settings):
 
 
 def predict_dataset(model, dataset, batch_size=16, xp=np, **detect_kwargs):
-    """Detections and ground truths for every image of ``dataset`` (in index order)."""
+    """Detections and ground truths for every image of ``dataset`` (in index order), in the pixels
+    of the images the model sees; a target's ``"iscrowd"`` flags are kept."""
     detections, ground_truths = [], []
     for start in range(0, len(dataset), batch_size):
         samples = [dataset[i] for i in range(start, min(start + batch_size, len(dataset)))]
         images = np.stack([s[0] for s in samples]).astype(model.dtype, copy=False)
         detections += detect(model, xp.asarray(images), **detect_kwargs)
-        ground_truths += [{"boxes": to_host(s[1]["boxes"]), "labels": to_host(s[1]["labels"])} for s in samples]
+        ground_truths += [{k: to_host(v) for k, v in s[1].items() if k in ("boxes", "labels", "iscrowd")}
+                          for s in samples]
     return detections, ground_truths
 
 
-def evaluate_model(model, dataset, batch_size=16, xp=np):
-    """COCO-style AP of ``model`` on ``dataset``: the dict of ``evaluate_detections``."""
-    detections, ground_truths = predict_dataset(model, dataset, batch_size=batch_size, xp=xp)
-    return evaluate_detections(detections, ground_truths, model.num_classes)
+def in_original_pixels(dataset, detections, ground_truths):
+    """Detections and ground truths in the pixels of the image files, for a dataset that resized
+    its images (``data/coco_format.py``: ``to_original`` and ``original_target``); unchanged for
+    the others, whose images are drawn at their size.
+
+    The ground truths are then the annotations file's own (with its ``"area"`` of each object), so
+    the numbers are those pycocotools gives for these detections on that file.
+    """
+    if not hasattr(dataset, "to_original"):
+        return detections, ground_truths
+    detections = [dict(d, boxes=dataset.to_original(i, d["boxes"])) for i, d in enumerate(detections)]
+    return detections, [dataset.original_target(i) for i in range(len(dataset))]
+
+
+def evaluate_model(model, dataset, batch_size=16, xp=np, area_scale=1.0):
+    """COCO-style AP and AR of ``model`` on ``dataset``: the dict of ``evaluate_detections``
+    (``area_scale`` is its), in the pixels of the image files (``in_original_pixels``)."""
+    detections, ground_truths = in_original_pixels(dataset, *predict_dataset(model, dataset, batch_size, xp=xp))
+    return evaluate_detections(detections, ground_truths, model.num_classes, area_scale=area_scale)
 
 
 def _output_names(paths):
@@ -62,6 +79,15 @@ def _output_names(paths):
         used.add(name)
         names.append(name)
     return names
+
+
+def image_id_of(path):
+    """The ``image_id`` of a file in a COCO results file: COCO names an image by its id, zero-padded
+    (``000000397133.jpg`` is image 397133), so a name of digits only gives that int, and detections
+    of COCO's own images load straight into pycocotools; any other name gives itself without its
+    extension (``photos/cat.jpg`` -> ``"cat"``)."""
+    stem = os.path.splitext(os.path.basename(path))[0]
+    return int(stem) if stem.isdigit() else stem
 
 
 def detect_files(model, paths, out_dir, class_names, xp=np, score_threshold=DRAW_SCORE_THRESHOLD,

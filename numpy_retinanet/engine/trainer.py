@@ -42,11 +42,10 @@ from numpy_retinanet.data.batching import get_batch
 from numpy_retinanet.data.build import build_dataset
 from numpy_retinanet.engine.checkpoint import read_checkpoint, save_checkpoint
 from numpy_retinanet.engine.config import TrainConfig
-from numpy_retinanet.engine.inference import detect, predict_dataset
+from numpy_retinanet.engine.inference import detect, evaluate_model
 from numpy_retinanet.engine.parallel import GradientWorkers, WorkerFailed
 from numpy_retinanet.engine.run_folder import claim_run_folder
 from numpy_retinanet.engine.step import NonFiniteStep, apply_gradients, compute_gradients
-from numpy_retinanet.evaluation.coco import evaluate_detections
 from numpy_retinanet.evaluation.visualize import draw_detections, grid, plot_training_curve
 from numpy_retinanet.model.presets import resolve_config
 from numpy_retinanet.model.retinanet import RetinaNet
@@ -351,8 +350,7 @@ def evaluate_run(model, config, out_dir, xp, log):
     held_out = build_dataset(config, "eval", num_images=max(config.eval_images, 1))  # pictures even without AP
     out = {}
     if config.eval_images > 0:
-        dets, gts = predict_dataset(model, held_out, xp=xp)
-        result = evaluate_detections(dets, gts, config.num_classes)
+        result = evaluate_model(model, held_out, xp=xp)
         out = {"AP": result["AP"], "AP50": result["AP50"], "AP75": result["AP75"],
                "per_class_AP": result["per_class_AP"], "eval_images": config.eval_images,
                "eval_seed": config.eval_seed}

@@ -476,3 +476,34 @@ def summary_lines(result):
         lines.append(f" {title:<18} ({kind}) @[ IoU={iou_text:<9} | area={area:>6s} | maxDets={limits[m]:>3d} ] "
                      f"= {value:0.3f}")
     return lines
+
+
+def coco_results(detections, image_ids, category_ids):
+    """Detections in COCO's results format, the list ``COCO.loadRes`` (and the COCO server) reads.
+
+    Parameters
+    ----------
+    detections : list of dict ``{"boxes": (n, 4), "scores": (n,), "labels": (n,)}``, one per image,
+        boxes (x1, y1, x2, y2) in the pixels of the image as its file holds it.
+    image_ids : one id per image (an int, or a string for files that are not in a COCO dataset).
+    category_ids : the category id of each label (label k -> ``category_ids[k]``).
+
+    Returns
+    -------
+    list of ``{"image_id", "category_id", "bbox": [x, y, w, h], "score"}`` with Python numbers, in
+    image order, each image's detections in their order. ``w = x2 - x1`` and ``h = y2 - y1``
+    exactly as computed here; JSON keeps every float exactly (Python writes the shortest repr).
+    """
+    detections, image_ids = list(detections), list(image_ids)
+    if len(detections) != len(image_ids):
+        raise ValueError(f"image_ids must have one entry per image ({len(detections)}), got {len(image_ids)}")
+    results = []
+    for i, (det, image_id) in enumerate(zip(detections, image_ids)):
+        boxes = _check_boxes(det, f"detections[{i}]")
+        scores = _check_scores(det, f"detections[{i}]", len(boxes))
+        labels = _check_labels(det, f"detections[{i}]", len(boxes), len(category_ids))
+        image_id = int(image_id) if not isinstance(image_id, str) else image_id
+        for (x1, y1, x2, y2), score, label in zip(boxes.tolist(), scores.tolist(), labels.tolist()):
+            results.append({"image_id": image_id, "category_id": int(category_ids[label]),
+                            "bbox": [x1, y1, x2 - x1, y2 - y1], "score": score})
+    return results
