@@ -133,6 +133,17 @@ def _cmd_bench(args) -> int:
     return run_bench(args)
 
 
+def _coco_defaults(settings):
+    """``--data`` or ``--annotations`` alone select the coco dataset, and its number of classes is
+    that of the annotations file's categories, unless given."""
+    if ("data" in settings or "annotations" in settings) and "dataset" not in settings:
+        settings["dataset"] = "coco"
+    if settings.get("dataset") == "coco" and settings.get("annotations") and "num_classes" not in settings:
+        from numpy_retinanet.data.coco_format import read_annotations
+
+        settings["num_classes"] = len(read_annotations(settings["annotations"])[1])
+
+
 def _cmd_train(args) -> int:
     import os
 
@@ -141,6 +152,7 @@ def _cmd_train(args) -> int:
     settings, model_overrides = _given_settings(args)
     device, workers = settings.pop("device", None), settings.pop("workers", None)
     try:
+        _coco_defaults(settings)
         if args.resume:
             if args.out is not None and os.path.realpath(args.out) != os.path.realpath(args.resume):
                 raise ValueError(f"--out {args.out} is not the run being resumed ({args.resume}): a resumed run "
@@ -154,7 +166,7 @@ def _cmd_train(args) -> int:
                 workers = CLI_CPU_WORKERS if (device or "cpu") == "cpu" else 1
             config = TrainConfig(**settings, **({"device": device} if device else {}), workers=workers,
                                  model_overrides=model_overrides)
-            metrics = train(config, args.out or DEFAULT_RUN_FOLDER, force=args.force)
+            metrics = train(config, args.out or DEFAULT_RUN_FOLDER, force=args.force, init=args.init)
     except TrainingStopped as e:
         print(f"numpy-retinanet train: {e}", file=sys.stderr)
         return 1
@@ -193,7 +205,16 @@ def _cmd_evaluate(args) -> int:
         num_images = args.num_images
     else:  # a run that scored nothing (eval_images 0) is scored on the default count
         num_images = run.eval_images or TrainConfig.eval_images
+    if (args.data is None) != (args.annotations is None):
+        raise ValueError("--data and --annotations must be given together (a folder of images and its JSON)")
+    if args.annotations is not None:  # every image of that file, scored in its categories
+        run = dataclasses.replace(run, dataset="coco", data=args.data, annotations=args.annotations,
+                                  val_annotations=args.annotations)
+        num_images = args.num_images
     ds = build_dataset(run, "eval", num_images=num_images)
+    if hasattr(ds, "category_ids") and ds.category_ids != info["category_ids"]:
+        raise ValueError(f"the dataset's category ids must be the checkpoint's {info['category_ids']} (the classes "
+                         f"it was trained on), got {ds.category_ids}")
     detections, ground_truths = in_original_pixels(ds, *predict_dataset(model, ds, xp=xp))
     result = evaluate_detections(detections, ground_truths, model.num_classes, area_scale=args.area_scale)
     image_ids = getattr(ds, "image_ids", range(len(ds)))  # the shapes' ids: their index in the held-out set
@@ -205,8 +226,13 @@ def _cmd_evaluate(args) -> int:
     if args.json:
         print(json.dumps(out, indent=1))
     else:
-        print(f"{args.checkpoint} (step {info['step']}) on {len(ds)} held-out {run.dataset} images, "
-              f"seed {run.eval_seed}:")
+        if run.dataset == "coco":
+            held_out = (f"{run.val_annotations}" if run.val_annotations else
+                        f"the held-out {run.val_fraction:g} of {run.annotations} (data seed {run.data_seed})")
+            print(f"{args.checkpoint} (step {info['step']}) on {len(ds)} images of {held_out}:")
+        else:
+            print(f"{args.checkpoint} (step {info['step']}) on {len(ds)} held-out {run.dataset} images, "
+                  f"seed {run.eval_seed}:")
         print("\n".join(summary_lines(result)))
         print("per-class AP (IoU=0.50:0.95, area=all):")
         for name, ap in out["per_class_AP"].items():
@@ -333,15 +359,24 @@ def build_parser() -> argparse.ArgumentParser:
                         "drops stay at their steps), --device, --workers, --log-every and --checkpoint-every "
                         "may change, other flags must match the run")
     t.add_argument("--force", action="store_true", help="replace the run that --out holds")
+    t.add_argument("--init", metavar="CHECKPOINT", default=None,
+                   help="start from a checkpoint's parameters (fine-tuning; e.g. the shipped model): each whose "
+                        "name and shape match is loaded, the others (the classification layer, for another "
+                        "number of classes) keep their initialization; what was loaded is printed")
     _add_setting_flags(t)
     t.set_defaults(func=_cmd_train)
 
-    e = sub.add_parser("evaluate", help="COCO-style AP of a checkpoint on held-out shapes")
+    e = sub.add_parser("evaluate", help="COCO's AP and AR of a checkpoint on its run's held-out images, or "
+                                        "on a COCO-format folder")
     e.add_argument("--checkpoint", default=SHIPPED_MODEL,
                    help="checkpoint.npz of a run (default: the shipped model, trained by the default recipe)")
     e.add_argument("--num-images", type=int, default=None,
                    help="held-out images (default: as many as the run was scored on)")
     e.add_argument("--seed", type=int, default=None, help="seed of the held-out images (default: the run's)")
+    e.add_argument("--data", metavar="DIR", default=None,
+                   help="score on a COCO-format folder instead: its images (with --annotations)")
+    e.add_argument("--annotations", metavar="FILE", default=None,
+                   help="the COCO instances JSON of the images to score (all of them, unless --num-images)")
     e.add_argument("--json", action="store_true", help="print JSON")
     e.add_argument("--results", metavar="FILE", default=None,
                    help="also write the detections in COCO's results format (image_id, category_id, bbox as "
