@@ -102,3 +102,67 @@ def test_detect_json_writes_cocos_results_format(tmp_path, capsys):
     # As many results per file as detections listed for it ("circle 0.93, square 0.88" or "nothing").
     counts = [0 if line.split(": ")[1].startswith("nothing ->") else line.count(",") + 1 for line in listed]
     assert [per_image[42], per_image["cat"]] == counts and sum(counts) > 0
+
+
+# ---------------------------------------------------------------- your own COCO-format data, end to end
+
+
+def test_train_and_evaluate_a_coco_format_folder_as_pycocotools_scores_it(tmp_path, capsys):
+    from _coco_files import write_coco_dataset
+
+    from numpy_retinanet.engine.checkpoint import SHIPPED_MODEL, load_checkpoint
+
+    folder, path, data = write_coco_dataset(tmp_path / "data")
+    run = tmp_path / "run"
+    # A few steps from the shipped model (fine-tuning: its three classes are the file's three), so that
+    # the results hold real detections of every kind, right and wrong.
+    assert cli.main(["train", "--data", str(folder), "--annotations", str(path), "--val-annotations", str(path),
+                     "--init", SHIPPED_MODEL, "--iterations", "2", "--batch-size", "2", "--workers", "1",
+                     "--lr", "0.001", "--eval-images", "0", "--out", str(run)]) == 0
+    printed_by_train = capsys.readouterr().out
+    assert "loaded 75 of 75 parameters" in printed_by_train and "on coco (6 images)" in printed_by_train
+    _, info = load_checkpoint(run / "checkpoint.npz")
+    assert info["category_ids"] == [3, 7, 11] and info["class_names"] == ["circle", "square", "triangle"]
+
+    results = tmp_path / "results.json"
+    evaluate = ["evaluate", "--checkpoint", str(run / "checkpoint.npz"), "--data", str(folder),
+                "--annotations", str(path), "--results", str(results)]
+    assert cli.main(evaluate + ["--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    stats, printed = cocoeval(path, results)
+    for key, theirs in zip(KEYS, stats):
+        assert (np.isnan(out[key]) if theirs == -1 else out[key] == pytest.approx(theirs, abs=1e-12)), key
+    assert out["AP"] > 0.3 and out["num_images"] == 6
+    detections = json.loads(results.read_text())
+    # The file's own ids, and boxes inside the file's own images (96 or 128 px), not the network's 128 px.
+    sizes = {im["id"]: (im["width"], im["height"]) for im in data["images"]}
+    assert {r["category_id"] for r in detections} <= {3, 7, 11} and {r["image_id"] for r in detections} <= set(sizes)
+    assert all(0 <= r["bbox"][0] <= r["bbox"][0] + r["bbox"][2] <= sizes[r["image_id"]][0] for r in detections)
+    assert cli.main(evaluate) == 0
+    assert capsys.readouterr().out.splitlines()[1:13] == printed
+
+
+def test_init_loads_what_fits_and_keeps_a_new_classification_layer(tmp_path):
+    from numpy_retinanet.engine.checkpoint import SHIPPED_MODEL
+    from numpy_retinanet.engine.trainer import init_from
+    from numpy_retinanet.model.heads import prior_bias
+    from numpy_retinanet.model.retinanet import RetinaNet
+
+    shipped = load_shipped()
+    model = RetinaNet(5)  # five classes: the last conv of the classification subnet has another shape
+    fresh = {k: v.copy() for k, v in model.params.items()}
+    lines = []
+    loaded, kept = init_from(model, SHIPPED_MODEL, log=lines.append)
+    assert kept == ["cls_head.subnet.6.weight", "cls_head.subnet.6.bias"] and len(loaded) == len(fresh) - 2
+    for name in loaded:
+        np.testing.assert_array_equal(model.params[name], shipped[name])
+    for name in kept:
+        np.testing.assert_array_equal(model.params[name], fresh[name])
+    np.testing.assert_allclose(model.params["cls_head.subnet.6.bias"], prior_bias(0.01), rtol=1e-6)
+    assert "loaded 73 of 75 parameters" in lines[0] and "cls_head.subnet.6.weight" in lines[0]
+
+
+def load_shipped():
+    from numpy_retinanet.engine.checkpoint import SHIPPED_MODEL, read_checkpoint
+
+    return read_checkpoint(SHIPPED_MODEL)[1]

@@ -220,10 +220,12 @@ def train(config: TrainConfig, out_dir, resume=False, log=print, stop_after=None
     optimizer = SGD(model.params, lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay)
     if resume:
         optimizer.load_state_dict(optim)
-    # After every setting was checked and the model built: a refused run leaves no folder.
+    # Both splits read now (a COCO-format folder is checked file by file): a bad file stops the run here.
+    datasets = (build_dataset(config, "train"), build_dataset(config, "eval", num_images=max(config.eval_images, 1)))
+    # After every setting was checked, the data read and the model built: a refused run leaves no folder.
     with claim_run_folder(out_dir, resume=resume, force=force), _StopFlag() as flag:
         return _run(config, out_dir, ckpt_path, model, optimizer, xp, start_step, history, elapsed_before, log,
-                    stop_after, flag, resumed=resume)
+                    stop_after, flag, resumed=resume, datasets=datasets)
 
 
 def init_from(model, path, log=print):
@@ -245,10 +247,10 @@ def init_from(model, path, log=print):
 
 
 def _run(config, out_dir, ckpt_path, model, optimizer, xp, start_step, history, elapsed_before, log, stop_after,
-         flag, resumed):
+         flag, resumed, datasets):
     """The training loop of ``train`` in a claimed run folder; returns the metrics written."""
     schedule = config.lr_schedule()
-    dataset = build_dataset(config, "train")
+    dataset, held_out = datasets
     anchors = model.anchors(config.image_size, config.image_size, xp=xp)
     for key in ("step", "total", "classification", "box_regression", "num_positive", "lr", "grad_norm"):
         history.setdefault(key, [])
@@ -333,10 +335,11 @@ def _run(config, out_dir, ckpt_path, model, optimizer, xp, start_step, history, 
         log(f"stopped at step {step}; checkpoint saved to {ckpt_path}. "
             f"Continue with: numpy-retinanet train --resume {out_dir}")
     else:
-        evaluating = (f"evaluating on {config.eval_images} held-out images (seed {config.eval_seed})"
-                      if config.eval_images else "no evaluation (eval_images=0)")
+        seed = "" if config.dataset == "coco" else f" (seed {config.eval_seed})"
+        evaluating = (f"evaluating on {len(held_out)} held-out images{seed}" if config.eval_images
+                      else "no evaluation (eval_images=0)")
         log(f"training done in {_format_eta(train_seconds)} (min:s); {evaluating}")
-        metrics.update(evaluate_run(model, config, out_dir, xp, log))
+        metrics.update(evaluate_run(model, config, held_out, out_dir, xp))
     plot_training_curve(history, os.path.join(out_dir, "training_curve.png"),
                         title=f"RetinaNet ({config.preset}) on {config.dataset}")
     # Each process's peak, summed: an upper bound on the memory in use at any one moment.
@@ -369,9 +372,9 @@ def _kept(saved, ckpt_path):
     return f"The last good checkpoint ({ckpt_path}, step {saved['step']}) was kept."
 
 
-def evaluate_run(model, config, out_dir, xp, log):
-    """AP on the held-out split and a picture of detections; returns the metrics to record."""
-    held_out = build_dataset(config, "eval", num_images=max(config.eval_images, 1))  # pictures even without AP
+def evaluate_run(model, config, held_out, out_dir, xp):
+    """AP on the held-out split (at least one image: the pictures are drawn even without AP) and a
+    picture of detections; returns the metrics to record."""
     out = {}
     if config.eval_images > 0:
         result = evaluate_model(model, held_out, xp=xp)
