@@ -173,3 +173,18 @@ def test_coco_settings_need_the_coco_dataset_and_its_files(capsys, tmp_path):
         DataConfig(annotations="x.json").validate()
     with pytest.raises(ValueError, match=r"annotations must be given for the coco dataset"):
         DataConfig(dataset="coco", data="x").validate()
+
+
+def _evaluate(capsys, *argv):
+    rc = cli.main(["evaluate", *argv])
+    err = capsys.readouterr().err
+    assert rc == 2 and "Traceback" not in err and len(err.strip().splitlines()) == 1, err
+    return err
+
+
+def test_evaluate_refuses_half_a_dataset_and_categories_the_checkpoint_does_not_know(capsys, tmp_path, coco_files):
+    folder, _, data = coco_files
+    assert "--data and --annotations must be given together" in _evaluate(capsys, "--data", str(folder))
+    # The shipped model's classes are categories 1, 2, 3 (no ids were saved with it); this file's are 3, 7, 11.
+    err = _evaluate(capsys, "--data", str(folder), "--annotations", str(coco_files[1]))
+    assert "category ids must be the checkpoint's [1, 2, 3]" in err and "got [3, 7, 11]" in err

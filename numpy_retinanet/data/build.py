@@ -61,9 +61,11 @@ class DataConfig:
                                high=MAX_CATEGORIES)
     max_objects: int = setting(4, "most shapes per image (0 to this many; fewer: more background per object)",
                                low=1, high=MAX_OBJECTS)
-    train_images: int = setting(20000, "training images (drawn from data_seed)", low=1)
+    train_images: int = setting(20000, "training images (drawn from data_seed; coco: every image of the training "
+                                       "split)", low=1)
     data_seed: int = setting(0, "seed of the training images and of their order", low=0)
-    eval_images: int = setting(200, "held-out images scored at the end of training (0: none)", low=0)
+    eval_images: int = setting(200, "held-out images scored at the end of training (0: none; coco: the first "
+                                    "this many of the held-out split)", low=0)
     eval_seed: int = setting(1000, "seed of the held-out images (another seed than data_seed)", low=0)
 
     def validate(self):
