@@ -191,8 +191,8 @@ def _cmd_evaluate(args) -> int:
     from numpy_retinanet.backend import get_module
     from numpy_retinanet.data.build import build_dataset
     from numpy_retinanet.engine.checkpoint import load_checkpoint
-    from numpy_retinanet.engine.inference import in_original_pixels, predict_dataset
-    from numpy_retinanet.evaluation.coco import SUMMARY, coco_results, evaluate_detections, summary_lines
+    from numpy_retinanet.engine.inference import evaluate_with_detections
+    from numpy_retinanet.evaluation.coco import SUMMARY, coco_results, summary_lines
 
     xp = get_module(args.device)
     model, info = load_checkpoint(args.checkpoint)
@@ -215,8 +215,7 @@ def _cmd_evaluate(args) -> int:
     if hasattr(ds, "category_ids") and ds.category_ids != info["category_ids"]:
         raise ValueError(f"the dataset's category ids must be the checkpoint's {info['category_ids']} (the classes "
                          f"it was trained on), got {ds.category_ids}")
-    detections, ground_truths = in_original_pixels(ds, *predict_dataset(model, ds, xp=xp))
-    result = evaluate_detections(detections, ground_truths, model.num_classes, area_scale=args.area_scale)
+    result, detections = evaluate_with_detections(model, ds, xp=xp, area_scale=args.area_scale)
     image_ids = getattr(ds, "image_ids", range(len(ds)))  # the shapes' ids: their index in the held-out set
     if args.results:
         _write_json(args.results, coco_results(detections, image_ids, info["category_ids"]))

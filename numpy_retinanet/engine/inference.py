@@ -62,8 +62,14 @@ def in_original_pixels(dataset, detections, ground_truths):
 def evaluate_model(model, dataset, batch_size=16, xp=np, area_scale=1.0):
     """COCO-style AP and AR of ``model`` on ``dataset``: the dict of ``evaluate_detections``
     (``area_scale`` is its), in the pixels of the image files (``in_original_pixels``)."""
+    return evaluate_with_detections(model, dataset, batch_size, xp, area_scale)[0]
+
+
+def evaluate_with_detections(model, dataset, batch_size=16, xp=np, area_scale=1.0):
+    """``evaluate_model``'s dict and the detections it scored, in the image files' pixels (the ones
+    ``evaluation.coco.coco_results`` writes)."""
     detections, ground_truths = in_original_pixels(dataset, *predict_dataset(model, dataset, batch_size, xp=xp))
-    return evaluate_detections(detections, ground_truths, model.num_classes, area_scale=area_scale)
+    return evaluate_detections(detections, ground_truths, model.num_classes, area_scale=area_scale), detections
 
 
 def _output_names(paths):
