@@ -135,7 +135,13 @@ def _cmd_bench(args) -> int:
 
 def _coco_defaults(settings):
     """``--data`` or ``--annotations`` alone select the coco dataset, and its number of classes is
-    that of the annotations file's categories, unless given."""
+    that of the annotations file's categories, unless given. Their paths are made absolute, so that
+    ``evaluate`` and ``--resume`` find the run's files from any folder."""
+    import os
+
+    for name in ("data", "annotations", "val_annotations"):
+        if settings.get(name):
+            settings[name] = os.path.abspath(settings[name])
     if ("data" in settings or "annotations" in settings) and "dataset" not in settings:
         settings["dataset"] = "coco"
     if settings.get("dataset") == "coco" and settings.get("annotations") and "num_classes" not in settings:

@@ -107,17 +107,18 @@ def test_detect_json_writes_cocos_results_format(tmp_path, capsys):
 # ---------------------------------------------------------------- your own COCO-format data, end to end
 
 
-def test_train_and_evaluate_a_coco_format_folder_as_pycocotools_scores_it(tmp_path, capsys):
+def test_train_and_evaluate_a_coco_format_folder_as_pycocotools_scores_it(tmp_path, capsys, monkeypatch):
     from _coco_files import write_coco_dataset
 
     from numpy_retinanet.engine.checkpoint import SHIPPED_MODEL, load_checkpoint
 
     folder, path, data = write_coco_dataset(tmp_path / "data")
     run = tmp_path / "run"
+    monkeypatch.chdir(tmp_path)
     # A few steps from the shipped model (fine-tuning: its three classes are the file's three), so that
-    # the results hold real detections of every kind, right and wrong.
-    assert cli.main(["train", "--data", str(folder), "--annotations", str(path), "--val-annotations", str(path),
-                     "--init", SHIPPED_MODEL, "--iterations", "2", "--batch-size", "2", "--workers", "1",
+    # the results hold real detections of every kind, right and wrong. Paths relative to the folder.
+    assert cli.main(["train", "--data", "data/images", "--annotations", "data/instances.json",
+                     "--val-annotations", "data/instances.json", "--init", SHIPPED_MODEL, "--iterations", "2", "--batch-size", "2", "--workers", "1",
                      "--lr", "0.001", "--eval-images", "0", "--out", str(run)]) == 0
     printed_by_train = capsys.readouterr().out
     assert "loaded 75 of 75 parameters" in printed_by_train and "on coco (6 images)" in printed_by_train
@@ -140,6 +141,11 @@ def test_train_and_evaluate_a_coco_format_folder_as_pycocotools_scores_it(tmp_pa
     assert all(0 <= r["bbox"][0] <= r["bbox"][0] + r["bbox"][2] <= sizes[r["image_id"]][0] for r in detections)
     assert cli.main(evaluate) == 0
     assert capsys.readouterr().out.splitlines()[1:13] == printed
+    # The run remembers its files (made absolute): from another folder, its held-out file is scored alike.
+    (tmp_path / "elsewhere").mkdir()
+    monkeypatch.chdir(tmp_path / "elsewhere")
+    assert cli.main(["evaluate", "--checkpoint", str(run / "checkpoint.npz"), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["AP"] == out["AP"]
 
 
 def test_init_loads_what_fits_and_keeps_a_new_classification_layer(tmp_path):
