@@ -385,7 +385,9 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--json", action="store_true", help="print JSON")
     e.add_argument("--results", metavar="FILE", default=None,
                    help="also write the detections in COCO's results format (image_id, category_id, bbox as "
-                        "[x, y, w, h] in the image file's pixels, score), as pycocotools' loadRes reads it")
+                        "[x, y, w, h] in the image file's pixels, score), as pycocotools' loadRes reads it; the "
+                        "ids are the annotations file's (shapes: the image's index among the held-out images, "
+                        "category ids 1..K)")
     e.add_argument("--area-scale", type=_checked(_check_positive), default=1.0, metavar="X",
                    help="multiply COCO's small/medium/large area bounds (32^2, 96^2) by X, for images much "
                         "smaller than COCO's, e.g. (128/640)^2 = 0.04 (default: 1, COCO's)")

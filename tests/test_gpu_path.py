@@ -355,3 +355,19 @@ print("ok")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
                        env={"MPLBACKEND": "Agg", "PATH": ""})
     assert r.returncode == 0 and r.stdout.strip() == "ok", r.stderr
+
+
+def test_crowd_boxes_in_the_loss_match_numpy(xp):
+    images, targets = _batch(np.float64)
+    targets = [dict(t, iscrowd=np.arange(len(t["boxes"])) % 2 == 0) for t in targets]  # every other box a crowd
+    assert any(t["iscrowd"].any() for t in targets) and any((~t["iscrowd"]).any() for t in targets)
+    anchors = RetinaNet(3, preset="tiny", dtype=np.float64).anchors(64, 64)
+    rng = np.random.default_rng(0)
+    logits, deltas = rng.standard_normal((len(targets), len(anchors), 3)), rng.standard_normal((len(targets), len(anchors), 4))
+    losses, dlogits, ddeltas = retinanet_loss(logits, deltas, anchors, targets)
+    d_losses, d_dlogits, d_ddeltas = retinanet_loss(xp.asarray(logits), xp.asarray(deltas), xp.asarray(anchors),
+                                                    targets)
+    assert d_losses["num_positive"] == losses["num_positive"]
+    assert d_losses["total"] == pytest.approx(losses["total"], rel=RTOL)
+    assert_close(d_dlogits, dlogits, "dlogits")
+    assert_close(d_ddeltas, ddeltas, "ddeltas")
