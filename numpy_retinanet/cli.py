@@ -27,6 +27,7 @@ _GROUPS = (("data settings (data/build.py)", DataConfig), ("loss settings (detec
            ("training settings (engine/config.py)", TrainConfig))
 _MODEL_PREFIX = "model."  # the dest of a model flag: "model.fpn_channels"
 _METAVARS = {int: "N", float: "X", str: "NAME"}
+_PATH_METAVARS = {"data": "DIR", "annotations": "FILE", "val_annotations": "FILE"}  # settings that name a path
 
 
 def _flag(name):
@@ -41,7 +42,7 @@ def _show(value):
         return str(value).lower()
     if isinstance(value, float):
         return f"{value:g}"
-    return str(value)
+    return str(value) if value != "" else "none"
 
 
 def _value_kwargs(example, m):
@@ -68,7 +69,10 @@ def _add_setting_flags(parser):
     """
     def add(group, name, dest, example, m, shown):
         text = f"{m['help']} (default: {shown})".replace("%", "%%")  # argparse formats help with %
-        group.add_argument(_flag(name), dest=dest, default=argparse.SUPPRESS, help=text, **_value_kwargs(example, m))
+        kwargs = _value_kwargs(example, m)
+        if name in _PATH_METAVARS:
+            kwargs["metavar"] = _PATH_METAVARS[name]
+        group.add_argument(_flag(name), dest=dest, default=argparse.SUPPRESS, help=text, **kwargs)
 
     placed = set()
     for title, config_class in _GROUPS:
