@@ -73,7 +73,15 @@ ABLATION_IMAGE_SIZE = {"shapes": 128, "shapes-clutter": 144}
 # chose for each loss: the best AP on seed 0 of the plain regime at the ablation's budget
 # (``figures/table1_lr_sweep.json``; tests/test_ablate.py checks that this follows from it).
 SWEEP_LRS = (0.01, 0.03, 0.06)
-ABLATION_LRS = {name: 0.03 for name, *_ in SETTINGS}
+ABLATION_LRS = {
+    "CE, alpha .25": 0.03,
+    "CE, alpha .50": 0.03,
+    "CE, alpha .75": 0.06,
+    "FL, gamma 0.5, alpha .50": 0.06,
+    "FL, gamma 1, alpha .25": 0.06,
+    "FL, gamma 2, alpha .25": 0.03,
+    "FL, gamma 5, alpha .25": 0.03,
+}
 # The evidence beside each table, from the seed-0 model of every loss on the first this many
 # of its held-out images (fewer when --eval-images is smaller): who carries the loss
 # (tools/negatives.py), what the false positives are (tools/false_positives.py) and Figure 4
@@ -132,7 +140,8 @@ def _train_cell(job):
     if os.path.exists(metrics_path):
         with open(metrics_path) as f:
             m = json.load(f)
-        reused = (m.get("config") == config.to_dict() and not m.get("interrupted")
+        # Read as a resumed run reads it: a setting added since the cell ran takes its default.
+        reused = (TrainConfig.from_dict(m.get("config") or {}) == config and not m.get("interrupted")
                   and m.get("step") == config.iterations and "AP" in m)
     if not reused:
         m = train(config, folder, log=lambda s: None, force=True)
@@ -148,25 +157,32 @@ def _mean_spread(values):
     return statistics.fmean(values), (max(values) - min(values)) / 2
 
 
+def _indexed_cell(indexed_job):
+    index, job = indexed_job
+    return index, _train_cell(job)
+
+
 def run_cells(jobs_list, jobs=1, log=print):
     """Train ``[(name, config, folder)]`` in ``jobs`` processes; the results in the same order.
 
     With more than one job each process computes with one BLAS thread (set before numpy is
     imported in the spawned process), so ``jobs`` processes use ``jobs`` cores: cells are
-    independent, so this is the cheapest parallelism there is.
+    independent, so this is the cheapest parallelism there is. The costliest cells (steps x
+    pixels) start first, so that no process is left with a long cell while the others idle.
     """
     t0 = time.perf_counter()
-    results = []
+    results = [None] * len(jobs_list)
 
     def report(r):
         how = "reused" if r["reused"] else f"{r['seconds']:.0f} s"
         log(f"[{time.perf_counter() - t0:6.0f} s] {r['name']}, lr {r['lr']:g}, seed {r['seed']} ({how}): "
             f"AP {r['AP']:.3f}  AP50 {r['AP50']:.3f}  AP75 {r['AP75']:.3f}")
 
+    order = sorted(range(len(jobs_list)), key=lambda i: -jobs_list[i][1].iterations * jobs_list[i][1].image_size ** 2)
     if jobs <= 1:
-        for job in jobs_list:
-            results.append(_train_cell(job))
-            report(results[-1])
+        for i in order:
+            results[i] = _train_cell(jobs_list[i])
+            report(results[i])
         return results
     import multiprocessing
 
@@ -174,8 +190,8 @@ def run_cells(jobs_list, jobs=1, log=print):
     os.environ.update(_ONE_THREAD)  # the spawned processes read it when they import numpy
     try:
         with multiprocessing.get_context("spawn").Pool(jobs) as pool:
-            for r in pool.imap(_train_cell, jobs_list):
-                results.append(r)
+            for i, r in pool.imap_unordered(_indexed_cell, [(i, jobs_list[i]) for i in order]):
+                results[i] = r
                 report(r)
     finally:
         for k, v in saved.items():
@@ -301,18 +317,24 @@ def regime_evidence(seed0_jobs, images=EVIDENCE_IMAGES, log=print):
     return out
 
 
-def plot_figure4(result, path):
-    """Figure 4 (§5.1) of the regime's converged gamma-2 model, drawn from the results' JSON."""
-    from numpy_retinanet.evaluation.loss_cdf import plot_loss_cdf
-    from numpy_retinanet.evaluation.visualize import save_figure
-
+def figure4_curves(result):
+    """The Figure 4 curves kept in the results' JSON, as ``loss_cdf_curves`` returns them (arrays,
+    float gammas), and the caption that names their model."""
     f = result["evidence"]["figure4"]
     curves = {"fraction": np.asarray(f["fraction"]), "gammas": tuple(f["gammas"]),
               "num_positive": f["num_positive"], "num_negative": f["num_negative"],
               **{kind: {g: np.asarray(f[kind][f"{g:g}"]) for g in f["gammas"]} for kind in ("positive", "negative")}}
     caption = (f"{FIGURE4_SETTING}, seed 0, {result['iterations']} steps on {result['dataset']} "
                f"({result['image_size']} px), {result['evidence']['images']} held-out images")
-    return save_figure(plot_loss_cdf(curves, caption), path)
+    return curves, caption
+
+
+def plot_figure4(result, path):
+    """Figure 4 (§5.1) of the regime's converged gamma-2 model, drawn from the results' JSON."""
+    from numpy_retinanet.evaluation.loss_cdf import plot_loss_cdf
+    from numpy_retinanet.evaluation.visualize import save_figure
+
+    return save_figure(plot_loss_cdf(*figure4_curves(result)), path)
 
 
 def ordering_statement(result):
