@@ -32,6 +32,7 @@ from numpy_retinanet._checks import is_int
 from numpy_retinanet.data.build import MAX_IMAGE_SIZE, build_dataset
 from numpy_retinanet.engine.config import MAX_BATCH_SIZE, TrainConfig
 from numpy_retinanet.model.presets import resolve_config
+from numpy_retinanet.model.resnet50_fpn import RESNET50_FPN, check_resnet50_fpn_config
 from numpy_retinanet.model.retinanet import build_model
 
 FORMAT = "numpy-retinanet-checkpoint"
@@ -247,16 +248,13 @@ def _check_meta(path, meta):
     if not isinstance(model.get("preset"), str) or not isinstance(model.get("overrides", {}), dict):
         _fail(path, "model preset and overrides", "a string and a JSON object",
               (model.get("preset"), model.get("overrides")))
-    try:
-        cfg = resolve_config(model["preset"], model.get("overrides", {}))
-    except ValueError as e:
-        raise ValueError(f"{path!r}: model: {e}") from e
-    for key in ("aspect_ratios", "scales"):
-        if len(cfg[key]) > LIMITS[key + "_len"]:
-            _fail(path, f"model {key}", f"at most {LIMITS[key + '_len']} entries", list(cfg[key]))
-    for key, value in cfg.items():
-        if key in LIMITS and max(value if isinstance(value, tuple) else (value,)) > LIMITS[key]:
-            _fail(path, f"model {key}", f"at most {LIMITS[key]}", value)
+    if model["preset"] == RESNET50_FPN:  # torchvision's architecture: fixed, no preset settings to bound
+        try:
+            check_resnet50_fpn_config(model)
+        except ValueError as e:
+            raise ValueError(f"{path!r}: model: {e}") from e
+    else:
+        _check_preset_settings(path, model)
     names = meta.get("class_names")
     if names is not None and (not isinstance(names, list) or len(names) != num_classes
                               or not all(isinstance(n, str) for n in names)):
@@ -274,6 +272,20 @@ def _check_meta(path, meta):
         for key in ("image_size", "batch_size"):
             if getattr(config, key) > LIMITS[key]:
                 _fail(path, f"train_config {key}", f"at most {LIMITS[key]}", getattr(config, key))
+
+
+def _check_preset_settings(path, model):
+    """A preset's settings with the model's overrides, each within ``LIMITS``."""
+    try:
+        cfg = resolve_config(model["preset"], model.get("overrides", {}))
+    except ValueError as e:
+        raise ValueError(f"{path!r}: model: {e}") from e
+    for key in ("aspect_ratios", "scales"):
+        if len(cfg[key]) > LIMITS[key + "_len"]:
+            _fail(path, f"model {key}", f"at most {LIMITS[key + '_len']} entries", list(cfg[key]))
+    for key, value in cfg.items():
+        if key in LIMITS and max(value if isinstance(value, tuple) else (value,)) > LIMITS[key]:
+            _fail(path, f"model {key}", f"at most {LIMITS[key]}", value)
 
 
 def _check_momentum(path, meta, params, optim):

@@ -10,10 +10,12 @@ import numpy as np
 from numpy_retinanet._checks import check_int, check_probability
 from numpy_retinanet.backend import array_module, to_host
 from numpy_retinanet.data.images import MAX_SIDE, MIN_SIDE, load_image_within
+from numpy_retinanet.data.torchvision_transform import boxes_to_original, torchvision_transform
 from numpy_retinanet.data.transforms import normalize
 from numpy_retinanet.detection.postprocess import postprocess
 from numpy_retinanet.evaluation.coco import evaluate_detections
 from numpy_retinanet.evaluation.visualize import DRAW_SCORE_THRESHOLD, draw_detections
+from numpy_retinanet.model.resnet50_fpn import TORCHVISION_POSTPROCESS, ResNet50FPNRetinaNet
 
 
 def detect(model, images, **settings):
@@ -30,6 +32,32 @@ def detect(model, images, **settings):
     xp = array_module(logits)
     return postprocess(logits, deltas, model.anchors(h, w, xp=xp), (h, w), level_sizes=model.level_sizes(h, w),
                        **settings)
+
+
+def detect_torchvision(model, pictures, xp=np):
+    """Detections of torchvision's RetinaNet (``model/resnet50_fpn.py``) on uint8 pictures, as
+    torchvision runs it: its transform (``data/torchvision_transform.py``), the network, its
+    post-processing (``TORCHVISION_POSTPROCESS``) on each picture's resized size, and the boxes
+    mapped back to the picture's pixels.
+
+    Parameters
+    ----------
+    pictures : list of (H_i, W_i, 3) uint8 arrays.
+
+    Returns
+    -------
+    a list of dicts {"boxes" (n, 4) in the picture's pixels, "scores" (n,), "labels" (n,)}, as ``detect``.
+    """
+    batch, sizes = torchvision_transform(pictures)
+    h, w = batch.shape[2:]
+    logits, deltas = model.forward(xp.asarray(batch.astype(model.dtype, copy=False)), keep_cache=False)
+    anchors, level_sizes = model.anchors(h, w, xp=xp), model.level_sizes(h, w)
+    out = []
+    for i, (picture, size) in enumerate(zip(pictures, sizes)):
+        det = postprocess(logits[i:i + 1], deltas[i:i + 1], anchors, size, level_sizes=level_sizes,
+                          **TORCHVISION_POSTPROCESS)[0]
+        out.append(dict(det, boxes=boxes_to_original(det["boxes"], size, picture.shape[:2])))
+    return out
 
 
 def predict_dataset(model, dataset, batch_size=16, xp=np, **detect_kwargs):
@@ -118,8 +146,10 @@ def detect_files(model, paths, out_dir, class_names, xp=np, score_threshold=DRAW
         if h < 32 or w < 32:
             raise ValueError(f"image {path!r} is {w}x{h} (after shrinking to at most {max_side} pixels a side); "
                              f"at least 32x32 pixels are needed")
-        x = normalize(picture)[None].astype(model.dtype)
-        dets = detect(model, xp.asarray(x))[0]
+        if isinstance(model, ResNet50FPNRetinaNet):  # its own transform; boxes come in the picture's pixels
+            dets = detect_torchvision(model, [picture], xp=xp)[0]
+        else:
+            dets = detect(model, xp.asarray(normalize(picture)[None].astype(model.dtype)))[0]
         keep = dets["scores"] >= score_threshold
         dets = {k: v[keep] for k, v in dets.items()}
         out_path = os.path.join(out_dir, name)
