@@ -283,6 +283,21 @@ def _cmd_export(args) -> int:
     return 0
 
 
+def _cmd_convert(args) -> int:
+    from numpy_retinanet.tools.torchvision_weights import checkpoint_to_torchvision, torchvision_to_checkpoint
+
+    try:
+        import torch  # noqa: F401  (only to say what is missing before anything is read)
+    except ImportError:
+        raise ValueError("convert needs PyTorch: pip install 'numpy-retinanet[torch]'") from None
+    if args.to == "torch":
+        print(f"wrote {checkpoint_to_torchvision(args.source, args.out)}")
+    else:
+        out, num_classes = torchvision_to_checkpoint(args.source, args.out, bn_eps=args.bn_eps)
+        print(f"wrote {out} ({num_classes} classes)")
+    return 0
+
+
 def _cmd_ablate(args) -> int:
     from numpy_retinanet.tools.ablate import run_ablation
 
@@ -419,6 +434,18 @@ def build_parser() -> argparse.ArgumentParser:
     x.add_argument("checkpoint", help="checkpoint.npz of a run")
     x.add_argument("out", help="the .npz file to write")
     x.set_defaults(func=_cmd_export)
+
+    v = sub.add_parser("convert", help="torchvision's retinanet_resnet50_fpn weights (.pth) to a checkpoint "
+                                       "(.npz), or back with --to torch (needs PyTorch)")
+    v.add_argument("source", help="a torchvision state dict (.pth), or with --to torch a converted checkpoint")
+    v.add_argument("out", help="the checkpoint (.npz) to write, or with --to torch the state dict (.pth)")
+    v.add_argument("--to", choices=["numpy", "torch"], default="numpy",
+                   help="numpy: .pth -> .npz (default); torch: .npz -> .pth that "
+                        "retinanet_resnet50_fpn(weights=None, weights_backbone=None) loads with strict=True")
+    v.add_argument("--bn-eps", type=_checked(check_real, 0, 1), default=0.0, metavar="X",
+                   help="the frozen batch norms' eps (default: 0, as torchvision runs its COCO weights; 1e-5 "
+                        "for a state dict of a model built with weights=None)")
+    v.set_defaults(func=_cmd_convert)
 
     c = sub.add_parser("check", help="check an exercise file (lessons/exercises), or show one of its hints")
     c.add_argument("file", help="the exercise file you filled in")
