@@ -34,7 +34,7 @@ def detect(model, images, **settings):
                        **settings)
 
 
-def detect_torchvision(model, pictures, xp=np):
+def detect_torchvision(model, pictures, xp=np, **transform):
     """Detections of torchvision's RetinaNet (``model/resnet50_fpn.py``) on uint8 pictures, as
     torchvision runs it: its transform (``data/torchvision_transform.py``), the network, its
     post-processing (``TORCHVISION_POSTPROCESS``) on each picture's resized size, and the boxes
@@ -43,12 +43,13 @@ def detect_torchvision(model, pictures, xp=np):
     Parameters
     ----------
     pictures : list of (H_i, W_i, 3) uint8 arrays.
+    transform : ``torchvision_transform``'s ``min_size`` and ``max_size`` (default: 800 and 1333).
 
     Returns
     -------
     a list of dicts {"boxes" (n, 4) in the picture's pixels, "scores" (n,), "labels" (n,)}, as ``detect``.
     """
-    batch, sizes = torchvision_transform(pictures)
+    batch, sizes = torchvision_transform(pictures, **transform)
     h, w = batch.shape[2:]
     logits, deltas = model.forward(xp.asarray(batch.astype(model.dtype, copy=False)), keep_cache=False)
     anchors, level_sizes = model.anchors(h, w, xp=xp), model.level_sizes(h, w)
