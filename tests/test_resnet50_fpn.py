@@ -20,6 +20,7 @@ from numpy_retinanet.data.torchvision_transform import (
 from numpy_retinanet.detection.anchors_torchvision import TORCHVISION_SIZES, TorchvisionAnchorGenerator
 from numpy_retinanet.detection.postprocess import postprocess
 from numpy_retinanet.engine.checkpoint import _check_meta
+from numpy_retinanet.engine.inference import detect, detect_torchvision
 from numpy_retinanet.gradcheck import check_gradients
 from numpy_retinanet.model.resnet50 import ResNet50
 from numpy_retinanet.model.resnet50_fpn import COCO_CATEGORY_NAMES, ResNet50FPNRetinaNet
@@ -196,3 +197,21 @@ def test_postprocess_keeps_empty_boxes_when_asked_as_torchvisions_retinanet():
     assert len(kept["scores"]) == 2 and len(dropped["scores"]) == 1
     np.testing.assert_array_equal(kept["boxes"][1], [0, 0, 0, 10])  # clipped to x = 0: zero width
     assert math.isclose(float(kept["scores"][0]), 1 / (1 + math.exp(-3)), rel_tol=1e-6)
+
+
+# ---------------------------------------------------------------- inference
+
+
+def test_detect_torchvision_gives_boxes_in_the_pictures_pixels(model):
+    picture = np.random.default_rng(2).integers(0, 256, (30, 45, 3), dtype=np.uint8)
+    det = detect_torchvision(model, [picture], min_size=64, max_size=96)[0]
+    # the random weights put some scores above 0.05; at most 300 are kept, by decreasing score
+    assert 0 < len(det["scores"]) <= 300 and np.all(np.diff(det["scores"]) <= 0)
+    assert det["boxes"].min() >= 0 and det["boxes"][:, 0::2].max() <= 45 and det["boxes"][:, 1::2].max() <= 30
+    # the boxes reach the picture's border (clipped to the resized 64 x 96, then scaled by 30/64, 45/96)
+    assert det["boxes"][:, 2].max() == pytest.approx(45, rel=1e-6)
+
+
+def test_detect_on_normalized_images_refuses_torchvisions_architecture(model):
+    with pytest.raises(ValueError, match="^model must be one of this package's presets"):
+        detect(model, np.zeros((1, 3, 64, 64), dtype=np.float32))

@@ -27,6 +27,9 @@ def detect(model, images, **settings):
     Returns a list of N dicts {"boxes" (n, 4), "scores" (n,), "labels" (n,)} of host
     NumPy arrays, sorted by score.
     """
+    if isinstance(model, ResNet50FPNRetinaNet):
+        raise ValueError("model must be one of this package's presets to run on normalized images, got torchvision's "
+                         "architecture, which runs on pictures through its own transform (detect_torchvision)")
     h, w = images.shape[2:]
     logits, deltas = model.forward(images, keep_cache=False)
     xp = array_module(logits)
@@ -134,7 +137,9 @@ def detect_files(model, paths, out_dir, class_names, xp=np, score_threshold=DRAW
     bytes per pixel), so this bounds it. The drawing is of the shrunk picture; the yielded boxes are
     mapped back to the file's own pixels. Smaller images are used at their own size (the network is
     fully convolutional and the anchors follow the image size); objects should be about as large as
-    in training. Every file is read first, so a bad file stops the run before any output is written.
+    in training. torchvision's architecture (``model/resnet50_fpn.py``) gets its own transform
+    instead (``detect_torchvision``: resized to a short side of 800). Every file is read first, so a
+    bad file stops the run before any output is written.
     Two inputs of one file name (``a/x.png``, ``b/x.png``) get distinct outputs (``x_2_...``).
 
     Yields (path, output path, detections above ``score_threshold`` in the file's pixels).

@@ -10,7 +10,9 @@ RetinaNet, Lin et al. 2017 "Focal Loss for Dense Object Detection", §4),
 ReLU, nearest-neighbour upsampling (the FPN's top-down path, Lin et al.
 2017 "Feature Pyramid Networks", §3), and group normalization (Wu & He
 2018), which the from-scratch backbone uses instead of batch norm because
-our batches are small.
+our batches are small. For the ResNet-50 of torchvision's RetinaNet
+(``model/resnet50.py``): max pooling (its stem) and the frozen batch norm, a
+per-channel affine map whose coefficients come from the pretrained statistics.
 
 Arrays are NCHW as in PyTorch. Outputs keep the input's float dtype. The
 arrays returned may be non-contiguous views (the conv computes in a
