@@ -207,6 +207,21 @@ def test_gradient_check_runs_on_device_arrays(xp):
     assert_close(dev["x"], host["x"], "input restored after the check")
 
 
+def test_small_resnet50_forward_and_backward_match_numpy(xp):
+    # the max-pool and the frozen batch norms of model/resnet50.py on the device
+    from numpy_retinanet.model.resnet50 import ResNet50
+
+    host = ResNet50(rng=np.random.default_rng(0), dtype=np.float64, depths=(1, 1, 1, 1), widths=(2, 2, 3, 4))
+    device = ResNet50(rng=np.random.default_rng(0), dtype=np.float64, depths=(1, 1, 1, 1), widths=(2, 2, 3, 4)).to(xp)
+    x = np.random.default_rng(1).standard_normal((2, 3, 21, 17))
+    outs, d_outs = host.forward(x), device.forward(xp.asarray(x))
+    for o, d in zip(outs, d_outs):
+        assert_close(d, o, "C3..C5")
+    douts = [np.ones_like(o) for o in outs]
+    assert_close(device.backward(*[xp.asarray(d) for d in douts]), host.backward(*douts), "dimage")
+    assert_close(device.grads["layer1.0.conv2.weight"], host.grads["layer1.0.conv2.weight"], "a conv's gradient")
+
+
 # ---------------------------------------------------------------------------------------
 # The trainer and the command line with --device gpu
 # ---------------------------------------------------------------------------------------
