@@ -7,10 +7,12 @@ installed.
 """
 
 import math
+import sys
 
 import numpy as np
 import pytest
 
+from numpy_retinanet.cli import main
 from numpy_retinanet.data.torchvision_transform import (
     boxes_to_original,
     resize_bilinear,
@@ -25,6 +27,7 @@ from numpy_retinanet.gradcheck import check_gradients
 from numpy_retinanet.model.resnet50 import ResNet50
 from numpy_retinanet.model.resnet50_fpn import COCO_CATEGORY_NAMES, ResNet50FPNRetinaNet
 from numpy_retinanet.model.retinanet import build_model
+from numpy_retinanet.tools.torchvision_weights import to_torchvision_name
 
 
 @pytest.fixture(scope="module")
@@ -215,3 +218,35 @@ def test_detect_torchvision_gives_boxes_in_the_pictures_pixels(model):
 def test_detect_on_normalized_images_refuses_torchvisions_architecture(model):
     with pytest.raises(ValueError, match="^model must be one of this package's presets"):
         detect(model, np.zeros((1, 3, 64, 64), dtype=np.float32))
+
+
+# ---------------------------------------------------------------- convert (the parts that need no torch)
+
+
+@pytest.mark.parametrize("ours,theirs", [
+    ("backbone.conv1.weight", "backbone.body.conv1.weight"),
+    ("backbone.layer4.0.downsample.1.running_var", "backbone.body.layer4.0.downsample.1.running_var"),
+    ("fpn.lateral3.weight", "backbone.fpn.inner_blocks.0.0.weight"),
+    ("fpn.output5.bias", "backbone.fpn.layer_blocks.2.0.bias"),
+    ("fpn.p6.weight", "backbone.fpn.extra_blocks.p6.weight"),
+    ("cls_head.subnet.0.weight", "head.classification_head.conv.0.0.weight"),
+    ("cls_head.subnet.6.bias", "head.classification_head.conv.3.0.bias"),
+    ("cls_head.subnet.8.bias", "head.classification_head.cls_logits.bias"),
+    ("box_head.subnet.8.weight", "head.regression_head.bbox_reg.weight"),
+])
+def test_parameter_names_map_to_torchvisions(ours, theirs):
+    # torchvision's names: its retinanet_resnet50_fpn().state_dict() (torchvision >= 0.13)
+    assert to_torchvision_name(ours) == theirs
+
+
+def test_every_parameter_has_its_own_torchvision_name(model):
+    names = [to_torchvision_name(k) for k in model.params]
+    # 53 backbone convs without bias, 53 batch norms of 4 arrays, 8 FPN convs and 2 x 5 head convs with biases:
+    # 301, torchvision's 354 state-dict entries less the 53 num_batches_tracked counters of its BatchNorm2d
+    assert len(set(names)) == len(names) == 53 + 53 * 4 + 8 * 2 + 2 * 5 * 2 == 354 - 53
+
+
+def test_convert_without_torch_says_what_to_install(monkeypatch, capsys, tmp_path):
+    monkeypatch.setitem(sys.modules, "torch", None)  # import torch now raises ImportError
+    assert main(["convert", str(tmp_path / "x.pth"), str(tmp_path / "x.npz")]) == 2
+    assert "convert needs PyTorch: pip install 'numpy-retinanet[torch]'" in capsys.readouterr().err
