@@ -37,7 +37,9 @@ BOX_ATOL = 1e-2  # pixels
 
 @pytest.fixture(scope="module")
 def small_pair(tmp_path_factory):
-    reference = random_torchvision_retinanet(seed=0, **SMALL)
+    # a low prior bias: scores above 0.05 are few, so the threshold decides (fewer than 300 are kept on
+    # two of the three pictures); at 800 pixels the 300 best decide
+    reference = random_torchvision_retinanet(seed=0, logit_bias=-7.0, **SMALL)
     return reference, convert(reference, tmp_path_factory.mktemp("small"))
 
 

@@ -69,31 +69,32 @@ def randomize_batch_norms(model, seed):
     model.eval()
 
 
-def spread_outputs(model, seed):
+def spread_outputs(model, seed, logit_bias=-4.0):
     """The heads' output layers drawn so that, on the random pictures, logits spread over about
-    [-8, 4] (scores from 0 to 1, many near the 0.05 threshold) and deltas over about +-1."""
+    ``logit_bias`` +- 6 (with -4: scores from 0 to 1, many near the 0.05 threshold) and deltas over
+    about +-1."""
     import torch
 
     g = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         cls = model.head.classification_head.cls_logits
         cls.weight.copy_(0.02 * torch.randn(cls.weight.shape, generator=g))
-        cls.bias.fill_(-4.0)
+        cls.bias.fill_(logit_bias)
         reg = model.head.regression_head.bbox_reg
         reg.weight.copy_(0.005 * torch.randn(reg.weight.shape, generator=g))
 
 
-def random_torchvision_retinanet(seed=0, **kwargs):
+def random_torchvision_retinanet(seed=0, logit_bias=-4.0, **kwargs):
     """torchvision's ``retinanet_resnet50_fpn(weights=None, weights_backbone=None, num_classes=91)``
-    with random weights that behave (module docstring), in eval mode. ``kwargs`` go to the builder
-    (``min_size``, ``max_size`` for small pictures)."""
+    with random weights that behave (module docstring), in eval mode. ``logit_bias``: see
+    ``spread_outputs``; ``kwargs`` go to the builder (``min_size``, ``max_size`` for small pictures)."""
     import torch
     from torchvision.models.detection import retinanet_resnet50_fpn
 
     torch.manual_seed(seed)
     model = retinanet_resnet50_fpn(weights=None, weights_backbone=None, num_classes=91, **kwargs)
     randomize_batch_norms(model, seed)
-    spread_outputs(model, seed)
+    spread_outputs(model, seed, logit_bias)
     return model.eval()
 
 
