@@ -109,8 +109,8 @@ def convert(model, folder):
 
 
 def torchvision_stages(model, picture):
-    """torchvision's transformed input, per-level head outputs, detections, and the seconds of its whole
-    call (transform, network, post-processing) for one uint8 picture."""
+    """torchvision's transformed input, per-level head outputs, anchors (M, 4), detections, and the
+    seconds of its whole call (transform, network, post-processing) for one uint8 picture."""
     import torch
 
     x = torch.from_numpy(picture).permute(2, 0, 1).float() / 255
@@ -127,10 +127,11 @@ def torchvision_stages(model, picture):
                     y = layer(y)
                 outs.append(getattr(head, last)(y).numpy())
             levels.append(tuple(outs))
+        anchors = model.anchor_generator(images, features)[0].numpy()
         start = time.perf_counter()
         detections = {k: v.numpy() for k, v in model([x])[0].items()}
         seconds = time.perf_counter() - start
-    return images.tensors.numpy(), levels, detections, seconds
+    return images.tensors.numpy(), levels, anchors, detections, seconds
 
 
 def match_detections(ours, reference, box_tol=1e-2, score_tol=1e-4):
@@ -151,23 +152,27 @@ def match_detections(ours, reference, box_tol=1e-2, score_tol=1e-4):
 
 def compare(reference_model, ours, picture, **transform):
     """Every stage of both models on ``picture``: a dict with ``input_error`` (max |difference| of the
-    transformed batch), ``level_errors`` (per level P3..P7, the max |difference| of the logits and
-    deltas each relative to that output's largest |entry|), ``matched``, ``ours``, ``reference``
-    (detections), ``box_error`` and ``score_error`` (max over the matched pairs), ``seconds`` (our
-    forward pass) and ``reference_seconds`` (torchvision's whole call). ``transform``: ``min_size`` and
-    ``max_size``, as the reference model was built."""
-    ref_input, ref_levels, ref_det, ref_seconds = torchvision_stages(reference_model, picture)
+    transformed batch), ``anchor_error`` (max |difference| of the anchors, in pixels), ``level_errors``
+    (per level P3..P7, the max |difference| of the logits and deltas each relative to that output's
+    largest |entry|), ``matched``, ``ours``, ``reference`` (detections), ``box_error`` and
+    ``score_error`` (max over the matched pairs), ``seconds`` (our forward pass) and
+    ``reference_seconds`` (torchvision's whole call). ``transform``: ``min_size`` and ``max_size``,
+    as the reference model was built."""
+    ref_input, ref_levels, ref_anchors, ref_det, ref_seconds = torchvision_stages(reference_model, picture)
     batch, _ = torchvision_transform([picture], **transform)
     start = time.perf_counter()
     levels = ours.head_outputs(batch)
     seconds = time.perf_counter() - start
     level_errors = [max(float(np.abs(o - r).max() / np.abs(r).max()) for o, r in zip(ours_l, ref_l))
                     for ours_l, ref_l in zip(levels, ref_levels)]
+    anchors = ours.anchors(*batch.shape[2:])
     det = detect_torchvision(ours, [picture], **transform)[0]
     pairs = match_detections(det, ref_det)
     i, j = (np.array(k, dtype=np.int64) for k in zip(*pairs)) if pairs else (np.zeros(0, np.int64),) * 2
     return {"input_shape": batch.shape, "input_error": float(np.abs(batch - ref_input).max())
             if batch.shape == ref_input.shape else float("inf"),
+            "anchor_error": float(np.abs(anchors - ref_anchors).max()) if anchors.shape == ref_anchors.shape
+            else float("inf"),
             "level_errors": level_errors, "matched": len(pairs), "ours": det, "reference": ref_det,
             "box_error": float(np.abs(det["boxes"][i] - ref_det["boxes"][j]).max(initial=0)),
             "score_error": float(np.abs(det["scores"][i] - ref_det["scores"][j]).max(initial=0)),
@@ -179,13 +184,14 @@ def main():
     reference = random_torchvision_retinanet(seed=0)
     with tempfile.TemporaryDirectory() as folder:
         ours = convert(reference, folder)
-    print("| picture | input | max rel. error P3 / P4 / P5 / P6 / P7 | detections matched | box err px "
+    print("| picture | input | anchors | max rel. error P3 / P4 / P5 / P6 / P7 | detections matched | box err px "
           "| score err | lowest score kept | NumPy forward s | torchvision call s |")
-    print("|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     for k, (h, w) in enumerate(SIZES):
         r = compare(reference, ours, random_picture(h, w, seed=k))
         levels = " / ".join(f"{e:.1e}" for e in r["level_errors"])
-        print(f"| {h}x{w} | {r['input_shape'][2]}x{r['input_shape'][3]}, err {r['input_error']:.1e} | {levels} "
+        print(f"| {h}x{w} | {r['input_shape'][2]}x{r['input_shape'][3]}, err {r['input_error']:.1e} "
+              f"| err {r['anchor_error']:g} | {levels} "
               f"| {r['matched']} of {len(r['reference']['scores'])} (ours {len(r['ours']['scores'])}) "
               f"| {r['box_error']:.1e} | {r['score_error']:.1e} | {r['reference']['scores'].min():.3f} "
               f"| {r['seconds']:.1f} | {r['reference_seconds']:.1f} |")
