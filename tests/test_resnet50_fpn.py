@@ -52,6 +52,11 @@ def test_outputs_have_one_row_per_anchor_of_every_level(model):
     assert logits.shape == (1, m, 91) and deltas.shape == (1, m, 4)
     assert model.anchors(64, 96).shape == (m, 4)
     assert model.num_pending() == 0
+    # dropping each part's caches as it finishes changes no output
+    kept_logits, kept_deltas = model.forward(x)
+    model.clear_cache()
+    np.testing.assert_array_equal(kept_logits, logits)
+    np.testing.assert_array_equal(kept_deltas, deltas)
 
 
 def test_stages_have_resnet50s_channels_and_strides(model):

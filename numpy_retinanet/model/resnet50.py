@@ -88,13 +88,22 @@ class ResNet50(Module):
             self.stages.append(stage)
         self.out_channels = tuple(w * EXPANSION for w in widths[1:])  # C3, C4, C5: (512, 1024, 2048)
 
-    def forward(self, x):
-        """x (N, 3, H, W) -> C3, C4, C5 of sides ceil(H / 8), ceil(H / 16), ceil(H / 32)."""
+    def forward(self, x, keep_cache=True):
+        """x (N, 3, H, W) -> C3, C4, C5 of sides ceil(H / 8), ceil(H / 16), ceil(H / 32).
+
+        ``keep_cache=False`` (inference) drops each stage's caches as soon as the stage is done, so the
+        caches of one stage at a time are held, not those of the whole network (at 800 x 1088 pixels,
+        gigabytes: every conv caches its column matrix)."""
         y = self.maxpool.forward(self.relu.forward(self.bn1.forward(self.conv1.forward(x))))
-        c2 = self.stages[0].forward(y)
-        c3 = self.stages[1].forward(c2)
-        c4 = self.stages[2].forward(c3)
-        return c3, c4, self.stages[3].forward(c4)
+        outs = []
+        for stage in self.stages:
+            if not keep_cache:
+                self.clear_cache()  # the stem's or the previous stage's
+            y = stage.forward(y)
+            outs.append(y)
+        if not keep_cache:
+            self.clear_cache()
+        return tuple(outs[1:])
 
     def backward(self, dc3, dc4, dc5):
         """Gradients w.r.t. C3, C4, C5 -> gradient w.r.t. the image (parameters' gradients added)."""

@@ -66,7 +66,9 @@ def _read_state_dict(path):
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # torch raises many kinds for a foreign file; each gets the one-line refusal
-        _refuse(path, f"torch.load(weights_only=True) failed ({type(e).__name__}: {str(e).splitlines()[0]})")
+        # torch's own message is left out: it advises loading with weights_only=False, i.e. unpickling
+        # whatever the file holds, which is the wrong advice for a file that is not a state dict.
+        _refuse(path, f"torch.load(weights_only=True) cannot read it as tensors ({type(e).__name__})")
     if isinstance(state, dict) and isinstance(state.get("model"), dict):
         state = state["model"]  # torchvision's reference scripts save {"model": state_dict, ...}
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
