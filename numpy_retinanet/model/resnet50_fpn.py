@@ -11,7 +11,7 @@ this package's pieces, so its published weights run in NumPy (``numpy-retinanet 
       -> logits (N, M, K), deltas (N, M, 4), M anchors in torchvision's convention
          (``detection/anchors_torchvision.py``), ordered level, row, column, anchor.
 
-K = 91 for COCO: torchvision's labels are COCO's category ids (0 is "__background__" and 11 ids
+K = 91 for COCO: torchvision's labels are COCO's category ids (0 is "__background__" and 10 ids
 are unused, ``COCO_CATEGORY_NAMES``). Its post-processing is ``detection.postprocess``'s with
 ``TORCHVISION_POSTPROCESS``.
 """
@@ -37,7 +37,7 @@ TORCHVISION_POSTPROCESS = dict(score_threshold=0.05, topk_per_level=1000, nms_th
                                max_detections=300, drop_empty=False)
 
 #: COCO's category names by category id 0..90, as torchvision lists them (``_COCO_CATEGORIES``):
-#: id 0 is the background and the 11 ids COCO never used are "N/A"; the other 80 are the classes.
+#: id 0 is the background and the 10 ids COCO never used are "N/A"; the other 80 are the classes.
 COCO_CATEGORY_NAMES = (
     "__background__", "person", "bicycle", "car", "motorcycle", "airplane", "bus", "train", "truck", "boat",
     "traffic light", "fire hydrant", "N/A", "stop sign", "parking meter", "bench", "bird", "cat", "dog", "horse",
