@@ -337,8 +337,8 @@ assert tv_grid.shape == paper_grid.shape
 assert tv_strides[:3] == [(8, 8), (16, 16), (32, 32)] and tv_strides[3] == (800 // 13, 1088 // 17) == (61, 64)
 
 # %% [markdown]
-# 1. **Sizes** are whole pixels: $\lfloor 32 \cdot 2^{1/3} \rfloor = 40$ and $\lfloor 32 \cdot 2^{2/3}
-#    \rfloor = 50$ instead of 40.3 and 50.8.
+# 1. **Sizes** are whole pixels: $\lfloor 32 \cdot 2^{1/3} \rfloor = 40$ and
+#    $\lfloor 32 \cdot 2^{2/3} \rfloor = 50$ instead of 40.3 and 50.8.
 # 2. **Corners** are rounded to whole pixels; with the sizes, every corner above lands less than a pixel
 #    from the paper's.
 # 3. **Centres** are at $(j \cdot s, i \cdot s)$, the top-left corner of each cell, not its centre
