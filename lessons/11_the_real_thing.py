@@ -68,6 +68,9 @@ big.clear_cache()
 print(f"{'':<4} {'channels':>8} {'stride':>6}  map")
 for name, f in zip(["C3", "C4", "C5", "P3", "P4", "P5", "P6", "P7"], [c3, c4, c5, *features]):
     print(f"{name:<4} {f.shape[1]:>8} {image.shape[2] // f.shape[2]:>6}  {f.shape[2]} x {f.shape[3]}")
+stem, pool = big.backbone.conv1, big.backbone.maxpool
+print(f"stem: conv {stem.params['weight'].shape} stride {stem.stride}, max-pool {pool.kernel_size}x{pool.kernel_size} "
+      f"stride {pool.stride}")
 print("bottlenecks per stage:", [len(stage.layers) for stage in big.backbone.stages])
 print("each subnet:", " -> ".join(type(layer).__name__ for layer in big.cls_head.subnet.layers))
 
@@ -77,6 +80,9 @@ assert [f.shape[1] for f in features] == [256] * 5
 assert [f.shape[2:] for f in (c3, c4, c5, *features)] == [(-(-256 // 2**l), -(-320 // 2**l))
                                                           for l in (3, 4, 5, 3, 4, 5, 6, 7)]
 assert [len(stage.layers) for stage in big.backbone.stages] == list(DEPTHS) == [3, 4, 6, 3]
+assert stem.params["weight"].shape == (64, 3, 7, 7) and stem.stride == pool.stride == 2 and pool.kernel_size == 3
+assert [b.conv2.stride for stage in big.backbone.stages for b in stage.layers[:1]] == [1, 2, 2, 2]  # on the 3x3
+assert all(b.conv1.stride == 1 for stage in big.backbone.stages for b in stage.layers)
 assert sum(isinstance(m, Conv2d) for m in big.cls_head.subnet.layers) == 4 + 1  # four hidden convs, one output
 
 # %% [markdown]
