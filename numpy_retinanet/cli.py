@@ -8,7 +8,7 @@ import signal
 import sys
 
 from numpy_retinanet import __version__
-from numpy_retinanet._checks import check_int, check_probability
+from numpy_retinanet._checks import check_int, check_probability, check_real
 from numpy_retinanet._settings import setting_fields
 from numpy_retinanet.backend import GPUUnavailableError, keep_freed_memory
 from numpy_retinanet.data.build import MAX_IMAGE_SIZE, DataConfig
@@ -27,6 +27,7 @@ _GROUPS = (("data settings (data/build.py)", DataConfig), ("loss settings (detec
            ("training settings (engine/config.py)", TrainConfig))
 _MODEL_PREFIX = "model."  # the dest of a model flag: "model.fpn_channels"
 _METAVARS = {int: "N", float: "X", str: "NAME"}
+_PATH_METAVARS = {"data": "DIR", "annotations": "FILE", "val_annotations": "FILE"}  # settings that name a path
 
 
 def _flag(name):
@@ -41,7 +42,7 @@ def _show(value):
         return str(value).lower()
     if isinstance(value, float):
         return f"{value:g}"
-    return str(value)
+    return str(value) if value != "" else "none"
 
 
 def _value_kwargs(example, m):
@@ -68,7 +69,10 @@ def _add_setting_flags(parser):
     """
     def add(group, name, dest, example, m, shown):
         text = f"{m['help']} (default: {shown})".replace("%", "%%")  # argparse formats help with %
-        group.add_argument(_flag(name), dest=dest, default=argparse.SUPPRESS, help=text, **_value_kwargs(example, m))
+        kwargs = _value_kwargs(example, m)
+        if name in _PATH_METAVARS:
+            kwargs["metavar"] = _PATH_METAVARS[name]
+        group.add_argument(_flag(name), dest=dest, default=argparse.SUPPRESS, help=text, **kwargs)
 
     placed = set()
     for title, config_class in _GROUPS:
@@ -90,7 +94,7 @@ def _add_setting_flags(parser):
 def _checked(check, *limits):
     """An argparse ``type`` that reads the flag's text and checks it with ``check(name, value, *limits)``
     (``_checks``): argparse then names the flag in its error and exits 2, before any work is done."""
-    number, kind = (float, "a real number") if check is check_probability else (int, "an int")
+    number, kind = (int, "an int") if check is check_int else (float, "a real number")
 
     def read(text):
         try:
@@ -103,6 +107,10 @@ def _checked(check, *limits):
             raise argparse.ArgumentTypeError(str(e)) from None
 
     return read
+
+
+def _check_positive(name, value):
+    return check_real(name, value, 0, low_open=True)
 
 
 def _given_settings(args):
@@ -129,6 +137,23 @@ def _cmd_bench(args) -> int:
     return run_bench(args)
 
 
+def _coco_defaults(settings):
+    """``--data`` or ``--annotations`` alone select the coco dataset, and its number of classes is
+    that of the annotations file's categories, unless given. Their paths are made absolute, so that
+    ``evaluate`` and ``--resume`` find the run's files from any folder."""
+    import os
+
+    for name in ("data", "annotations", "val_annotations"):
+        if settings.get(name):
+            settings[name] = os.path.abspath(settings[name])
+    if ("data" in settings or "annotations" in settings) and "dataset" not in settings:
+        settings["dataset"] = "coco"
+    if settings.get("dataset") == "coco" and settings.get("annotations") and "num_classes" not in settings:
+        from numpy_retinanet.data.coco_format import read_annotations
+
+        settings["num_classes"] = len(read_annotations(settings["annotations"])[1])
+
+
 def _cmd_train(args) -> int:
     import os
 
@@ -137,6 +162,7 @@ def _cmd_train(args) -> int:
     settings, model_overrides = _given_settings(args)
     device, workers = settings.pop("device", None), settings.pop("workers", None)
     try:
+        _coco_defaults(settings)
         if args.resume:
             if args.out is not None and os.path.realpath(args.out) != os.path.realpath(args.resume):
                 raise ValueError(f"--out {args.out} is not the run being resumed ({args.resume}): a resumed run "
@@ -150,12 +176,23 @@ def _cmd_train(args) -> int:
                 workers = CLI_CPU_WORKERS if (device or "cpu") == "cpu" else 1
             config = TrainConfig(**settings, **({"device": device} if device else {}), workers=workers,
                                  model_overrides=model_overrides)
-            metrics = train(config, args.out or DEFAULT_RUN_FOLDER, force=args.force)
+            metrics = train(config, args.out or DEFAULT_RUN_FOLDER, force=args.force, init=args.init)
     except TrainingStopped as e:
         print(f"numpy-retinanet train: {e}", file=sys.stderr)
         return 1
     # Stopped by a signal, after saving: the shell's convention, 128 + the signal's number.
     return 128 + signal.Signals[metrics["signal"]] if metrics["signal"] else 0
+
+
+def _write_json(path, value):
+    """``value`` as JSON in ``path`` (its folder made)."""
+    import json
+    import os
+
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    with open(path, "w") as f:
+        json.dump(value, f)
 
 
 def _cmd_evaluate(args) -> int:
@@ -164,7 +201,8 @@ def _cmd_evaluate(args) -> int:
     from numpy_retinanet.backend import get_module
     from numpy_retinanet.data.build import build_dataset
     from numpy_retinanet.engine.checkpoint import load_checkpoint
-    from numpy_retinanet.engine.inference import evaluate_model
+    from numpy_retinanet.engine.inference import evaluate_with_detections
+    from numpy_retinanet.evaluation.coco import SUMMARY, coco_results, summary_lines
 
     xp = get_module(args.device)
     model, info = load_checkpoint(args.checkpoint)
@@ -177,19 +215,39 @@ def _cmd_evaluate(args) -> int:
         num_images = args.num_images
     else:  # a run that scored nothing (eval_images 0) is scored on the default count
         num_images = run.eval_images or TrainConfig.eval_images
+    if (args.data is None) != (args.annotations is None):
+        raise ValueError("--data and --annotations must be given together (a folder of images and its JSON)")
+    if args.annotations is not None:  # every image of that file, scored in its categories
+        run = dataclasses.replace(run, dataset="coco", data=args.data, annotations=args.annotations,
+                                  val_annotations=args.annotations)
+        num_images = args.num_images
     ds = build_dataset(run, "eval", num_images=num_images)
-    result = evaluate_model(model, ds, xp=xp)
-    out = {"checkpoint": args.checkpoint, "step": info["step"], "dataset": run.dataset, "num_images": num_images,
-           "seed": run.eval_seed, "AP": result["AP"], "AP50": result["AP50"], "AP75": result["AP75"],
+    if hasattr(ds, "category_ids") and ds.category_ids != info["category_ids"]:
+        raise ValueError(f"the dataset's category ids must be the checkpoint's {info['category_ids']} (the classes "
+                         f"it was trained on), got {ds.category_ids}")
+    result, detections = evaluate_with_detections(model, ds, xp=xp, area_scale=args.area_scale)
+    image_ids = getattr(ds, "image_ids", range(len(ds)))  # the shapes' ids: their index in the held-out set
+    if args.results:
+        _write_json(args.results, coco_results(detections, image_ids, info["category_ids"]))
+    out = {"checkpoint": args.checkpoint, "step": info["step"], "dataset": run.dataset, "num_images": len(ds),
+           "seed": run.eval_seed, **{key: result[key] for key, *_ in SUMMARY}, "area_scale": args.area_scale,
            "per_class_AP": dict(zip(info["class_names"], result["per_class_AP"]))}
     if args.json:
         print(json.dumps(out, indent=1))
     else:
-        print(f"{args.checkpoint} (step {info['step']}) on {num_images} held-out {run.dataset} images, "
-              f"seed {run.eval_seed}:")
-        print(f"AP {out['AP']:.4f}  AP50 {out['AP50']:.4f}  AP75 {out['AP75']:.4f}")
+        if run.dataset == "coco":
+            held_out = (f"{run.val_annotations}" if run.val_annotations else
+                        f"the held-out {run.val_fraction:g} of {run.annotations} (data seed {run.data_seed})")
+            print(f"{args.checkpoint} (step {info['step']}) on {len(ds)} images of {held_out}:")
+        else:
+            print(f"{args.checkpoint} (step {info['step']}) on {len(ds)} held-out {run.dataset} images, "
+                  f"seed {run.eval_seed}:")
+        print("\n".join(summary_lines(result)))
+        print("per-class AP (IoU=0.50:0.95, area=all):")
         for name, ap in out["per_class_AP"].items():
             print(f"  {name:<10} AP {ap:.4f}")
+    if args.results:
+        print(f"wrote {args.results}", file=sys.stderr if args.json else sys.stdout)
     return 0
 
 
@@ -198,17 +256,23 @@ def _cmd_detect(args) -> int:
 
     from numpy_retinanet.backend import get_module
     from numpy_retinanet.engine.checkpoint import load_checkpoint
-    from numpy_retinanet.engine.inference import detect_files
+    from numpy_retinanet.engine.inference import detect_files, image_id_of
+    from numpy_retinanet.evaluation.coco import coco_results
 
     xp = get_module(args.device)
     model, info = load_checkpoint(args.checkpoint)
     model.to(xp)
     names = info["class_names"]
     os.makedirs(args.out, exist_ok=True)
+    found_in = []
     for path, out_path, dets in detect_files(model, args.images, args.out, names, xp=xp,
                                              score_threshold=args.score_threshold, max_side=args.max_side):
         found = ", ".join(f"{names[int(l)]} {s:.2f}" for l, s in zip(dets["labels"], dets["scores"])) or "nothing"
         print(f"{path}: {found} -> {out_path}")
+        found_in.append(dets)
+    if args.json:
+        _write_json(args.json, coco_results(found_in, [image_id_of(p) for p in args.images], info["category_ids"]))
+        print(f"wrote {args.json}")
     return 0
 
 
@@ -216,6 +280,21 @@ def _cmd_export(args) -> int:
     from numpy_retinanet.engine.checkpoint import export_weights
 
     print(f"wrote {export_weights(args.checkpoint, args.out)}")
+    return 0
+
+
+def _cmd_convert(args) -> int:
+    from numpy_retinanet.tools.torchvision_weights import checkpoint_to_torchvision, torchvision_to_checkpoint
+
+    try:
+        import torch  # noqa: F401  (only to say what is missing before anything is read)
+    except ImportError:
+        raise ValueError("convert needs PyTorch: pip install 'numpy-retinanet[torch]'") from None
+    if args.to == "torch":
+        print(f"wrote {checkpoint_to_torchvision(args.source, args.out)}")
+    else:
+        out, num_classes = torchvision_to_checkpoint(args.source, args.out, bn_eps=args.bn_eps)
+        print(f"wrote {out} ({num_classes} classes)")
     return 0
 
 
@@ -306,16 +385,33 @@ def build_parser() -> argparse.ArgumentParser:
                         "drops stay at their steps), --device, --workers, --log-every and --checkpoint-every "
                         "may change, other flags must match the run")
     t.add_argument("--force", action="store_true", help="replace the run that --out holds")
+    t.add_argument("--init", metavar="CHECKPOINT", default=None,
+                   help="start from a checkpoint's parameters (fine-tuning; e.g. the shipped model): each whose "
+                        "name and shape match is loaded, the others (the classification layer, for another "
+                        "number of classes) keep their initialization; what was loaded is printed")
     _add_setting_flags(t)
     t.set_defaults(func=_cmd_train)
 
-    e = sub.add_parser("evaluate", help="COCO-style AP of a checkpoint on held-out shapes")
+    e = sub.add_parser("evaluate", help="COCO's AP and AR of a checkpoint on its run's held-out images, or "
+                                        "on a COCO-format folder")
     e.add_argument("--checkpoint", default=SHIPPED_MODEL,
                    help="checkpoint.npz of a run (default: the shipped model, trained by the default recipe)")
     e.add_argument("--num-images", type=int, default=None,
                    help="held-out images (default: as many as the run was scored on)")
     e.add_argument("--seed", type=int, default=None, help="seed of the held-out images (default: the run's)")
+    e.add_argument("--data", metavar="DIR", default=None,
+                   help="score on a COCO-format folder instead: its images (with --annotations)")
+    e.add_argument("--annotations", metavar="FILE", default=None,
+                   help="the COCO instances JSON of the images to score (all of them, unless --num-images)")
     e.add_argument("--json", action="store_true", help="print JSON")
+    e.add_argument("--results", metavar="FILE", default=None,
+                   help="also write the detections in COCO's results format (image_id, category_id, bbox as "
+                        "[x, y, w, h] in the image file's pixels, score), as pycocotools' loadRes reads it; the "
+                        "ids are the annotations file's (shapes: the image's index among the held-out images, "
+                        "category ids 1..K)")
+    e.add_argument("--area-scale", type=_checked(_check_positive), default=1.0, metavar="X",
+                   help="multiply COCO's small/medium/large area bounds (32^2, 96^2) by X, for images much "
+                        "smaller than COCO's, e.g. (128/640)^2 = 0.04 (default: 1, COCO's)")
     e.add_argument("--device", choices=["cpu", "gpu"], default="cpu", help="where the math runs")
     e.set_defaults(func=_cmd_evaluate)
 
@@ -329,6 +425,10 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--max-side", type=_checked(check_int, MIN_SIDE, MAX_SIDE), default=MAX_SIDE,
                    help=f"a longer image side is shrunk to this before detection, boxes mapped back "
                         f"({MIN_SIDE} to {MAX_SIDE}; default: {MAX_SIDE}, which bounds memory near 1 GB)")
+    d.add_argument("--json", metavar="FILE", default=None,
+                   help="also write the detections listed in COCO's results format (bbox [x, y, w, h] in the "
+                        "file's pixels); image_id: the file name's number for a name of digits only "
+                        "(000000397133.jpg -> 397133, as COCO names its images), else the name without extension")
     d.add_argument("--device", choices=["cpu", "gpu"], default="cpu", help="where the math runs")
     d.set_defaults(func=_cmd_detect)
 
@@ -336,6 +436,18 @@ def build_parser() -> argparse.ArgumentParser:
     x.add_argument("checkpoint", help="checkpoint.npz of a run")
     x.add_argument("out", help="the .npz file to write")
     x.set_defaults(func=_cmd_export)
+
+    v = sub.add_parser("convert", help="torchvision's retinanet_resnet50_fpn weights (.pth) to a checkpoint "
+                                       "(.npz), or back with --to torch (needs PyTorch)")
+    v.add_argument("source", help="a torchvision state dict (.pth), or with --to torch a converted checkpoint")
+    v.add_argument("out", help="the checkpoint (.npz) to write, or with --to torch the state dict (.pth)")
+    v.add_argument("--to", choices=["numpy", "torch"], default="numpy",
+                   help="numpy: .pth -> .npz (default); torch: .npz -> .pth that "
+                        "retinanet_resnet50_fpn(weights=None, weights_backbone=None) loads with strict=True")
+    v.add_argument("--bn-eps", type=_checked(check_real, 0, 1), default=0.0, metavar="X",
+                   help="the frozen batch norms' eps (default: 0, as torchvision runs its COCO weights; 1e-5 "
+                        "for a state dict of a model built with weights=None)")
+    v.set_defaults(func=_cmd_convert)
 
     c = sub.add_parser("check", help="check an exercise file (lessons/exercises), or show one of its hints")
     c.add_argument("file", help="the exercise file you filled in")

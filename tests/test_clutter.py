@@ -97,7 +97,7 @@ def test_build_dataset_selects_the_regime_by_name():
     assert isinstance(ds, ClutterDataset) and len(ds) == 3
     assert same_sample(ds[2], ClutterDataset(3, image_size=96, seed=7)[2])
     assert isinstance(build_dataset(DataConfig(), "eval", num_images=3), ShapesDataset)
-    with pytest.raises(ValueError, match="dataset must be one of 'shapes', 'shapes-clutter', got 'clutter'"):
+    with pytest.raises(ValueError, match="dataset must be one of 'shapes', 'shapes-clutter', 'coco', got 'clutter'"):
         build_dataset(DataConfig(dataset="clutter"), "train")
 
 

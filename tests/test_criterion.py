@@ -164,3 +164,27 @@ def test_anchors_on_the_thresholds_are_positive_ignored_or_background_in_the_los
         assert ddeltas[0, a].any() == (kind == "positive" and anchors[a].tolist() != list(targets[0]["boxes"][g]))
     # The image without boxes: every anchor is a valid negative.
     assert not positive[1].any() and valid[1].all() and dlogits[1].all()
+
+
+def test_a_crowd_box_trains_nothing_on_the_anchors_it_covers():
+    # The second box of TARGETS[0] flagged as a crowd: no anchor regresses to it or learns its class,
+    # and the anchors that overlap it by >= 0.4 get no classification gradient at all; the first box
+    # trains as before.
+    anchors = _anchors()
+    M = len(anchors)
+    crowd = [dict(TARGETS[0], iscrowd=np.array([False, True]))]
+    logits = np.random.default_rng(4).standard_normal((1, M, 2))
+    losses, dlogits, ddeltas = retinanet_loss(logits, np.zeros((1, M, 4)), anchors, crowd)
+    _, _, pos_all, _ = assign_targets(anchors, TARGETS[:1], 2)
+    cls_t, _, pos, valid = assign_targets(anchors, crowd, 2)
+    on_crowd = np.array([float_iou(a, TARGETS[0]["boxes"][1]) >= 0.4 for a in anchors])
+    assert on_crowd.any() and not valid[0, on_crowd].any() and not dlogits[0, on_crowd].any()
+    assert not cls_t[0, :, 0].any()  # label 0 was the crowd's: nothing is taught to be it
+    assert pos.sum() == losses["num_positive"] and 0 < pos.sum() < pos_all.sum()
+    assert not ddeltas[0, ~pos[0]].any()
+
+
+def test_crowd_flags_of_the_wrong_length_are_refused():
+    bad = [dict(TARGETS[0], iscrowd=np.array([True])), TARGETS[1]]
+    with pytest.raises(ValueError, match=r"^targets\[0\]\['iscrowd'\] must be an array of shape \(2,\)"):
+        retinanet_loss(np.zeros((2, 20, 2)), np.zeros((2, 20, 4)), _anchors(), bad)

@@ -13,10 +13,15 @@ from hypothesis import strategies as st
 
 from numpy_retinanet.gradcheck import check_gradients
 from numpy_retinanet.nn.functional import (
+    channel_affine_backward,
+    channel_affine_forward,
     conv2d_backward,
     conv2d_forward,
+    frozen_batch_norm_coefficients,
     group_norm_backward,
     group_norm_forward,
+    max_pool2d_backward,
+    max_pool2d_forward,
     relu_backward,
     relu_forward,
     upsample_nearest_backward,
@@ -302,6 +307,94 @@ def test_group_norm_backward_matches_numerical_gradients(case):
     assert_all_pass(rows)
 
 
+# ---------------------------------------------------------------- max pool
+
+
+def naive_max_pool(x, k, s, p):
+    """y and the (row, col) in x of each window's first maximum in row-major order, by loops."""
+    n, c, h, w = x.shape
+    oh, ow = (h + 2 * p - k) // s + 1, (w + 2 * p - k) // s + 1
+    y = np.zeros((n, c, oh, ow), dtype=x.dtype)
+    where = np.zeros((n, c, oh, ow, 2), dtype=np.int64)
+    for a in range(n):
+        for b in range(c):
+            for i in range(oh):
+                for j in range(ow):
+                    best = None
+                    for r in range(s * i - p, s * i - p + k):
+                        for q in range(s * j - p, s * j - p + k):
+                            if 0 <= r < h and 0 <= q < w and (best is None or x[a, b, r, q] > best):
+                                best, where[a, b, i, j] = x[a, b, r, q], (r, q)
+                    y[a, b, i, j] = best
+    return y, where
+
+
+@given(n=st.integers(1, 2), c=st.integers(1, 3), h=st.integers(1, 7), w=st.integers(1, 7),
+       k=st.integers(1, 3), s=st.integers(1, 3), seed=st.integers(0, 2**32 - 1), ties=st.booleans())
+def test_max_pool_forward_and_backward_route_each_gradient_to_the_first_maximum(n, c, h, w, k, s, seed, ties):
+    p = k // 2
+    rng = np.random.default_rng(seed)
+    # ties: few distinct values, so windows hold equal maxima and the rule for ties is exercised
+    x = rng.integers(0, 3, (n, c, h, w)).astype(np.float64) if ties else rng.standard_normal((n, c, h, w))
+    y, cache = max_pool2d_forward(x, k, s, p)
+    y_ref, where = naive_max_pool(x, k, s, p)
+    np.testing.assert_array_equal(y, y_ref)
+    dout = rng.standard_normal(y.shape)
+    dx = max_pool2d_backward(dout, cache)
+    expected = np.zeros_like(x)
+    for idx in np.ndindex(y.shape):
+        r, q = where[idx]
+        expected[idx[0], idx[1], r, q] += dout[idx]
+    np.testing.assert_allclose(dx, expected, rtol=1e-12, atol=1e-12)
+
+
+def test_max_pool_backward_matches_numerical_gradients():
+    # distinct entries 1/432 apart, far more than the step h, so no step changes a window's maximum
+    rng = np.random.default_rng(6)
+    x = rng.permutation(2 * 3 * 9 * 8).reshape(2, 3, 9, 8) / 432.0
+    y, cache = max_pool2d_forward(x, 3, 2, 1)
+    assert y.shape == (2, 3, 5, 4)  # the ResNet stem's pool: ceil(9 / 2), ceil(8 / 2)
+    dout = rng.standard_normal(y.shape)
+    rows = check_gradients(lambda: float(np.sum(max_pool2d_forward(x, 3, 2, 1)[0] * dout)), {"x": x},
+                           {"x": max_pool2d_backward(dout, cache)}, verbose=False)
+    assert_all_pass(rows)
+
+
+# ---------------------------------------------------------------- frozen batch norm
+
+
+def test_frozen_batch_norm_is_batch_norm_with_fixed_statistics():
+    rng = np.random.default_rng(7)
+    x = rng.standard_normal((2, 4, 3, 5))
+    weight, bias = rng.uniform(0.5, 2.0, 4), rng.standard_normal(4)
+    mean, var = rng.standard_normal(4), rng.uniform(0.1, 2.0, 4)
+    scale, shift = frozen_batch_norm_coefficients(weight, bias, mean, var, eps=1e-3)
+    y, _ = channel_affine_forward(x, scale, shift)
+    c = (slice(None), None, None)
+    np.testing.assert_allclose(y, (x - mean[c]) / np.sqrt(var[c] + 1e-3) * weight[c] + bias[c], rtol=1e-12, atol=1e-12)
+
+
+def test_frozen_batch_norm_refuses_a_variance_it_cannot_divide_by():
+    ones = np.ones(2)
+    with pytest.raises(ValueError, match=r"^running_var \+ eps must be > 0"):
+        frozen_batch_norm_coefficients(ones, ones, ones, np.array([1.0, 0.0]), eps=0.0)
+
+
+@given(shape=st.tuples(st.integers(1, 3), st.integers(1, 4), st.integers(1, 4), st.integers(1, 4)),
+       seed=st.integers(0, 2**32 - 1))
+def test_channel_affine_backward_matches_numerical_gradients(shape, seed):
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal(shape)
+    scale, shift = rng.standard_normal(shape[1]), rng.standard_normal(shape[1])
+    y, cache = channel_affine_forward(x, scale, shift)
+    dout = rng.standard_normal(y.shape)
+    dx, dscale, dshift = channel_affine_backward(dout, cache)
+    rows = check_gradients(lambda: float(np.sum(channel_affine_forward(x, scale, shift)[0] * dout)),
+                           {"x": x, "scale": scale, "shift": shift}, {"x": dx, "scale": dscale, "shift": dshift},
+                           verbose=False)
+    assert_all_pass(rows)
+
+
 # ---------------------------------------------------------------- dtypes
 
 
@@ -319,6 +412,8 @@ def _all_ops(dtype):
         ("relu", relu_forward(x), relu_backward),
         ("upsample", upsample_nearest_forward(x, 2), upsample_nearest_backward),
         ("group_norm", group_norm_forward(x, gamma, beta, 2), group_norm_backward),
+        ("max_pool", max_pool2d_forward(x, 3, 2, 1), max_pool2d_backward),
+        ("channel_affine", channel_affine_forward(x, gamma, beta), channel_affine_backward),
     ]:
         grads = backward(np.ones(y.shape, dtype), cache)
         grads = grads if isinstance(grads, tuple) else (grads,)
@@ -375,6 +470,14 @@ BAD_OTHER = [
     ("num_groups", lambda: group_norm_forward(_x(), np.ones(2), np.zeros(2), 0)),
     ("eps", lambda: group_norm_forward(_x(), np.ones(2), np.zeros(2), 1, eps=0.0)),
     ("eps", lambda: group_norm_forward(_x(), np.ones(2), np.zeros(2), 1, eps="1e-5")),
+    ("x", lambda: max_pool2d_forward(np.zeros((2, 4)))),
+    ("padding", lambda: max_pool2d_forward(_x(), 3, 2, 2)),
+    ("stride", lambda: max_pool2d_forward(_x(), 3, 0, 1)),
+    ("x", lambda: channel_affine_forward(np.zeros((2, 4)), np.ones(4), np.zeros(4))),
+    ("scale", lambda: channel_affine_forward(_x(), np.ones(3), np.zeros(2))),
+    ("shift", lambda: channel_affine_forward(_x(), np.ones(2), np.zeros(2, dtype=np.float32))),
+    ("running_var", lambda: frozen_batch_norm_coefficients(np.ones(2), np.ones(2), np.ones(2), np.ones(3))),
+    ("eps", lambda: frozen_batch_norm_coefficients(np.ones(2), np.ones(2), np.ones(2), np.ones(2), eps=-1.0)),
 ]
 
 

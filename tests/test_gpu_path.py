@@ -207,6 +207,21 @@ def test_gradient_check_runs_on_device_arrays(xp):
     assert_close(dev["x"], host["x"], "input restored after the check")
 
 
+def test_small_resnet50_forward_and_backward_match_numpy(xp):
+    # the max-pool and the frozen batch norms of model/resnet50.py on the device
+    from numpy_retinanet.model.resnet50 import ResNet50
+
+    host = ResNet50(rng=np.random.default_rng(0), dtype=np.float64, depths=(1, 1, 1, 1), widths=(2, 2, 3, 4))
+    device = ResNet50(rng=np.random.default_rng(0), dtype=np.float64, depths=(1, 1, 1, 1), widths=(2, 2, 3, 4)).to(xp)
+    x = np.random.default_rng(1).standard_normal((2, 3, 21, 17))
+    outs, d_outs = host.forward(x), device.forward(xp.asarray(x))
+    for o, d in zip(outs, d_outs):
+        assert_close(d, o, "C3..C5")
+    douts = [np.ones_like(o) for o in outs]
+    assert_close(device.backward(*[xp.asarray(d) for d in douts]), host.backward(*douts), "dimage")
+    assert_close(device.grads["layer1.0.conv2.weight"], host.grads["layer1.0.conv2.weight"], "a conv's gradient")
+
+
 # ---------------------------------------------------------------------------------------
 # The trainer and the command line with --device gpu
 # ---------------------------------------------------------------------------------------
@@ -355,3 +370,19 @@ print("ok")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
                        env={"MPLBACKEND": "Agg", "PATH": ""})
     assert r.returncode == 0 and r.stdout.strip() == "ok", r.stderr
+
+
+def test_crowd_boxes_in_the_loss_match_numpy(xp):
+    images, targets = _batch(np.float64)
+    targets = [dict(t, iscrowd=np.arange(len(t["boxes"])) % 2 == 0) for t in targets]  # every other box a crowd
+    assert any(t["iscrowd"].any() for t in targets) and any((~t["iscrowd"]).any() for t in targets)
+    anchors = RetinaNet(3, preset="tiny", dtype=np.float64).anchors(64, 64)
+    rng = np.random.default_rng(0)
+    logits, deltas = rng.standard_normal((len(targets), len(anchors), 3)), rng.standard_normal((len(targets), len(anchors), 4))
+    losses, dlogits, ddeltas = retinanet_loss(logits, deltas, anchors, targets)
+    d_losses, d_dlogits, d_ddeltas = retinanet_loss(xp.asarray(logits), xp.asarray(deltas), xp.asarray(anchors),
+                                                    targets)
+    assert d_losses["num_positive"] == losses["num_positive"]
+    assert d_losses["total"] == pytest.approx(losses["total"], rel=RTOL)
+    assert_close(d_dlogits, dlogits, "dlogits")
+    assert_close(d_ddeltas, ddeltas, "ddeltas")

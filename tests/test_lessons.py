@@ -40,8 +40,8 @@ def _repository_files():
     return {p for p in paths if "__pycache__" not in p.split("/") and p.split("/")[0] not in TOOL_CACHES}
 
 
-def test_the_ten_lessons_are_numbered_in_order():
-    assert [int(p.name[:2]) for p in LESSONS] == list(range(1, 11))
+def test_the_eleven_lessons_are_numbered_in_order():
+    assert [int(p.name[:2]) for p in LESSONS] == list(range(1, 12))
 
 
 @pytest.mark.parametrize("lesson", LESSONS, ids=lambda p: p.stem)

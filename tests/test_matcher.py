@@ -192,3 +192,48 @@ def test_match_on_gpu_matches_numpy(cupy):
     got = match_anchors(cupy.asarray(anchors), cupy.asarray(boxes))
     assert isinstance(got, cupy.ndarray)
     assert cupy.asnumpy(got).tolist() == match_anchors(anchors, boxes).tolist()
+
+
+# ---------------------------------------------------------------- crowd boxes (COCO's iscrowd)
+
+
+def test_a_crowd_box_makes_no_positive_and_the_anchors_on_it_are_ignored():
+    anchors = np.array([[0, 0, 10, 10], [0, 0, 10, 6], [50, 50, 60, 60], [100, 100, 110, 110]], dtype=float)
+    # Box 0: a crowd exactly on anchor 0; box 1: a real object exactly on anchor 2.
+    boxes = np.array([[0, 0, 10, 10], [50, 50, 60, 60]], dtype=float)
+    out = match_anchors(anchors, boxes, crowd=np.array([True, False]), allow_low_quality=True).tolist()
+    # Anchor 0 (IoU 1 with the crowd) and anchor 1 (IoU 0.6 >= 0.4) ignored, never positive; anchor 2
+    # takes the real box under its index among all boxes (1); anchor 3 touches nothing: background.
+    assert out == [IGNORED, IGNORED, 1, BACKGROUND]
+    # Without the flag box 0 is an object like any other.
+    assert match_anchors(anchors, boxes).tolist() == [0, 0, 1, BACKGROUND]
+
+
+def test_an_anchor_matched_to_a_real_box_stays_positive_inside_a_crowd():
+    anchors = np.array([[0, 0, 10, 10], [30, 30, 40, 40]], dtype=float)
+    boxes = np.array([[0, 0, 40, 40], [0, 0, 10, 10]], dtype=float)  # a crowd around a real object
+    assert match_anchors(anchors, boxes, crowd=np.array([True, False])).tolist() == [1, BACKGROUND]
+    # The crowd's IoU with anchor 1 is 100 / 1600 < 0.4: background. A larger anchor on it is ignored.
+    big = np.array([[0, 0, 30, 30]], dtype=float)  # IoU 900 / 1600 with the crowd, 100 / 900 with the object
+    assert match_anchors(big, boxes, crowd=np.array([True, False]), allow_low_quality=False).tolist() == [IGNORED]
+
+
+def test_only_crowd_boxes_give_no_positive():
+    anchors = np.array([[0, 0, 10, 10], [100, 100, 110, 110]], dtype=float)
+    boxes = np.array([[0, 0, 10, 10]], dtype=float)
+    assert match_anchors(anchors, boxes, crowd=np.array([True])).tolist() == [IGNORED, BACKGROUND]
+
+
+@given(st.lists(st.tuples(st.integers(0, 30), st.integers(0, 30), st.integers(1, 20), st.integers(1, 20)),
+                min_size=1, max_size=5))
+def test_no_crowd_flag_set_changes_nothing(raw):
+    boxes = np.array([[x, y, x + w, y + h] for x, y, w, h in raw], dtype=float)
+    anchors = np.array([[x, y, x + s, y + s] for x in range(0, 40, 8) for y in range(0, 40, 8) for s in (8, 16)],
+                       dtype=float)
+    np.testing.assert_array_equal(match_anchors(anchors, boxes, crowd=np.zeros(len(boxes), bool)),
+                                  match_anchors(anchors, boxes))
+
+
+def test_crowd_flags_of_the_wrong_shape_are_refused():
+    with pytest.raises(ValueError, match=r"^crowd must be an array of shape \(1,\)"):
+        match_anchors(np.array([[0, 0, 8, 8.0]]), np.array([[0, 0, 8, 8.0]]), crowd=np.array([False, False]))

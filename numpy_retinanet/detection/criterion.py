@@ -85,7 +85,8 @@ def loss_config(config=None, **settings) -> LossConfig:
 
 
 def check_targets(targets, num_images, num_classes):
-    """Validate a list of {"boxes": (n, 4), "labels": (n,)} per image; raise ValueError naming the image."""
+    """Validate a list of {"boxes": (n, 4), "labels": (n,)} per image, with an optional "iscrowd" (n,)
+    bool; raise ValueError naming the image."""
     if not isinstance(targets, (list, tuple)) or len(targets) != num_images:
         got = len(targets) if isinstance(targets, (list, tuple)) else type(targets).__name__
         raise ValueError(f"targets must be a list with one dict per image ({num_images}), got {got}")
@@ -96,6 +97,9 @@ def check_targets(targets, num_images, num_classes):
         labels = np.asarray(t["labels"]) if isinstance(t["labels"], (list, tuple)) else t["labels"]
         boxes = check_boxes(f"targets[{i}]['boxes']", boxes)  # (n, 4), finite, x2 > x1 and y2 > y1
         labels = check_array(f"targets[{i}]['labels']", labels, (boxes.shape[0],), kind="iu")
+        if "iscrowd" in t:
+            crowd = np.asarray(t["iscrowd"]) if isinstance(t["iscrowd"], (list, tuple)) else t["iscrowd"]
+            check_array(f"targets[{i}]['iscrowd']", crowd, (boxes.shape[0],), kind="b")
         if boxes.shape[0] == 0:
             continue
         if bool((labels < 0).any() or (labels >= num_classes).any()):
@@ -109,7 +113,9 @@ def assign_targets(anchors, targets, num_classes, fg_iou=FG_IOU, bg_iou=BG_IOU, 
     Parameters
     ----------
     anchors : (M, 4).
-    targets : list of N dicts {"boxes": (n, 4), "labels": (n,)}.
+    targets : list of N dicts {"boxes": (n, 4), "labels": (n,)}, optionally "iscrowd" (n,) bool:
+        crowd boxes make no positive, and the background anchors on them are ignored
+        (``match_anchors``).
 
     Returns
     -------
@@ -128,8 +134,9 @@ def assign_targets(anchors, targets, num_classes, fg_iou=FG_IOU, bg_iou=BG_IOU, 
     for i, t in enumerate(targets):
         boxes = xp.asarray(t["boxes"], dtype=dtype).reshape(-1, 4)
         labels = xp.asarray(t["labels"]).reshape(-1).astype(np.int64)
+        crowd = xp.asarray(t["iscrowd"], dtype=bool).reshape(-1) if "iscrowd" in t else None
         matched = match_anchors(anchors, boxes, fg_iou=fg_iou, bg_iou=bg_iou,
-                                allow_low_quality=allow_low_quality)
+                                allow_low_quality=allow_low_quality, crowd=crowd)
         pos = matched >= 0
         valid[i] = matched != IGNORED
         positive[i] = pos

@@ -14,11 +14,17 @@ anchor a is box g's best anchor but overlaps box h more, a regresses to h. This
 keeps the invariant "a foreground anchor regresses to the box it overlaps most",
 at the price that g may then end with no positive anchor. A box whose highest IoU
 is 0 promotes nothing (torchvision would make every anchor positive there).
+
+Crowd boxes (COCO's ``iscrowd``: one box around a group of objects, as a crowd of people) are
+neither objects nor background: they take part in no match above, and an anchor that the rules
+above leave background but that overlaps a crowd box with IoU >= ``bg_iou`` is ignored instead,
+so the network is not taught that people in a crowd are background (Detectron ignores anchors
+on crowd regions the same way). An anchor matched to a real box stays foreground.
 """
 
 from __future__ import annotations
 
-from numpy_retinanet._checks import check_probability
+from numpy_retinanet._checks import check_array, check_probability
 from numpy_retinanet.backend import array_module
 from numpy_retinanet.detection.boxes import box_iou, check_boxes
 
@@ -30,7 +36,7 @@ BACKGROUND = -1
 IGNORED = -2
 
 
-def match_anchors(anchors, boxes, fg_iou=FG_IOU, bg_iou=BG_IOU, allow_low_quality=True):
+def match_anchors(anchors, boxes, fg_iou=FG_IOU, bg_iou=BG_IOU, allow_low_quality=True, crowd=None):
     """Match anchors to ground-truth boxes by IoU (§4).
 
     Parameters
@@ -46,11 +52,14 @@ def match_anchors(anchors, boxes, fg_iou=FG_IOU, bg_iou=BG_IOU, allow_low_qualit
     allow_low_quality : bool
         Also make foreground, for each box, the anchors with that box's highest
         (non-zero) IoU; each takes its own best box (see the module docstring).
+    crowd : bool array, shape (G,), optional
+        True for a crowd box: never matched; a background anchor overlapping one by
+        ``bg_iou`` or more is ignored (module docstring). None: no crowd box.
 
     Returns
     -------
     int64 array of the anchors' module, shape (M,): the index of the matched box
-    for foreground, ``BACKGROUND`` (-1) or ``IGNORED`` (-2).
+    for foreground (never a crowd box), ``BACKGROUND`` (-1) or ``IGNORED`` (-2).
     """
     xp = array_module(anchors, boxes)
     anchors = check_boxes("anchors", anchors)
@@ -59,6 +68,20 @@ def match_anchors(anchors, boxes, fg_iou=FG_IOU, bg_iou=BG_IOU, allow_low_qualit
     bg_iou = check_probability("bg_iou", bg_iou)
     if bg_iou > fg_iou:
         raise ValueError(f"bg_iou must be <= fg_iou ({fg_iou}), got {bg_iou}")
+    if crowd is not None:
+        crowd = check_array("crowd", crowd, (boxes.shape[0],), kind="b")
+    if crowd is None or not bool(crowd.any()):
+        return _match_real(xp, anchors, boxes, fg_iou, bg_iou, allow_low_quality)
+    real = xp.nonzero(~crowd)[0]
+    matches = _match_real(xp, anchors, boxes[real], fg_iou, bg_iou, allow_low_quality)
+    if real.size:  # the index among the real boxes -> the index among all boxes
+        matches = xp.where(matches >= 0, real[xp.maximum(matches, 0)], matches)
+    on_crowd = box_iou(anchors.astype(xp.float64), boxes[crowd].astype(xp.float64)).max(axis=1) >= bg_iou
+    return xp.where((matches == BACKGROUND) & on_crowd, IGNORED, matches).astype(xp.int64)
+
+
+def _match_real(xp, anchors, boxes, fg_iou, bg_iou, allow_low_quality):
+    """``match_anchors`` on checked arguments and boxes that are all real objects."""
     m = anchors.shape[0]
     if boxes.shape[0] == 0 or m == 0:
         return xp.full((m,), BACKGROUND, dtype=xp.int64)

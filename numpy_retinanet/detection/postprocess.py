@@ -7,8 +7,9 @@ each class separately, and keep the 100 best detections.
 
 Boxes that clipping leaves with zero width or height (the decoded box lay wholly
 outside the image along an axis, or decoding gave it zero size) are removed
-before NMS, as torchvision removes small boxes: they cover no pixel and would
-take a place among the kept detections. Detectron keeps them.
+before NMS, as torchvision's Faster R-CNN removes small boxes: they cover no pixel
+and would take a place among the kept detections. Detectron and torchvision's
+RetinaNet keep them (``drop_empty=False``).
 
 Post-processing runs on the host: the inputs are copied once with ``to_host``
 and every output is a NumPy array.
@@ -56,7 +57,8 @@ def _empty():
     }
 
 
-def _detect_image(logits, deltas, anchors, bounds, height, width, score_threshold, topk, nms_threshold, max_det):
+def _detect_image(logits, deltas, anchors, bounds, height, width, score_threshold, topk, nms_threshold, max_det,
+                  drop_empty):
     """Detections of one image: logits (M, K), deltas (M, 4), anchors (M, 4), all on the host."""
     num_classes = logits.shape[1]
     scores = sigmoid(logits)
@@ -76,8 +78,9 @@ def _detect_image(logits, deltas, anchors, bounds, height, width, score_threshol
     boxes = decode_boxes(anchors[anchor_index], deltas[anchor_index])
     boxes[:, 0::2] = np.clip(boxes[:, 0::2], 0.0, width)
     boxes[:, 1::2] = np.clip(boxes[:, 1::2], 0.0, height)
-    nonempty = (boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1])
-    boxes, cand_scores, labels = boxes[nonempty], cand_scores[nonempty], labels[nonempty]
+    if drop_empty:
+        nonempty = (boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1])
+        boxes, cand_scores, labels = boxes[nonempty], cand_scores[nonempty], labels[nonempty]
     keep = batched_nms(boxes, cand_scores, labels, nms_threshold)[:max_det]
     return {
         "boxes": boxes[keep].astype(np.float32),
@@ -96,6 +99,7 @@ def postprocess(
     nms_threshold=0.5,
     max_detections=100,
     level_sizes=None,
+    drop_empty=True,
 ):
     """Detections for a batch from the classification and box heads (§4.1 inference).
 
@@ -121,12 +125,14 @@ def postprocess(
     level_sizes : list of int, optional
         Anchors in each level (``AnchorGenerator.level_sizes``), summing to M; None
         treats all anchors as one level, so ``topk_per_level`` applies to the image.
+    drop_empty : bool
+        Remove the boxes that clipping leaves with zero width or height (module docstring).
 
     Returns
     -------
     list of N dicts (host NumPy arrays), detections sorted by decreasing score:
     ``"boxes"`` (n, 4) float32, ``"scores"`` (n,) float32, ``"labels"`` (n,) int64 in [0, K).
-    Zero-area boxes after clipping are dropped (module docstring).
+    Zero-area boxes after clipping are dropped unless ``drop_empty`` is False (module docstring).
     """
     logits = check_array("logits", np.asarray(to_host(logits)), ("N", "M", "K"), kind="f", finite=True)
     n, m, k = logits.shape
@@ -143,7 +149,7 @@ def postprocess(
     return [
         _detect_image(
             logits[i], deltas[i], anchors, bounds, height, width,
-            score_threshold, topk_per_level, nms_threshold, max_detections,
+            score_threshold, topk_per_level, nms_threshold, max_detections, bool(drop_empty),
         )
         for i in range(n)
     ]

@@ -32,6 +32,7 @@ from numpy_retinanet._checks import is_int
 from numpy_retinanet.data.build import MAX_IMAGE_SIZE, build_dataset
 from numpy_retinanet.engine.config import MAX_BATCH_SIZE, TrainConfig
 from numpy_retinanet.model.presets import resolve_config
+from numpy_retinanet.model.resnet50_fpn import RESNET50_FPN, check_resnet50_fpn_config
 from numpy_retinanet.model.retinanet import build_model
 
 FORMAT = "numpy-retinanet-checkpoint"
@@ -65,7 +66,8 @@ SHIPPED_MODEL = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__f
                              "shapes_default.npz")
 
 
-def save_checkpoint(path, model, optimizer=None, step=0, train_config=None, extra=None, class_names=None):
+def save_checkpoint(path, model, optimizer=None, step=0, train_config=None, extra=None, class_names=None,
+                    category_ids=None):
     """Write ``model`` (and optionally the optimizer state) to ``path`` atomically.
 
     Parameters
@@ -79,6 +81,9 @@ def save_checkpoint(path, model, optimizer=None, step=0, train_config=None, extr
     class_names : the K names of the classes, in label order (``dataset.class_names``), so that
         ``detect`` and ``evaluate`` can name what the model finds. None: the names of the
         dataset that ``train_config`` describes.
+    category_ids : the K category ids of a COCO-format dataset's JSON, in label order
+        (``dataset.category_ids``), so that ``evaluate --results`` and ``detect --json`` write
+        the dataset's own ids. None: the ids 1..K (COCO's ids start at 1).
     """
     path = os.fspath(path)
     arrays = {f"param/{k}": v for k, v in model.state_dict().items()}
@@ -88,6 +93,8 @@ def save_checkpoint(path, model, optimizer=None, step=0, train_config=None, extr
     meta = {"format": FORMAT, "version": VERSION, "model": model.config(), "step": int(step),
             "train_config": train_config or {}, "class_names": class_names,
             "has_optimizer": optimizer is not None, "extra": extra or {}}
+    if category_ids is not None:
+        meta["category_ids"] = _category_ids(category_ids, model.num_classes)
     arrays["meta"] = np.array(json.dumps(meta))
     folder = os.path.dirname(os.path.abspath(path))
     # One fixed temporary name: a save killed midway (SIGKILL) leaves this one file, which the
@@ -241,6 +248,34 @@ def _check_meta(path, meta):
     if not isinstance(model.get("preset"), str) or not isinstance(model.get("overrides", {}), dict):
         _fail(path, "model preset and overrides", "a string and a JSON object",
               (model.get("preset"), model.get("overrides")))
+    if model["preset"] == RESNET50_FPN:  # torchvision's architecture: fixed, no preset settings to bound
+        try:
+            check_resnet50_fpn_config(model)
+        except ValueError as e:
+            raise ValueError(f"{path!r}: model: {e}") from e
+    else:
+        _check_preset_settings(path, model)
+    names = meta.get("class_names")
+    if names is not None and (not isinstance(names, list) or len(names) != num_classes
+                              or not all(isinstance(n, str) for n in names)):
+        _fail(path, "class_names", f"{num_classes} strings (one per class)", names)
+    ids = meta.get("category_ids")
+    if ids is not None and (not isinstance(ids, list) or len(ids) != num_classes or not all(map(is_int, ids))
+                            or len(set(ids)) != num_classes):
+        _fail(path, "category_ids", f"{num_classes} distinct ints (one per class)", ids)
+    if meta["train_config"]:  # empty: saved outside the trainer (tests, export of such a file)
+        try:
+            config = TrainConfig.from_dict(meta["train_config"])
+            config.validate()
+        except (TypeError, ValueError) as e:
+            raise ValueError(f"{path!r}: train_config: {e}") from e
+        for key in ("image_size", "batch_size"):
+            if getattr(config, key) > LIMITS[key]:
+                _fail(path, f"train_config {key}", f"at most {LIMITS[key]}", getattr(config, key))
+
+
+def _check_preset_settings(path, model):
+    """A preset's settings with the model's overrides, each within ``LIMITS``."""
     try:
         cfg = resolve_config(model["preset"], model.get("overrides", {}))
     except ValueError as e:
@@ -251,19 +286,6 @@ def _check_meta(path, meta):
     for key, value in cfg.items():
         if key in LIMITS and max(value if isinstance(value, tuple) else (value,)) > LIMITS[key]:
             _fail(path, f"model {key}", f"at most {LIMITS[key]}", value)
-    names = meta.get("class_names")
-    if names is not None and (not isinstance(names, list) or len(names) != num_classes
-                              or not all(isinstance(n, str) for n in names)):
-        _fail(path, "class_names", f"{num_classes} strings (one per class)", names)
-    if meta["train_config"]:  # empty: saved outside the trainer (tests, export of such a file)
-        try:
-            config = TrainConfig.from_dict(meta["train_config"])
-            config.validate()
-        except (TypeError, ValueError) as e:
-            raise ValueError(f"{path!r}: train_config: {e}") from e
-        for key in ("image_size", "batch_size"):
-            if getattr(config, key) > LIMITS[key]:
-                _fail(path, f"train_config {key}", f"at most {LIMITS[key]}", getattr(config, key))
 
 
 def _check_momentum(path, meta, params, optim):
@@ -298,7 +320,8 @@ def export_weights(checkpoint, out):
     except (KeyError, TypeError, ValueError) as e:
         raise ValueError(f"checkpoint {os.fspath(checkpoint)!r} does not fit its model: {e}") from e
     return save_checkpoint(out, model, None, step=meta["step"], train_config=meta["train_config"],
-                           extra=meta.get("extra", {}), class_names=meta.get("class_names"))
+                           extra=meta.get("extra", {}), class_names=meta.get("class_names"),
+                           category_ids=meta.get("category_ids"))
 
 
 def load_checkpoint(path):
@@ -308,7 +331,8 @@ def load_checkpoint(path):
     -------
     model : RetinaNet with the saved parameters.
     info : dict with "step", "model" (config), "train_config", "class_names" (K names, in
-        label order), "extra" and "optimizer" (the momentum buffers, or None).
+        label order), "category_ids" (K ids, in label order: the COCO-format dataset's, else
+        1..K), "extra" and "optimizer" (the momentum buffers, or None).
     """
     meta, params, optim = _read(path)
     try:
@@ -319,6 +343,7 @@ def load_checkpoint(path):
     _check_momentum(os.fspath(path), meta, params, optim)  # after the fit: a shape error names the parameter
     info = {"step": meta["step"], "model": meta["model"], "train_config": meta["train_config"],
             "class_names": _class_names(meta.get("class_names"), meta["train_config"], model.num_classes),
+            "category_ids": meta.get("category_ids") or list(range(1, model.num_classes + 1)),
             "extra": meta.get("extra", {}), "optimizer": optim if meta.get("has_optimizer") else None}
     return model, info
 
@@ -333,3 +358,11 @@ def _class_names(names, train_config, num_classes):
     if len(names) != num_classes or not all(isinstance(n, str) for n in names):
         raise ValueError(f"class_names must be {num_classes} strings (one per class), got {names!r}")
     return names
+
+
+def _category_ids(ids, num_classes):
+    """``ids`` checked to be K distinct ints, as a list of Python ints."""
+    ids = list(ids)
+    if len(ids) != num_classes or not all(map(is_int, ids)) or len(set(ids)) != num_classes:
+        raise ValueError(f"category_ids must be {num_classes} distinct ints (one per class), got {ids!r}")
+    return [int(i) for i in ids]

@@ -42,11 +42,10 @@ from numpy_retinanet.data.batching import get_batch
 from numpy_retinanet.data.build import build_dataset
 from numpy_retinanet.engine.checkpoint import read_checkpoint, save_checkpoint
 from numpy_retinanet.engine.config import TrainConfig
-from numpy_retinanet.engine.inference import detect, predict_dataset
+from numpy_retinanet.engine.inference import detect, evaluate_model
 from numpy_retinanet.engine.parallel import GradientWorkers, WorkerFailed
 from numpy_retinanet.engine.run_folder import claim_run_folder
 from numpy_retinanet.engine.step import NonFiniteStep, apply_gradients, compute_gradients
-from numpy_retinanet.evaluation.coco import evaluate_detections
 from numpy_retinanet.evaluation.visualize import draw_detections, grid, plot_training_curve
 from numpy_retinanet.model.presets import resolve_config
 from numpy_retinanet.model.retinanet import RetinaNet
@@ -162,8 +161,8 @@ def resumed_config(meta, changes=None):
 
 
 def train(config: TrainConfig, out_dir, resume=False, log=print, stop_after=None, device=None, workers=None,
-          changes=None, force=False):
-    """Train a RetinaNet on synthetic shapes and write the run folder.
+          changes=None, force=False, init=None):
+    """Train a RetinaNet on the dataset ``config`` names and write the run folder.
 
     Parameters
     ----------
@@ -179,6 +178,7 @@ def train(config: TrainConfig, out_dir, resume=False, log=print, stop_after=None
     changes : when resuming, settings asked for (``resumed_config``): e.g. {"iterations": 6000}
         extends the run; a setting that contradicts the run is refused.
     force : replace the run that ``out_dir`` holds.
+    init : a checkpoint to start from (``init_from``): fine-tuning, e.g. from the shipped model.
 
     Returns
     -------
@@ -211,22 +211,46 @@ def train(config: TrainConfig, out_dir, resume=False, log=print, stop_after=None
     xp = get_module(config.device)
     model = RetinaNet(config.num_classes, preset=config.preset, seed=config.seed, **config.model_overrides)
     if resume:
+        if init is not None:
+            raise ValueError("init starts a new run from a checkpoint and resume continues one: give one of them")
         model.load_state_dict(params)
+    elif init is not None:
+        init_from(model, init, log)
     model.to(xp)
     optimizer = SGD(model.params, lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay)
     if resume:
         optimizer.load_state_dict(optim)
-    # After every setting was checked and the model built: a refused run leaves no folder.
+    # Both splits read now (a COCO-format folder is checked file by file): a bad file stops the run here.
+    datasets = (build_dataset(config, "train"), build_dataset(config, "eval", num_images=max(config.eval_images, 1)))
+    # After every setting was checked, the data read and the model built: a refused run leaves no folder.
     with claim_run_folder(out_dir, resume=resume, force=force), _StopFlag() as flag:
         return _run(config, out_dir, ckpt_path, model, optimizer, xp, start_step, history, elapsed_before, log,
-                    stop_after, flag, resumed=resume)
+                    stop_after, flag, resumed=resume, datasets=datasets)
+
+
+def init_from(model, path, log=print):
+    """Load every parameter of checkpoint ``path`` whose name and shape match ``model``'s (fine-tuning).
+
+    A model for another number of classes differs in the classification subnet's last conv only:
+    that layer keeps the fresh initialization it was built with (weights ~ N(0, 0.01), bias the
+    prior's, §3.3), so the new classes start as rare as the paper's do. Logs what was loaded and
+    what was not. Returns (loaded names, names not loaded).
+    """
+    _, params, _ = read_checkpoint(path)
+    own = model.params
+    loaded = [n for n in own if n in params and params[n].shape == own[n].shape]
+    model.load_state_dict({n: params[n].astype(own[n].dtype) if n in loaded else own[n] for n in own})
+    kept = [n for n in own if n not in loaded]
+    log(f"init from {os.fspath(path)}: loaded {len(loaded)} of {len(own)} parameters"
+        + (f"; not loaded (absent or of another shape), kept as initialized: {', '.join(kept)}" if kept else ""))
+    return loaded, kept
 
 
 def _run(config, out_dir, ckpt_path, model, optimizer, xp, start_step, history, elapsed_before, log, stop_after,
-         flag, resumed):
+         flag, resumed, datasets):
     """The training loop of ``train`` in a claimed run folder; returns the metrics written."""
     schedule = config.lr_schedule()
-    dataset = build_dataset(config, "train")
+    dataset, held_out = datasets
     anchors = model.anchors(config.image_size, config.image_size, xp=xp)
     for key in ("step", "total", "classification", "box_regression", "num_positive", "lr", "grad_norm"):
         history.setdefault(key, [])
@@ -235,7 +259,7 @@ def _run(config, out_dir, ckpt_path, model, optimizer, xp, start_step, history, 
     def save(step):
         try:
             save_checkpoint(ckpt_path, model, optimizer, step=step, train_config=config.to_dict(),
-                            class_names=dataset.class_names,
+                            class_names=dataset.class_names, category_ids=getattr(dataset, "category_ids", None),
                             extra={"history": history,
                                    "train_seconds": elapsed_before + (time.perf_counter() - t0)})
         except OSError as e:  # a full or read-only disk: the previous checkpoint is intact (atomic save)
@@ -247,7 +271,8 @@ def _run(config, out_dir, ckpt_path, model, optimizer, xp, start_step, history, 
         saved["step"] = step
 
     if start_step == 0:
-        log(f"training RetinaNet ({config.preset}, {model.num_parameters():,} parameters) on shapes: "
+        log(f"training RetinaNet ({config.preset}, {model.num_parameters():,} parameters) on {config.dataset} "
+            f"({len(dataset)} images): "
             f"{config.iterations} steps x {config.batch_size} images of {config.image_size}px, "
             f"{config.num_classes} classes, lr {config.lr}, {config.device}"
             f"{f' ({config.workers} worker processes)' if config.workers > 1 else ''}; run folder {out_dir}")
@@ -310,12 +335,13 @@ def _run(config, out_dir, ckpt_path, model, optimizer, xp, start_step, history, 
         log(f"stopped at step {step}; checkpoint saved to {ckpt_path}. "
             f"Continue with: numpy-retinanet train --resume {out_dir}")
     else:
-        evaluating = (f"evaluating on {config.eval_images} held-out images (seed {config.eval_seed})"
-                      if config.eval_images else "no evaluation (eval_images=0)")
+        seed = "" if config.dataset == "coco" else f" (seed {config.eval_seed})"
+        evaluating = (f"evaluating on {len(held_out)} held-out images{seed}" if config.eval_images
+                      else "no evaluation (eval_images=0)")
         log(f"training done in {_format_eta(train_seconds)} (min:s); {evaluating}")
-        metrics.update(evaluate_run(model, config, out_dir, xp, log))
+        metrics.update(evaluate_run(model, config, held_out, out_dir, xp))
     plot_training_curve(history, os.path.join(out_dir, "training_curve.png"),
-                        title=f"RetinaNet ({config.preset}) on shapes")
+                        title=f"RetinaNet ({config.preset}) on {config.dataset}")
     # Each process's peak, summed: an upper bound on the memory in use at any one moment.
     metrics["peak_memory_mib"] = round(peak_memory_mib() + sum(worker_peaks), 1)
     metrics["processes"] = 1 + len(worker_peaks)
@@ -346,13 +372,12 @@ def _kept(saved, ckpt_path):
     return f"The last good checkpoint ({ckpt_path}, step {saved['step']}) was kept."
 
 
-def evaluate_run(model, config, out_dir, xp, log):
-    """AP on the held-out split and a picture of detections; returns the metrics to record."""
-    held_out = build_dataset(config, "eval", num_images=max(config.eval_images, 1))  # pictures even without AP
+def evaluate_run(model, config, held_out, out_dir, xp):
+    """AP on the held-out split (at least one image: the pictures are drawn even without AP) and a
+    picture of detections; returns the metrics to record."""
     out = {}
     if config.eval_images > 0:
-        dets, gts = predict_dataset(model, held_out, xp=xp)
-        result = evaluate_detections(dets, gts, config.num_classes)
+        result = evaluate_model(model, held_out, xp=xp)
         out = {"AP": result["AP"], "AP50": result["AP50"], "AP75": result["AP75"],
                "per_class_AP": result["per_class_AP"], "eval_images": config.eval_images,
                "eval_seed": config.eval_seed}

@@ -35,6 +35,7 @@ from numpy_retinanet.model.backbone import ResNetBackbone
 from numpy_retinanet.model.fpn import FPN
 from numpy_retinanet.model.heads import RetinaHead, prior_bias
 from numpy_retinanet.model.presets import STRIDES, resolve_config
+from numpy_retinanet.model.resnet50_fpn import RESNET50_FPN, build_resnet50_fpn
 from numpy_retinanet.nn.modules import Module
 
 
@@ -128,7 +129,10 @@ class RetinaNet(Module):
 
 
 def build_model(model_config):
-    """A RetinaNet from the ``model`` part of a checkpoint's meta."""
+    """A RetinaNet from the ``model`` part of a checkpoint's meta: a preset of this file, or
+    torchvision's architecture (``preset`` ``"torchvision_resnet50_fpn"``, ``model/resnet50_fpn.py``)."""
+    if model_config["preset"] == RESNET50_FPN:
+        return build_resnet50_fpn(model_config)
     return RetinaNet(model_config["num_classes"], preset=model_config["preset"],
                      dtype=np.dtype(model_config["dtype"]), seed=model_config["seed"],
                      **model_config.get("overrides", {}))

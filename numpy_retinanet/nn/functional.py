@@ -10,7 +10,9 @@ RetinaNet, Lin et al. 2017 "Focal Loss for Dense Object Detection", §4),
 ReLU, nearest-neighbour upsampling (the FPN's top-down path, Lin et al.
 2017 "Feature Pyramid Networks", §3), and group normalization (Wu & He
 2018), which the from-scratch backbone uses instead of batch norm because
-our batches are small.
+our batches are small. For the ResNet-50 of torchvision's RetinaNet
+(``model/resnet50.py``): max pooling (its stem) and the frozen batch norm, a
+per-channel affine map whose coefficients come from the pretrained statistics.
 
 Arrays are NCHW as in PyTorch. Outputs keep the input's float dtype. The
 arrays returned may be non-contiguous views (the conv computes in a
@@ -516,3 +518,156 @@ def group_norm_backward(dout, cache):
     dx -= xhat * per_channel(inv_std * mean_dx)
     dx -= per_channel(inv_std * mean_d)
     return dx, dgamma, dbeta
+
+
+# --------------------------------------------------------------------------
+# Max pooling (the stem of a ResNet: 3x3, stride 2, padding 1)
+# --------------------------------------------------------------------------
+
+
+def max_pool2d_forward(x, kernel_size=3, stride=2, padding=1):
+    """Max pooling over ``kernel_size`` x ``kernel_size`` windows, NCHW.
+
+        y[n, c, i, j] = max over (a, b) in the window of xpad[n, c, s*i + a, s*j + b]
+
+    where ``xpad`` is x padded with -inf, so a padded entry is never the maximum (as in PyTorch).
+    Output size ``(H + 2p - k) // s + 1``.
+
+    Ties: the first maximum in the window's row-major order wins, the entry PyTorch's CPU kernel
+    returns as its index (it replaces the running maximum only on a strictly greater value), so
+    the gradient goes to the same input entry as in PyTorch.
+
+    Parameters
+    ----------
+    x : (N, C, H, W) float array.
+    kernel_size, stride : ints >= 1; padding : int in [0, kernel_size // 2].
+
+    Returns
+    -------
+    y : (N, C, OH, OW), x's dtype.
+    cache : for ``max_pool2d_backward``: the window offset of each maximum (one byte per output).
+    """
+    check_array("x", x, ("N", "C", "H", "W"), **_FLOAT)
+    k = check_int("kernel_size", kernel_size, 1)
+    s = check_int("stride", stride, 1)
+    p = check_int("padding", padding, 0, k // 2)
+    xp = array_module(x)
+    n, c, h, w = x.shape
+    oh, ow = conv_output_size(h, k, s, p), conv_output_size(w, k, s, p)
+    xpad = xp.full((n, c, h + 2 * p, w + 2 * p), -xp.inf, dtype=x.dtype)
+    xpad[:, :, p:p + h, p:p + w] = x
+    # One strided slice per window offset (tap), as the conv's taps: tap t = a*k + b reads
+    # xpad[s*i + a, s*j + b] for every output (i, j) at once.
+    y = xpad[:, :, 0:s * oh:s, 0:s * ow:s].copy()
+    tap = xp.zeros(y.shape, dtype=xp.uint8)
+    for t in range(1, k * k):
+        a, b = divmod(t, k)
+        window = xpad[:, :, a:a + s * oh:s, b:b + s * ow:s]
+        greater = window > y  # strictly: an equal later entry does not take the place (ties above)
+        y = xp.where(greater, window, y)
+        tap[greater] = t
+    return y, (tap, tuple(x.shape), k, s, p, x.dtype)
+
+
+def max_pool2d_backward(dout, cache):
+    """dx: each output's gradient goes to the input entry that was its maximum; an entry that is
+    the maximum of several overlapping windows receives the sum of their gradients.
+
+    Parameters
+    ----------
+    dout : (N, C, OH, OW).
+
+    Returns
+    -------
+    dx : (N, C, H, W).
+    """
+    tap, (n, c, h, w), k, s, p, dtype = cache
+    check_dout("dout", dout, tap.shape, dtype)
+    xp = array_module(dout)
+    oh, ow = tap.shape[2:]
+    dxpad = xp.zeros((n, c, h + 2 * p, w + 2 * p), dtype=dtype)
+    # Per tap, the strided slice touches each input entry at most once, so += is exact (no
+    # np.add.at); overlapping windows meet across taps.
+    for t in range(k * k):
+        a, b = divmod(t, k)
+        dxpad[:, :, a:a + s * oh:s, b:b + s * ow:s] += xp.where(tap == t, dout, 0)
+    return dxpad[:, :, p:p + h, p:p + w]
+
+
+# --------------------------------------------------------------------------
+# Per-channel affine: frozen batch norm
+# --------------------------------------------------------------------------
+
+
+def frozen_batch_norm_coefficients(weight, bias, running_mean, running_var, eps=1e-5):
+    """The per-channel ``(scale, shift)`` of a frozen batch norm, as torchvision's FrozenBatchNorm2d.
+
+        scale = weight / sqrt(running_var + eps),   shift = bias - running_mean * scale
+
+    so that ``batch_norm(x) = (x - mean) / sqrt(var + eps) * weight + bias = x * scale + shift``.
+    A pretrained ResNet's batch norms are used this way: their statistics are fixed numbers.
+
+    Parameters
+    ----------
+    weight, bias, running_mean, running_var : (C,) float arrays of one dtype; running_var + eps > 0.
+    eps : float >= 0 (torchvision: 1e-5; 0.0 for its COCO RetinaNet weights, see model/resnet50.py).
+
+    Returns
+    -------
+    scale, shift : (C,), the inputs' dtype.
+    """
+    check_array("weight", weight, ("C",), **_FLOAT)
+    c = weight.shape[0]
+    for name, a in (("bias", bias), ("running_mean", running_mean), ("running_var", running_var)):
+        check_array(name, a, (c,), dtype=weight.dtype, **_FLOAT)
+    eps = check_real("eps", eps, 0)
+    xp = array_module(weight)
+    if not bool(xp.all(running_var + eps > 0)):
+        raise ValueError(f"running_var + eps must be > 0 for every channel, got minimum "
+                         f"{float(xp.min(running_var + eps))}")
+    # eps cast to the arrays' dtype first: torchvision adds a float32 eps to float32 statistics.
+    scale = weight * (1 / xp.sqrt(running_var + weight.dtype.type(eps)))
+    return scale, bias - running_mean * scale
+
+
+def channel_affine_forward(x, scale, shift):
+    """y[n, c, i, j] = x[n, c, i, j] * scale[c] + shift[c]: a frozen batch norm (see
+    ``frozen_batch_norm_coefficients``).
+
+    Parameters
+    ----------
+    x : (N, C, H, W) float array; scale, shift : (C,), x's dtype.
+
+    Returns
+    -------
+    y : (N, C, H, W), x's dtype.
+    cache : for ``channel_affine_backward``.
+    """
+    check_array("x", x, ("N", "C", "H", "W"), **_FLOAT)
+    c = x.shape[1]
+    for name, a in (("scale", scale), ("shift", shift)):
+        check_array(name, a, (c,), dtype=x.dtype, **_FLOAT)
+    y = x * scale[:, None, None]
+    y += shift[:, None, None]
+    return y, (x, scale)
+
+
+def channel_affine_backward(dout, cache):
+    """Gradients of ``channel_affine_forward``:
+
+        dx = dout * scale[c],   dscale[c] = sum_{n,i,j} dout * x,   dshift[c] = sum_{n,i,j} dout
+
+    A frozen batch norm uses only dx (its statistics are not trained).
+
+    Parameters
+    ----------
+    dout : (N, C, H, W).
+
+    Returns
+    -------
+    dx : (N, C, H, W); dscale, dshift : (C,).
+    """
+    x, scale = cache
+    check_dout("dout", dout, x.shape, x.dtype)
+    xp = array_module(dout, x)
+    return dout * scale[:, None, None], xp.einsum("nchw,nchw->c", dout, x), dout.sum(axis=(0, 2, 3))

@@ -240,6 +240,54 @@ class GroupNorm(Module):
         return dx
 
 
+class MaxPool2d(Module):
+    """Max pooling, NCHW (a ResNet's stem: 3x3, stride 2, padding 1). No parameters."""
+
+    def __init__(self, kernel_size=3, stride=2, padding=1):
+        super().__init__()
+        self.kernel_size, self.stride, self.padding = int(kernel_size), int(stride), int(padding)
+
+    def forward(self, x):
+        y, cache = F.max_pool2d_forward(x, self.kernel_size, self.stride, self.padding)
+        self._push(cache)
+        return y
+
+    def backward(self, dout):
+        return F.max_pool2d_backward(dout, self._pop("MaxPool2d"))
+
+
+class FrozenBatchNorm2d(Module):
+    """Batch norm with fixed statistics and affine parameters: y = x * scale[c] + shift[c]
+    (``F.frozen_batch_norm_coefficients``), as torchvision's FrozenBatchNorm2d.
+
+    Its four arrays are stored under torchvision's names (``weight``, ``bias``, ``running_mean``,
+    ``running_var``) so a checkpoint maps onto a torchvision state dict name for name. They are
+    in ``params`` only to be saved and loaded: backward adds nothing to their gradients (frozen),
+    so this module is for running pretrained networks, not for training them with ``SGD``
+    (whose weight decay would still shrink them).
+    """
+
+    def __init__(self, num_channels, eps=1e-5, dtype=np.float32):
+        super().__init__()
+        self.eps = float(eps)
+        self.add_param("weight", np.ones((num_channels,), dtype=dtype))
+        self.add_param("bias", np.zeros((num_channels,), dtype=dtype))
+        self.add_param("running_mean", np.zeros((num_channels,), dtype=dtype))
+        self.add_param("running_var", np.ones((num_channels,), dtype=dtype))
+
+    def forward(self, x):
+        p = self._own_params
+        scale, shift = F.frozen_batch_norm_coefficients(p["weight"], p["bias"], p["running_mean"],
+                                                        p["running_var"], self.eps)
+        y, cache = F.channel_affine_forward(x, scale, shift)
+        self._push(cache)
+        return y
+
+    def backward(self, dout):
+        dx, _, _ = F.channel_affine_backward(dout, self._pop("FrozenBatchNorm2d"))
+        return dx
+
+
 class Sequential(Module):
     """Modules applied in order; backward runs them in reverse. Children are named "0", "1", ..."""
 
