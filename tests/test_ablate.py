@@ -16,6 +16,7 @@ from numpy_retinanet.tools.ablate import (
     ablation_config,
     cell_folder,
     chosen_lrs,
+    convergence_statement,
     format_sweep,
     format_table,
     ordering_statement,
@@ -147,3 +148,13 @@ def test_the_learning_rates_are_the_committed_sweeps_choice():
     sweep = json.loads((FIGURES / "table1_lr_sweep.json").read_text())
     assert chosen_lrs(sweep) == ABLATION_LRS
     assert (FIGURES / "table1_lr_sweep.md").read_text() == format_sweep(sweep)
+
+
+def test_the_convergence_statement_says_whether_twice_the_steps_changed_ap():
+    result = _result({"CE, alpha .75": 0.30, "FL, gamma 2, alpha .25": 0.20})
+    result["longer"] = {"CE, alpha .75": {"AP": 0.31}, "FL, gamma 2, alpha .25": {"AP": 0.40}}
+    text = convergence_statement(result)
+    assert "not converged" in text and "1.03x to 2.00x" in text
+    assert "at 20 steps: FL, gamma 2, alpha .25 (40.0) > CE, alpha .75 (31.0)" in text
+    result["longer"]["FL, gamma 2, alpha .25"]["AP"] = 0.21
+    assert "close to converged" in convergence_statement(result)

@@ -369,6 +369,24 @@ def ordering_statement(result):
     return "\n".join(checks)
 
 
+def convergence_statement(result):
+    """What twice the steps did to AP (seed 0), and the order of the settings at each budget."""
+    n, longer = result["iterations"], result["longer"]
+    ratio = {name: r["AP"] / max(result["runs"][name][0]["AP"], 1e-12) for name, r in longer.items()}
+
+    def order(ap):
+        return " > ".join(f"{name} ({100 * v:.1f})" for name, v in sorted(ap.items(), key=lambda kv: -kv[1]))
+
+    lo, hi = min(ratio.values()), max(ratio.values())
+    verdict = (f"Twice the steps raise these APs {lo:.2f}x to {hi:.2f}x: the {n}-step models are not converged, "
+               "and the table compares the losses at an equal, short budget."
+               if lo > 1.1 else
+               f"Twice the steps change these APs by {lo:.2f}x to {hi:.2f}x: the {n}-step models are close to "
+               "converged.")
+    return (verdict + f" Seed 0 at {n} steps: " + order({k: result["runs"][k][0]["AP"] for k in longer})
+            + f"; at {2 * n} steps: " + order({k: r["AP"] for k, r in longer.items()}) + ".")
+
+
 def format_table(result):
     """Markdown: the table, the setup, the imbalance and whether the paper's ordering holds."""
     fmt = lambda v: "-" if v is None else f"{v:.1f}"  # noqa: E731
@@ -413,7 +431,7 @@ def format_table(result):
                   f"| loss | AP at {n} steps | AP at {2 * n} steps |", "|---|---|---|"]
         lines += [f"| {name} | {100 * result['runs'][name][0]['AP']:.1f} | {100 * r['AP']:.1f} |"
                   for name, r in result["longer"].items()]
-        lines.append("")
+        lines += ["", convergence_statement(result), ""]
     if result.get("evidence", {}).get("shares"):
         lines += _format_evidence(result["evidence"], result["dataset"])
     return "\n".join(lines)
