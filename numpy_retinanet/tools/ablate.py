@@ -378,9 +378,10 @@ def convergence_statement(result):
         return " > ".join(f"{name} ({100 * v:.1f})" for name, v in sorted(ap.items(), key=lambda kv: -kv[1]))
 
     lo, hi = min(ratio.values()), max(ratio.values())
-    verdict = (f"Twice the steps raise these APs {lo:.2f}x to {hi:.2f}x: the {n}-step models are not converged, "
+    # Converged: twice the steps move no AP by more than a tenth of itself.
+    verdict = (f"Twice the steps change these APs {lo:.2f}x to {hi:.2f}x: the {n}-step models are not converged, "
                "and the table compares the losses at an equal, short budget."
-               if lo > 1.1 else
+               if max(abs(r - 1) for r in ratio.values()) > 0.1 else
                f"Twice the steps change these APs by {lo:.2f}x to {hi:.2f}x: the {n}-step models are close to "
                "converged.")
     return (verdict + f" Seed 0 at {n} steps: " + order({k: result["runs"][k][0]["AP"] for k in longer})
