@@ -225,13 +225,12 @@ print("image sizes:", {d: configs[d, SETTINGS[0][0]].image_size for d in regimes
 cell_settings = ("loss", "gamma", "alpha", "lr")
 
 # %% tags=["hide-input"]
-for d in regimes:
-    first = configs[d, SETTINGS[0][0]].to_dict()
-    assert all(configs[d, n].to_dict()[k] == first[k] for n, *_ in SETTINGS for k in first if k not in cell_settings)
-    assert all(configs[d, n].lr == ABLATION_LRS[n] for n, *_ in SETTINGS)
+assert all(configs[d, n].to_dict()[k] == configs[d, SETTINGS[0][0]].to_dict()[k] for d in regimes
+           for n, *_ in SETTINGS for k in configs[d, n].to_dict() if k not in cell_settings)
+assert all(configs[d, n].lr == ABLATION_LRS[n] for d in regimes for n, *_ in SETTINGS)
 # between the regimes only the dataset and the image size differ
-a, b = (configs[d, "FL, gamma 2, alpha .25"].to_dict() for d in regimes)
-assert {k for k in a if a[k] != b[k]} == {"dataset", "image_size"}
+assert {k for k, v in configs[regimes[0], "FL, gamma 2, alpha .25"].to_dict().items()
+        if v != configs[regimes[1], "FL, gamma 2, alpha .25"].to_dict()[k]} == {"dataset", "image_size"}
 
 # %% [markdown]
 # `numpy-retinanet ablate --dataset shapes --jobs 2` and `--dataset shapes-clutter` train every cell with 3
@@ -273,13 +272,13 @@ for d, table in tables.items():
           f"(1 : {imbalance[d]:.0f}); made by {table['command']!r}")
 
 # %% tags=["hide-input"]
-for d, table in tables.items():  # the committed tables' AP columns, and the JSON's summaries, are these numbers
-    markdown = find_committed(f"{table_stem(d)}.md").read_text()
-    assert all(f"| {name} | {ABLATION_LRS[name]:g} | {100 * ap[d, name]:.1f} +- {100 * spread[d, name]:.1f} |"
-               in markdown for name in table["settings"])
-    assert all(np.allclose(table["summary"][n]["AP"], [ap[d, n], spread[d, n]], rtol=1e-12) for n in table["settings"])
-    assert table["anchors_per_image"] == 9 * sum(int(np.ceil(table["image_size"] / 2**lv)) ** 2 for lv in range(3, 8))
-    assert table["seeds"] == 3 and table["iterations"] == 1500
+# the committed tables' AP columns, and the JSON's summaries, are these numbers
+assert all(f"| {name} | {ABLATION_LRS[name]:g} | {100 * ap[d, name]:.1f} +- {100 * spread[d, name]:.1f} |"
+           in find_committed(f"{table_stem(d)}.md").read_text() for d in regimes for name in tables[d]["settings"])
+assert all(np.allclose(t["summary"][n]["AP"], [ap[d, n], spread[d, n]], rtol=1e-12)
+           for d, t in tables.items() for n in t["settings"])
+assert all(t["anchors_per_image"] == 9 * sum(int(np.ceil(t["image_size"] / 2**lv)) ** 2 for lv in range(3, 8))
+           and t["seeds"] == 3 and t["iterations"] == 1500 for t in tables.values())
 assert imbalance["shapes"] < 1000 < imbalance["shapes-clutter"]  # only the cluttered regime reaches the paper's
 
 # %% [markdown]
@@ -332,13 +331,18 @@ as_image(plot_loss_cdf(clutter_curves, clutter_caption))
 for d, table in tables.items():
     print(d)
     print(ordering_statement(table))
-
-# %% tags=["hide-input"]
 plain, clutter = "shapes", "shapes-clutter"
 ce = [n for n, *_ in SETTINGS if n.startswith("CE")]
 fl = [n for n, *_ in SETTINGS if n.startswith("FL")]
 best = {(d, kind): max(names, key=lambda n: ap[d, n]) for d in regimes for kind, names in (("CE", ce), ("FL", fl))}
 fl2, fl05, ce75 = "FL, gamma 2, alpha .25", "FL, gamma 0.5, alpha .50", "CE, alpha .75"
+ratio = {(d, n): longer[d, n] / tables[d]["runs"][n][0]["AP"] for d, n in longer}
+shares = {d: tables[d]["evidence"]["shares"] for d in regimes}
+easy = {(d, n, part): shares[d][n][part]["easy_negatives"] for d in regimes for n in shares[d]
+        for part in ("loss", "gradient")}
+kinds = {d: tables[d]["evidence"]["false_positives"] for d in regimes}
+
+# %% tags=["hide-input"]
 # plain: gamma 0.5 beats every CE by more than the two spreads, gamma 1 beats every CE's mean; gamma 2 ties them
 assert best[plain, "FL"] == fl05 and all(ap[plain, fl05] - spread[plain, fl05] > ap[plain, c] + spread[plain, c]
                                          for c in ce)
@@ -354,21 +358,16 @@ assert all(abs(ap[plain, a] - ap[plain, b]) < spread[plain, a] + spread[plain, b
 assert all(min(fl, key=lambda n: ap[d, n]) == "FL, gamma 5, alpha .25" for d in regimes)
 assert all(ap[d, fl2] > ap[d, "FL, gamma 5, alpha .25"] for d in regimes) and all(best[d, "FL"] != fl2 for d in regimes)
 # twice the steps: nothing converged; at 3000 steps gamma 0.5 beats CE alpha .75 in both regimes, gamma 2 on plain only
-ratio = {(d, n): longer[d, n] / tables[d]["runs"][n][0]["AP"] for d, n in longer}
 assert min(ratio[plain, n] for n in (ce75, fl05, fl2)) > 1.25
 assert min(ratio[clutter, n] for n in (ce75, fl05, fl2)) > 1.7
 assert all(longer[d, fl05] > longer[d, ce75] for d in regimes)
 assert longer[plain, fl2] > longer[plain, ce75] and longer[clutter, fl2] < longer[clutter, ce75]
 # the easy negatives: more of the CE gradient in the cluttered regime; the focal loss with gamma 2 removes most of it
-shares = {d: tables[d]["evidence"]["shares"] for d in regimes}
 assert all(shares[d][c]["easy_fraction"] > 0.99 for d in regimes for c in ce)
-easy = {(d, n, part): shares[d][n][part]["easy_negatives"] for d in regimes for n in shares[d]
-        for part in ("loss", "gradient")}
 assert all(easy[clutter, c, "gradient"] > easy[plain, c, "gradient"] for c in ce)
 assert all(easy[d, fl2, "loss"] < 0.5 * min(easy[d, c, "loss"] for c in ce)
            and easy[d, fl2, "gradient"] < min(easy[d, c, "gradient"] for c in ce) for d in regimes)
 # the false positives: wrong classes on plain noise, distractors in clutter
-kinds = {d: tables[d]["evidence"]["false_positives"] for d in regimes}
 assert all(k[n]["kinds"]["wrong class"] == max(k[n]["kinds"].values()) for k in [kinds[plain]] for n in k
            if k[n]["false_positives"])
 assert kinds[clutter][ce75]["kinds"]["distractor"] > kinds[clutter][ce75]["false_positives"] / 2
