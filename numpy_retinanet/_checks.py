@@ -9,6 +9,7 @@ CuPy arrays alike; each returns the checked value so that a caller can write
 from __future__ import annotations
 
 import math
+import os
 
 import numpy as np
 
@@ -138,3 +139,14 @@ def check_dout(name, dout, shape, dtype=None):
             f"{name} must be an array of the forward pass's dtype {np.dtype(dtype)}, got dtype {dout.dtype}"
         )
     return dout
+
+
+def check_file(name, path, kind="a file"):
+    """``path`` as a str, checked to name an existing file (not a folder); ``name`` and ``kind``
+    go in the errors: "<name> '<path>' is a directory, not <kind>" or "... does not exist"."""
+    path = os.fspath(path)
+    if os.path.isdir(path):
+        raise ValueError(f"{name} {path!r} is a directory, not {kind}")
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"{name} {path!r} does not exist")
+    return path

@@ -51,7 +51,7 @@ import os
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from numpy_retinanet._checks import check_int, is_int
+from numpy_retinanet._checks import check_file, check_int, is_int
 from numpy_retinanet.data.images import load_image
 from numpy_retinanet.data.transforms import PIXEL_MEAN, normalize
 
@@ -83,11 +83,7 @@ def read_annotations(path):
         "iscrowd" (n,) bool, "areas" (n,) float64, "annotation_ids" (n,) (for messages).
     categories : list of (id, name) sorted by id.
     """
-    path = os.fspath(path)
-    if os.path.isdir(path):
-        raise ValueError(f"annotations {path!r} is a directory, not a JSON file")
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"annotations {path!r} does not exist")
+    path = check_file("annotations", path, "a JSON file")
     try:
         with open(path, encoding="utf-8") as f:
             data = json.load(f)

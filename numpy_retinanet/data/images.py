@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-import os
 import warnings
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
+
+from numpy_retinanet._checks import check_file
 
 # Pillow's integer modes wider than 8 bits: a 16-bit PNG opens as "I;16" (or "I"), whose full range is 0..65535.
 _WIDE_INT_MODES = ("I;16", "I;16B", "I;16L", "I;16N", "I")
@@ -40,11 +41,7 @@ def _to_uint8_gray(img):
 
 def _open_rgb(path):
     """The decoded RGB PIL image of ``path``, upright (EXIF orientation applied)."""
-    path = os.fspath(path)
-    if os.path.isdir(path):
-        raise ValueError(f"image {path!r} is a directory, not an image file")
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"image {path!r} does not exist")
+    path = check_file("image", path, "an image file")
     try:
         # Over Image.MAX_IMAGE_PIXELS Pillow only warns (an error from twice that): make both an error,
         # so a small file that decodes to gigabytes (a "decompression bomb") is refused before decoding.

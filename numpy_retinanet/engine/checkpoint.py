@@ -28,7 +28,7 @@ import zipfile
 
 import numpy as np
 
-from numpy_retinanet._checks import is_int
+from numpy_retinanet._checks import check_file, is_int
 from numpy_retinanet.data.build import MAX_IMAGE_SIZE, build_dataset
 from numpy_retinanet.engine.config import MAX_BATCH_SIZE, TrainConfig
 from numpy_retinanet.model.presets import resolve_config
@@ -140,11 +140,7 @@ def read_checkpoint(path):
 
 def _read(path):
     """``read_checkpoint`` less the momentum check (``load_checkpoint`` first fits the model)."""
-    path = os.fspath(path)
-    if os.path.isdir(path):
-        raise ValueError(f"checkpoint {path!r} is a directory, not a file")
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"checkpoint {path!r} does not exist")
+    path = check_file("checkpoint", path, "a file")
     # A checkpoint is an .npz, i.e. a zip archive. Anything else np.load would try to read
     # as a pickle and refuse with advice to load it unsafely, which is wrong advice here.
     with open(path, "rb") as f:

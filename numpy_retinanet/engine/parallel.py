@@ -60,7 +60,7 @@ from numpy_retinanet.backend import keep_freed_memory, peak_memory_mib, to_host
 from numpy_retinanet.engine.config import TrainConfig
 
 # Thread counts read once, when the BLAS library loads in the worker.
-_ONE_THREAD = {"OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+ONE_BLAS_THREAD = {"OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
 
 HEARTBEAT_EVERY = 0.5  # seconds between a worker's heartbeats
 STUCK_AFTER = 10.0  # seconds without a heartbeat after which a worker counts as stuck
@@ -98,7 +98,7 @@ def _how_it_ended(exitcode: int) -> str:
 
 
 @contextmanager
-def _environment(values):
+def environment(values):
     """Set environment variables for the block (a spawned process copies them at start)."""
     old = {k: os.environ.get(k) for k in values}
     os.environ.update(values)
@@ -233,7 +233,7 @@ class GradientWorkers:
         self._grads_flat = [layout.on(b) for b in self._blocks[1:]]
         self._params = layout.views(self._params_flat)
         try:
-            with _environment(_ONE_THREAD):
+            with environment(ONE_BLAS_THREAD):
                 for k in range(config.workers):
                     ours, theirs = context.Pipe()
                     proc = context.Process(target=_worker, daemon=True, name=f"numpy-retinanet worker {k}",

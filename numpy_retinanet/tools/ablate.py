@@ -192,23 +192,14 @@ def run_cells(jobs_list, jobs=1, log=print):
         return results
     import multiprocessing
 
-    saved = {k: os.environ.get(k) for k in _ONE_THREAD}
-    os.environ.update(_ONE_THREAD)  # the spawned processes read it when they import numpy
-    try:
-        with multiprocessing.get_context("spawn").Pool(jobs) as pool:
-            for i, r in pool.imap_unordered(_indexed_cell, [(i, jobs_list[i]) for i in order]):
-                results[i] = r
-                report(r)
-    finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
+    from numpy_retinanet.engine.parallel import ONE_BLAS_THREAD, environment
+
+    # The spawned processes read the environment when they import numpy.
+    with environment(ONE_BLAS_THREAD), multiprocessing.get_context("spawn").Pool(jobs) as pool:
+        for i, r in pool.imap_unordered(_indexed_cell, [(i, jobs_list[i]) for i in order]):
+            results[i] = r
+            report(r)
     return results
-
-
-_ONE_THREAD = {"OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
 
 
 def run_ablation(out_dir="figures", iterations=ABLATION_DEFAULTS["iterations"], seeds=ABLATION_DEFAULTS["seeds"],
