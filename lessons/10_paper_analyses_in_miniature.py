@@ -269,7 +269,7 @@ for d, table in tables.items():
     anchors = 9 * sum(int(np.ceil(size / 2**level)) ** 2 for level in range(3, 8))  # lesson 5, 9 anchors a place
     imbalance[d] = anchors / table["positive_anchors_per_image"]
     print(f"{d}: {table['positive_anchors_per_image']:.2f} positive anchors per image of {anchors:,} "
-          f"(1 : {imbalance[d]:.0f}); made by {table['command']!r}")
+          f"(1 : {imbalance[d]:.0f})\n  made by {table['command']!r}")
 
 # %% tags=["hide-input"]
 # the committed tables' AP columns, and the JSON's summaries, are these numbers
@@ -284,8 +284,8 @@ assert imbalance["shapes"] < 1000 < imbalance["shapes-clutter"]  # only the clut
 # %% [markdown]
 # ### Converged?
 #
-# Seed 0 of $\gamma$ 0.5 and $\gamma$ 2 also trained for twice the steps in each regime (the same recipe,
-# twice as long). If the budget were enough, twice as long would change AP little:
+# Seed 0 of CE $\alpha$ .75 and of FL $\gamma$ 0.5 and $\gamma$ 2 also trained for twice the steps in each regime
+# (the same recipe, twice as long). If the budget were enough, twice as long would change AP little:
 
 # %%
 longer = {(d, name): r["AP"] for d, table in tables.items() for name, r in table["longer"].items()}
@@ -300,7 +300,7 @@ for (d, name), ap_longer in longer.items():
 # Beside each table, the seed-0 model of every loss on 64 held-out images: the share of its own loss and
 # gradient held by the easy negatives ($p_t > 0.9$) and by the hardest 1 % of the negatives
 # (`tools/negatives.py`, the measure of `data/clutter.py`'s table), and what its false positives at score
-# 0.5 are (`tools/false_positives.py`).
+# 0.3 (the score `detect` draws boxes at) are (`tools/false_positives.py`).
 
 # %%
 for d, table in tables.items():
