@@ -314,7 +314,7 @@ for d, table in tables.items():
               f"({100 * s['gradient']['hardest_negatives']:5.1f} %)")
     for name in ("CE, alpha .75", "FL, gamma 2, alpha .25"):
         fp = ev["false_positives"][name]
-        print(f"  {name:<24} {fp['true_positives']} true positives, {fp['false_positives']} false: "
+        print(f"  {name:<24} {fp['true_positives']} true positives, {fp['false_positives']} false:\n    "
               + ", ".join(f"{k} {v}" for k, v in fp["kinds"].items()))
 
 # %% [markdown]
