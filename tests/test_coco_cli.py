@@ -168,6 +168,18 @@ def test_init_loads_what_fits_and_keeps_a_new_classification_layer(tmp_path):
     assert "loaded 73 of 75 parameters" in lines[0] and "cls_head.subnet.6.weight" in lines[0]
 
 
+def test_init_refuses_a_checkpoint_of_which_nothing_fits():
+    from numpy_retinanet.engine.checkpoint import SHIPPED_MODEL
+    from numpy_retinanet.engine.trainer import init_from
+    from numpy_retinanet.model.retinanet import RetinaNet
+
+    model = RetinaNet(3, preset="tiny")  # other widths everywhere: no parameter of the shipped model fits
+    before = {k: v.copy() for k, v in model.params.items()}
+    with pytest.raises(ValueError, match="none of its 75 parameters fits this model \\(its preset: 'default'\\)"):
+        init_from(model, SHIPPED_MODEL, log=lambda line: None)
+    assert all(np.array_equal(model.params[k], v) for k, v in before.items())
+
+
 def load_shipped():
     from numpy_retinanet.engine.checkpoint import SHIPPED_MODEL, read_checkpoint
 

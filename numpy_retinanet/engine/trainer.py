@@ -236,9 +236,13 @@ def init_from(model, path, log=print):
     prior's, §3.3), so the new classes start as rare as the paper's do. Logs what was loaded and
     what was not. Returns (loaded names, names not loaded).
     """
-    _, params, _ = read_checkpoint(path)
+    meta, params, _ = read_checkpoint(path)
     own = model.params
     loaded = [n for n in own if n in params and params[n].shape == own[n].shape]
+    if not loaded:  # another architecture (torchvision's ResNet-50-FPN into a preset, say): nothing to start from
+        raise ValueError(f"--init {os.fspath(path)!r}: none of its {len(params)} parameters fits this model "
+                         f"(its preset: {meta['model'].get('preset', '?')!r}); give a checkpoint of the same "
+                         "architecture")
     model.load_state_dict({n: params[n].astype(own[n].dtype) if n in loaded else own[n] for n in own})
     kept = [n for n in own if n not in loaded]
     log(f"init from {os.fspath(path)}: loaded {len(loaded)} of {len(own)} parameters"
