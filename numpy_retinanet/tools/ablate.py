@@ -398,7 +398,7 @@ def format_table(result):
         f"with {model}; {result['parameters']:,} parameters), {result['iterations']} SGD steps of 8 images of "
         f"{result['image_size']} px with at most {result['max_objects']} shapes each, the cosine schedule after "
         f"a {min(100, result['iterations'] // 5)}-step warm-up, gradient norm clipped at 10, each loss at the "
-        "learning rate the sweep chose for it (table1_lr_sweep.md; the lr column), "
+        "learning rate the sweep chose for it on the plain shapes (table1_lr_sweep.md; the lr column), "
         f"seeds 0..{result['seeds'] - 1} (initialization and training images), evaluated on the same "
         f"{result['eval_images']} held-out images (seed 1000). Mean over seeds, +- half the range.",
         "",
