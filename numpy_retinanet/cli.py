@@ -301,9 +301,14 @@ def _cmd_convert(args) -> int:
 def _cmd_ablate(args) -> int:
     from numpy_retinanet.tools.ablate import run_ablation, table_stem
 
-    result = run_ablation(args.out, iterations=args.iterations, seeds=args.seeds, eval_images=args.eval_images,
-                          dataset=args.dataset, image_size=args.image_size, settings=args.only, lrs=args.lr,
-                          jobs=args.jobs, work=args.work)
+    try:
+        result = run_ablation(args.out, iterations=args.iterations, seeds=args.seeds, eval_images=args.eval_images,
+                              dataset=args.dataset, image_size=args.image_size, settings=args.only, lrs=args.lr,
+                              jobs=args.jobs, work=args.work)
+    except KeyboardInterrupt:
+        print(f"interrupted: the finished cells are kept in {args.work}; the same command continues from them",
+              file=sys.stderr)
+        return 130
     stem = "table1_lr_sweep" if args.lr else table_stem(args.dataset)
     for name in ("md", "json") if args.lr else ("md", "png", "json", "_figure4.png"):
         print(f"wrote {args.out}/{stem}{'' if name.startswith('_') else '.'}{name}")

@@ -158,3 +158,25 @@ def test_the_convergence_statement_says_whether_twice_the_steps_changed_ap():
     assert "at 20 steps: FL, gamma 2, alpha .25 (40.0) > CE, alpha .75 (31.0)" in text
     result["longer"]["FL, gamma 2, alpha .25"]["AP"] = 0.21
     assert "close to converged" in convergence_statement(result)
+
+
+@pytest.mark.slow  # about 20 s: a cell is trained to the end, another one interrupted
+def test_ctrl_c_keeps_the_finished_cells_and_a_rerun_reads_them(tmp_path):
+    import os
+    import signal
+    import time
+
+    args = [sys.executable, "-m", "numpy_retinanet", "ablate", "--out", str(tmp_path), "--work", str(tmp_path / "w"),
+            "--seeds", "1", "--eval-images", "2", "--jobs", "2", "--only", "CE, alpha .75"]
+    quick = subprocess.run(args + ["--iterations", "2"], capture_output=True, text=True, timeout=300)
+    assert quick.returncode == 0, quick.stderr
+    p = subprocess.Popen(args[:-2] + ["--only", "CE, alpha .75", "FL, gamma 2, alpha .25", "--iterations", "2000"],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
+                         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    time.sleep(8)
+    os.killpg(p.pid, signal.SIGINT)  # Ctrl-C in a terminal: the whole group
+    out, err = p.communicate(timeout=120)
+    assert p.returncode == 130 and "Traceback" not in err and "the finished cells are kept" in err
+    # the 2-step cells of the first run are untouched and read again
+    again = subprocess.run(args + ["--iterations", "2"], capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0 and again.stdout.count("(reused)") == 2

@@ -142,6 +142,8 @@ def _train_cell(job):
     from numpy_retinanet.engine.trainer import train
 
     name, config, folder = job
+    if _STOP is not None and _STOP.is_set():  # Ctrl-C came before this cell started: it does not start
+        return {"name": name, "interrupted": True}
     metrics_path = os.path.join(folder, "metrics.json")
     reused = False
     if os.path.exists(metrics_path):
@@ -152,6 +154,8 @@ def _train_cell(job):
                   and m.get("step") == config.iterations and "AP" in m)
     if not reused:
         m = train(config, folder, log=lambda s: None, force=True)
+        if m["interrupted"]:  # Ctrl-C: the trainer saved the step; a rerun trains the cell again
+            return {"name": name, "interrupted": True}
     h = m["history"]
     return {"name": name, "seed": config.seed, "lr": config.lr, "AP": m["AP"], "AP50": m["AP50"], "AP75": m["AP75"],
             "final_loss": float(np.mean(h["total"][-20:])),
@@ -164,9 +168,18 @@ def _mean_spread(values):
     return statistics.fmean(values), (max(values) - min(values)) / 2
 
 
-def _indexed_cell(indexed_job):
-    index, job = indexed_job
-    return index, _train_cell(job)
+# In a worker process: the parent's event that says Ctrl-C was pressed (``_worker_start``).
+_STOP = None
+
+
+def _worker_start(stop):
+    """A cell process ignores Ctrl-C except while it trains (the trainer's own handling ends the
+    step and saves), so the signal never lands in an import or between cells."""
+    import signal
+
+    global _STOP
+    _STOP = stop
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def run_cells(jobs_list, jobs=1, log=print):
@@ -176,11 +189,17 @@ def run_cells(jobs_list, jobs=1, log=print):
     imported in the spawned process), so ``jobs`` processes use ``jobs`` cores: cells are
     independent, so this is the cheapest parallelism there is. The costliest cells (steps x
     pixels) start first, so that no process is left with a long cell while the others idle.
+
+    Ctrl-C reaches every process of the terminal's group: each cell in training ends its step
+    and stops (the trainer's handling), no new cell starts, and KeyboardInterrupt is raised.
+    The finished cells stay in their run folders, and a rerun of the command reads them.
     """
     t0 = time.perf_counter()
     results = [None] * len(jobs_list)
 
     def report(r):
+        if r.get("interrupted"):
+            raise KeyboardInterrupt  # the cell was stopped by Ctrl-C (one process: this one)
         how = "reused" if r["reused"] else f"{r['seconds']:.0f} s"
         log(f"[{time.perf_counter() - t0:6.0f} s] {r['name']}, lr {r['lr']:g}, seed {r['seed']} ({how}): "
             f"AP {r['AP']:.3f}  AP50 {r['AP50']:.3f}  AP75 {r['AP75']:.3f}")
@@ -192,14 +211,23 @@ def run_cells(jobs_list, jobs=1, log=print):
             report(results[i])
         return results
     import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor, as_completed
 
     from numpy_retinanet.engine.parallel import ONE_BLAS_THREAD, environment
 
     # The spawned processes read the environment when they import numpy.
-    with environment(ONE_BLAS_THREAD), multiprocessing.get_context("spawn").Pool(jobs) as pool:
-        for i, r in pool.imap_unordered(_indexed_cell, [(i, jobs_list[i]) for i in order]):
-            results[i] = r
-            report(r)
+    context = multiprocessing.get_context("spawn")
+    stop = context.Manager().Event()
+    with environment(ONE_BLAS_THREAD), ProcessPoolExecutor(jobs, context, _worker_start, (stop,)) as pool:
+        futures = {pool.submit(_train_cell, jobs_list[i]): i for i in order}
+        try:
+            for future in as_completed(futures):
+                results[futures[future]] = future.result()
+                report(results[futures[future]])
+        except KeyboardInterrupt:
+            stop.set()  # cells not yet started return at once; the running ones end their step
+            pool.shutdown(wait=True, cancel_futures=True)
+            raise
     return results
 
 
