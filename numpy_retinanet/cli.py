@@ -189,10 +189,12 @@ def _write_json(path, value):
     import json
     import os
 
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    with open(path, "w") as f:
-        json.dump(value, f)
+    try:
+        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+        with open(path, "w") as f:
+            json.dump(value, f)
+    except OSError as e:  # a folder that cannot be made, a path that is a folder, a full disk
+        raise ValueError(f"cannot write {os.fspath(path)!r}: {e.strerror or e}") from e
 
 
 def _cmd_evaluate(args) -> int:

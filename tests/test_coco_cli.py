@@ -184,3 +184,14 @@ def load_shipped():
     from numpy_retinanet.engine.checkpoint import SHIPPED_MODEL, read_checkpoint
 
     return read_checkpoint(SHIPPED_MODEL)[1]
+
+
+@pytest.mark.fault("traceback")
+def test_a_results_file_that_cannot_be_written_is_one_line(tmp_path, capsys):
+    from numpy_retinanet import cli
+
+    (tmp_path / "afile").write_text("x")
+    target = tmp_path / "afile" / "results.json"  # under a file: no folder can be made there
+    assert cli.main(["evaluate", "--num-images", "2", "--results", str(target)]) == 2
+    err = capsys.readouterr().err
+    assert f"cannot write '{target}'" in err and "Traceback" not in err

@@ -248,6 +248,9 @@ def run_ablation(out_dir="figures", iterations=ABLATION_DEFAULTS["iterations"], 
     unknown = sorted(set(names) - {s[0] for s in SETTINGS})
     if unknown:
         raise ValueError(f"unknown settings {unknown}; known: {[s[0] for s in SETTINGS]}")
+    for flag, folder in (("--out", out_dir), ("--work", work)):
+        if os.path.exists(folder) and not os.path.isdir(folder):
+            raise ValueError(f"{flag} {os.fspath(folder)!r} is a file, not a folder")
     os.makedirs(out_dir, exist_ok=True)
     t0 = time.perf_counter()
     jobs_list = []
