@@ -11,6 +11,7 @@ import pytest
 from numpy_retinanet.tools.ablate import (
     ABLATION_IMAGE_SIZE,
     ABLATION_LRS,
+    LR_SWEEP,
     PAPER_TABLE1,
     SETTINGS,
     ablation_config,
@@ -157,6 +158,7 @@ def test_the_committed_tables_and_plots_are_what_the_committed_results_give(tmp_
 def test_the_learning_rates_are_the_committed_sweeps_choice():
     sweep = json.loads((FIGURES / "table1_lr_sweep.json").read_text())
     assert chosen_lrs(sweep) == ABLATION_LRS
+    assert {k: sweep[k] for k in LR_SWEEP} == LR_SWEEP
     assert (FIGURES / "table1_lr_sweep.md").read_text() == format_sweep(sweep)
 
 
