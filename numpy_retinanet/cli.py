@@ -301,7 +301,7 @@ def _cmd_convert(args) -> int:
 
 
 def _cmd_ablate(args) -> int:
-    from numpy_retinanet.tools.ablate import run_ablation, table_stem
+    from numpy_retinanet.tools.ablate import run_ablation, sweep_stem, table_stem
 
     try:
         result = run_ablation(args.out, iterations=args.iterations, seeds=args.seeds, eval_images=args.eval_images,
@@ -311,7 +311,7 @@ def _cmd_ablate(args) -> int:
         print(f"interrupted: the finished cells are kept in {args.work}; the same command continues from them",
               file=sys.stderr)
         return 130
-    stem = "table1_lr_sweep" if args.lr else table_stem(args.dataset)
+    stem = sweep_stem(args.dataset) if args.lr else table_stem(args.dataset)
     for name in ("md", "json") if args.lr else ("md", "png", "json", "_figure4.png"):
         print(f"wrote {args.out}/{stem}{'' if name.startswith('_') else '.'}{name}")
     print(f"{result['seconds'] / 60:.1f} minutes")
@@ -357,6 +357,7 @@ def build_parser() -> argparse.ArgumentParser:
                        f"{k} {v}" for k, v in ABLATION_IMAGE_SIZE.items()) + ")")
     a.add_argument("--lr", type=float, nargs="+", default=None,
                    help="the sweep: train every cell at each of these rates and write table1_lr_sweep.md/.json "
+                        "(table1_lr_sweep_clutter.* for shapes-clutter) "
                         "(default: each loss at its chosen rate, ABLATION_LRS)")
     a.add_argument("--jobs", type=int, default=1, help="cells trained at once, one core each (default: 1)")
     a.add_argument("--work", default="runs/ablate",

@@ -23,6 +23,7 @@ from numpy_retinanet.tools.ablate import (
     ordering_statement,
     plot_figure4,
     plot_table,
+    sweep_stem,
     table_stem,
 )
 
@@ -114,6 +115,17 @@ def test_the_sweep_trains_every_rate_and_chooses_the_best_per_loss(tmp_path):
     assert [r["lr"] for r in sweep["runs"]["CE, alpha .75 @ lr 0.02"]] == [0.02]
     assert (tmp_path / "table1_lr_sweep.md").read_text() == format_sweep(sweep)
     assert not (tmp_path / "table1_shapes.json").exists()
+
+
+def test_a_sweep_of_the_clutter_or_of_another_budget_says_it_did_not_choose_the_rates():
+    sweep = json.loads((FIGURES / "table1_lr_sweep.json").read_text())
+    assert "The ablation trains each loss at its best rate" in format_sweep(sweep)
+    for change in ({"dataset": "shapes-clutter"}, {"iterations": 3000}):
+        text = format_sweep({**sweep, **change})
+        assert "The ablation trains each loss at its best rate" not in text
+        assert "The tables train each loss at the rate chosen on the shapes at 1500 steps" in text
+    # each regime's sweep has its own files, so sweeping the clutter does not overwrite the plain sweep
+    assert [sweep_stem(d) for d in ABLATION_IMAGE_SIZE] == ["table1_lr_sweep", "table1_lr_sweep_clutter"]
 
 
 def test_the_chosen_rate_is_the_best_and_the_lower_on_a_tie():

@@ -3,8 +3,8 @@ the normalized focal loss of positive and negative samples, for several gamma.
 
 ``loss_cdf_curves`` computes it with ``nn.losses``' focal loss of a trained model's outputs on
 held-out images; ``plot_loss_cdf`` draws exactly those arrays. The figures' model draws it as
-"figure4_loss_cdf" (teaching/figures/figure4.py) and the Table 1 ablation from its converged
-models of both regimes (tools/ablate.py), so it lives below both.
+"figure4_loss_cdf" (teaching/figures/figure4.py) and the Table 1 ablation from its gamma-2
+model of each regime (tools/ablate.py), so it lives below both.
 """
 
 from __future__ import annotations

@@ -16,7 +16,7 @@ of each loss: twice the steps for CE alpha .75 and FL gamma 0.5 and 2 (converged
 the false positives are, and Figure 4 (``table1_shapes_figure4.png``, ...).
 
 The learning rate of each loss is chosen by a sweep (``--lr``, one seed, the same budget for
-every loss), ``table1_lr_sweep.md``. Every cell is a run folder under ``--work``; a finished
+every loss), ``table1_lr_sweep.md`` (``table1_lr_sweep_clutter.md``). Every cell is a run folder under ``--work``; a finished
 one is read instead of trained again, so an interrupted ablation continues, and ``--jobs N``
 trains N cells at once, one core each.
 """
@@ -101,6 +101,12 @@ FIGURE4_FRACTIONS = np.union1d(np.linspace(0.0, 1.0, 201), 1.0 - np.logspace(-6,
 def table_stem(dataset):
     """The file name, without extension, of a regime's table: ``table1_shapes``, ``table1_shapes_clutter``."""
     return "table1_" + dataset.replace("-", "_")
+
+
+def sweep_stem(dataset):
+    """The file name, without extension, of a regime's learning-rate sweep: ``table1_lr_sweep`` (the
+    plain shapes, whose sweep chose ``ABLATION_LRS``), ``table1_lr_sweep_clutter``."""
+    return "table1_lr_sweep" + table_stem(dataset)[len(table_stem("shapes")):]
 
 
 def ablation_config(name, seed, iterations, eval_images=ABLATION_DEFAULTS["eval_images"], dataset="shapes",
@@ -239,7 +245,7 @@ def run_ablation(out_dir="figures", iterations=ABLATION_DEFAULTS["iterations"], 
     """Train every setting with ``seeds`` seeds; write the table's .md/.png/.json in ``out_dir``.
 
     ``lrs``: None trains each loss at its ``ABLATION_LRS``; a list trains every cell at each
-    of those rates and writes the sweep (``table1_lr_sweep.*``) instead of the table. The runs
+    of those rates and writes the sweep (``sweep_stem(dataset)``.*) instead of the table. The runs
     stay in ``work`` (one folder per cell, reused when run again).
 
     Returns the results dict (also saved as JSON).
@@ -305,7 +311,7 @@ def run_ablation(out_dir="figures", iterations=ABLATION_DEFAULTS["iterations"], 
         result["evidence"] = regime_evidence([j for j in jobs_list[:len(cells)] if j[1].seed == 0],
                                              min(EVIDENCE_IMAGES, eval_images), log)
         result["seconds"] = round(time.perf_counter() - t0, 1)
-    stem = os.path.join(out_dir, "table1_lr_sweep" if lrs is not None else table_stem(dataset))
+    stem = os.path.join(out_dir, sweep_stem(dataset) if lrs is not None else table_stem(dataset))
     with open(stem + ".json", "w") as f:
         json.dump(result, f, indent=1)
     with open(stem + ".md", "w") as f:
@@ -361,7 +367,7 @@ def figure4_curves(result):
 
 
 def plot_figure4(result, path):
-    """Figure 4 (§5.1) of the regime's converged gamma-2 model, drawn from the results' JSON."""
+    """Figure 4 (§5.1) of the regime's gamma-2 model (seed 0, the table's budget), drawn from the results' JSON."""
     from numpy_retinanet.evaluation.loss_cdf import plot_loss_cdf
     from numpy_retinanet.evaluation.visualize import save_figure
 
@@ -512,9 +518,13 @@ def format_sweep(sweep):
         "",
         f"Made by `{sweep['command']}` ({sweep['cell_seconds'] / 60:.0f} minutes of training in all). Every "
         f"setting trained at each rate with seed {', '.join(str(s) for s in range(sweep['seeds']))}, "
-        f"{sweep['iterations']} steps (the ablation's budget), evaluated on {sweep['eval_images']} held-out "
-        "images. The ablation trains each loss at its best rate (bold); `ABLATION_LRS` in "
-        "`numpy_retinanet/tools/ablate.py` holds the choice.",
+        f"{sweep['iterations']} steps, evaluated on {sweep['eval_images']} held-out images. "
+        + ("The ablation trains each loss at its best rate (bold); `ABLATION_LRS` in "
+           "`numpy_retinanet/tools/ablate.py` holds the choice."
+           if all(sweep[k] == v for k, v in LR_SWEEP.items()) else
+           f"The best rate of each loss is in bold. The tables train each loss at the rate chosen on the "
+           f"{LR_SWEEP['dataset']} at {LR_SWEEP['iterations']} steps (`{sweep_stem(LR_SWEEP['dataset'])}.md`, "
+           "`ABLATION_LRS`); this sweep shows what another rate would have given."),
         "",
         "| loss | " + " | ".join(f"AP at lr {lr:g}" for lr in sweep["lrs"]) + " |",
         "|---|" + "---|" * len(sweep["lrs"]),
