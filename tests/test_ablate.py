@@ -180,6 +180,15 @@ def test_the_learning_rates_are_the_committed_sweeps_choice():
     assert (FIGURES / "table1_lr_sweep.md").read_text() == format_sweep(sweep)
 
 
+def test_the_committed_check_of_the_rates_in_the_clutter_is_what_its_results_give():
+    sweep = json.loads((FIGURES / "table1_lr_sweep_clutter.json").read_text())
+    table = json.loads((FIGURES / "table1_shapes_clutter.json").read_text())
+    assert sweep["dataset"] == "shapes-clutter" and sweep["iterations"] == table["iterations"]
+    # its cells at the tables' rates are the table's seed-0 cells
+    assert all(sweep["runs"][f"{n} @ lr {ABLATION_LRS[n]:g}"] == table["runs"][n][:1] for n in sweep["settings"])
+    assert (FIGURES / "table1_lr_sweep_clutter.md").read_text() == format_sweep(sweep)
+
+
 def test_the_convergence_statement_says_whether_twice_the_steps_changed_ap():
     result = _result({"CE, alpha .75": 0.30, "FL, gamma 2, alpha .25": 0.20})
     result["longer"] = {"CE, alpha .75": {"AP": 0.31}, "FL, gamma 2, alpha .25": {"AP": 0.40}}
