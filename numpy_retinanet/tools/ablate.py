@@ -16,9 +16,9 @@ of each loss: twice the steps for CE alpha .75 and FL gamma 0.5 and 2 (converged
 the false positives are, and Figure 4 (``table1_shapes_figure4.png``, ...).
 
 The learning rate of each loss is chosen by a sweep (``--lr``, one seed, the same budget for
-every loss), ``table1_lr_sweep.md`` (``table1_lr_sweep_clutter.md``). Every cell is a run folder under ``--work``; a finished
-one is read instead of trained again, so an interrupted ablation continues, and ``--jobs N``
-trains N cells at once, one core each.
+every loss), ``table1_lr_sweep.md`` (a sweep of the clutter: ``table1_lr_sweep_clutter.md``).
+Every cell is a run folder under ``--work``; a finished one is read instead of trained again,
+so an interrupted ablation continues, and ``--jobs N`` trains N cells at once, one core each.
 """
 
 from __future__ import annotations
