@@ -383,7 +383,8 @@ assert round(sum(t["cell_seconds"] for t in tables.values()) / 60) == 272
 # ### Were the rates fair in the clutter?
 #
 # The rates were swept on the plain shapes at 1500 steps. A check in the cluttered regime at the tables' 3000
-# steps (seed 0, the other of the two higher rates for CE $\alpha$ .75 and FL $\gamma$ 0.5 and 2):
+# steps: seed 0 of CE $\alpha$ .75 and FL $\gamma$ 0.5 and 2, each at 0.03 and at 0.06 (one of the two is its
+# table's rate, and that cell is the table's):
 
 # %%
 sweep = json.loads(find_committed("table1_lr_sweep_clutter.json").read_text())
@@ -412,8 +413,8 @@ assert tables[clutter]["runs"][ce75][0]["AP"] == min(r["AP"] for r in tables[clu
 #   CE (alpha .75) tie, and the rate check leans towards CE: at lr 0.03 CE alpha .75 scored above both of
 #   gamma 0.5's runs on seed 0 (one seed only, and its seed 0 at 0.06 was its worst of three).
 # - **Gamma 2's lag in the clutter is not its learning rate**: it scored the same at 0.03 and 0.06.
-# - **With more training the focal loss pulls ahead.** At 6000 steps (one seed) gamma 0.5 beats CE alpha .75 in
-#   both regimes, and gamma 2 beats it on the plain shapes, not in the clutter.
+# - **With more training the focal loss pulls ahead.** At 6000 steps (one seed, the tables' rates) gamma 0.5
+#   beats CE alpha .75 in both regimes, and gamma 2 beats it on the plain shapes, not in the clutter.
 # - **Table 1a's order of the alphas (.75 > .50 > .25) appears only in the cluttered regime**, the one with the
 #   paper's imbalance (about 1 : 1000 against 1 : 460), and there alpha .25 falls behind the other two by more
 #   than the spreads. On plain noise the three alphas tie: weighting the rare positives matters when the
@@ -426,7 +427,7 @@ assert tables[clutter]["runs"][ce75][0]["AP"] == min(r["AP"] for r in tables[clu
 # on plain noise, for every alpha: that is §3's argument, in miniature. The focal loss with gamma 2 cuts their
 # share of the loss to less than half of any CE's, and their share of the gradient below every CE's, in both
 # regimes, as Figure 4 of the clutter model shows. The false positives are of a different kind in each
-# regime: on plain noise nearly all are shapes given the wrong class (there is nothing else to mistake for an
+# regime: on plain noise most are shapes given the wrong class (there is nothing else to mistake for an
 # object), in the clutter most of CE alpha .75's are distractors, the hard negatives the regime was built to
 # have. Whether the focal loss's focus on them wins at convergence, as in the paper, needs a budget this CPU
 # miniature cannot pay: the two tables' 48 runs (42 of 3000 steps, 6 of 6000) took 272 minutes of
