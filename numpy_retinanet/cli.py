@@ -357,8 +357,8 @@ def build_parser() -> argparse.ArgumentParser:
                        f"{k} {v}" for k, v in ABLATION_IMAGE_SIZE.items()) + ")")
     a.add_argument("--lr", type=float, nargs="+", default=None,
                    help="the sweep: train every cell at each of these rates and write table1_lr_sweep.md/.json "
-                        "(table1_lr_sweep_clutter.* for shapes-clutter) "
-                        "(default: each loss at its chosen rate, ABLATION_LRS)")
+                        "(table1_lr_sweep_clutter.* for shapes-clutter) instead of the table (default: no sweep, "
+                        "each loss at its chosen rate, ABLATION_LRS)")
     a.add_argument("--jobs", type=int, default=1, help="cells trained at once, one core each (default: 1)")
     a.add_argument("--work", default="runs/ablate",
                    help="where the cells' runs are kept; a finished cell is reused (default: runs/ablate)")

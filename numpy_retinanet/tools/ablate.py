@@ -8,8 +8,8 @@ and evaluated on the same held-out images:
 - the focal loss (Table 1b) with (gamma, alpha) in {(.5, .5), (1, .25), (2, .25), (5, .25)}.
 
 In either regime (``--dataset``): shapes on plain noise, or the cluttered regime built for
-the paper's problem (data/clutter.py: smaller objects, ~1:1200 positive to negative
-anchors, distractors that make hard negatives). The results (AP, AP50, AP75: mean and spread
+the paper's problem (data/clutter.py: smaller objects, distractors that make hard negatives;
+1 : 1028 positive to negative anchors at the ablation's 144 px). The results (AP, AP50, AP75: mean and spread
 over seeds) are written to ``table1_shapes.md`` (``table1_shapes_clutter.md``) beside the
 paper's numbers, with a plot (``.png``) and the JSON they are drawn from. Beside them, from the seed-0 model
 of each loss: twice the steps for CE alpha .75 and FL gamma 0.5 and 2 (converged?), who carries the loss, what
