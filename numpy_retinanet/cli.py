@@ -340,7 +340,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="the trained model of the model figures (default: the shipped model)")
     f.set_defaults(func=_cmd_figures)
 
-    from numpy_retinanet.tools.ablate import ABLATION_DEFAULTS, ABLATION_IMAGE_SIZE, SETTINGS
+    from numpy_retinanet.tools.ablate import ABLATION_DEFAULTS, ABLATION_IMAGE_SIZE, ABLATION_ITERATIONS, SETTINGS
 
     a = sub.add_parser("ablate", help="Table 1 in miniature: CE vs focal loss at an equal budget, several seeds")
     a.add_argument("--dataset", default="shapes", choices=tuple(ABLATION_IMAGE_SIZE),
@@ -348,7 +348,9 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--out", default="figures",
                    help="where the table's .md/.png/.json go (table1_shapes.*, table1_shapes_clutter.*; "
                         "default: figures)")
-    a.add_argument("--iterations", type=int, default=ABLATION_DEFAULTS["iterations"], help="steps per run")
+    a.add_argument("--iterations", type=int, default=None,
+                   help="steps per run (default: the regime's, " + ", ".join(
+                       f"{k} {v}" for k, v in ABLATION_ITERATIONS.items()) + ")")
     a.add_argument("--seeds", type=int, default=ABLATION_DEFAULTS["seeds"], help="runs per loss (seeds 0..N-1)")
     a.add_argument("--eval-images", type=int, default=ABLATION_DEFAULTS["eval_images"],
                    help="held-out images (seed 1000) per evaluation")

@@ -96,8 +96,10 @@ def test_ablate_command_writes_the_table_plot_json_and_evidence_and_reuses_finis
     result = json.loads((tmp_path / "table1_shapes_clutter.json").read_text())
     assert result["settings"] == ["CE, alpha .75", "FL, gamma 2, alpha .25"]
     assert all(len(result["runs"][n]) == 1 for n in result["settings"]) and result["image_size"] == 144
-    assert list(result["longer"]) == ["CE, alpha .75", "FL, gamma 2, alpha .25"]
+    assert list(result["longer"]) == list(result["shorter"]) == ["CE, alpha .75", "FL, gamma 2, alpha .25"]
     assert all(r["iterations"] == 4 and r["seed"] == 0 for r in result["longer"].values())
+    assert all(r["iterations"] == 1 and r["seed"] == 0 for r in result["shorter"].values())
+    assert result["cells"] == 6
     assert set(result["evidence"]["shares"]) == set(result["settings"]) == set(result["evidence"]["false_positives"])
     assert "distractor_negatives" in result["evidence"]["shares"]["CE, alpha .75"]["loss"]
     for suffix in (".png", "_figure4.png"):
@@ -106,10 +108,11 @@ def test_ablate_command_writes_the_table_plot_json_and_evidence_and_reuses_finis
     assert "| CE, alpha .75 |" in md and "## Who carries the classification loss" in md
     assert "ablate --dataset shapes-clutter --iterations 2 --seeds 1 --eval-images 2 --only 'CE, alpha .75'" in md
     assert result["reused_cells"] == 0
-    # Run again: every cell (2 of the table, 2 twice as long) is read from its run folder, not trained.
+    # Run again: every cell (2 of the table, 2 twice as long, 2 half as long) is read from its run
+    # folder, not trained.
     out = _ablate(tmp_path, "--seeds", "1", "--dataset", "shapes-clutter", *only)
     again = json.loads((tmp_path / "table1_shapes_clutter.json").read_text())
-    assert again["reused_cells"] == 4 and out.count("(reused)") == 4
+    assert again["reused_cells"] == 6 and out.count("(reused)") == 6
     assert again["runs"] == result["runs"]
 
 
@@ -192,9 +195,16 @@ def test_the_committed_check_of_the_rates_in_the_clutter_is_what_its_results_giv
 def test_the_convergence_statement_says_whether_twice_the_steps_changed_ap():
     result = _result({"CE, alpha .75": 0.30, "FL, gamma 2, alpha .25": 0.20})
     result["longer"] = {"CE, alpha .75": {"AP": 0.31}, "FL, gamma 2, alpha .25": {"AP": 0.40}}
+    result["shorter"] = {"CE, alpha .75": {"AP": 0.15, "iterations": 5}, "FL, gamma 2, alpha .25": {"AP": 0.16,
+                                                                                                  "iterations": 5}}
     text = convergence_statement(result)
     assert "not converged" in text and "1.03x to 2.00x" in text
+    assert "from 5 to 10 steps, changed them 1.25x to 2.00x" in text
+    assert "at 5 steps: FL, gamma 2, alpha .25 (16.0) > CE, alpha .75 (15.0)" in text
     assert "at 20 steps: FL, gamma 2, alpha .25 (40.0) > CE, alpha .75 (31.0)" in text
+    table = format_table(result)
+    assert "| loss | AP at 5 steps | AP at 10 steps | AP at 20 steps |" in table
+    assert "| CE, alpha .75 | 15.0 | 30.0 | 31.0 |" in table
     result["longer"]["FL, gamma 2, alpha .25"]["AP"] = 0.21
     assert "close to converged" in convergence_statement(result)
 

@@ -12,8 +12,8 @@ the paper's problem (data/clutter.py: smaller objects, distractors that make har
 1 : 1028 positive to negative anchors at the ablation's 144 px). The results (AP, AP50, AP75: mean and spread
 over seeds) are written to ``table1_shapes.md`` (``table1_shapes_clutter.md``) beside the
 paper's numbers, with a plot (``.png``) and the JSON they are drawn from. Beside them, from the seed-0 model
-of each loss: twice the steps for CE alpha .75 and FL gamma 0.5 and 2 (converged?), who carries the loss, what
-the false positives are, and Figure 4 (``table1_shapes_figure4.png``, ...).
+of each loss: half and twice the steps for CE alpha .75 and FL gamma 0.5 and 2 (converged?), who carries the
+loss, what the false positives are, and Figure 4 (``table1_shapes_figure4.png``, ...).
 
 The learning rate of each loss is chosen by a sweep (``--lr``, one seed, the same budget for
 every loss), ``table1_lr_sweep.md`` (a sweep of the clutter: ``table1_lr_sweep_clutter.md``).
@@ -58,13 +58,13 @@ PAPER_TABLE1 = {
 }
 
 # The ablation's model: a lighter one than the "default" preset (one 32-channel conv per
-# head, a 32-channel pyramid; 425,807 parameters) so that 7 losses x 3 seeds of 3000 steps
-# train in about an hour per regime on a 2-core CPU with --jobs 2 (the cluttered table's 21
-# new cells, 3 of them of 6000 steps, took 60 minutes in a fast hour; slow hours take up to
-# twice that). They are not converged at that budget: the tables' "Converged?" rows measure
-# how far from it they are.
+# head, a 32-channel pyramid; 425,807 parameters) so that 7 losses x 3 seeds train in one to
+# two hours per regime on a 2-core CPU with --jobs 2 (the tables' text gives each one's time).
 ABLATION_MODEL = dict(fpn_channels=32, head_channels=32, head_depth=1)
-ABLATION_DEFAULTS = dict(iterations=3000, seeds=3, eval_images=200)
+ABLATION_DEFAULTS = dict(seeds=3, eval_images=200)
+# Steps per cell, per regime. Neither regime is converged at its budget: the tables'
+# "Converged?" rows measure how far from it they are.
+ABLATION_ITERATIONS = {"shapes": 3000, "shapes-clutter": 3000}
 # At most 2 shapes per image instead of 4: half the positive anchors for the same anchors
 # per image, a step toward the paper's imbalance at no extra cost.
 ABLATION_MAX_OBJECTS = 2
@@ -75,8 +75,8 @@ ABLATION_IMAGE_SIZE = {"shapes": 128, "shapes-clutter": 144}
 # The learning rate of each loss: the best AP on seed 0 of the plain regime at 1500 steps
 # (``LR_SWEEP``) among the rates the sweep tried (``ablate --iterations 1500 --seeds 1 --lr 0.01
 # 0.03 0.06``, ``figures/table1_lr_sweep.json``; tests/test_ablate.py checks that this follows
-# from it). The tables, of 3000 steps and of both regimes, use the same rates (a sweep per regime
-# and budget would cost as much as a table).
+# from it). The tables of both regimes, each at its budget, use the same rates (a sweep per
+# regime and budget would cost as much as a table).
 LR_SWEEP = dict(dataset="shapes", iterations=1500)
 ABLATION_LRS = {
     "CE, alpha .25": 0.03,
@@ -94,7 +94,8 @@ ABLATION_LRS = {
 EVIDENCE_IMAGES = 64
 FIGURE4_SETTING = "FL, gamma 2, alpha .25"
 # Converged? These settings (the best CE of the paper, its mildest and its chosen focal loss)
-# also train seed 0 for twice the steps; the table shows both APs.
+# also train seed 0 for half and for twice the steps; the table shows AP at the three budgets
+# (the half-budget cells are the cells of a table at that budget, so they are often reused).
 LONGER_SETTINGS = ("CE, alpha .75", "FL, gamma 0.5, alpha .50", "FL, gamma 2, alpha .25")
 # Figure 4's grid as kept in the JSON: 201 even steps and 31 within the last 0.1 %.
 FIGURE4_FRACTIONS = np.union1d(np.linspace(0.0, 1.0, 201), 1.0 - np.logspace(-6, -3, 31))
@@ -241,17 +242,21 @@ def run_cells(jobs_list, jobs=1, log=print):
     return results
 
 
-def run_ablation(out_dir="figures", iterations=ABLATION_DEFAULTS["iterations"], seeds=ABLATION_DEFAULTS["seeds"],
+def run_ablation(out_dir="figures", iterations=None, seeds=ABLATION_DEFAULTS["seeds"],
                  eval_images=ABLATION_DEFAULTS["eval_images"], dataset="shapes", image_size=None, settings=None,
                  lrs=None, jobs=1, work="runs/ablate", log=print):
     """Train every setting with ``seeds`` seeds; write the table's .md/.png/.json in ``out_dir``.
 
-    ``lrs``: None trains each loss at its ``ABLATION_LRS``; a list trains every cell at each
-    of those rates and writes the sweep (``sweep_stem(dataset)``.*) instead of the table. The runs
-    stay in ``work`` (one folder per cell, reused when run again).
+    ``iterations``: steps per cell, None for the regime's ``ABLATION_ITERATIONS``. ``lrs``: None
+    trains each loss at its ``ABLATION_LRS``; a list trains every cell at each of those rates and
+    writes the sweep (``sweep_stem(dataset)``.*) instead of the table. The runs stay in ``work``
+    (one folder per cell, reused when run again).
 
     Returns the results dict (also saved as JSON).
     """
+    if dataset not in ABLATION_ITERATIONS:
+        raise ValueError(f"unknown regime {dataset!r}; known: {list(ABLATION_ITERATIONS)}")
+    iterations = ABLATION_ITERATIONS[dataset] if iterations is None else iterations
     if seeds < 1 or iterations < 1 or jobs < 1:
         raise ValueError(f"seeds, iterations and jobs must be >= 1, got {seeds}, {iterations} and {jobs}")
     names = [s[0] for s in SETTINGS] if settings is None else list(settings)
@@ -270,11 +275,13 @@ def run_ablation(out_dir="figures", iterations=ABLATION_DEFAULTS["iterations"], 
                 config = ablation_config(name, seed, iterations, eval_images, dataset, image_size, lr)
                 jobs_list.append((name, config, cell_folder(work, config, name)))
     longer = [] if lrs is not None else [n for n in LONGER_SETTINGS if n in names]
-    for name in longer:
-        config = ablation_config(name, 0, 2 * iterations, eval_images, dataset, image_size)
-        jobs_list.append((name, config, cell_folder(work, config, name)))
+    budgets = {"longer": 2 * iterations, "shorter": max(1, iterations // 2)}
+    for steps in budgets.values():
+        for name in longer:
+            config = ablation_config(name, 0, steps, eval_images, dataset, image_size)
+            jobs_list.append((name, config, cell_folder(work, config, name)))
     all_cells = run_cells(jobs_list, jobs, log)
-    cells = all_cells[:len(all_cells) - len(longer)]
+    cells = all_cells[:len(all_cells) - len(budgets) * len(longer)]
     config = jobs_list[0][1]
     args = f"--dataset {dataset} --iterations {iterations} --seeds {seeds}"
     if eval_images != ABLATION_DEFAULTS["eval_images"]:
@@ -308,8 +315,10 @@ def run_ablation(out_dir="figures", iterations=ABLATION_DEFAULTS["iterations"], 
             result["runs"][key] = [{k: c[k] for k in ("seed", "lr", "AP", "AP50", "AP75", "final_loss")} for c in rs]
             result["summary"][key] = {k: _mean_spread([c[k] for c in rs]) for k in ("AP", "AP50", "AP75")}
     if lrs is None:
-        result["longer"] = {c["name"]: {"iterations": 2 * iterations, "seed": 0, "AP": c["AP"], "AP50": c["AP50"],
-                                        "AP75": c["AP75"]} for c in all_cells[len(cells):]}
+        extra = iter(all_cells[len(cells):])  # in the order they were added: longer, then shorter
+        for key, steps in budgets.items():
+            result[key] = {c["name"]: {"iterations": steps, "seed": 0, "AP": c["AP"], "AP50": c["AP50"],
+                                       "AP75": c["AP75"]} for c in (next(extra) for _ in longer)}
         result["evidence"] = regime_evidence([j for j in jobs_list[:len(cells)] if j[1].seed == 0],
                                              min(EVIDENCE_IMAGES, eval_images), log)
         result["seconds"] = round(time.perf_counter() - t0, 1)
@@ -408,12 +417,15 @@ def ordering_statement(result):
 
 
 def convergence_statement(result):
-    """What twice the steps did to AP (seed 0), and the order of the settings at each budget."""
-    n, longer = result["iterations"], result["longer"]
-    ratio = {name: r["AP"] / max(result["runs"][name][0]["AP"], 1e-12) for name, r in longer.items()}
+    """What twice the steps did to AP (seed 0), what the doubling before did, and the order of the
+    settings at each of the three budgets."""
+    n, longer, shorter = result["iterations"], result["longer"], result["shorter"]
+    ap = {name: result["runs"][name][0]["AP"] for name in longer}
+    ratio = {name: r["AP"] / max(ap[name], 1e-12) for name, r in longer.items()}
+    before = [ap[name] / max(r["AP"], 1e-12) for name, r in shorter.items()]
 
-    def order(ap):
-        return " > ".join(f"{name} ({100 * v:.1f})" for name, v in sorted(ap.items(), key=lambda kv: -kv[1]))
+    def order(aps):
+        return " > ".join(f"{name} ({100 * v:.1f})" for name, v in sorted(aps.items(), key=lambda kv: -kv[1]))
 
     lo, hi = min(ratio.values()), max(ratio.values())
     # Converged: twice the steps move no AP by more than a tenth of itself.
@@ -422,8 +434,11 @@ def convergence_statement(result):
                if max(abs(r - 1) for r in ratio.values()) > 0.1 else
                f"Twice the steps change these APs by {lo:.2f}x to {hi:.2f}x: the {n}-step models are close to "
                "converged.")
-    return (verdict + f" Seed 0 at {n} steps: " + order({k: result["runs"][k][0]["AP"] for k in longer})
-            + f"; at {2 * n} steps: " + order({k: r["AP"] for k, r in longer.items()}) + ".")
+    m = next(iter(shorter.values()))["iterations"]
+    return (verdict + f" The doubling before, from {m} to {n} steps, changed them {min(before):.2f}x to "
+            f"{max(before):.2f}x. Seed 0 at {m} steps: " + order({k: r["AP"] for k, r in shorter.items()})
+            + f"; at {n} steps: " + order(ap) + f"; at {2 * n} steps: "
+            + order({k: r["AP"] for k, r in longer.items()}) + ".")
 
 
 def format_table(result):
@@ -465,12 +480,13 @@ def format_table(result):
     lines += ["", "AP in percent, as in the paper. The paper's orderings, on these means:", "",
               ordering_statement(result), ""]
     if result.get("longer"):
-        n = result["iterations"]
+        n, m = result["iterations"], next(iter(result["shorter"].values()))["iterations"]
         lines += ["## Converged?", "",
-                  f"Seed 0 of these settings also trained for {2 * n} steps (the same recipe, twice as long):", "",
-                  f"| loss | AP at {n} steps | AP at {2 * n} steps |", "|---|---|---|"]
-        lines += [f"| {name} | {100 * result['runs'][name][0]['AP']:.1f} | {100 * r['AP']:.1f} |"
-                  for name, r in result["longer"].items()]
+                  f"Seed 0 of these settings also trained for {m} and for {2 * n} steps (the same recipe, half and "
+                  "twice as long; the cosine schedule ends at each run's last step):", "",
+                  f"| loss | AP at {m} steps | AP at {n} steps | AP at {2 * n} steps |", "|---|---|---|---|"]
+        lines += [f"| {name} | {100 * result['shorter'][name]['AP']:.1f} | {100 * result['runs'][name][0]['AP']:.1f} "
+                  f"| {100 * r['AP']:.1f} |" for name, r in result["longer"].items()]
         lines += ["", convergence_statement(result), ""]
     if result.get("evidence", {}).get("shares"):
         lines += _format_evidence(result["evidence"], result["dataset"])
