@@ -257,8 +257,9 @@ def run_ablation(out_dir="figures", iterations=None, seeds=ABLATION_DEFAULTS["se
     if dataset not in ABLATION_ITERATIONS:
         raise ValueError(f"unknown regime {dataset!r}; known: {list(ABLATION_ITERATIONS)}")
     iterations = ABLATION_ITERATIONS[dataset] if iterations is None else iterations
-    if seeds < 1 or iterations < 1 or jobs < 1:
-        raise ValueError(f"seeds, iterations and jobs must be >= 1, got {seeds}, {iterations} and {jobs}")
+    if seeds < 1 or jobs < 1 or iterations < 2:
+        raise ValueError(f"seeds and jobs must be >= 1 and iterations >= 2 (the Converged? rows train half as many "
+                         f"steps), got {seeds}, {jobs} and {iterations}")
     names = [s[0] for s in SETTINGS] if settings is None else list(settings)
     unknown = sorted(set(names) - {s[0] for s in SETTINGS})
     if unknown:
@@ -275,7 +276,7 @@ def run_ablation(out_dir="figures", iterations=None, seeds=ABLATION_DEFAULTS["se
                 config = ablation_config(name, seed, iterations, eval_images, dataset, image_size, lr)
                 jobs_list.append((name, config, cell_folder(work, config, name)))
     longer = [] if lrs is not None else [n for n in LONGER_SETTINGS if n in names]
-    budgets = {"longer": 2 * iterations, "shorter": max(1, iterations // 2)}
+    budgets = {"longer": 2 * iterations, "shorter": iterations // 2}
     for steps in budgets.values():
         for name in longer:
             config = ablation_config(name, 0, steps, eval_images, dataset, image_size)
