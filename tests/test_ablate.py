@@ -198,9 +198,12 @@ def test_the_learning_rates_are_the_committed_sweeps_choice():
 def test_the_committed_check_of_the_rates_in_the_clutter_is_what_its_results_give():
     sweep = json.loads((FIGURES / "table1_lr_sweep_clutter.json").read_text())
     table = json.loads((FIGURES / "table1_shapes_clutter.json").read_text())
-    assert sweep["dataset"] == "shapes-clutter" and sweep["iterations"] == table["iterations"]
-    # its cells at the tables' rates are the table's seed-0 cells
-    assert all(sweep["runs"][f"{n} @ lr {ABLATION_LRS[n]:g}"] == table["runs"][n][:1] for n in sweep["settings"])
+    # at half the table's steps: its cells at the tables' rates are the table's half-budget cells
+    assert sweep["dataset"] == "shapes-clutter" and sweep["settings"] == list(table["shorter"])
+    for n in sweep["settings"]:
+        [cell] = sweep["runs"][f"{n} @ lr {ABLATION_LRS[n]:g}"]
+        assert sweep["iterations"] == table["shorter"][n]["iterations"] and cell["seed"] == 0
+        assert all(cell[k] == table["shorter"][n][k] for k in ("AP", "AP50", "AP75"))
     assert (FIGURES / "table1_lr_sweep_clutter.md").read_text() == format_sweep(sweep)
 
 
