@@ -226,13 +226,14 @@ for name, *_ in SETTINGS:
     print(f"{name:<26} loss {c.loss:<5} gamma {c.gamma:<3g} alpha {c.alpha:.2f}  lr {c.lr:g}")
 print("image sizes:", {d: configs[d, SETTINGS[0][0]].image_size for d in regimes}, "- steps:", budget)
 cell_settings = ("loss", "gamma", "alpha", "lr")
+# the clutter's cell trained as long as the plain one, to compare the regimes' other settings
+same_steps = ablation_config("FL, gamma 2, alpha .25", seed=0, iterations=budget[regimes[0]], dataset=regimes[1])
 
 # %% tags=["hide-input"]
 assert all(configs[d, n].to_dict()[k] == configs[d, SETTINGS[0][0]].to_dict()[k] for d in regimes
            for n, *_ in SETTINGS for k in configs[d, n].to_dict() if k not in cell_settings)
 assert all(configs[d, n].lr == ABLATION_LRS[n] for d in regimes for n, *_ in SETTINGS)
 # between the regimes only the dataset, the image size and the steps differ
-same_steps = ablation_config("FL, gamma 2, alpha .25", seed=0, iterations=budget[regimes[0]], dataset=regimes[1])
 assert {k for k, v in configs[regimes[0], "FL, gamma 2, alpha .25"].to_dict().items()
         if v != same_steps.to_dict()[k]} == {"dataset", "image_size"}
 
@@ -357,7 +358,9 @@ ce = [n for n, *_ in SETTINGS if n.startswith("CE")]
 fl = [n for n, *_ in SETTINGS if n.startswith("FL")]
 best = {(d, kind): max(names, key=lambda n: ap[d, n]) for d in regimes for kind, names in (("CE", ce), ("FL", fl))}
 fl2, fl05, ce75 = "FL, gamma 2, alpha .25", "FL, gamma 0.5, alpha .50", "CE, alpha .75"
-ratio = {(d, n): longer[d, n] / tables[d]["runs"][n][0]["AP"] for d, n in longer}
+ce50, ce25 = "CE, alpha .50", "CE, alpha .25"
+ratio = {(d, n): longer[d, n] / tables[d]["runs"][n][0]["AP"] for d, n in longer}  # the last doubling
+before = {(d, n): tables[d]["runs"][n][0]["AP"] / tables[d]["shorter"][n]["AP"] for d, n in longer}  # the one before
 shares = {d: tables[d]["evidence"]["shares"] for d in regimes}
 easy = {(d, n, part): shares[d][n][part]["easy_negatives"] for d in regimes for n in shares[d]
         for part in ("loss", "gradient")}
@@ -371,7 +374,6 @@ assert all(ap[plain, f] - spread[plain, f] > ap[plain, c] + spread[plain, c]
 assert all(abs(ap[plain, fl2] - ap[plain, c]) < spread[plain, fl2] + spread[plain, c] for c in ce)
 # clutter: the best FL (gamma 0.5) ties the two best CEs (alpha .50 and .75, which tie each other); gamma 2
 # falls below those two by more than the spreads and ties alpha .25
-ce50, ce25 = "CE, alpha .50", "CE, alpha .25"
 assert best[clutter, "CE"] == ce50 and best[clutter, "FL"] == fl05
 assert all(abs(ap[clutter, a] - ap[clutter, b]) < spread[clutter, a] + spread[clutter, b]
            for a, b in ((fl05, ce50), (fl05, ce75), (ce50, ce75), (fl2, ce25)))
@@ -390,7 +392,6 @@ assert 1.1 < min(ratio[plain, n] for n in (ce75, fl05, fl2)) and max(ratio[plain
 assert min(ratio[clutter, n] for n in (ce75, fl05, fl2)) > 1.25 and max(ratio, key=ratio.get) == (clutter, fl2)
 assert all(longer[d, fl05] > longer[d, ce75] for d in regimes) and longer[plain, fl2] > longer[plain, ce75]
 assert -0.005 < longer[clutter, fl2] - longer[clutter, ce75] < 0
-before = {(d, n): tables[d]["runs"][n][0]["AP"] / tables[d]["shorter"][n]["AP"] for d, n in longer}
 assert max((ce75, fl05, fl2), key=lambda n: before[clutter, n]) == fl2
 assert [round(r, 2) for r in (before[clutter, fl2], ratio[clutter, fl2])] == [1.78, 1.62]
 assert [round(100 * longer[clutter, n], 1) for n in (fl2, ce75, fl05)] == [54.9, 55.2, 59.4]
