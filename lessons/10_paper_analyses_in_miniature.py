@@ -302,13 +302,14 @@ curve = {(d, name): {table["shorter"][name]["iterations"]: table["shorter"][name
 fig = Figure(figsize=(9, 3.5))
 for i, d in enumerate(regimes):
     ax = fig.add_subplot(1, len(regimes), i + 1)
+    steps = sorted({n for (regime, _), points in curve.items() if regime == d for n in points})
+    print(f"{d}: AP at {', '.join(map(str, steps))} steps (seed 0), and the last doubling")
     for (regime, name), points in curve.items():
         if regime == d:
             ax.plot(list(points), [100 * v for v in points.values()], "o-", label=name)
-            print(f"{d:<15} {name:<26} " + "   ".join(f"{n} steps: AP {100 * v:.1f}" for n, v in points.items())
-                  + f"   (last doubling {longer[d, name] / tables[d]['runs'][name][0]['AP']:.2f}x)")
+            print(f"  {name:<26}" + "".join(f"{100 * v:6.1f}" for v in points.values())
+                  + f"   {longer[d, name] / tables[d]['runs'][name][0]['AP']:.2f}x")
     ax.set_xscale("log", base=2)  # each point twice the steps of the one before
-    steps = sorted({n for (regime, _), points in curve.items() if regime == d for n in points})
     ax.set_xticks(steps, [str(n) for n in steps], minor=False)
     ax.minorticks_off()
     ax.set(xlabel="steps (each point its own run, seed 0)", ylabel="AP (%)", title=d, ylim=(0, 100))
