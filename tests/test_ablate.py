@@ -10,6 +10,7 @@ import pytest
 
 from numpy_retinanet.tools.ablate import (
     ABLATION_IMAGE_SIZE,
+    ABLATION_ITERATIONS,
     ABLATION_LRS,
     LR_SWEEP,
     PAPER_TABLE1,
@@ -180,6 +181,8 @@ def test_the_committed_tables_and_plots_are_what_the_committed_results_give(tmp_
     result = json.loads((FIGURES / f"{stem}.json").read_text())
     assert [s[0] for s in SETTINGS] == result["settings"] and result["seeds"] >= 3
     assert result["dataset"] == dataset and result["image_size"] == ABLATION_IMAGE_SIZE[dataset]
+    # made by the documented command, whose budget is the regime's default
+    assert result["iterations"] == ABLATION_ITERATIONS[dataset] and set(ABLATION_ITERATIONS) == set(ABLATION_IMAGE_SIZE)
     assert all(r["lr"] == ABLATION_LRS[n] for n, rs in result["runs"].items() for r in rs)
     assert (FIGURES / f"{stem}.md").read_text() == format_table(result)
     plot_table(result, tmp_path / "t.png")
@@ -242,6 +245,6 @@ def test_ctrl_c_keeps_the_finished_cells_and_a_rerun_reads_them(tmp_path):
     os.killpg(p.pid, signal.SIGINT)  # Ctrl-C in a terminal: the whole group
     out, err = p.communicate(timeout=120)
     assert p.returncode == 130 and "Traceback" not in err and "the finished cells are kept" in err
-    # the 2-step cells of the first run are untouched and read again
+    # the cells of the first run (2 steps, and 4 and 1 for the Converged? rows) are untouched and read again
     again = subprocess.run(args + ["--iterations", "2"], capture_output=True, text=True, timeout=300)
-    assert again.returncode == 0 and again.stdout.count("(reused)") == 2
+    assert again.returncode == 0 and again.stdout.count("(reused)") == 3
