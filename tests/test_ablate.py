@@ -160,7 +160,7 @@ def test_an_out_or_work_folder_that_is_a_file_is_a_clear_error(tmp_path, flag):
 @pytest.mark.parametrize("flags, message", [
     (["--iterations", "1"], "iterations >= 2 (the Converged? rows train half as many steps), got 3, 1 and 1"),
     (["--seeds", "0"], "seeds and jobs must be >= 1 and iterations >= 2"),
-    (["--jobs", "0"], "got 3, 0 and 3000")])
+    (["--jobs", "0"], "got 3, 0 and 6000")])
 def test_too_few_steps_seeds_or_jobs_are_a_clear_error(tmp_path, flags, message):
     r = subprocess.run([sys.executable, "-m", "numpy_retinanet", "ablate", "--out", str(tmp_path / "o"),
                         "--work", str(tmp_path / "w"), *flags], capture_output=True, text=True)
@@ -217,6 +217,7 @@ def test_the_convergence_statement_says_whether_twice_the_steps_changed_ap():
                                                                                                   "iterations": 5}}
     text = convergence_statement(result)
     assert "not converged" in text and "1.03x to 2.00x" in text
+    assert "FL, gamma 2, alpha .25 (2.000x) moved more" in text and "CE, alpha .75 (1.033x)" not in text
     assert "from 5 to 10 steps, changed them 1.25x to 2.00x" in text
     assert "at 5 steps: FL, gamma 2, alpha .25 (16.0) > CE, alpha .75 (15.0)" in text
     assert "at 20 steps: FL, gamma 2, alpha .25 (40.0) > CE, alpha .75 (31.0)" in text
@@ -224,7 +225,8 @@ def test_the_convergence_statement_says_whether_twice_the_steps_changed_ap():
     assert "| loss | AP at 5 steps | AP at 10 steps | AP at 20 steps |" in table
     assert "| CE, alpha .75 | 15.0 | 30.0 | 31.0 |" in table
     result["longer"]["FL, gamma 2, alpha .25"]["AP"] = 0.21
-    assert "close to converged" in convergence_statement(result)
+    text = convergence_statement(result)
+    assert "none by more than a tenth" in text and "close to converged" in text and "not converged" not in text
 
 
 @pytest.mark.fault("lost")
