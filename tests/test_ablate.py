@@ -2,12 +2,15 @@
 
 import dataclasses
 import json
+import re
+import shlex
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
+from numpy_retinanet.cli import build_parser
 from numpy_retinanet.tools.ablate import (
     ABLATION_IMAGE_SIZE,
     ABLATION_ITERATIONS,
@@ -250,3 +253,23 @@ def test_ctrl_c_keeps_the_finished_cells_and_a_rerun_reads_them(tmp_path):
     # the cells of the first run (2 steps, and 4 and 1 for the Converged? rows) are untouched and read again
     again = subprocess.run(args + ["--iterations", "2"], capture_output=True, text=True, timeout=300)
     assert again.returncode == 0 and again.stdout.count("(reused)") == 3
+
+
+def _ablate_run(command):
+    """What an ``ablate`` command line trains: its regime, steps, seeds, rates and settings, defaults resolved."""
+    args = build_parser().parse_args(shlex.split(command)[1:])
+    return (args.dataset, args.iterations or ABLATION_ITERATIONS[args.dataset], args.seeds, args.lr,
+            args.only or [name for name, *_ in SETTINGS])
+
+
+@pytest.mark.parametrize("stem", ["table1_shapes", "table1_shapes_clutter", "table1_lr_sweep",
+                                  "table1_lr_sweep_clutter"])
+def test_the_documented_command_of_each_committed_table_makes_that_table(stem):
+    # lessons/README.md lists each figure with the command that made it; a default that moved since (the
+    # budget of a regime) must not leave it naming another run than the one the JSON records.
+    readme = (FIGURES.parent / "lessons" / "README.md").read_text()
+    [row] = [line for line in readme.splitlines() if f"[`{stem}." in line]
+    commands = re.findall(r"`(numpy-retinanet ablate[^`]*)`", row)
+    assert commands, row
+    recorded = json.loads((FIGURES / f"{stem}.json").read_text())["command"]
+    assert all(_ablate_run(c) == _ablate_run(recorded) for c in commands), (commands, recorded)
