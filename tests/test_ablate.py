@@ -72,15 +72,17 @@ def _result(aps):
 def test_the_ordering_statement_says_when_the_paper_does_not_hold():
     paper_like = _result({s[0]: PAPER_TABLE1[s[0]][0] / 100 for s in SETTINGS})
     text = ordering_statement(paper_like)
-    assert "does NOT hold" not in text and text.count("holds") == 4
+    assert "does NOT hold" not in text and text.count("holds") == 5
     reversed_ = _result({s[0]: 1 - PAPER_TABLE1[s[0]][0] / 100 for s in SETTINGS})
-    assert ordering_statement(reversed_).count("does NOT hold") == 4
+    assert ordering_statement(reversed_).count("does NOT hold") == 5
     # the spreads are 1.0 AP each: 34.0 against 31.1 is a win, gamma 2's 34.0 against gamma 5's 32.2 a tie
-    assert [line.endswith("(a tie).") for line in text.splitlines()] == [False, False, True, False]
+    assert [line.endswith("(a tie).") for line in text.splitlines()] == [False, False, True, False, False]
+    assert text.splitlines()[-1] == "- gamma 2 beats the best CE (here: CE, alpha .75; the paper's headline, 34.0 vs 31.1): holds."
     close = _result({**{s[0]: PAPER_TABLE1[s[0]][0] / 100 for s in SETTINGS}, "CE, alpha .75": 0.335})
     assert ordering_statement(close).splitlines()[0] == (  # 34.0 against 33.5
         "- the best FL (FL, gamma 2, alpha .25, AP 0.340) beats the best CE (CE, alpha .75, AP 0.335): holds, "
         "within the two spreads added (a tie).")
+    assert ordering_statement(close).splitlines()[-1].endswith("holds, within the two spreads added (a tie).")
     table = format_table(paper_like)
     assert "| FL, gamma 2, alpha .25 | 0.03 | 34.0 +- 1.0 | 34.0 +- 1.0 | 34.0 +- 1.0 | 34.0 | 52.5 | 36.5 |" in table
     assert "1 : 500" in table
