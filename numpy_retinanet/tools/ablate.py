@@ -59,9 +59,9 @@ PAPER_TABLE1 = {
 
 # The ablation's model: a lighter one than the "default" preset (one 32-channel conv per
 # head, a 32-channel pyramid; 425,807 parameters) so that 7 losses x 3 seeds train on a 2-core
-# CPU with --jobs 2 in about two hours wall per regime (6000 steps a cell, with the 12000-step
-# runs: 89 minutes on the plain shapes for 21 of its 27 cells, 135 in the clutter for 21), measured;
-# the tables' text gives the time of one core.
+# CPU with --jobs 2 in about 2 hours wall on the plain shapes and 3 in the clutter (6000 steps a
+# cell, with the 12000-step runs; the tables' text gives 228 and 328 minutes of one core; measured:
+# 89 minutes wall for 21 of the plain table's 27 cells, 135 for 21 of the clutter's).
 ABLATION_MODEL = dict(fpn_channels=32, head_channels=32, head_depth=1)
 ABLATION_DEFAULTS = dict(seeds=3, eval_images=200)
 # Steps per cell, per regime (seed 0's AP, the tables' "Converged?" rows). From 3000 steps,
