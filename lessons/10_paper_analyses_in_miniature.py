@@ -354,7 +354,7 @@ as_image(plot_loss_cdf(clutter_curves, clutter_caption))
 # %%
 for d, table in tables.items():
     print(d)
-    for line in ordering_statement(table).splitlines():  # wrapped to the width of the rendered page
+    for line in ordering_statement(table).splitlines():  # wrapped to the page width
         print(textwrap.fill(line, width=88, subsequent_indent="  "))
 plain, clutter = "shapes", "shapes-clutter"
 ce = [n for n, *_ in SETTINGS if n.startswith("CE")]
