@@ -80,7 +80,11 @@ _FLOAT = dict(kind="f", nonempty=True, no_nan=True)
 # - The nine tap GEMMs of the forward took 0.9-1.1x the time of the one
 #   K = KH*KW*C GEMM on one BLAS thread, and 1.5-11x on two threads while
 #   other processes shared the cores (every call waits for a thread the OS
-#   has parked). On one thread they would save the forward's copies.
+#   has parked). On one thread they would save the forward's copies. Timed
+#   again on a quiet machine, apart from numpy's calls (scipy's gemm runs on
+#   scipy's own OpenBLAS, whose spinning threads had slowed numpy's in the
+#   interleaved bench; see tools/bench/conv.py), the nine took 0.8-1.0x the
+#   one GEMM on two threads too: the forward's side deserves a new look.
 # - But dW needs the column matrix: per-tap dW (nine (C, F) outputs, K = L)
 #   ran 1.7-2.2x slower than the one tall GEMM on col even on one thread, so
 #   the copies would only move to the backward. Per-tap dx (K = F, added at
