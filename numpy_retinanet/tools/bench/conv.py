@@ -138,7 +138,8 @@ def bench_conv(repeats):
                 dt = timed(fn)
                 if r:  # round 0 warms up caches, BLAS threads and the allocator
                     t[name].append(dt)
-    # The tap GEMMs after every other timing, so that scipy's BLAS threads cannot slow them (module docstring).
+    # The tap GEMMs last, after every other timing: scipy's BLAS threads, spinning after each of their calls,
+    # would slow the numpy calls timed after them (module docstring).
     for (channels, size, stride, *_), t in zip(cases, times):
         taps = _tap_gemms(channels, size, stride, rng)
         t["taps_fwd"] = [timed(taps) for _ in range(repeats + 1)][1:]
