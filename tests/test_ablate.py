@@ -258,10 +258,16 @@ def test_ctrl_c_keeps_the_finished_cells_and_a_rerun_reads_them(tmp_path):
 
 
 def _ablate_run(command):
-    """What an ``ablate`` command line trains: its regime, steps, seeds, rates and settings, defaults resolved."""
-    args = build_parser().parse_args(shlex.split(command)[1:])
-    return (args.dataset, args.iterations or ABLATION_ITERATIONS[args.dataset], args.seeds, args.lr,
-            args.only or [name for name, *_ in SETTINGS])
+    """What an ``ablate`` command line trains: every flag but where it writes and how many cells at once, with
+    the regime's defaults filled in as ``run_ablation`` fills them (None: the regime's steps and image size,
+    every setting)."""
+    args = vars(build_parser().parse_args(shlex.split(command)[1:]))
+    for where in ("out", "work", "jobs", "func"):
+        del args[where]
+    regime = args["dataset"]
+    defaults = {"iterations": ABLATION_ITERATIONS[regime], "image_size": ABLATION_IMAGE_SIZE[regime],
+                "only": [name for name, *_ in SETTINGS]}
+    return {k: defaults[k] if v is None and k in defaults else v for k, v in args.items()}
 
 
 @pytest.mark.parametrize("stem", ["table1_shapes", "table1_shapes_clutter", "table1_lr_sweep",
