@@ -95,6 +95,12 @@ _FLOAT = dict(kind="f", nonempty=True, no_nan=True)
 #   shifted copies of dY instead of col2im ran slower. Splitting the batch
 #   into groups of smaller col ran faster on one thread only for the 74 MiB
 #   col below, slower on two.
+# - The grid's margin costs most on small maps (GEMM work x1.27 on 8x8, x1.56
+#   on 4x4, x4 on 1x1; in all, 2.71 GFLOP for a worker's step of 4 images
+#   against 2.26 without margins). Yet the plain reference on every map of at
+#   most 8x8 (the heads on P4-P7) ran that step 0.94-1.03x (median 0.99x,
+#   eight interleaved rounds, one core): on such maps the calls cost more
+#   than the arithmetic, so the network keeps one conv everywhere.
 # What is left above the GEMMs is memory traffic: the tap copies and the
 # col2im adds, and first touches of fresh pages (glibc hands arrays over
 # 32 MiB, like the 74 MiB col and dcol of the 64-channel 64x64 bench case,
