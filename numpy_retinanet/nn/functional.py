@@ -99,7 +99,8 @@ _FLOAT = dict(kind="f", nonempty=True, no_nan=True)
 #   on 4x4, x4 on 1x1; in all, 2.71 GFLOP for a worker's step of 4 images
 #   against 2.26 without margins). Yet the plain reference on every map of at
 #   most 8x8 (the heads on P4-P7) ran that step 0.94-1.03x (median 0.99x,
-#   eight interleaved rounds, one core): on such maps the calls cost more
+#   eight interleaved rounds, one BLAS thread, while two training processes
+#   shared the cores): on such maps the calls cost more
 #   than the arithmetic, so the network keeps one conv everywhere.
 # What is left above the GEMMs is memory traffic: the tap copies and the
 # col2im adds, and first touches of fresh pages (glibc hands arrays over
