@@ -305,7 +305,7 @@ assert results["no NMS"][0]["AP"] < 1
 # ## A trained detector
 #
 # The package ships the detector that `numpy-retinanet train` makes with its default recipe (lesson 8):
-# 4000 steps of 8 images, about ten minutes on a 2-core CPU. `load_checkpoint` reads it (no pickle), and
+# 4000 steps of 8 images, about six minutes on a 2-core CPU. `load_checkpoint` reads it (no pickle), and
 # `engine.inference.evaluate_model` runs this lesson's pipeline, `postprocess` then `evaluate_detections`,
 # on the held-out images its run was scored on (seed 1000, never trained on):
 
