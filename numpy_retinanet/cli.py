@@ -471,6 +471,11 @@ def main(argv=None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     keep_freed_memory()
+    # Progress lines reach a file or a pipe as they are printed (`train > log`, `ablate | tee`), not in
+    # blocks of 8 KiB: Python buffers stdout by blocks when it is not a terminal, and an ablation's first
+    # block would come after hours.
+    if hasattr(sys.stdout, "reconfigure"):
+        sys.stdout.reconfigure(line_buffering=True)
     try:
         return int(args.func(args) or 0)
     except KeyboardInterrupt as e:  # a second Ctrl-C or SIGTERM during training (engine.trainer.Aborted)
