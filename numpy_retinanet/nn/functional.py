@@ -102,6 +102,10 @@ _FLOAT = dict(kind="f", nonempty=True, no_nan=True)
 #   eight interleaved rounds, one BLAS thread, while two training processes
 #   shared the cores): on such maps the calls cost more
 #   than the arithmetic, so the network keeps one conv everywhere.
+# - dx at stride 1 as the forward conv of dY with the flipped, transposed
+#   filters (nine copies of dY into a column matrix instead of col2im's eight
+#   adds) took 0.95-1.09x the backward's time (64 channels, 8x8 to 32x32, one
+#   BLAS thread, beside the same two training processes).
 # What is left above the GEMMs is memory traffic: the tap copies and the
 # col2im adds, and first touches of fresh pages (glibc hands arrays over
 # 32 MiB, like the 74 MiB col and dcol of the 64-channel 64x64 bench case,
