@@ -9,7 +9,7 @@
 # reproduction of the paper's values.
 #
 # Figure 4 uses the detector that ships with the package (`numpy-retinanet train`'s default recipe, AP
-# about 0.70 on the held-out shapes), the model of lessons 8 and 9 and of the repository's figures;
+# 0.68 on the held-out shapes, lesson 8), the model of lessons 8 and 9 and of the repository's figures;
 # Table 1 is read from the committed ablations of two regimes. Nothing is trained here. Fast mode
 # (`NUMPY_RETINANET_FAST=1`) scores the model on fewer held-out images.
 
