@@ -124,7 +124,6 @@ def test_cli_train_evaluate_detect(tmp_path):
     assert r.returncode == 2 and "missing.npz" in r.stderr
 
 
-
 def test_the_command_line_writes_lines_to_a_pipe_as_it_prints_them(tmp_path):
     # `train > log` or `ablate | tee`: each progress line must reach the file when it is printed. Python
     # buffers stdout in 8 KiB blocks when it is not a terminal (an ablation's first block came after hours),

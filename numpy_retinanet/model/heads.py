@@ -12,8 +12,8 @@ level inside the call), was measured in December 2026 and not kept. On one core,
 4 images (a worker's share of the default step), both heads' forward + backward took
 33.5-34.1 ms packed against 35.6 ms per level, and a worker's whole step 0.92-0.99x
 (four alternating pairs): the per-level copies stay, because the levels' grids have
-rows of different lengths, so each level still needs its own tap copies. Two to five
-percent did not pay for the ~200 lines and a head that no longer reads as the paper's.
+rows of different lengths, so each level still needs its own tap copies. A few percent
+did not pay for the ~200 lines and a head that no longer reads as the paper's.
 
 Initialization (§4.1): weights N(0, 0.01), biases 0, except the classification
 subnet's last bias b = -log((1 - pi) / pi), pi = 0.01 (§3.3), so that every anchor

@@ -100,8 +100,8 @@ _FLOAT = dict(kind="f", nonempty=True, no_nan=True)
 #   against 2.26 without margins). Yet the plain reference on every map of at
 #   most 8x8 (the heads on P4-P7) ran that step 0.94-1.03x (median 0.99x,
 #   eight interleaved rounds, one BLAS thread, while two training processes
-#   shared the cores): on such maps the calls cost more
-#   than the arithmetic, so the network keeps one conv everywhere.
+#   shared the cores): on such maps the calls cost more than the arithmetic,
+#   so the network keeps one conv everywhere.
 # - dx at stride 1 as the forward conv of dY with the flipped, transposed
 #   filters (nine copies of dY into a column matrix instead of col2im's eight
 #   adds) took 0.95-1.09x the backward's time (64 channels, 8x8 to 32x32, one
