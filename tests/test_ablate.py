@@ -165,7 +165,7 @@ def test_an_out_or_work_folder_that_is_a_file_is_a_clear_error(tmp_path, flag):
 @pytest.mark.parametrize("flags, message", [
     (["--iterations", "1"], "iterations >= 2 (the Converged? rows train half as many steps), got 3, 1 and 1"),
     (["--seeds", "0"], "seeds and jobs must be >= 1 and iterations >= 2"),
-    (["--jobs", "0"], "got 3, 0 and 6000")])
+    (["--jobs", "0"], "got 3, 0 and 12000")])
 def test_too_few_steps_seeds_or_jobs_are_a_clear_error(tmp_path, flags, message):
     r = subprocess.run([sys.executable, "-m", "numpy_retinanet", "ablate", "--out", str(tmp_path / "o"),
                         "--work", str(tmp_path / "w"), *flags], capture_output=True, text=True)
