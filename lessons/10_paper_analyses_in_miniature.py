@@ -5,8 +5,8 @@
 # losses and compare AP (Table 1), and an analysis of how the loss of a *trained* detector is spread over
 # its anchors (Figure 4). Both are repeated here at CPU scale. The paper's detector trains for 90k
 # iterations on 8 GPUs; the shipped model for 4000 (about six minutes on a 2-core CPU), the ablation's models
-# for 6000 in each regime, so read every number here as an illustration of the method, not as a
-# reproduction of the paper's values.
+# for 12000 on the plain shapes and 6000 in the clutter, so read every number here as an illustration of the
+# method, not as a reproduction of the paper's values.
 #
 # Figure 4 uses the detector that ships with the package (`numpy-retinanet train`'s default recipe, AP
 # 0.68 on the held-out shapes, lesson 8), the model of lessons 8 and 9 and of the repository's figures;
@@ -240,7 +240,7 @@ assert {k for k, v in configs[regimes[0], "FL, gamma 2, alpha .25"].to_dict().it
 
 # %% [markdown]
 # `numpy-retinanet ablate --dataset shapes --jobs 2` and `--dataset shapes-clutter` train every cell with 3
-# seeds (7 x 3 runs of 6000 steps in each regime; the tables' text gives the time)
+# seeds (7 x 3 runs of 12000 steps on the plain shapes and of 6000 in the clutter; the tables' text gives the time)
 # and write `figures/table1_shapes.*` and `figures/table1_shapes_clutter.*`. A few runs of a few hundred steps
 # would measure mostly noise, so the committed results are read here. Their per-seed APs come from those
 # commands (the JSON names them) and are not rerun here; everything else is derived from them below, by hand.
@@ -360,7 +360,7 @@ plain, clutter = "shapes", "shapes-clutter"
 ce = [n for n, *_ in SETTINGS if n.startswith("CE")]
 fl = [n for n, *_ in SETTINGS if n.startswith("FL")]
 best = {(d, kind): max(names, key=lambda n: ap[d, n]) for d in regimes for kind, names in (("CE", ce), ("FL", fl))}
-fl2, fl05, ce75 = "FL, gamma 2, alpha .25", "FL, gamma 0.5, alpha .50", "CE, alpha .75"
+fl2, fl1, fl05, ce75 = "FL, gamma 2, alpha .25", "FL, gamma 1, alpha .25", "FL, gamma 0.5, alpha .50", "CE, alpha .75"
 ce50, ce25 = "CE, alpha .50", "CE, alpha .25"
 ratio = {(d, n): longer[d, n] / tables[d]["runs"][n][0]["AP"] for d, n in longer}  # the last doubling
 before = {(d, n): tables[d]["runs"][n][0]["AP"] / tables[d]["shorter"][n]["AP"] for d, n in longer}  # the one before
@@ -370,14 +370,13 @@ easy = {(d, n, part): shares[d][n][part]["easy_negatives"] for d in regimes for 
 kinds = {d: tables[d]["evidence"]["false_positives"] for d in regimes}
 
 # %% tags=["hide-input"]
-# plain: gamma 0.5 and gamma 1 beat every CE by more than the two spreads added (gamma 0.5 over alpha .50 by
-# less than a tenth of a point); gamma 2 beats alpha .25 and .75 so, and ties the best CE, alpha .50
-assert best[plain, "FL"] == "FL, gamma 1, alpha .25" and best[plain, "CE"] == ce50
-assert all(ap[plain, f] - spread[plain, f] > ap[plain, c] + spread[plain, c]
-           for f in (fl05, "FL, gamma 1, alpha .25") for c in ce)
-assert 0 < (ap[plain, fl05] - spread[plain, fl05]) - (ap[plain, ce50] + spread[plain, ce50]) < 0.001
-assert all(ap[plain, fl2] - spread[plain, fl2] > ap[plain, c] + spread[plain, c] for c in (ce25, ce75))
-assert 0 < ap[plain, fl2] - ap[plain, ce50] < spread[plain, fl2] + spread[plain, ce50]
+# plain: every FL but gamma 5 beats every CE by more than the two spreads added; gamma 1 is the best and beats
+# gamma 2 so, gamma 2 and gamma 0.5 tie
+assert best[plain, "FL"] == fl1 and best[plain, "CE"] == ce25
+assert all(ap[plain, f] - spread[plain, f] > ap[plain, c] + spread[plain, c] for f in (fl05, fl1, fl2) for c in ce)
+assert ap[plain, fl1] - spread[plain, fl1] > ap[plain, fl2] + spread[plain, fl2]
+assert abs(ap[plain, fl2] - ap[plain, fl05]) < spread[plain, fl2] + spread[plain, fl05]
+assert [round(100 * ap[plain, n], 1) for n in (fl2, ce25, fl1)] == [81.2, 79.9, 82.7]
 # clutter: the best FL (gamma 0.5) ties the two best CEs (alpha .50 and .75, which tie each other); gamma 2
 # falls below those two by more than the spreads and ties alpha .25
 assert best[clutter, "CE"] == ce50 and best[clutter, "FL"] == fl05
@@ -385,19 +384,21 @@ assert all(abs(ap[clutter, a] - ap[clutter, b]) < spread[clutter, a] + spread[cl
            for a, b in ((fl05, ce50), (fl05, ce75), (ce50, ce75), (fl2, ce25)))
 assert all(ap[clutter, fl2] + spread[clutter, fl2] < ap[clutter, c] - spread[clutter, c] for c in (ce50, ce75))
 # Table 1a: in the clutter alpha .25 is the worst CE, behind alpha .50 by more than the spreads and behind
-# alpha .75 by less; on plain noise the three alphas tie
+# alpha .75 by less; on plain noise it is the best CE, ahead of alpha .50 by more than the spreads, tied
+# with alpha .75
 assert min(ce, key=lambda n: ap[clutter, n]) == ce25
 assert ap[clutter, ce25] + spread[clutter, ce25] < ap[clutter, ce50] - spread[clutter, ce50]
 assert 0 < ap[clutter, ce75] - ap[clutter, ce25] < spread[clutter, ce75] + spread[clutter, ce25]
-assert all(abs(ap[plain, a] - ap[plain, b]) < spread[plain, a] + spread[plain, b] for a in ce for b in ce)  # a tie
+assert ap[plain, ce25] - spread[plain, ce25] > ap[plain, ce50] + spread[plain, ce50]
+assert 0 < ap[plain, ce25] - ap[plain, ce75] < spread[plain, ce25] + spread[plain, ce75]
 assert all(min(fl, key=lambda n: ap[d, n]) == "FL, gamma 5, alpha .25" for d in regimes)
 assert all(ap[d, fl2] > ap[d, "FL, gamma 5, alpha .25"] for d in regimes) and all(best[d, "FL"] != fl2 for d in regimes)
-# twice the steps: nothing converged, the clutter least; on the plain shapes 1.05x-1.11x, only CE alpha .75
-# by more than a tenth; with twice the steps the plain three end within 1.2 points, gamma 2 the highest; in
-# the clutter gamma 0.5 leads and gamma 2 draws level with CE alpha .75, gaining the most
-assert 1.05 < min(ratio[plain, n] for n in (ce75, fl05, fl2)) and max(ratio[plain, n] for n in (ce75, fl05, fl2)) < 1.11
-assert [n for n in (ce75, fl05, fl2) if ratio[plain, n] > 1.1] == [ce75] and round(ratio[plain, ce75], 3) == 1.106
-assert [round(100 * longer[plain, n], 1) for n in (fl2, fl05, ce75)] == [81.0, 80.5, 79.8]
+# twice the steps: the plain shapes close to converged (1.04x-1.06x from 12000 steps; from 6000 CE alpha .75
+# had moved 1.106x), the clutter far from it; on seed 0 gamma 2 leads the plain three at 12000 and 24000 steps
+assert 1.04 < min(ratio[plain, n] for n in (ce75, fl05, fl2)) and max(ratio[plain, n] for n in (ce75, fl05, fl2)) < 1.06
+assert round(before[plain, ce75], 3) == 1.106
+assert [round(100 * longer[plain, n], 1) for n in (fl2, fl05, ce75)] == [85.5, 84.6, 83.2]
+assert all(tables[plain]["runs"][fl2][0]["AP"] > tables[plain]["runs"][n][0]["AP"] for n in (fl05, ce75))
 assert min(ratio[clutter, n] for n in (ce75, fl05, fl2)) > 1.25 and max(ratio, key=ratio.get) == (clutter, fl2)
 assert all(longer[d, fl05] > longer[d, ce75] for d in regimes) and longer[plain, fl2] > longer[plain, ce75]
 assert -0.005 < longer[clutter, fl2] - longer[clutter, ce75] < 0
@@ -409,6 +410,12 @@ assert [round(100 * longer[clutter, n], 1) for n in (fl2, ce75, fl05)] == [54.9,
 # the easy negatives: more of the CE gradient in the cluttered regime; the focal loss with gamma 2 removes most of it
 assert all(shares[d][c]["easy_fraction"] > 0.99 for d in regimes for c in ce)
 assert all(easy[clutter, c, "gradient"] > easy[plain, c, "gradient"] for c in ce)
+# CE alpha .25 on plain noise: the positives keep most of the loss and of the gradient, more than in the clutter
+assert shares[plain][ce25]["loss"]["positives"] > 0.85 and shares[plain][ce25]["gradient"]["positives"] > 0.65
+assert all(shares[plain][ce25][part]["positives"] > shares[clutter][ce25][part]["positives"] + 0.1
+           for part in ("loss", "gradient"))
+assert [round(100 * shares[d][ce25][part]["positives"]) for d in (plain, clutter) for part in ("loss", "gradient")] == [
+    87, 68, 74, 49]
 assert all(easy[d, fl2, "loss"] < 0.5 * min(easy[d, c, "loss"] for c in ce)
            and easy[d, fl2, "gradient"] < min(easy[d, c, "gradient"] for c in ce) for d in regimes)
 # the false positives: wrong classes on plain noise, distractors in clutter
@@ -418,7 +425,7 @@ assert sum(k["kinds"]["wrong class"] for k in kinds[plain].values()) > sum(
 assert all(k["kinds"]["distractor"] == 0 for k in kinds[plain].values())
 assert kinds[clutter][ce75]["kinds"]["distractor"] > kinds[clutter][ce75]["false_positives"] / 2
 assert [t["cells"] for t in tables.values()] == [27, 27]
-assert round(sum(t["cell_seconds"] for t in tables.values()) / 60) == 556
+assert round(sum(t["cell_seconds"] for t in tables.values()) / 60) == 756
 
 # %% [markdown]
 # ### Were the rates fair in the clutter?
@@ -442,46 +449,47 @@ assert sweep["iterations"] == tables[clutter]["shorter"][ce75]["iterations"] == 
 assert sweep_ap[ce75, 0.06] == tables[clutter]["shorter"][ce75]["AP"]  # the Converged? rows' cell
 
 # %% [markdown]
-# What the committed tables say. Read them as what they are: an equal budget of 6000 steps of a light model in
-# each regime, not converged models. The paper trains 90k iterations; here, twice the steps raise the APs that
-# were tried 1.05x to 1.11x on the plain shapes (close to the tables' rule of a tenth, which CE alpha .75 breaks
-# at 1.106x) and by a quarter or more in the clutter (the "Converged?" rows above), so the orderings below are
-# orderings *at this budget*.
+# What the committed tables say. Read them as what they are: a light model, 12000 steps a cell on the plain
+# shapes and 6000 in the clutter. On the plain shapes twice the steps raise the APs that were tried 1.04x to
+# 1.06x, inside the tables' rule of a tenth: close to converged. In the clutter they rise by a quarter or more
+# (the "Converged?" rows above), so its orderings are orderings *at this budget*. The paper trains 90k
+# iterations.
 #
-# - **The paper's headline, gamma 2 beating the best CE, is shown in neither regime.** On the plain shapes
-#   gamma 2 beats CE alpha .25 and .75 by more than the spreads, and its mean is above the best CE's
-#   (alpha .50) by less than them: a tie. In the clutter it falls below CE alpha .50 and .75 by more than
-#   the spreads, and ties alpha .25.
-# - **The focal loss wins on the plain shapes, in its mild forms**: gamma 0.5 and gamma 1 beat every
-#   alpha-balanced CE by more than the two spreads added (gamma 0.5 clears CE alpha .50 by less than a tenth
-#   of a point). In the clutter the best FL (gamma 0.5) ties the two best CEs (alpha .50 and .75). The rate
-#   check leans towards CE: at 3000 steps and lr 0.03, CE alpha .75 scored above both of gamma 0.5's runs
-#   (seed 0 only).
+# - **On the plain shapes, close to converged, the paper's headline holds: gamma 2 beats every alpha-balanced
+#   CE** by more than the two spreads added (81.2 against the best CE's 79.9). So do gamma 0.5 and gamma 1.
+#   Gamma 1 is the best setting (82.7) and beats gamma 2 by more than the spreads; gamma 2 and gamma 0.5 tie.
+# - **In the clutter, at 6000 steps, the headline does not hold**: gamma 2 falls below CE alpha .50 and .75
+#   by more than the spreads, and ties alpha .25. The best FL (gamma 0.5) ties the two best CEs (alpha .50
+#   and .75). The rate check leans towards CE: at 3000 steps and lr 0.03, CE alpha .75 scored above both of
+#   gamma 0.5's runs (seed 0 only).
 # - **Gamma 2's lag in the clutter is not its learning rate**: it scored the same at 0.03 and 0.06.
 # - **Gamma 2 starts lowest and gains the most in the clutter.** There it is below CE alpha .75 and gamma 0.5
 #   at 3000 and 6000 steps, and each doubling raised its AP more than theirs (1.78x from 3000 to 6000 steps,
 #   1.62x from 6000 to 12000); at 12000 steps (one seed, the tables' rates) it draws level with CE alpha .75
-#   (54.9 against 55.2), while gamma 0.5 leads both (59.4). On the plain shapes at 12000 steps the three are
-#   within 1.2 points of each other, gamma 2 the highest (81.0, gamma 0.5 80.5, CE alpha .75 79.8): one
-#   seed, less than a table's spread.
-# - **Table 1a's alphas matter only in the cluttered regime**, the one with the paper's imbalance (about
-#   1 : 1000 against 1 : 460): there alpha .25 is the worst CE, behind alpha .50 by more than the spreads
-#   (alpha .75 and .50 tie). On plain noise the three alphas tie: weighting the rare positives matters when
-#   the negatives are many, which is why CE with alpha .25 collapses on COCO (10.8 AP).
+#   (54.9 against 55.2), while gamma 0.5 leads both (59.4). On the plain shapes, seed 0, gamma 2 leads the
+#   three at 12000 and at 24000 steps (85.5, gamma 0.5 84.6, CE alpha .75 83.2).
+# - **Table 1a's alphas go the paper's way only in the cluttered regime**, the one with the paper's imbalance
+#   (about 1 : 1000 against 1 : 460): there alpha .25 is the worst CE, behind alpha .50 by more than the
+#   spreads (alpha .75 and .50 tie). On plain noise it is the other way round: alpha .25 is the best CE,
+#   ahead of alpha .50 by more than the spreads and tied with alpha .75. There, under CE alpha .25, the
+#   positives still carry 87 % of the loss and 68 % of the gradient (in the clutter 74 % and 49 %): weighting
+#   the rare positives down costs little when the negatives are this easy. On COCO, with its many harder
+#   negatives, CE with alpha .25 collapses (10.8 AP).
 # - What carries over everywhere: gamma 5 is the worst focal loss, gamma 2 beats it; and the paper's best
 #   gamma, 2, is not the best one here.
 #
 # The evidence beside the tables says why the regimes differ. Under CE the easy negatives (p_t > 0.9, all but
 # a fraction of a percent of the negatives) carry a larger share of the gradient in the cluttered regime than
 # on plain noise, for every alpha: that is §3's argument, in miniature. The focal loss with gamma 2 cuts their
-# share of the loss to less than half of any CE's, and their share of the gradient below every CE's, in both
+# share of the loss to half of any CE's or less, and their share of the gradient below every CE's, in both
 # regimes, as Figure 4 of the clutter model shows. The false positives are of a different kind in each
 # regime: on plain noise most are shapes given the wrong class (there is nothing else to mistake for an
 # object), in the clutter most of CE alpha .75's are distractors, the hard negatives the regime was built to
-# have. Whether the focal loss's focus on them wins at convergence, as in the paper, needs a budget this CPU
-# miniature cannot pay: the two tables' 54 runs took 556 minutes of training, about four and a half hours on
-# two cores, and one more doubling of the clutter's would take about as long again. The trend in the clutter,
-# gamma 2 gaining most with every doubling, points the paper's way; one seed at 12000 steps is not a table.
+# have. Whether the focal loss's focus on them wins in the clutter once it is close to converged, as on the
+# plain shapes, needs more budget: the two tables' 54 runs took 756 minutes of training, about six hours on
+# two cores, and the clutter's table at 12000 steps would take about five hours more. The trend in the
+# clutter, gamma 2 gaining most with every doubling, points the paper's way; one seed at 12000 steps is not a
+# table.
 #
 # ## Summary
 #
@@ -490,10 +498,10 @@ assert sweep_ap[ce75, 0.06] == tables[clutter]["shorter"][ce75]["AP"]  # the Con
 # - A higher gamma removes the easy negatives' loss, so the alpha that balances positives and negatives
 #   falls: Table 1b's "higher gamma wants lower alpha".
 # - An ablation changes one setting (here the loss, each at its own swept learning rate) and compares AP on
-#   held-out images; `numpy-retinanet ablate` makes the committed tables of both regimes. At 6000 steps the
-#   mild focal losses win on the plain shapes, the best FL ties the best CEs in the clutter, and gamma 2 wins
-#   nowhere; with twice the steps the three losses tried end within 1.2 points on the plain shapes, while in
-#   the clutter gamma 0.5 leads and gamma 2, gaining the most with each doubling, draws level with CE alpha .75.
+#   held-out images; `numpy-retinanet ablate` makes the committed tables of both regimes. On the plain
+#   shapes, close to converged at 12000 steps, every focal loss but gamma 5 beats every CE, gamma 2 included
+#   (the paper's headline), with gamma 1 the best. In the clutter at 6000 steps, far from converged, the
+#   best FL ties the best CEs and gamma 2 trails them, but gains the most with each doubling.
 #
 # ## Exercises
 #
