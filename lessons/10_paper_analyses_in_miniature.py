@@ -360,8 +360,8 @@ plain, clutter = "shapes", "shapes-clutter"
 ce = [n for n, *_ in SETTINGS if n.startswith("CE")]
 fl = [n for n, *_ in SETTINGS if n.startswith("FL")]
 best = {(d, kind): max(names, key=lambda n: ap[d, n]) for d in regimes for kind, names in (("CE", ce), ("FL", fl))}
-fl2, fl1, fl05, ce75 = "FL, gamma 2, alpha .25", "FL, gamma 1, alpha .25", "FL, gamma 0.5, alpha .50", "CE, alpha .75"
-ce50, ce25 = "CE, alpha .50", "CE, alpha .25"
+fl2, fl1, fl05 = "FL, gamma 2, alpha .25", "FL, gamma 1, alpha .25", "FL, gamma 0.5, alpha .50"
+ce75, ce50, ce25 = "CE, alpha .75", "CE, alpha .50", "CE, alpha .25"
 ratio = {(d, n): longer[d, n] / tables[d]["runs"][n][0]["AP"] for d, n in longer}  # the last doubling
 before = {(d, n): tables[d]["runs"][n][0]["AP"] / tables[d]["shorter"][n]["AP"] for d, n in longer}  # the one before
 shares = {d: tables[d]["evidence"]["shares"] for d in regimes}
