@@ -466,7 +466,8 @@ def format_table(result):
         f"# Table 1 in miniature: CE vs focal loss, {result['dataset']}",
         "",
         f"Made by `{result['command']}`. Training its {result['cells']} cells took {result['cell_seconds'] / 60:.0f} "
-        f"minutes in all (one core each, {result['jobs']} at a time); this run of the command took "
+        f"minutes in all (one core each, {result['jobs']} at a time: from scratch, "
+        f"{result['cell_seconds'] / result['jobs'] / 3600:.1f} hours wall or more); this run of the command took "
         f"{result['seconds'] / 60:.1f} minutes wall and read {result['reused_cells']} finished cells from earlier runs "
         "instead of training them again. "
         f"Regime: {regime.get(result['dataset'], result['dataset'])}. Every cell: the same model (default preset "
