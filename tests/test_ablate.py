@@ -85,6 +85,9 @@ def test_the_ordering_statement_says_when_the_paper_does_not_hold():
     assert ordering_statement(close).splitlines()[-1].endswith("holds, within the two spreads added (a tie).")
     table = format_table(paper_like)
     assert "| FL, gamma 2, alpha .25 | 0.03 | 34.0 +- 1.0 | 34.0 +- 1.0 | 34.0 +- 1.0 | 34.0 | 52.5 | 36.5 |" in table
+    # 7200 s of cells two at a time: an hour of wall clock at the least
+    assert "took 120 minutes in all (one core each, 2 at a time: from scratch, 1.0 hours wall or more)" in format_table(
+        {**paper_like, "cell_seconds": 7200.0, "jobs": 2})
     assert "1 : 500" in table
 
 
