@@ -301,7 +301,7 @@ def _cmd_convert(args) -> int:
 
 
 def _cmd_ablate(args) -> int:
-    from numpy_retinanet.tools.ablate import run_ablation, sweep_stem, table_stem
+    from numpy_retinanet.tools.ablate import run_ablation
 
     try:
         result = run_ablation(args.out, iterations=args.iterations, seeds=args.seeds, eval_images=args.eval_images,
@@ -311,10 +311,7 @@ def _cmd_ablate(args) -> int:
         print(f"interrupted: the finished cells are kept in {args.work}; the same command continues from them",
               file=sys.stderr)
         return 130
-    stem = sweep_stem(args.dataset) if args.lr else table_stem(args.dataset)
-    for name in ("md", "json") if args.lr else ("md", "png", "json", "_figure4.png"):
-        print(f"wrote {args.out}/{stem}{'' if name.startswith('_') else '.'}{name}")
-    print(f"{result['seconds'] / 60:.1f} minutes")
+    print(f"{result['seconds'] / 60:.1f} minutes")  # run_ablation printed the files it wrote
     return 0
 
 

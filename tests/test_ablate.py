@@ -101,7 +101,9 @@ def _ablate(tmp_path, *args):
 
 def test_ablate_command_writes_the_table_plot_json_and_evidence_and_reuses_finished_cells(tmp_path):
     only = ["--only", "CE, alpha .75", "FL, gamma 2, alpha .25"]
-    _ablate(tmp_path, "--seeds", "1", "--dataset", "shapes-clutter", *only)
+    first = _ablate(tmp_path, "--seeds", "1", "--dataset", "shapes-clutter", *only)
+    assert [line for line in first.splitlines() if line.startswith("wrote ")] == [
+        f"wrote {tmp_path / 'table1_shapes_clutter'}{suffix}" for suffix in (".md", ".json", ".png", "_figure4.png")]
     result = json.loads((tmp_path / "table1_shapes_clutter.json").read_text())
     assert result["settings"] == ["CE, alpha .75", "FL, gamma 2, alpha .25"]
     assert all(len(result["runs"][n]) == 1 for n in result["settings"]) and result["image_size"] == 144
@@ -123,6 +125,14 @@ def test_ablate_command_writes_the_table_plot_json_and_evidence_and_reuses_finis
     again = json.loads((tmp_path / "table1_shapes_clutter.json").read_text())
     assert again["reused_cells"] == 6 and out.count("(reused)") == 6
     assert again["runs"] == result["runs"]
+
+
+def test_a_table_without_gamma_2_has_no_figure_4_and_does_not_claim_one(tmp_path):
+    # Figure 4 is drawn from the gamma 2 model: a subset without it writes three files and names those three.
+    out = _ablate(tmp_path, "--seeds", "1", "--only", "CE, alpha .75")
+    assert [line for line in out.splitlines() if line.startswith("wrote ")] == [
+        f"wrote {tmp_path / 'table1_shapes'}{suffix}" for suffix in (".md", ".json", ".png")]
+    assert not (tmp_path / "table1_shapes_figure4.png").exists()
 
 
 def test_the_sweep_trains_every_rate_and_chooses_the_best_per_loss(tmp_path):

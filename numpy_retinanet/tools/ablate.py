@@ -259,7 +259,7 @@ def run_ablation(out_dir="figures", iterations=None, seeds=ABLATION_DEFAULTS["se
     writes the sweep (``sweep_stem(dataset)``.*) instead of the table. The runs stay in ``work``
     (one folder per cell, reused when run again).
 
-    Returns the results dict (also saved as JSON).
+    Returns the results dict (also saved as JSON); logs ``wrote PATH`` for each file written.
     """
     if dataset not in ABLATION_ITERATIONS:
         raise ValueError(f"unknown regime {dataset!r}; known: {list(ABLATION_ITERATIONS)}")
@@ -335,10 +335,15 @@ def run_ablation(out_dir="figures", iterations=None, seeds=ABLATION_DEFAULTS["se
         json.dump(result, f, indent=1)
     with open(stem + ".md", "w") as f:
         f.write(format_sweep(result) if lrs is not None else format_table(result))
+    written = [stem + ".md", stem + ".json"]
     if lrs is None:
         plot_table(result, stem + ".png")
-        if "figure4" in result.get("evidence", {}):
+        written.append(stem + ".png")
+        if "figure4" in result.get("evidence", {}):  # only when the gamma 2 setting was trained
             plot_figure4(result, stem + "_figure4.png")
+            written.append(stem + "_figure4.png")
+    for path in written:
+        log(f"wrote {path}")
     return result
 
 
