@@ -89,6 +89,11 @@ def test_the_ordering_statement_says_when_the_paper_does_not_hold():
     assert "took 120 minutes in all (one core each, 2 at a time: from scratch, 1.0 hours wall or more)" in format_table(
         {**paper_like, "cell_seconds": 7200.0, "jobs": 2})
     assert "1 : 500" in table
+    assert "seeds 0..1 (initialization" in table and "Mean over seeds, +- half the range." in table
+    # one seed: no "+- 0.0" that reads as a measured spread
+    single = format_table({**paper_like, "seeds": 1})
+    assert "seed 0 (initialization" in single and "One seed: no mean, no spread." in single and "+-" not in single
+    assert "| FL, gamma 2, alpha .25 | 0.03 | 34.0 | 34.0 | 34.0 | 34.0 | 52.5 | 36.5 |" in single
 
 
 def _ablate(tmp_path, *args):

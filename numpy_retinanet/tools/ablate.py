@@ -467,6 +467,9 @@ def format_table(result):
     pos, anchors = result["positive_anchors_per_image"], result["anchors_per_image"]
     regime = {"shapes": "shapes on plain noise (`--dataset shapes`)",
               "shapes-clutter": "shapes among distractors (`--dataset shapes-clutter`, data/clutter.py)"}
+    one_seed = result["seeds"] == 1
+    seeds = "seed 0" if one_seed else f"seeds 0..{result['seeds'] - 1}"
+    spread = "One seed: no mean, no spread." if one_seed else "Mean over seeds, +- half the range."
     lines = [
         f"# Table 1 in miniature: CE vs focal loss, {result['dataset']}",
         "",
@@ -481,8 +484,8 @@ def format_table(result):
         f"a {min(100, result['iterations'] // 5)}-step warm-up, gradient norm clipped at 10, each loss at the "
         f"learning rate the sweep chose for it on the plain shapes at {LR_SWEEP['iterations']} steps "
         "(table1_lr_sweep.md; the lr column), "
-        f"seeds 0..{result['seeds'] - 1} (initialization and training images), evaluated on the same "
-        f"{result['eval_images']} held-out images (seed 1000). Mean over seeds, +- half the range.",
+        f"{seeds} (initialization and training images), evaluated on the same {result['eval_images']} held-out "
+        f"images (seed 1000). {spread}",
         "",
         f"Imbalance: {pos:.1f} positive anchors per image out of {anchors:,} (1 : {anchors / max(pos, 1e-9):.0f}); "
         "the paper's ~100k anchors per image give about 1 : 1000.",
@@ -494,11 +497,11 @@ def format_table(result):
         s = result["summary"][name]
         p = PAPER_TABLE1[name]
         lr = result["runs"][name][0]["lr"]
-        lines.append(f"| {name} | {lr:g} | " + " | ".join(f"{100 * s[k][0]:.1f} +- {100 * s[k][1]:.1f}"
-                                                        for k in ("AP", "AP50", "AP75"))
-                     + f" | {fmt(p[0])} | {fmt(p[1])} | {fmt(p[2])} |")
-    lines += ["", "AP in percent, as in the paper. The paper's orderings, on these means:", "",
-              ordering_statement(result), ""]
+        cells = [f"{100 * s[k][0]:.1f}" if one_seed else f"{100 * s[k][0]:.1f} +- {100 * s[k][1]:.1f}"
+                 for k in ("AP", "AP50", "AP75")]
+        lines.append(f"| {name} | {lr:g} | " + " | ".join(cells) + f" | {fmt(p[0])} | {fmt(p[1])} | {fmt(p[2])} |")
+    lines += ["", f"AP in percent, as in the paper. The paper's orderings, on these {'APs' if one_seed else 'means'}:",
+              "", ordering_statement(result), ""]
     if result.get("longer"):
         n, m = result["iterations"], next(iter(result["shorter"].values()))["iterations"]
         lines += ["## Converged?", "",
