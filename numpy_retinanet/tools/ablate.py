@@ -607,6 +607,7 @@ def plot_table(result, path):
     y = np.arange(len(names))
     metrics = ("AP", "AP50", "AP75")
     ours_colour, paper_colour = "tab:blue", "tab:orange"
+    ours = f"{result['dataset']} (this project): " + ("mean over seeds" if result["seeds"] > 1 else "seed 0")
     with matplotlib.style.context("default"):
         fig = Figure(figsize=(12, 0.62 * len(names) + 2.0))
         axes = fig.subplots(1, 3, sharey=True)
@@ -615,7 +616,7 @@ def plot_table(result, path):
         for col, (ax, metric) in enumerate(zip(axes, metrics)):
             means = [100 * result["summary"][n][metric][0] for n in names]
             ax.barh(y - 0.2, means, height=0.4, color=ours_colour,
-                    label=f"{result['dataset']} (this project): mean over seeds" if col == 0 else None)
+                    label=ours if col == 0 else None)
             for i, n in enumerate(names):
                 seeds = [100 * r[metric] for r in result["runs"][n]]
                 ax.scatter(seeds, [i - 0.2] * len(seeds), color="k", s=9, zorder=3,
@@ -639,11 +640,11 @@ def plot_table(result, path):
         axes[0].set_yticks(y)
         axes[0].set_yticklabels(names, fontsize=9)
         axes[0].invert_yaxis()
-        fig.suptitle(f"Table 1 in miniature: {result['iterations']} steps, {result['seeds']} seeds per loss "
+        fig.suptitle(f"Table 1 in miniature: {result['iterations']} steps, {result['seeds']} "
+                     f"seed{'s' if result['seeds'] > 1 else ''} per loss "
                      f"({result['dataset']}, {result['image_size']} px) beside the paper", fontsize=12)
         handles, labels = axes[0].get_legend_handles_labels()
-        order = [labels.index(t) for t in (f"{result['dataset']} (this project): mean over seeds",
-                                           f"{result['dataset']}: one seed", "paper, COCO minival (Table 1)")]
+        order = [labels.index(t) for t in (ours, f"{result['dataset']}: one seed", "paper, COCO minival (Table 1)")]
         fig.legend([handles[k] for k in order], [labels[k] for k in order], loc="lower center", ncol=3,
                    fontsize=9, frameon=False)
         fig.tight_layout(rect=(0, 0.07, 1, 1))
