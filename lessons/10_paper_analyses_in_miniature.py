@@ -533,9 +533,10 @@ assert [round(g, 2) for g in (gains[fl2], min(gains[c] for c in ce), max(gains[c
 # object), in the clutter most of CE alpha .75's are distractors, the hard negatives the regime was built to
 # have. Whether the focal loss's focus on them wins in the clutter once it is close to converged, as on the
 # plain shapes, needs more budget: the two tables' 54 runs took 756 minutes of training, about six hours on
-# two cores, and the clutter's table at 12000 steps would take about five hours more. One seed at 12000 steps
-# points that way: the best focal loss (gamma 1) ahead of every CE, and gamma 2, still behind them, gaining
-# more than any CE from 6000 to 12000 steps (1.62x against 1.32x to 1.42x). One seed is not a table.
+# two cores, and the clutter's table at 12000 steps would take about five and a half hours more. One seed
+# at 12000 steps points that way: the best focal loss (gamma 1) ahead of every CE, and gamma 2, still behind
+# them, gaining more than any CE from 6000 to 12000 steps (1.62x against 1.32x to 1.42x). One seed is not a
+# table.
 #
 # ## Summary
 #

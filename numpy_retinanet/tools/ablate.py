@@ -69,7 +69,8 @@ ABLATION_DEFAULTS = dict(seeds=3, eval_images=200)
 # 6000, 1.05-1.11x and 1.26-1.62x; from 12000 the plain shapes' 1.04-1.06x. The plain shapes
 # train 12000 steps, where they meet the tables' rule for close to converged (no AP moving by
 # more than a tenth when the steps double). The clutter is far from it at 6000 and stays there
-# until its 12000-step table (about 5 hours wall on the 2-core machine) is trained. A per-regime
+# until its 12000-step table is trained: about 5.6 hours wall on the 2-core machine (21 cells of
+# 1352-1417 s and the Converged? rows' 24000-step cells of 2921-2954 s, measured). A per-regime
 # budget, so that either can move without the other.
 ABLATION_ITERATIONS = {"shapes": 12000, "shapes-clutter": 6000}
 # At most 2 shapes per image instead of 4: half the positive anchors for the same anchors
