@@ -10,12 +10,15 @@ finishes first waits for the other, and both wait while the main process steps).
 
 How. The main process keeps the model and the optimizer. Each step it copies the
 parameters into shared memory and sends every worker the step number; worker k copies
-them into its own model, draws its part of that step's batch
-(``get_batch(..., part=(k, workers))``), runs ``compute_gradients``, writes its
-gradients into its own block of shared memory and answers with its losses; the main
-process combines the parts and takes the SGD step (``engine.step.apply_gradients``),
-exactly as with one process. Shared memory rather than pickled arrays through the
-pipes: that cost ~18 ms a step for 728k parameters and two workers.
+them into its own model, takes its part of that step's batch (``get_batch(...,
+part=(k, workers))``), runs ``compute_gradients``, writes its gradients into its own
+block of shared memory and answers with its losses; the main process combines the parts
+and takes the SGD step (``engine.step.apply_gradients``), exactly as with one process.
+Each worker draws its part of the next step's batch right after it answers, while it
+would otherwise wait for the other workers and the SGD step: 300-step runs took 0.97x
+the wall time (median of 6 interleaved pairs, 0.87x to 1.00x) at the same CPU time.
+Shared memory rather than pickled arrays through the pipes: that cost ~18 ms a step
+for 728k parameters and two workers.
 
 Combining. ``retinanet_loss`` divides by the positive anchors of the images it sees,
 P_k for part k; the whole batch's loss divides by P = sum_k P_k. So part k's loss and
@@ -174,7 +177,16 @@ def _worker(conn, config_dict, part, layout, params_block, grads_block, heartbea
         except Exception as e:
             conn.send(("error", (e, traceback.format_exc())))
             return
+
+        def draw(step):
+            """This worker's part of the batch of ``step``, or the error drawing it raised."""
+            try:
+                return get_batch(dataset, step, config.batch_size, seed=config.data_seed, part=(part, config.workers))
+            except Exception as e:
+                return e
+
         conn.send(("ok", None))
+        drawn = None  # (step, draw(step)): the part drawn ahead, see below
         while True:
             request = conn.recv()
             if request is None:
@@ -185,14 +197,23 @@ def _worker(conn, config_dict, part, layout, params_block, grads_block, heartbea
                     continue
                 for name, p in model.params.items():
                     p[...] = shared_params[name]
-                images, targets = get_batch(dataset, request, config.batch_size, seed=config.data_seed,
-                                            part=(part, config.workers))
+                batch = drawn[1] if drawn is not None and drawn[0] == request else draw(request)
+                drawn = None
+                if isinstance(batch, Exception):
+                    raise batch
+                images, targets = batch
                 losses, grads = compute_gradients(model, images, targets, anchors, config)
                 for name, g in grads.items():
                     shared_grads[name][...] = g
                 conn.send(("ok", losses))
             except Exception as e:
                 conn.send(("error", (e, traceback.format_exc())))
+                continue
+            # Draw the next step's part now, while the other workers finish theirs and the
+            # main process takes the SGD step: a core that would wait does it, not the next
+            # step. The next request is that step (after a run's last step, the part drawn
+            # is never used).
+            drawn = (request + 1, draw(request + 1))
     except (EOFError, BrokenPipeError, ConnectionResetError):  # the main process has gone
         return
 
