@@ -88,7 +88,7 @@ MUTANTS = (
            "neg_log_pt - sigmoid(-x_t))\n    if alpha_t is not None:\n        g = (alpha_t * (sign > 0) + (sign < 0)) * g",
            "focal loss backward drops alpha_t of the negatives only (issue 20's PyTorch blind spot)"),
     Mutant("conv_dx_assigns", "numpy_retinanet/nn/functional.py",
-           "dcol[:, t0, L - k:] += dcol[:, t, :k]", "dcol[:, t0, L - k:] = dcol[:, t, :k]",
+           "dcol[t0, :, L - k:] += dcol[t, :, :k]", "dcol[t0, :, L - k:] = dcol[t, :, :k]",
            "conv backward: col2im assigns a tap's dx instead of adding it"),
     Mutant("conv_grad_assigns", "numpy_retinanet/nn/modules.py",
            'self._own_grads["weight"] += dw', 'self._own_grads["weight"] = dw',

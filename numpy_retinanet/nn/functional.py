@@ -65,13 +65,9 @@ _FLOAT = dict(kind="f", nonempty=True, no_nan=True)
 # than H + 2p and W + 2p, and also at least s*OH and s*OW so that every
 # output pixel has a grid position.
 #
-# The column matrix is (C*KH*KW, L), its rows ordered (c, i, j) like the
-# filters' own axes, so W2 (F, C*KH*KW) is w reshaped, a view. (Rows
-# ordered (i, j, c) cost a transposed copy of every filter bank per call: a
-# worker's training step, 4 images at 128 px on one BLAS thread, took 0.96x
-# the time with (c, i, j), twice 20 interleaved rounds.) One GEMM W2 @ col
-# gives the output as (F, N, grid rows, grid cols), i.e. channels first,
-# batch second. Returning a transposed view of it costs nothing; the next conv
+# The column matrix is (KH*KW*C, L): one GEMM W2 (F, KH*KW*C) @ col gives
+# the output as (F, N, grid rows, grid cols), i.e. channels first, batch
+# second. Returning a transposed view of it costs nothing; the next conv
 # reads such a view with contiguous rows. The backward is two GEMMs, dW on
 # the cached col and dcol = W2^T @ dY, then col2im: one contiguous add per
 # tap, the shifted copies run backwards.
@@ -193,13 +189,13 @@ def conv2d_forward(x, w, b, stride=1, padding=0):
         # conv output: elementwise ops keep the layout) and one copy otherwise.
         col = xt.reshape(c, L)
     else:
-        col = xp.empty((c, taps, L), dtype=x.dtype)
+        col = xp.empty((taps, c, L), dtype=x.dtype)
         rows, cols = _phase_rows(h, p, s), _phase_rows(wd, p, s)
         for a in range(min(s, kh)):
             h0, r0, nh = rows[a]
             for bb in range(min(s, kw)):
                 w0, c0, nw = cols[bb]
-                g = col[:, a * kw + bb].reshape(c, n, gh, gw)
+                g = col[a * kw + bb].reshape(c, n, gh, gw)
                 g[:, :, :r0] = 0
                 g[:, :, r0 + nh:] = 0
                 g[:, :, r0:r0 + nh, :c0] = 0
@@ -212,11 +208,11 @@ def conv2d_forward(x, w, b, stride=1, padding=0):
                     continue
                 t, t0 = i * kw + j, (i % s) * kw + j % s
                 k = max(L - off, 0)  # 0 when the tap sees only padding
-                col[:, t, :k] = col[:, t0, L - k:]
-                col[:, t, k:] = 0  # reads past the last image: padding
-        col = col.reshape(c * taps, L)
+                col[t, :, :k] = col[t0, :, L - k:]
+                col[t, :, k:] = 0  # reads past the last image: padding
+        col = col.reshape(taps * c, L)
 
-    w2 = w.reshape(f, c * taps)  # columns ordered (c, i, j) like col's rows
+    w2 = w.transpose(0, 2, 3, 1).reshape(f, taps * c)  # columns ordered (i, j, c) like col's rows
     y = w2 @ col
     if b is not None:
         y += b[:, None]
@@ -269,10 +265,10 @@ def conv2d_backward(dout, cache):
     # splits this tall (KH*KW*C, F) output between its threads without a
     # barrier per block of the long L axis. The other order ran 20x slower
     # whenever another process shared the two cores (equal on one thread).
-    dw = xp.ascontiguousarray((col @ dout_g.T).reshape(c, kh, kw, f).transpose(3, 0, 1, 2))
+    dw = xp.ascontiguousarray((col @ dout_g.T).reshape(kh, kw, c, f).transpose(3, 2, 0, 1))
     # dcol is a fresh array, so col2im may accumulate into its phase blocks
     # in place: phase (a, b) is tap (a, b)'s block, at shift zero.
-    dcol = (w2.T @ dout_g).reshape(c, taps, L)
+    dcol = (w2.T @ dout_g).reshape(taps, c, L)
     for i in range(kh):
         for j in range(kw):
             off = (i // s) * gw + j // s
@@ -280,12 +276,12 @@ def conv2d_backward(dout, cache):
                 continue
             t, t0 = i * kw + j, (i % s) * kw + j % s
             k = max(L - off, 0)
-            dcol[:, t0, L - k:] += dcol[:, t, :k]
+            dcol[t0, :, L - k:] += dcol[t, :, :k]
 
     if s == 1:
         # One phase: dx is its interior, a view (no copy; dcol is freed with
         # dx). The padding's gradient is dropped.
-        dx = dcol[:, 0].reshape(c, n, gh, gw)[:, :, p:p + h, p:p + wd]
+        dx = dcol[0].reshape(c, n, gh, gw)[:, :, p:p + h, p:p + wd]
     else:
         dx = xp.empty((c, n, h, wd), dtype=dout.dtype)
         rows, cols = _phase_rows(h, p, s), _phase_rows(wd, p, s)
@@ -294,7 +290,7 @@ def conv2d_backward(dout, cache):
             for bb in range(s):
                 w0, c0, nw = cols[bb]
                 if a < kh and bb < kw:
-                    g = dcol[:, a * kw + bb].reshape(c, n, gh, gw)
+                    g = dcol[a * kw + bb].reshape(c, n, gh, gw)
                     dx[:, :, h0::s, w0::s] = g[:, :, r0:r0 + nh, c0:c0 + nw]
                 else:  # a phase no tap reads (kernel smaller than the stride)
                     dx[:, :, h0::s, w0::s] = 0
