@@ -102,6 +102,14 @@ _FLOAT = dict(kind="f", nonempty=True, no_nan=True)
 #   eight interleaved rounds, one BLAS thread, while two training processes
 #   shared the cores): on such maps the calls cost more than the arithmetic,
 #   so the network keeps one conv everywhere.
+# - Rows of col ordered (c, i, j), the filters' own order, make W2 a view
+#   of w instead of a transposed copy per call: one worker's step (4 images,
+#   one BLAS thread) took 0.957x and 0.966x the time (20 interleaved rounds
+#   each). It is not used because it reorders the GEMM's float32 sums, and
+#   the default recipe would no longer reproduce the shipped model bit for
+#   bit: its 4000-step run reached AP 0.685 / AP50 0.918 / AP75 0.789, under
+#   the shipped model's bar of AP50 0.92 (the shipped model: 0.683 / 0.934 /
+#   0.784). A change of the sums' order means training the model again.
 # - dx at stride 1 as the forward conv of dY with the flipped, transposed
 #   filters (nine copies of dY into a column matrix instead of col2im's eight
 #   adds) took 0.95-1.09x the backward's time (64 channels, 8x8 to 32x32, one
