@@ -14,6 +14,8 @@ A dataset here is anything with ``len(ds)`` and ``ds[i] -> (image (3, H, W) floa
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
 from numpy_retinanet._checks import check_int
@@ -43,6 +45,20 @@ def collate(samples):
     if len(shapes) != 1:
         raise ValueError(f"all images must have the same shape to be stacked, got {sorted(shapes)}")
     return np.stack([image for image, _ in samples]), [target for _, target in samples]
+
+@functools.lru_cache(maxsize=4)
+def _epoch_order(seed, epoch, num_images, shuffle):
+    """Epoch ``epoch``'s order of the images and its flip coins, (num_images,) each, read-only.
+
+    Kept for the next steps: drawing them for every step (a permutation of 20,000) took
+    0.5 ms of the 6.4 ms that drawing a 4-image batch takes.
+    """
+    rng = np.random.default_rng([seed, _ORDER_STREAM, epoch])
+    order = rng.permutation(num_images) if shuffle else np.arange(num_images)
+    coins = rng.random(num_images) < 0.5
+    order.flags.writeable = coins.flags.writeable = False
+    return order, coins
+
 
 def batch_indices(step, batch_size, num_images, seed=0, shuffle=True, flip=True):
     """Which images step ``step`` trains on, and which of them are flipped; no state needed.
@@ -75,9 +91,7 @@ def batch_indices(step, batch_size, num_images, seed=0, shuffle=True, flip=True)
     indices = np.empty(batch_size, dtype=np.int64)
     flips = np.zeros(batch_size, dtype=bool)
     for epoch in np.unique(epochs):
-        rng = np.random.default_rng([seed, _ORDER_STREAM, int(epoch)])
-        order = rng.permutation(num_images) if shuffle else np.arange(num_images)
-        coins = rng.random(num_images) < 0.5
+        order, coins = _epoch_order(seed, int(epoch), num_images, shuffle)
         here = epochs == epoch
         indices[here] = order[offsets[here]]
         if flip:
