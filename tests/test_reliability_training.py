@@ -20,6 +20,8 @@ import numpy as np
 import pytest
 
 from numpy_retinanet import cli
+from numpy_retinanet.data.batching import batch_indices
+from numpy_retinanet.data.build import build_dataset
 from numpy_retinanet.engine import trainer
 from numpy_retinanet.engine.checkpoint import export_weights, load_checkpoint
 from numpy_retinanet.engine.config import TrainConfig
@@ -295,3 +297,33 @@ def test_no_lock_is_left_after_a_refused_or_failed_run(tmp_path, capsys):
     code, _, err = _cli(capsys, ["train", "--out", str(run), *TINY_FLAGS, "--iterations", "2", "--lr", "1e9"])
     assert code == 1 and "diverged" in err
     assert not (run / ".lock").exists()
+
+
+@pytest.mark.fault("lost")
+@pytest.mark.parametrize("workers", [1, 2])
+def test_an_image_that_breaks_mid_run_stops_it_with_the_parameters_of_its_step_saved(tmp_path, workers):
+    # A COCO image whose header reads (the dataset is built) but whose pixels are cut off: drawing the
+    # batch that holds it fails. The step's parameters are intact, so they are saved, and the run goes on
+    # from them once the file is readable again. (Before, the steps since the last checkpoint were lost.)
+    from _coco_files import write_coco_dataset
+
+    folder, annotations, _ = write_coco_dataset(tmp_path / "coco")
+    config = TrainConfig(**dict(TINY, dataset="coco", data=str(folder), annotations=str(annotations),
+                                iterations=8, checkpoint_every=100, workers=workers))
+    dataset = build_dataset(config, "train")
+    first, second = (set(batch_indices(k, config.batch_size, len(dataset), config.data_seed)[0].tolist())
+                     for k in (0, 1))
+    broken = dataset.images[min(second - first)]["path"]  # first drawn at step 1: step 0 trains
+    good = open(broken, "rb").read()
+    open(broken, "wb").write(good[: len(good) // 3])
+    run = tmp_path / "run"
+    with pytest.raises(TrainingStopped) as caught:
+        train(config, run, **QUIET)
+    message = str(caught.value)
+    assert f"{broken!r} is not an image that can be read" in message and "image file is truncated" in message
+    assert f"The parameters of step 1 were saved to {run / 'checkpoint.npz'}" in message
+    assert f"replace the file with a readable copy and continue with: numpy-retinanet train --resume {run}" in message
+    model, info = load_checkpoint(run / "checkpoint.npz")
+    assert info["step"] == 1 and all(np.isfinite(p).all() for p in model.params.values())
+    open(broken, "wb").write(good)
+    assert train(config, run, resume=True, **QUIET)["step"] == config.iterations

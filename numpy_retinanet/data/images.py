@@ -22,6 +22,14 @@ MAX_SIDE = 1333
 MIN_SIDE = 32
 
 
+class UnreadableImage(ValueError):
+    """An image file that cannot be decoded: not an image, truncated, or over Pillow's pixel limit.
+
+    Its own type so that training can tell a data file that broke mid-run (the step's parameters
+    are intact, and are saved) from an error of the code.
+    """
+
+
 def _to_uint8_gray(img):
     """A 16-bit, 32-bit int or float image as an 8-bit "L" image, scaled (not clipped) to 0..255.
 
@@ -51,10 +59,10 @@ def _open_rgb(path):
                 img.load()
                 img = ImageOps.exif_transpose(img)  # a phone photo's "rotate 90°" tag, applied to the pixels
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
-        raise ValueError(f"image {path!r} has more pixels than Pillow's limit "
+        raise UnreadableImage(f"image {path!r} has more pixels than Pillow's limit "
                          f"Image.MAX_IMAGE_PIXELS = {Image.MAX_IMAGE_PIXELS}: {e}") from e
     except (UnidentifiedImageError, OSError) as e:
-        raise ValueError(f"{path!r} is not an image that can be read (PNG or JPEG expected): {e}") from e
+        raise UnreadableImage(f"{path!r} is not an image that can be read (PNG or JPEG expected): {e}") from e
     if img.mode in _WIDE_INT_MODES or img.mode == "F":
         img = _to_uint8_gray(img)
     if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):

@@ -40,6 +40,7 @@ import numpy as np
 from numpy_retinanet.backend import get_module, peak_memory_mib
 from numpy_retinanet.data.batching import get_batch
 from numpy_retinanet.data.build import build_dataset
+from numpy_retinanet.data.images import UnreadableImage
 from numpy_retinanet.engine.checkpoint import read_checkpoint, save_checkpoint
 from numpy_retinanet.engine.config import TrainConfig
 from numpy_retinanet.engine.inference import detect, evaluate_model
@@ -309,6 +310,11 @@ def _run(config, out_dir, ckpt_path, model, optimizer, xp, start_step, history, 
                 save(step)
                 raise TrainingStopped(f"{e}. The parameters of step {step} were saved to {ckpt_path}; continue "
                                       f"with: numpy-retinanet train --resume {out_dir}") from e
+            except UnreadableImage as e:  # a data file broke while its batch was drawn: the same
+                save(step)
+                raise TrainingStopped(f"{e}. The parameters of step {step} were saved to {ckpt_path}; replace the "
+                                      f"file with a readable copy and continue with: numpy-retinanet train "
+                                      f"--resume {out_dir}") from e
             step += 1
             for key, value in (("step", step), ("total", losses["total"]),
                                ("classification", losses["classification"]),
