@@ -2,8 +2,8 @@
 
 Covered here: a run folder is never overwritten by accident and has one writer at a time
 (a lock that a killed process does not leave stale); SIGTERM and Ctrl-C save and exit 143 / 130;
-``--resume`` extends a run and refuses what contradicts it; a worker that fails or a disk that
-fills up stops the run with its parameters or its last checkpoint kept. The divergence test
+``--resume`` extends a run and refuses what contradicts it; a worker that fails, an image that
+breaks mid-run or a disk that fills up stops the run with its parameters or its last checkpoint kept. The divergence test
 (the last *good* checkpoint kept) is in test_trainer.py, the worker processes' own faults in
 test_reliability_workers.py.
 """
