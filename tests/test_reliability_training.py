@@ -3,9 +3,9 @@
 Covered here: a run folder is never overwritten by accident and has one writer at a time
 (a lock that a killed process does not leave stale); SIGTERM and Ctrl-C save and exit 143 / 130;
 ``--resume`` extends a run and refuses what contradicts it; a worker that fails, an image that
-breaks mid-run or a disk that fills up stops the run with its parameters or its last checkpoint kept. The divergence test
-(the last *good* checkpoint kept) is in test_trainer.py, the worker processes' own faults in
-test_reliability_workers.py.
+breaks mid-run or a disk that fills up stops the run with its parameters or its last checkpoint
+kept. The divergence test (the last *good* checkpoint kept) is in test_trainer.py, the worker
+processes' own faults in test_reliability_workers.py.
 """
 
 import errno
@@ -15,6 +15,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -314,8 +315,8 @@ def test_an_image_that_breaks_mid_run_stops_it_with_the_parameters_of_its_step_s
     first, second = (set(batch_indices(k, config.batch_size, len(dataset), config.data_seed)[0].tolist())
                      for k in (0, 1))
     broken = dataset.images[min(second - first)]["path"]  # first drawn at step 1: step 0 trains
-    good = open(broken, "rb").read()
-    open(broken, "wb").write(good[: len(good) // 3])
+    good = Path(broken).read_bytes()
+    Path(broken).write_bytes(good[: len(good) // 3])
     run = tmp_path / "run"
     with pytest.raises(TrainingStopped) as caught:
         train(config, run, **QUIET)
@@ -325,5 +326,5 @@ def test_an_image_that_breaks_mid_run_stops_it_with_the_parameters_of_its_step_s
     assert f"replace the file with a readable copy and continue with: numpy-retinanet train --resume {run}" in message
     model, info = load_checkpoint(run / "checkpoint.npz")
     assert info["step"] == 1 and all(np.isfinite(p).all() for p in model.params.values())
-    open(broken, "wb").write(good)
+    Path(broken).write_bytes(good)
     assert train(config, run, resume=True, **QUIET)["step"] == config.iterations

@@ -46,6 +46,7 @@ def collate(samples):
         raise ValueError(f"all images must have the same shape to be stacked, got {sorted(shapes)}")
     return np.stack([image for image, _ in samples]), [target for _, target in samples]
 
+
 @functools.lru_cache(maxsize=4)
 def _epoch_order(seed, epoch, num_images, shuffle):
     """Epoch ``epoch``'s order of the images and its flip coins, (num_images,) each, read-only.

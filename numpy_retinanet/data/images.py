@@ -60,7 +60,7 @@ def _open_rgb(path):
                 img = ImageOps.exif_transpose(img)  # a phone photo's "rotate 90°" tag, applied to the pixels
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
         raise UnreadableImage(f"image {path!r} has more pixels than Pillow's limit "
-                         f"Image.MAX_IMAGE_PIXELS = {Image.MAX_IMAGE_PIXELS}: {e}") from e
+                              f"Image.MAX_IMAGE_PIXELS = {Image.MAX_IMAGE_PIXELS}: {e}") from e
     except (UnidentifiedImageError, OSError) as e:
         raise UnreadableImage(f"{path!r} is not an image that can be read (PNG or JPEG expected): {e}") from e
     if img.mode in _WIDE_INT_MODES or img.mode == "F":

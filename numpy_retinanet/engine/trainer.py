@@ -310,7 +310,7 @@ def _run(config, out_dir, ckpt_path, model, optimizer, xp, start_step, history, 
                 save(step)
                 raise TrainingStopped(f"{e}. The parameters of step {step} were saved to {ckpt_path}; continue "
                                       f"with: numpy-retinanet train --resume {out_dir}") from e
-            except UnreadableImage as e:  # a data file broke while its batch was drawn: the same
+            except UnreadableImage as e:  # an image broke while its batch was drawn: the same holds
                 save(step)
                 raise TrainingStopped(f"{e}. The parameters of step {step} were saved to {ckpt_path}; replace the "
                                       f"file with a readable copy and continue with: numpy-retinanet train "
