@@ -174,7 +174,8 @@ def retinanet_loss(logits, deltas, anchors, targets, config=None, **settings):
     check_array("anchors", anchors, (m, 4), kind="f")
     c = loss_config(config, **settings)
     check_targets(targets, n, k)
-    cls_t, box_t, positive, valid = assign_targets(anchors.astype(logits.dtype), targets, k,
+    # copy=False: the model's anchors already have the outputs' dtype; no copy per step then.
+    cls_t, box_t, positive, valid = assign_targets(anchors.astype(logits.dtype, copy=False), targets, k,
                                                    c.fg_iou, c.bg_iou, c.allow_low_quality)
     num_pos = int(positive.sum())
     norm = float(max(1, num_pos))
