@@ -302,7 +302,7 @@ def test_no_lock_is_left_after_a_refused_or_failed_run(tmp_path, capsys):
 
 @pytest.mark.fault("lost")
 @pytest.mark.parametrize("workers", [1, 2])
-def test_an_image_that_breaks_mid_run_stops_it_with_the_parameters_of_its_step_saved(tmp_path, workers):
+def test_an_image_cut_off_stops_the_run_with_the_parameters_of_its_step_saved(tmp_path, workers):
     # A COCO image whose header reads (the dataset is built) but whose pixels are cut off: drawing the
     # batch that holds it fails. The step's parameters are intact, so they are saved, and the run goes on
     # from them once the file is readable again. (Before, the steps since the last checkpoint were lost.)
@@ -323,8 +323,36 @@ def test_an_image_that_breaks_mid_run_stops_it_with_the_parameters_of_its_step_s
     message = str(caught.value)
     assert f"{broken!r} is not an image that can be read" in message and "image file is truncated" in message
     assert f"The parameters of step 1 were saved to {run / 'checkpoint.npz'}" in message
-    assert f"replace the file with a readable copy and continue with: numpy-retinanet train --resume {run}" in message
+    assert f"put a readable copy of the file back and continue with: numpy-retinanet train --resume {run}" in message
     model, info = load_checkpoint(run / "checkpoint.npz")
     assert info["step"] == 1 and all(np.isfinite(p).all() for p in model.params.values())
     Path(broken).write_bytes(good)
+    assert train(config, run, resume=True, **QUIET)["step"] == config.iterations
+
+
+@pytest.mark.fault("lost")
+@pytest.mark.parametrize("workers", [1, 2])
+def test_an_image_deleted_mid_run_stops_the_run_with_the_parameters_of_its_step_saved(tmp_path, workers):
+    # The file goes away after step 3 (the dataset read its header at the start); the next step that draws
+    # it stops the run, its parameters saved, and the run finishes once the file is back.
+    from _coco_files import write_coco_dataset
+
+    folder, annotations, _ = write_coco_dataset(tmp_path / "coco")
+    config = TrainConfig(**dict(TINY, dataset="coco", data=str(folder), annotations=str(annotations),
+                                iterations=12, log_every=3, checkpoint_every=100, workers=workers))
+    gone = build_dataset(config, "train").images[0]["path"]
+    good = Path(gone).read_bytes()
+
+    def log(line):
+        if line.lstrip().startswith("step") and int(line.split()[1].split("/")[0]) == 3:
+            Path(gone).unlink()
+
+    run = tmp_path / "run"
+    with pytest.raises(TrainingStopped) as caught:
+        train(config, run, log=log)
+    message = str(caught.value)
+    step = int(message.split("The parameters of step ")[1].split()[0])
+    assert f"image {gone!r} does not exist" in message and f"train --resume {run}" in message
+    assert 3 <= step < config.iterations and load_checkpoint(run / "checkpoint.npz")[1]["step"] == step
+    Path(gone).write_bytes(good)
     assert train(config, run, resume=True, **QUIET)["step"] == config.iterations

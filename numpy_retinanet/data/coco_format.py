@@ -52,7 +52,7 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from numpy_retinanet._checks import check_file, check_int, is_int
-from numpy_retinanet.data.images import load_image
+from numpy_retinanet.data.images import ImageFileError, load_image
 from numpy_retinanet.data.transforms import PIXEL_MEAN, normalize
 
 #: How far (pixels) a box may pass its image's border and be clipped to it instead of refused.
@@ -236,9 +236,12 @@ class CocoFormatDataset:
     def raw(self, i):
         """Image ``i`` as the network's picture: ``(uint8 (S, S, 3), target)``, for drawing."""
         im, s = self.images[i], self.scale(i)
-        picture = load_image(im["path"])
+        try:
+            picture = load_image(im["path"])
+        except FileNotFoundError as e:  # there when the dataset was built (it reads every header): gone since
+            raise ImageFileError(str(e)) from e
         if picture.shape[:2] != (im["height"], im["width"]):  # an EXIF rotation would move every box
-            raise ValueError(f"{im['path']!r} must be {im['width']}x{im['height']} once read, got "
+            raise ImageFileError(f"{im['path']!r} must be {im['width']}x{im['height']} once read, got "
                              f"{picture.shape[1]}x{picture.shape[0]} (an EXIF rotation?): rotate the file itself")
         w, h = max(1, round(im["width"] * s)), max(1, round(im["height"] * s))
         resized = np.asarray(Image.fromarray(picture).resize((w, h), Image.Resampling.BILINEAR))

@@ -22,8 +22,9 @@ MAX_SIDE = 1333
 MIN_SIDE = 32
 
 
-class UnreadableImage(ValueError):
-    """An image file that cannot be decoded: not an image, truncated, or over Pillow's pixel limit.
+class ImageFileError(ValueError):
+    """An image file that cannot be used: not an image, truncated, over Pillow's pixel limit, or
+    (``data.coco_format``) gone or not the size its annotations give.
 
     Its own type so that training can tell a data file that broke mid-run (the step's parameters
     are intact, and are saved) from an error of the code.
@@ -59,10 +60,10 @@ def _open_rgb(path):
                 img.load()
                 img = ImageOps.exif_transpose(img)  # a phone photo's "rotate 90°" tag, applied to the pixels
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
-        raise UnreadableImage(f"image {path!r} has more pixels than Pillow's limit "
-                              f"Image.MAX_IMAGE_PIXELS = {Image.MAX_IMAGE_PIXELS}: {e}") from e
+        raise ImageFileError(f"image {path!r} has more pixels than Pillow's limit "
+                             f"Image.MAX_IMAGE_PIXELS = {Image.MAX_IMAGE_PIXELS}: {e}") from e
     except (UnidentifiedImageError, OSError) as e:
-        raise UnreadableImage(f"{path!r} is not an image that can be read (PNG or JPEG expected): {e}") from e
+        raise ImageFileError(f"{path!r} is not an image that can be read (PNG or JPEG expected): {e}") from e
     if img.mode in _WIDE_INT_MODES or img.mode == "F":
         img = _to_uint8_gray(img)
     if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
@@ -76,8 +77,8 @@ def load_image(path):
     """Read an image file as (H, W, 3) uint8 RGB; grayscale, palette, RGBA, 16-bit and float are converted.
 
     EXIF orientation is applied; 16-bit and float images are scaled to 0..255 (see ``_to_uint8_gray``).
-    Raises FileNotFoundError for a missing file and ValueError for a directory, a file that is not an
-    image, or one over Pillow's decompression-bomb limit.
+    Raises FileNotFoundError for a missing file, ValueError for a directory and ImageFileError (a
+    ValueError) for a file that is not an image, is truncated, or is over Pillow's decompression-bomb limit.
     """
     return np.asarray(_open_rgb(path), dtype=np.uint8)
 

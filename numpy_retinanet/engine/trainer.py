@@ -15,7 +15,7 @@ The run folder holds:
     detections.png        detections of the trained model on held-out images
 
 Resuming (``train(..., resume=True)``) continues from the checkpoint's step. The
-batch of step k is a function of k alone (``data.shapes.batch_indices``), and the
+batch of step k is a function of k alone (``data.batching.batch_indices``), and the
 checkpoint holds the parameters and the momentum, so an interrupted and resumed
 run ends with the same parameters as an uninterrupted one.
 
@@ -40,7 +40,7 @@ import numpy as np
 from numpy_retinanet.backend import get_module, peak_memory_mib
 from numpy_retinanet.data.batching import get_batch
 from numpy_retinanet.data.build import build_dataset
-from numpy_retinanet.data.images import UnreadableImage
+from numpy_retinanet.data.images import ImageFileError
 from numpy_retinanet.engine.checkpoint import read_checkpoint, save_checkpoint
 from numpy_retinanet.engine.config import TrainConfig
 from numpy_retinanet.engine.inference import detect, evaluate_model
@@ -306,15 +306,11 @@ def _run(config, out_dir, ckpt_path, model, optimizer, xp, start_step, history, 
             except NonFiniteStep as e:
                 raise TrainingDiverged(f"{e} at step {step}: training diverged and stopped. "
                                        f"{_kept(saved, ckpt_path)} Try a lower --lr or --clip-grad-norm.") from e
-            except WorkerFailed as e:  # the parameters of this step are intact: keep them
+            except (WorkerFailed, ImageFileError) as e:  # the parameters of this step are intact: keep them
                 save(step)
-                raise TrainingStopped(f"{e}. The parameters of step {step} were saved to {ckpt_path}; continue "
+                fix = "" if isinstance(e, WorkerFailed) else "put a readable copy of the file back and "
+                raise TrainingStopped(f"{e}. The parameters of step {step} were saved to {ckpt_path}; {fix}continue "
                                       f"with: numpy-retinanet train --resume {out_dir}") from e
-            except UnreadableImage as e:  # an image broke while its batch was drawn: the same holds
-                save(step)
-                raise TrainingStopped(f"{e}. The parameters of step {step} were saved to {ckpt_path}; replace the "
-                                      f"file with a readable copy and continue with: numpy-retinanet train "
-                                      f"--resume {out_dir}") from e
             step += 1
             for key, value in (("step", step), ("total", losses["total"]),
                                ("classification", losses["classification"]),
