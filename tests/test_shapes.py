@@ -181,6 +181,9 @@ def test_normalize_constants_and_round_trip_of_every_level():
     # (0 / 255 - 0.5) / 0.25 = -2; (255 / 255 - 0.5) / 0.25 = 2.
     assert x[0, 0, 0] == -2.0 and x[0, 0, 255] == 2.0 and x[1, 0, 0] == 2.0
     np.testing.assert_array_equal(denormalize(x), picture)
+    # normalize computes in place on channels-first rows; the plain formula, entry by entry, gives the same bits
+    plain = ((picture.astype(np.float32) / np.float32(255) - np.float32(0.5)) / np.float32(0.25)).transpose(2, 0, 1)
+    assert x.tobytes() == np.ascontiguousarray(plain).tobytes() and x.flags.c_contiguous
 
 
 def test_denormalize_saturates_outside_the_displayable_range():
@@ -260,6 +263,21 @@ def test_batch_indices_are_a_function_of_the_step():
     other = np.concatenate([batch_indices(k, 10, 10, seed=4)[0] for k in range(3)])
     ours = np.concatenate([batch_indices(k, 10, 10, seed=3)[0] for k in range(3)])
     assert not np.array_equal(other, ours)
+
+
+def test_batch_indices_are_the_documented_stream_though_each_epoch_is_drawn_once():
+    # Position p of the stream is entry p % n of epoch p // n, drawn from default_rng([seed, 1, epoch]):
+    # a permutation, then one flip coin per position. batch_indices keeps each epoch's draw; recomputed
+    # here from that rule for every position, over steps that go back and forth between epochs.
+    for seed, n, batch in ((3, 10, 4), (0, 7, 3)):
+        for step in (0, 1, 5, 2, 9, 3, 12, 0):
+            indices, flips = batch_indices(step, batch, n, seed)
+            indices[:] = -1  # what a caller does with the result must not reach the kept epochs
+            indices, flips = batch_indices(step, batch, n, seed)
+            for j, p in enumerate(range(step * batch, (step + 1) * batch)):
+                rng = np.random.default_rng([seed, 1, p // n])
+                order, coins = rng.permutation(n), rng.random(n) < 0.5
+                assert (indices[j], flips[j]) == (order[p % n], coins[p % n])
 
 
 def test_batch_larger_than_the_dataset_spans_epochs():
