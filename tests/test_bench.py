@@ -34,6 +34,14 @@ def test_bench_all_without_torch_reports_every_op_and_the_step():
     assert set(out["step"]) == {"numpy"}
     assert out["step"]["numpy"]["step"] >= out["step"]["numpy"]["forward"] > 0
     assert out["peak_step_memory_mib"] > 0
+    # Every conv, and only a conv, has the time of its GEMMs alone; the step's floor is their sum
+    # over the step's convs (the bench convs are not in the step), each as often as the step calls it.
+    convs = [o for o in out["ops"] if o["op"].startswith(("conv ", "bench conv "))]
+    assert len(convs) > len(names) // 2
+    assert all(o["gemm_ms"] > 0 for o in convs)
+    assert not any("gemm_ms" in o for o in out["ops"] if o not in convs)
+    floor = sum(o["gemm_ms"] * o["count"] for o in convs if o["op"].startswith("conv "))
+    assert out["step"]["numpy"]["conv_gemms"] == pytest.approx(floor, abs=1e-3)
 
 
 def test_bench_on_gpu_without_cupy_is_a_clear_error():

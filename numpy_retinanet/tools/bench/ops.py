@@ -8,7 +8,10 @@ What is timed (batch 8 of 128x128 float32 shapes images unless told otherwise):
 - the loss (matching, focal loss, smooth L1, and their gradients w.r.t. the outputs);
 - post-processing of one batch (score threshold, top-k, decoding, NMS);
 - the whole training step (forward, loss, backward, SGD), images/s, and the
-  peak memory of one step (tracemalloc; NumPy reports its allocations to it).
+  peak memory of one step (tracemalloc; NumPy reports its allocations to it);
+- for every conv, its three GEMMs alone (``_gemm_job``): the floor no conv made
+  of these GEMMs can go under, beside PyTorch's whole conv, and their sum over
+  the step's convs beside PyTorch's whole step.
 
 When PyTorch is installed (the optional ``bench`` extra), the identical network
 is built in PyTorch with the same weights (``torch_mirror``), its outputs and
@@ -37,7 +40,9 @@ from numpy_retinanet.nn import modules as nn_modules
 from numpy_retinanet.tools.bench.common import BATCH, STEP_PARTS, host_peak_memory_mib, shapes_batch, step_timer
 from numpy_retinanet.tools.bench.conv import CONV_CASES
 
-PAUSE_S = 0.15  # after each timed call, so one library's spinning threads do not slow the other
+# After each timed call when PyTorch is timed too, so one library's spinning threads do not slow the
+# other. NumPy alone needs none: its next call runs on the very threads that spin.
+PAUSE_S = 0.15
 
 
 def _wakers(torch):
@@ -83,19 +88,20 @@ def _ms(seconds):
 
 
 class _Ops:
-    """Named pairs (numpy job, torch job or None), timed interleaved."""
+    """Named jobs (numpy job, torch job or None, and a numpy floor job or None), timed interleaved."""
 
     def __init__(self):
         self.jobs = {}
 
-    def add(self, name, numpy_fn, torch_fn=None, count=1):
-        self.jobs[name] = (numpy_fn, torch_fn, count)
+    def add(self, name, numpy_fn, torch_fn=None, count=1, floor_fn=None):
+        self.jobs[name] = (numpy_fn, torch_fn, count, floor_fn)
 
     def run(self, repeats, wakers, pause=PAUSE_S):
-        times = {name: ([], []) for name in self.jobs}
+        times = {name: ([], [], []) for name in self.jobs}
         for r in range(repeats + 1):
-            for name, (np_fn, t_fn, _) in self.jobs.items():
-                for fn, wake, out in ((np_fn, wakers[0], times[name][0]), (t_fn, wakers[1], times[name][1])):
+            for name, (np_fn, t_fn, _, floor_fn) in self.jobs.items():
+                for fn, wake, out in ((np_fn, wakers[0], times[name][0]), (t_fn, wakers[1], times[name][1]),
+                                      (floor_fn, wakers[0], times[name][2])):
                     if fn is None:
                         continue
                     wake()
@@ -106,11 +112,15 @@ class _Ops:
                         out.append(dt)
                     time.sleep(pause)
         rows = []
-        for name, (np_t, t_t) in times.items():
+        for name, (np_t, t_t, floor_t) in times.items():
             row = {"op": name, "count": self.jobs[name][2], "numpy_ms": _ms(statistics.median(np_t))}
             if t_t:
                 row["torch_ms"] = _ms(statistics.median(t_t))
                 row["ratio"] = round(row["numpy_ms"] / row["torch_ms"], 3)
+            if floor_t:
+                row["gemm_ms"] = _ms(statistics.median(floor_t))
+                if t_t:
+                    row["gemm_ratio"] = round(row["gemm_ms"] / row["torch_ms"], 3)
             rows.append(row)
         return rows
 
@@ -142,6 +152,31 @@ def _conv_job(x_shape, w_shape, stride, padding, has_bias, rng, torch=None):
             tb.grad = None
 
     return numpy_job, torch_job
+
+
+def _gemm_job(x_shape, w_shape, stride, padding, rng):
+    """The three GEMMs of a conv's forward and backward, alone: a job for ``_Ops``.
+
+    They are the products ``conv2d_forward`` and ``conv2d_backward`` make, in
+    their layout (pixels as columns), on the M = N*OH*OW output pixels without
+    the grid's margin and with no copy around them: y = W2 @ col, dW^T = col @ dY^T,
+    dcol = W2^T @ dY, with W2 (F, K), col (K, M), dY (F, M), K = C*KH*KW. Any
+    convolution built of these GEMMs takes at least their time; ``bench conv``
+    times them in the other layout too (pixels as rows), which is not faster here.
+    """
+    n, c = x_shape[:2]
+    f, _, kh, kw = w_shape
+    m = n * F.conv_output_size(x_shape[2], kh, stride, padding) * F.conv_output_size(x_shape[3], kw, stride, padding)
+    w2 = rng.standard_normal((f, c * kh * kw), dtype=np.float32)
+    col = rng.standard_normal((c * kh * kw, m), dtype=np.float32)
+    dy = rng.standard_normal((f, m), dtype=np.float32)
+
+    def gemms():
+        w2 @ col
+        col @ dy.T
+        w2.T @ dy
+
+    return gemms
 
 
 def _module_jobs(model, tmodel, images, rng, torch):
@@ -267,13 +302,15 @@ def bench_all(preset="default", batch=8, size=128, repeats=5, use_torch=None):
         result["agreement"] = check_agreement(model, tmodel, images, targets, anchors)
 
     ops = _Ops()
-    for x_shape, w_shape, stride, padding, has_bias, count in conv_shapes(model, images):
-        name = (f"conv {w_shape[1]}->{w_shape[0]} {w_shape[2]}x{w_shape[3]} s{stride} "
-                f"on {x_shape[2]}x{x_shape[3]}")
-        ops.add(name, *_conv_job(x_shape, w_shape, stride, padding, has_bias, rng, torch), count=count)
-    for c, s, st in CONV_CASES:
-        ops.add(f"bench conv {c}->{c} 3x3 s{st} on {s}x{s}, batch {BATCH}",
-                *_conv_job((BATCH, c, s, s), (c, c, 3, 3), st, 1, False, rng, torch))
+    convs = [(f"conv {w_shape[1]}->{w_shape[0]} {w_shape[2]}x{w_shape[3]} s{stride} on {x_shape[2]}x{x_shape[3]}",
+              x_shape, w_shape, stride, padding, has_bias, count)
+             for x_shape, w_shape, stride, padding, has_bias, count in conv_shapes(model, images)]
+    convs += [(f"bench conv {c}->{c} 3x3 s{st} on {s}x{s}, batch {BATCH}", (BATCH, c, s, s), (c, c, 3, 3), st, 1,
+               False, 1) for c, s, st in CONV_CASES]
+    step_convs = [name for name, *_ in convs[:-len(CONV_CASES)]]
+    for name, x_shape, w_shape, stride, padding, has_bias, count in convs:
+        ops.add(name, *_conv_job(x_shape, w_shape, stride, padding, has_bias, rng, torch), count=count,
+                floor_fn=_gemm_job(x_shape, w_shape, stride, padding, rng))
     for name, (np_fn, t_fn) in _module_jobs(model, tmodel, images, rng, torch).items():
         ops.add(name, np_fn, t_fn)
     logits, deltas = model.forward(images, keep_cache=False)
@@ -301,7 +338,8 @@ def bench_all(preset="default", batch=8, size=128, repeats=5, use_torch=None):
     ops.add("post-processing (threshold, top-k, decode, NMS)",
             lambda: postprocess(busy, deltas, anchors, (size, size), level_sizes=model.level_sizes(size, size)))
     wakers = _wakers(torch)
-    result["ops"] = ops.run(repeats, wakers)
+    pause = PAUSE_S if torch is not None else 0.0
+    result["ops"] = ops.run(repeats, wakers, pause)
 
     np_step, t_step = _step_fns(model, tmodel, images, targets, anchors, torch)
     parts = {"numpy": [], "torch": []}
@@ -313,7 +351,7 @@ def bench_all(preset="default", batch=8, size=128, repeats=5, use_torch=None):
             dt = fn()
             if r:
                 parts[lib].append(dt)
-            time.sleep(PAUSE_S)
+            time.sleep(pause)
     names = STEP_PARTS
     step = {}
     for lib, rows in parts.items():
@@ -324,6 +362,11 @@ def bench_all(preset="default", batch=8, size=128, repeats=5, use_torch=None):
             step[lib]["images_per_s"] = round(batch / (step[lib]["step"] / 1e3), 1)
     if "torch" in step:
         step["ratio"] = {n: round(step["numpy"][n] / step["torch"][n], 3) for n in (*names, "step")}
+    # The floor of the step's convs: each one's GEMMs alone, times its calls per step.
+    gemm = {r["op"]: r["gemm_ms"] * r["count"] for r in result["ops"] if r["op"] in step_convs}
+    step["numpy"]["conv_gemms"] = round(sum(gemm.values()), 3)
+    if "torch" in step:
+        step["ratio"]["conv_gemms"] = round(step["numpy"]["conv_gemms"] / step["torch"]["step"], 3)
     result["step"] = step
     result["peak_step_memory_mib"] = round(host_peak_memory_mib(np_step), 1)
     return result
@@ -345,13 +388,16 @@ def format_all(result):
                      f"PyTorch {w['reference']:.9g}, {w['used']:.2f} of its tolerance: {'PASS' if a['ok'] else 'FAIL'}")
     lines.append("")
     lines.append(f"{'op (forward + backward)':<52} {'x/step':>6} {'numpy ms':>9}"
-                 + (f" {'torch ms':>9} {'numpy/torch':>11}" if has_torch else ""))
+                 + (f" {'torch ms':>9} {'numpy/torch':>11}" if has_torch else "")
+                 + f" {'GEMMs ms':>9}" + (f" {'GEMMs/torch':>11}" if has_torch else ""))
     for r in result["ops"]:
         line = f"{r['op']:<52} {r['count']:>6} {r['numpy_ms']:>9.2f}"
         if "torch_ms" in r:
             line += f" {r['torch_ms']:>9.2f} {r['ratio']:>11.2f}"
         elif has_torch:
             line += f" {'-':>9} {'-':>11}"
+        if "gemm_ms" in r:
+            line += f" {r['gemm_ms']:>9.2f}" + (f" {r['gemm_ratio']:>11.2f}" if "gemm_ratio" in r else "")
         lines.append(line)
     lines.append("")
     step = result["step"]
@@ -366,7 +412,15 @@ def format_all(result):
     if has_torch:
         line += f" {step['torch']['images_per_s']:>9.1f}"
     lines.append(line)
+    line = f"{'conv GEMMs alone':<20} {step['numpy']['conv_gemms']:>9.1f}"
+    if has_torch:
+        line += f" {'':>9} {step['ratio']['conv_gemms']:>11.2f}"
+    lines.append(line)
     lines.append(f"peak memory of one NumPy step: {result['peak_step_memory_mib']:.0f} MiB")
+    lines += [
+        "GEMMs: a conv's three GEMMs alone (forward, dW, dx), in its layout, without a copy: no conv made of them",
+        "is faster. conv GEMMs alone: their sum over the step's convs; its ratio is to PyTorch's whole step.",
+    ]
     return "\n".join(lines)
 
 
