@@ -308,8 +308,8 @@ def _cmd_ablate(args) -> int:
                               dataset=args.dataset, image_size=args.image_size, settings=args.only, lrs=args.lr,
                               jobs=args.jobs, work=args.work)
     except KeyboardInterrupt:
-        print(f"interrupted: the finished cells are kept in {args.work}; the same command continues from them",
-              file=sys.stderr)
+        print(f"interrupted: the finished cells are kept in {args.work}, and the cells in training saved their step; "
+              "the same command continues from them", file=sys.stderr)
         return 130
     print(f"{result['seconds'] / 60:.1f} minutes")  # run_ablation printed the files it wrote
     return 0

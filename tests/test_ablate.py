@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from numpy_retinanet.cli import build_parser
@@ -258,6 +259,72 @@ def test_the_convergence_statement_says_whether_twice_the_steps_changed_ap():
     result["longer"]["FL, gamma 2, alpha .25"]["AP"] = 0.21
     text = convergence_statement(result)
     assert "none by more than a tenth" in text and "close to converged" in text and "not converged" not in text
+
+
+def _cell(tmp_path, folder, lr=None):
+    """A small cell: 8 steps of the ablation recipe on 64 px plain shapes, 2 held-out images."""
+    name = "FL, gamma 2, alpha .25"
+    config = ablation_config(name, 0, 8, eval_images=2, image_size=64, lr=lr)
+    return name, config, str(tmp_path / folder)
+
+
+def _trains(monkeypatch):
+    """Record how ``_train_cell`` calls the trainer: a list of each call's ``resume`` flag."""
+    from numpy_retinanet.engine import trainer
+
+    calls, real = [], trainer.train
+    monkeypatch.setattr(trainer, "train", lambda *a, **k: calls.append(k.get("resume", False)) or real(*a, **k))
+    return calls
+
+
+@pytest.mark.fault("lost")
+def test_a_cell_stopped_part_way_goes_on_from_its_checkpoint_and_ends_with_the_same_bits(tmp_path, monkeypatch):
+    from numpy_retinanet.engine.checkpoint import load_checkpoint
+    from numpy_retinanet.engine.trainer import train
+    from numpy_retinanet.tools import ablate
+
+    monkeypatch.setattr(ablate, "CELL_CHECKPOINT_EVERY", 3)
+    whole, part = _cell(tmp_path, "whole"), _cell(tmp_path, "part")
+    assert whole[1].checkpoint_every == 3
+    calls = _trains(monkeypatch)
+    done = ablate._train_cell(whole)
+    # Stopped at step 5, as Ctrl-C stops a cell: the trainer saves the step.
+    assert train(part[1], part[2], log=lambda s: None, stop_after=5)["interrupted"]
+    assert ablate._started_step(part[2], part[1]) == 5
+    calls.clear()
+    resumed = ablate._train_cell(part)
+    assert calls == [True]  # went on from step 5, not from step 0
+    assert not resumed["reused"] and resumed["AP"] == done["AP"]
+    a, ia = load_checkpoint(Path(whole[2]) / "checkpoint.npz")
+    b, ib = load_checkpoint(Path(part[2]) / "checkpoint.npz")
+    assert ia["step"] == ib["step"] == 8
+    for k in a.params:
+        np.testing.assert_array_equal(a.params[k], b.params[k], err_msg=k)
+    # Finished now: read, not trained, even when the cell would now print and save at other steps.
+    monkeypatch.setattr(ablate, "CELL_CHECKPOINT_EVERY", 1000)
+    calls.clear()
+    again = ablate._train_cell(_cell(tmp_path, "part"))
+    assert again["reused"] and calls == [] and again["AP"] == done["AP"]
+
+
+@pytest.mark.fault("lost")
+def test_a_checkpoint_of_another_cell_or_of_the_last_step_starts_the_cell_again(tmp_path, monkeypatch):
+    from numpy_retinanet.engine.trainer import train
+    from numpy_retinanet.tools import ablate
+
+    monkeypatch.setattr(ablate, "CELL_CHECKPOINT_EVERY", 3)
+    name, config, folder = _cell(tmp_path, "cell")
+    other = _cell(tmp_path, "cell", lr=0.5)[1]  # another rate: another cell, were it in this folder
+    train(other, folder, log=lambda s: None, stop_after=5)
+    assert ablate._started_step(folder, config) is None
+    # The last step saved but no metrics (a machine gone before the evaluation): nothing to resume.
+    train(config, folder, log=lambda s: None, force=True)
+    (Path(folder) / "metrics.json").unlink()
+    assert ablate._started_step(folder, config) is None
+    (Path(folder) / "checkpoint.npz").write_bytes(b"cut off")
+    assert ablate._started_step(folder, config) is None
+    calls = _trains(monkeypatch)
+    assert ablate._train_cell((name, config, folder))["AP"] >= 0 and calls == [False]
 
 
 @pytest.mark.fault("lost")

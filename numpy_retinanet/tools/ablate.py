@@ -17,8 +17,9 @@ loss, what the false positives are, and Figure 4 (``table1_shapes_figure4.png``,
 
 The learning rate of each loss is chosen by a sweep (``--lr``, one seed, the same budget for
 every loss), ``table1_lr_sweep.md`` (a sweep of the clutter: ``table1_lr_sweep_clutter.md``).
-Every cell is a run folder under ``--work``; a finished one is read instead of trained again,
-so an interrupted ablation continues, and ``--jobs N`` trains N cells at once, one core each.
+Every cell is a run folder under ``--work``; a finished one is read instead of trained again and
+one stopped part way continues from its last checkpoint, so an interrupted ablation continues, and
+``--jobs N`` trains N cells at once, one core each.
 """
 
 from __future__ import annotations
@@ -101,6 +102,11 @@ ABLATION_LRS = {
 # (evaluation/loss_cdf.py, of the gamma 2 model).
 EVIDENCE_IMAGES = 64
 FIGURE4_SETTING = "FL, gamma 2, alpha .25"
+# A cell saves its step this often, so that a cell stopped by anything (Ctrl-C, a machine that goes
+# away) continues from its last checkpoint when the command runs again, and ends with the same bits
+# as a run never stopped (the trainer's resume). A 24000-step clutter cell takes ~50 minutes of a core;
+# a checkpoint of the ablation's model takes milliseconds.
+CELL_CHECKPOINT_EVERY = 1000
 # Converged? These settings (the best CE of the paper, its mildest and its chosen focal loss)
 # also train seed 0 for half and for twice the steps; the table shows AP at the three budgets
 # (the half-budget cells are the cells of a table at that budget, so they are often reused).
@@ -140,7 +146,7 @@ def ablation_config(name, seed, iterations, eval_images=ABLATION_DEFAULTS["eval_
         clip_grad_norm=10.0, seed=seed, data_seed=seed, iterations=iterations, dataset=dataset,
         image_size=ABLATION_IMAGE_SIZE[dataset] if image_size is None else image_size, eval_images=eval_images,
         max_objects=ABLATION_MAX_OBJECTS, schedule="cosine", warmup_steps=min(100, iterations // 5),
-        log_every=max(1, iterations // 10), checkpoint_every=iterations + 1, workers=1,
+        log_every=max(1, iterations // 10), checkpoint_every=CELL_CHECKPOINT_EVERY, workers=1,
         model_overrides=dict(ABLATION_MODEL))
 
 
@@ -151,12 +157,44 @@ def cell_folder(work, config, name):
                               f"{config.eval_images}eval", f"{slug}_lr{config.lr:g}_seed{config.seed}")
 
 
+def _same_cell(saved, config):
+    """Whether the config dict ``saved`` (metrics.json, a checkpoint) is the cell ``config``.
+
+    Read as a resumed run reads it: a setting added since the cell ran takes its default. How
+    often the run printed and saved changes none of its numbers, so it may differ.
+    """
+    saved = TrainConfig.from_dict(saved or {})
+    return dataclasses.replace(saved, log_every=config.log_every, checkpoint_every=config.checkpoint_every) == config
+
+
+def _started_step(folder, config):
+    """The step of the cell's checkpoint in ``folder`` when it can be resumed, else None.
+
+    None when there is no checkpoint, when it is not this cell's, when it holds the last step
+    (a run stopped between its last checkpoint and its metrics: nothing left to resume) or
+    when it cannot be read (then the cell is trained again from step 0).
+    """
+    from numpy_retinanet.engine.checkpoint import read_checkpoint
+
+    path = os.path.join(folder, "checkpoint.npz")
+    if not os.path.isfile(path):
+        return None
+    try:
+        meta, _, _ = read_checkpoint(path)
+    except ValueError:
+        return None
+    step = int(meta["step"])
+    return step if meta["has_optimizer"] and _same_cell(meta["train_config"], config) and step < config.iterations \
+        else None
+
+
 def _train_cell(job):
     """Train one cell (in a worker process) and return what the table keeps of it.
 
     A cell whose run folder already holds a finished run of the same config is read, not
-    trained again: an interrupted ablation continues where it stopped, and the sweep's seed-0
-    runs are the ablation's.
+    trained again, and one stopped part way continues from its last checkpoint (every
+    ``CELL_CHECKPOINT_EVERY`` steps, and the step Ctrl-C stopped it at): an interrupted
+    ablation goes on where it stopped, and the sweep's seed-0 runs are the ablation's.
     """
     from numpy_retinanet.engine.trainer import train
 
@@ -168,12 +206,15 @@ def _train_cell(job):
     if os.path.exists(metrics_path):
         with open(metrics_path) as f:
             m = json.load(f)
-        # Read as a resumed run reads it: a setting added since the cell ran takes its default.
-        reused = (TrainConfig.from_dict(m.get("config") or {}) == config and not m.get("interrupted")
+        reused = (_same_cell(m.get("config"), config) and not m.get("interrupted")
                   and m.get("step") == config.iterations and "AP" in m)
     if not reused:
-        m = train(config, folder, log=lambda s: None, force=True)
-        if m["interrupted"]:  # Ctrl-C: the trainer saved the step; a rerun trains the cell again
+        if _started_step(folder, config) is not None:
+            m = train(config, folder, resume=True, log=lambda s: None,
+                      changes={"log_every": config.log_every, "checkpoint_every": config.checkpoint_every})
+        else:
+            m = train(config, folder, log=lambda s: None, force=True)
+        if m["interrupted"]:  # Ctrl-C: the trainer saved the step; a rerun goes on from it
             return {"name": name, "interrupted": True}
     h = m["history"]
     return {"name": name, "seed": config.seed, "lr": config.lr, "AP": m["AP"], "AP50": m["AP50"], "AP75": m["AP75"],
