@@ -51,8 +51,9 @@ class TrainConfig(LossConfig, DataConfig):
     # `--schedule cosine --iterations 3500` reaches AP 0.663 / AP50 0.913 (0.664 / 0.913 with other seeds) in
     # 0.90x the wall clock, timed alternating (A, B, A, B): the target of AP50 >= 0.90 with an eighth fewer
     # steps, and less AP. Timed again with the faster step (A, B, A, B): 306 and 272 s against 321 and 322 s,
-    # under 5 minutes in one run of two. The defaults stay the step schedule, with its larger AP50 margin,
-    # and the shipped model and every figure drawn from it come from them. At equal steps the two schedules
+    # under 5 minutes in one run of two; on 7 December 330 and 301 s against 353 and 336 s, in neither. The
+    # defaults stay the step schedule, with its larger AP50 margin, and the shipped model and every figure
+    # drawn from it come from them. At equal steps the two schedules
     # reach the same AP (4000 steps of 4 images: 0.592 / 0.861 cosine, 0.587 / 0.863 step); lr 0.12 gave no
     # more than 0.06; batches of 4 gave more AP per image but not per second; 96 px images lost AP50 on the
     # small shapes.
