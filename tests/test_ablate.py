@@ -300,11 +300,17 @@ def test_a_cell_stopped_part_way_goes_on_from_its_checkpoint_and_ends_with_the_s
     assert ia["step"] == ib["step"] == 8
     for k in a.params:
         np.testing.assert_array_equal(a.params[k], b.params[k], err_msg=k)
-    # Finished now: read, not trained, even when the cell would now print and save at other steps.
+    # Finished now: read, not trained, even when the cell would now print and save at other steps; which
+    # changes none of its numbers (the same cell saved at its end only ends with the same bits).
     monkeypatch.setattr(ablate, "CELL_CHECKPOINT_EVERY", 1000)
     calls.clear()
     again = ablate._train_cell(_cell(tmp_path, "part"))
     assert again["reused"] and calls == [] and again["AP"] == done["AP"]
+    once = _cell(tmp_path, "saved_once")
+    assert ablate._train_cell(once)["AP"] == done["AP"] and calls == [False]
+    c, _ = load_checkpoint(Path(once[2]) / "checkpoint.npz")
+    for k in a.params:
+        np.testing.assert_array_equal(a.params[k], c.params[k], err_msg=k)
 
 
 @pytest.mark.fault("lost")
