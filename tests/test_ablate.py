@@ -294,7 +294,8 @@ def test_a_cell_stopped_part_way_goes_on_from_its_checkpoint_and_ends_with_the_s
     calls.clear()
     resumed = ablate._train_cell(part)
     assert calls == [True]  # went on from step 5, not from step 0
-    assert not resumed["reused"] and resumed["AP"] == done["AP"]
+    assert not resumed["reused"] and resumed["continued_from"] == 5 and resumed["AP"] == done["AP"]
+    assert done["continued_from"] is None
     a, ia = load_checkpoint(Path(whole[2]) / "checkpoint.npz")
     b, ib = load_checkpoint(Path(part[2]) / "checkpoint.npz")
     assert ia["step"] == ib["step"] == 8

@@ -202,14 +202,15 @@ def _train_cell(job):
     if _STOP is not None and _STOP.is_set():  # Ctrl-C came before this cell started: it does not start
         return {"name": name, "interrupted": True}
     metrics_path = os.path.join(folder, "metrics.json")
-    reused = False
+    reused, started = False, None
     if os.path.exists(metrics_path):
         with open(metrics_path) as f:
             m = json.load(f)
         reused = (_same_cell(m.get("config"), config) and not m.get("interrupted")
                   and m.get("step") == config.iterations and "AP" in m)
     if not reused:
-        if _started_step(folder, config) is not None:
+        started = _started_step(folder, config)
+        if started is not None:
             m = train(config, folder, resume=True, log=lambda s: None,
                       changes={"log_every": config.log_every, "checkpoint_every": config.checkpoint_every})
         else:
@@ -220,7 +221,7 @@ def _train_cell(job):
     return {"name": name, "seed": config.seed, "lr": config.lr, "AP": m["AP"], "AP50": m["AP50"], "AP75": m["AP75"],
             "final_loss": float(np.mean(h["total"][-20:])),
             "positives_per_image": float(np.mean(h["num_positive"])) / config.batch_size,
-            "seconds": m["train_seconds"], "reused": reused}
+            "seconds": m["train_seconds"], "reused": reused, "continued_from": started}
 
 
 def _mean_spread(values):
@@ -261,6 +262,8 @@ def run_cells(jobs_list, jobs=1, log=print):
         if r.get("interrupted"):
             raise KeyboardInterrupt  # the cell was stopped by Ctrl-C (one process: this one)
         how = "reused" if r["reused"] else f"{r['seconds']:.0f} s"
+        if r.get("continued_from") is not None:
+            how += f", continued from step {r['continued_from']}"
         log(f"[{time.perf_counter() - t0:6.0f} s] {r['name']}, lr {r['lr']:g}, seed {r['seed']} ({how}): "
             f"AP {r['AP']:.3f}  AP50 {r['AP50']:.3f}  AP75 {r['AP75']:.3f}")
 
