@@ -184,8 +184,9 @@ def _started_step(folder, config):
     except ValueError:
         return None
     step = int(meta["step"])
-    return step if meta["has_optimizer"] and _same_cell(meta["train_config"], config) and step < config.iterations \
-        else None
+    if meta["has_optimizer"] and _same_cell(meta["train_config"], config) and step < config.iterations:
+        return step
+    return None
 
 
 def _train_cell(job):

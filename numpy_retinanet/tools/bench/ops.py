@@ -96,7 +96,7 @@ class _Ops:
     def add(self, name, numpy_fn, torch_fn=None, count=1, floor_fn=None):
         self.jobs[name] = (numpy_fn, torch_fn, count, floor_fn)
 
-    def run(self, repeats, wakers, pause=PAUSE_S):
+    def run(self, repeats, wakers, pause):
         times = {name: ([], [], []) for name in self.jobs}
         for r in range(repeats + 1):
             for name, (np_fn, t_fn, _, floor_fn) in self.jobs.items():
