@@ -160,21 +160,25 @@ def _gemm_job(x_shape, w_shape, stride, padding, rng):
     They are the products ``conv2d_forward`` and ``conv2d_backward`` make, in
     their layout (pixels as columns), on the M = N*OH*OW output pixels without
     the grid's margin and with no copy around them: y = W2 @ col, dW^T = col @ dY^T,
-    dcol = W2^T @ dY, with W2 (F, K), col (K, M), dY (F, M), K = C*KH*KW. Any
-    convolution built of these GEMMs takes at least their time; ``bench conv``
-    times them in the other layout too (pixels as rows), which is not faster here.
+    dcol = W2^T @ dY, with W2 (F, K), col (K, M), dY (F, M), K = C*KH*KW. They
+    write into outputs allocated once, so no fresh pages are faulted in (the conv
+    allocates its col and dcol per call). Any convolution built of these GEMMs
+    takes at least their time; ``bench conv`` times them in the other layout too
+    (pixels as rows), which is not faster here.
     """
     n, c = x_shape[:2]
     f, _, kh, kw = w_shape
     m = n * F.conv_output_size(x_shape[2], kh, stride, padding) * F.conv_output_size(x_shape[3], kw, stride, padding)
-    w2 = rng.standard_normal((f, c * kh * kw), dtype=np.float32)
-    col = rng.standard_normal((c * kh * kw, m), dtype=np.float32)
+    k = c * kh * kw
+    w2 = rng.standard_normal((f, k), dtype=np.float32)
+    col = rng.standard_normal((k, m), dtype=np.float32)
     dy = rng.standard_normal((f, m), dtype=np.float32)
+    y, dw_t, dcol = (np.empty(shape, np.float32) for shape in ((f, m), (k, f), (k, m)))
 
     def gemms():
-        w2 @ col
-        col @ dy.T
-        w2.T @ dy
+        np.matmul(w2, col, out=y)
+        np.matmul(col, dy.T, out=dw_t)
+        np.matmul(w2.T, dy, out=dcol)
 
     return gemms
 
