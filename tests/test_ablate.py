@@ -314,6 +314,26 @@ def test_a_cell_stopped_part_way_goes_on_from_its_checkpoint_and_ends_with_the_s
         np.testing.assert_array_equal(a.params[k], c.params[k], err_msg=k)
 
 
+def test_the_cells_say_what_is_left_before_they_start_and_the_most_left_starts_first(tmp_path, monkeypatch):
+    from numpy_retinanet.engine.trainer import train
+    from numpy_retinanet.tools import ablate
+
+    monkeypatch.setattr(ablate, "CELL_CHECKPOINT_EVERY", 3)
+    finished, part, new = (_cell(tmp_path, f) for f in ("finished", "part", "new"))
+    ablate._train_cell(finished)
+    train(part[1], part[2], log=lambda s: None, stop_after=5)
+    said = []
+    results = ablate.run_cells([finished, part, new], log=said.append)
+    assert said[0] == ("3 cells, 1 at a time: 1 finished (read from their run folders), 1 continue from their last "
+                       "checkpoint, 1 start from step 0; 11 of 24 steps left to train")
+    # The most steps left first (8, then 3, then the finished cell), each line counting the cells done.
+    assert [line.split("] ")[1].split(" FL")[0] for line in said[1:]] == ["1/3", "2/3", "3/3"]
+    assert [("(reused)" in line, "continued from step 5" in line) for line in said[1:]] == [
+        (False, False), (False, True), (True, False)]
+    assert all(", seed 0, 8 steps (" in line for line in said[1:])
+    assert [r["reused"] for r in results] == [True, False, False] and results[1]["continued_from"] == 5
+
+
 @pytest.mark.fault("lost")
 def test_a_checkpoint_of_another_cell_or_of_the_last_step_starts_the_cell_again(tmp_path, monkeypatch):
     from numpy_retinanet.engine.trainer import train

@@ -189,6 +189,25 @@ def _started_step(folder, config):
     return None
 
 
+def _finished_metrics(folder, config):
+    """The metrics of a finished run of the cell ``config`` in ``folder``, else None."""
+    path = os.path.join(folder, "metrics.json")
+    if not os.path.exists(path):
+        return None
+    with open(path) as f:
+        m = json.load(f)
+    finished = (_same_cell(m.get("config"), config) and not m.get("interrupted")
+                and m.get("step") == config.iterations and "AP" in m)
+    return m if finished else None
+
+
+def _steps_left(config, folder):
+    """How many steps the cell still has to train: 0 when finished, fewer when it continues."""
+    if _finished_metrics(folder, config) is not None:
+        return 0
+    return config.iterations - (_started_step(folder, config) or 0)
+
+
 def _train_cell(job):
     """Train one cell (in a worker process) and return what the table keeps of it.
 
@@ -202,13 +221,8 @@ def _train_cell(job):
     name, config, folder = job
     if _STOP is not None and _STOP.is_set():  # Ctrl-C came before this cell started: it does not start
         return {"name": name, "interrupted": True}
-    metrics_path = os.path.join(folder, "metrics.json")
-    reused, started = False, None
-    if os.path.exists(metrics_path):
-        with open(metrics_path) as f:
-            m = json.load(f)
-        reused = (_same_cell(m.get("config"), config) and not m.get("interrupted")
-                  and m.get("step") == config.iterations and "AP" in m)
+    m = _finished_metrics(folder, config)
+    reused, started = m is not None, None
     if not reused:
         started = _started_step(folder, config)
         if started is not None:
@@ -249,8 +263,10 @@ def run_cells(jobs_list, jobs=1, log=print):
 
     With more than one job each process computes with one BLAS thread (set before numpy is
     imported in the spawned process), so ``jobs`` processes use ``jobs`` cores: cells are
-    independent, so this is the cheapest parallelism there is. The costliest cells (steps x
+    independent, so this is the cheapest parallelism there is. The costliest cells (steps left x
     pixels) start first, so that no process is left with a long cell while the others idle.
+    Before any cell starts, one line says how many are finished, how many continue from a
+    checkpoint and how many steps are left in all; each cell's line says how many are done.
 
     Ctrl-C reaches every process of the terminal's group: each cell in training ends its step
     and stops (the trainer's handling), no new cell starts, and KeyboardInterrupt is raised.
@@ -258,21 +274,32 @@ def run_cells(jobs_list, jobs=1, log=print):
     """
     t0 = time.perf_counter()
     results = [None] * len(jobs_list)
+    left = [_steps_left(config, folder) for _, config, folder in jobs_list]
+    total = sum(config.iterations for _, config, _ in jobs_list)
+    finished = left.count(0)
+    going_on = sum(0 < n < config.iterations for n, (_, config, _) in zip(left, jobs_list))
+    log(f"{len(jobs_list)} cells, {min(jobs, len(jobs_list))} at a time: {finished} finished (read from their run "
+        f"folders), {going_on} continue from their last checkpoint, {len(jobs_list) - finished - going_on} start "
+        f"from step 0; {sum(left):,} of {total:,} steps left to train")
+    done = []
 
-    def report(r):
+    def report(i):
+        r = results[i]
         if r.get("interrupted"):
             raise KeyboardInterrupt  # the cell was stopped by Ctrl-C (one process: this one)
+        done.append(r)
         how = "reused" if r["reused"] else f"{r['seconds']:.0f} s"
         if r.get("continued_from") is not None:
             how += f", continued from step {r['continued_from']}"
-        log(f"[{time.perf_counter() - t0:6.0f} s] {r['name']}, lr {r['lr']:g}, seed {r['seed']} ({how}): "
+        log(f"[{time.perf_counter() - t0:6.0f} s] {len(done)}/{len(jobs_list)} {r['name']}, lr {r['lr']:g}, seed "
+            f"{r['seed']}, {jobs_list[i][1].iterations} steps ({how}): "
             f"AP {r['AP']:.3f}  AP50 {r['AP50']:.3f}  AP75 {r['AP75']:.3f}")
 
-    order = sorted(range(len(jobs_list)), key=lambda i: -jobs_list[i][1].iterations * jobs_list[i][1].image_size ** 2)
+    order = sorted(range(len(jobs_list)), key=lambda i: -left[i] * jobs_list[i][1].image_size ** 2)
     if jobs <= 1:
         for i in order:
             results[i] = _train_cell(jobs_list[i])
-            report(results[i])
+            report(i)
         return results
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -287,7 +314,7 @@ def run_cells(jobs_list, jobs=1, log=print):
         try:
             for future in as_completed(futures):
                 results[futures[future]] = future.result()
-                report(results[futures[future]])
+                report(futures[future])
         except KeyboardInterrupt:
             stop.set()  # cells not yet started return at once; the running ones end their step
             pool.shutdown(wait=True, cancel_futures=True)
