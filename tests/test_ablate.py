@@ -335,6 +335,23 @@ def test_the_cells_say_what_is_left_before_they_start_and_the_most_left_starts_f
 
 
 @pytest.mark.fault("lost")
+def test_a_cell_stopped_by_a_signal_keeps_every_later_cell_from_starting(tmp_path, monkeypatch):
+    import threading
+
+    from numpy_retinanet.engine import trainer
+    from numpy_retinanet.tools import ablate
+
+    # As in a cell process whose trainer caught SIGINT: the pool may already have queued its next cell.
+    monkeypatch.setattr(ablate, "_STOP", threading.Event())
+    calls = []
+    monkeypatch.setattr(trainer, "train", lambda *a, **k: calls.append(a[1]) or {"interrupted": True})
+    first, later = _cell(tmp_path, "first"), _cell(tmp_path, "later")
+    assert ablate._train_cell(first) == {"name": first[0], "interrupted": True}
+    assert ablate._STOP.is_set()
+    assert ablate._train_cell(later) == {"name": later[0], "interrupted": True} and calls == [first[2]]
+
+
+@pytest.mark.fault("lost")
 def test_a_checkpoint_of_another_cell_or_of_the_last_step_starts_the_cell_again(tmp_path, monkeypatch):
     from numpy_retinanet.engine.trainer import train
     from numpy_retinanet.tools import ablate

@@ -231,6 +231,11 @@ def _train_cell(job):
         else:
             m = train(config, folder, log=lambda s: None, force=True)
         if m["interrupted"]:  # Ctrl-C: the trainer saved the step; a rerun goes on from it
+            # No cell may start after this one stopped. The parent sets the event too, but only once it
+            # has this result, and by then the pool may have handed this process its next cell; when
+            # SIGINT never reached the parent (a background job, which ignores it) this is the only stop.
+            if _STOP is not None:
+                _STOP.set()
             return {"name": name, "interrupted": True}
     h = m["history"]
     return {"name": name, "seed": config.seed, "lr": config.lr, "AP": m["AP"], "AP50": m["AP50"], "AP75": m["AP75"],
