@@ -307,10 +307,10 @@ def _cmd_ablate(args) -> int:
         result = run_ablation(args.out, iterations=args.iterations, seeds=args.seeds, eval_images=args.eval_images,
                               dataset=args.dataset, image_size=args.image_size, settings=args.only, lrs=args.lr,
                               jobs=args.jobs, work=args.work)
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as e:  # Ctrl-C or SIGTERM (tools.ablate: signum 2 or 15)
         print(f"interrupted: the finished cells are kept in {args.work}, and the cells in training saved their step; "
               "the same command continues from them", file=sys.stderr)
-        return 130
+        return 128 + getattr(e, "signum", signal.SIGINT)
     print(f"{result['seconds'] / 60:.1f} minutes")  # run_ablation printed the files it wrote
     return 0
 

@@ -344,9 +344,9 @@ def test_a_cell_stopped_by_a_signal_keeps_every_later_cell_from_starting(tmp_pat
     # As in a cell process whose trainer caught SIGINT: the pool may already have queued its next cell.
     monkeypatch.setattr(ablate, "_STOP", threading.Event())
     calls = []
-    monkeypatch.setattr(trainer, "train", lambda *a, **k: calls.append(a[1]) or {"interrupted": True})
+    monkeypatch.setattr(trainer, "train", lambda *a, **k: calls.append(a[1]) or {"interrupted": True, "signal": "SIGINT"})
     first, later = _cell(tmp_path, "first"), _cell(tmp_path, "later")
-    assert ablate._train_cell(first) == {"name": first[0], "interrupted": True}
+    assert ablate._train_cell(first) == {"name": first[0], "interrupted": True, "signal": "SIGINT"}
     assert ablate._STOP.is_set()
     assert ablate._train_cell(later) == {"name": later[0], "interrupted": True} and calls == [first[2]]
 
@@ -392,6 +392,39 @@ def test_ctrl_c_keeps_the_finished_cells_and_a_rerun_reads_them(tmp_path):
     # the cells of the first run (2 steps, and 4 and 1 for the Converged? rows) are untouched and read again
     again = subprocess.run(args + ["--iterations", "2"], capture_output=True, text=True, timeout=300)
     assert again.returncode == 0 and again.stdout.count("(reused)") == 3
+
+
+@pytest.mark.fault("lost")
+@pytest.mark.slow  # about 20 s: two cells started, then stopped
+def test_sigterm_to_the_parent_alone_stops_its_cells_and_a_rerun_continues_them(tmp_path):
+    import os
+    import signal
+    import time
+
+    args = [sys.executable, "-m", "numpy_retinanet", "ablate", "--out", str(tmp_path), "--work", str(tmp_path / "w"),
+            "--seeds", "1", "--eval-images", "2", "--jobs", "2", "--image-size", "64", "--iterations", "3000",
+            "--only", "CE, alpha .25", "CE, alpha .50"]
+    p = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    folders = [tmp_path / "w" / "shapes_64px_3000steps_2eval" / f"CE_alpha{a}_lr0.03_seed0" for a in ("25", "50")]
+    deadline = time.monotonic() + 120
+    while not all((f / ".lock").exists() for f in folders) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    time.sleep(3)  # a few steps into training
+    os.kill(p.pid, signal.SIGTERM)  # the parent only, as `kill PID` or `timeout` sends it
+    out, err = p.communicate(timeout=120)
+    assert p.returncode == 143 and "Traceback" not in err and "the cells in training saved their step" in err
+    # Both cells ended with their parent (before the fix they trained on, orphaned): each saved its step.
+    steps = []
+    for folder in folders:
+        m = json.loads((folder / "metrics.json").read_text())
+        assert m["interrupted"] and m["signal"] is None and 0 < m["step"] < 3000
+        steps.append(m["step"])
+    again = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    first = again.stdout.readline()
+    again.send_signal(signal.SIGTERM)
+    again.communicate(timeout=120)
+    assert first == ("2 cells, 2 at a time: 0 finished (read from their run folders), 2 continue from their last "
+                     f"checkpoint, 0 start from step 0; {6000 - sum(steps):,} of 6,000 steps left to train\n")
 
 
 def _ablate_run(command):

@@ -87,17 +87,19 @@ def _format_eta(seconds):
 
 class _StopFlag:
     """SIGINT (Ctrl-C) and SIGTERM (``kill``, ``timeout``, schedulers, containers) set a flag that
-    the loop checks between steps, so a step is never cut in half; a second signal aborts at once."""
+    the loop checks between steps, so a step is never cut in half; a second signal aborts at once.
+    ``requested``, when given, is asked too: True stops as a signal does (``train``'s ``stop_when``)."""
 
     SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
-    def __init__(self):
+    def __init__(self, requested=None):
         self.signum = None
+        self._requested = requested
         self._old = {}
 
     @property
     def stop(self):
-        return self.signum is not None
+        return self.signum is not None or (self._requested is not None and bool(self._requested()))
 
     def __enter__(self):
         for signum in self.SIGNALS:
@@ -162,7 +164,7 @@ def resumed_config(meta, changes=None):
 
 
 def train(config: TrainConfig, out_dir, resume=False, log=print, stop_after=None, device=None, workers=None,
-          changes=None, force=False, init=None):
+          changes=None, force=False, init=None, stop_when=None):
     """Train a RetinaNet on the dataset ``config`` names and write the run folder.
 
     Parameters
@@ -180,6 +182,8 @@ def train(config: TrainConfig, out_dir, resume=False, log=print, stop_after=None
         extends the run; a setting that contradicts the run is refused.
     force : replace the run that ``out_dir`` holds.
     init : a checkpoint to start from (``init_from``): fine-tuning, e.g. from the shipped model.
+    stop_when : a function of no arguments, asked after every step; True stops the run as a signal
+        would (``ablate``'s cells: the parent's stop reaches the cells it did not reach as a signal).
 
     Returns
     -------
@@ -224,7 +228,7 @@ def train(config: TrainConfig, out_dir, resume=False, log=print, stop_after=None
     # Both splits read now (a COCO-format folder is checked file by file): a bad file stops the run here.
     datasets = (build_dataset(config, "train"), build_dataset(config, "eval", num_images=max(config.eval_images, 1)))
     # After every setting was checked, the data read and the model built: a refused run leaves no folder.
-    with claim_run_folder(out_dir, resume=resume, force=force), _StopFlag() as flag:
+    with claim_run_folder(out_dir, resume=resume, force=force), _StopFlag(stop_when) as flag:
         return _run(config, out_dir, ckpt_path, model, optimizer, xp, start_step, history, elapsed_before, log,
                     stop_after, flag, resumed=resume, datasets=datasets)
 
@@ -351,7 +355,8 @@ def _run(config, out_dir, ckpt_path, model, optimizer, xp, start_step, history, 
     # Each process's peak, summed: an upper bound on the memory in use at any one moment.
     metrics["peak_memory_mib"] = round(peak_memory_mib() + sum(worker_peaks), 1)
     metrics["processes"] = 1 + len(worker_peaks)
-    metrics["signal"] = signal.Signals(flag.signum).name if flag.stop else None  # also one during evaluation
+    # The signal that stopped the run, also one during evaluation; None when stop_when stopped it.
+    metrics["signal"] = signal.Signals(flag.signum).name if flag.signum is not None else None
     with open(os.path.join(out_dir, "metrics.json"), "w") as f:
         json.dump(metrics, f, indent=1)
     if "AP" in metrics:

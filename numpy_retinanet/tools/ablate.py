@@ -24,9 +24,11 @@ one stopped part way continues from its last checkpoint, so an interrupted ablat
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
+import signal
 import statistics
 import time
 
@@ -223,20 +225,23 @@ def _train_cell(job):
         return {"name": name, "interrupted": True}
     m = _finished_metrics(folder, config)
     reused, started = m is not None, None
+    # A cell process stops when the parent says so, also when no signal reached the process
+    # (``kill`` of the parent alone: its handler sets the event).
+    stop_when = None if _STOP is None else _STOP.is_set
     if not reused:
         started = _started_step(folder, config)
         if started is not None:
-            m = train(config, folder, resume=True, log=lambda s: None,
+            m = train(config, folder, resume=True, log=lambda s: None, stop_when=stop_when,
                       changes={"log_every": config.log_every, "checkpoint_every": config.checkpoint_every})
         else:
-            m = train(config, folder, log=lambda s: None, force=True)
-        if m["interrupted"]:  # Ctrl-C: the trainer saved the step; a rerun goes on from it
+            m = train(config, folder, log=lambda s: None, force=True, stop_when=stop_when)
+        if m["interrupted"]:  # Ctrl-C or a stop: the trainer saved the step; a rerun goes on from it
             # No cell may start after this one stopped. The parent sets the event too, but only once it
             # has this result, and by then the pool may have handed this process its next cell; when
             # SIGINT never reached the parent (a background job, which ignores it) this is the only stop.
             if _STOP is not None:
                 _STOP.set()
-            return {"name": name, "interrupted": True}
+            return {"name": name, "interrupted": True, "signal": m["signal"]}
     h = m["history"]
     return {"name": name, "seed": config.seed, "lr": config.lr, "AP": m["AP"], "AP50": m["AP50"], "AP75": m["AP75"],
             "final_loss": float(np.mean(h["total"][-20:])),
@@ -249,15 +254,14 @@ def _mean_spread(values):
     return statistics.fmean(values), (max(values) - min(values)) / 2
 
 
-# In a worker process: the parent's event that says Ctrl-C was pressed (``_worker_start``).
+# In a cell process: the parent's event that says the ablation stops (Ctrl-C, SIGTERM, a cell stopped
+# by a signal), set by ``_worker_start``.
 _STOP = None
 
 
 def _worker_start(stop):
     """A cell process ignores Ctrl-C except while it trains (the trainer's own handling ends the
     step and saves), so the signal never lands in an import or between cells."""
-    import signal
-
     global _STOP
     _STOP = stop
     signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -274,8 +278,10 @@ def run_cells(jobs_list, jobs=1, log=print):
     checkpoint and how many steps are left in all; each cell's line says how many are done.
 
     Ctrl-C reaches every process of the terminal's group: each cell in training ends its step
-    and stops (the trainer's handling), no new cell starts, and KeyboardInterrupt is raised.
-    The finished cells stay in their run folders, and a rerun of the command reads them.
+    and stops (the trainer's handling), no new cell starts, and KeyboardInterrupt is raised (its
+    ``signum`` the signal). SIGTERM does the same, also when only this process got it: the cells
+    hear of it through the shared event. The finished cells stay in their run folders, and a rerun
+    of the command reads them (and continues the stopped ones).
     """
     t0 = time.perf_counter()
     results = [None] * len(jobs_list)
@@ -290,8 +296,8 @@ def run_cells(jobs_list, jobs=1, log=print):
 
     def report(i):
         r = results[i]
-        if r.get("interrupted"):
-            raise KeyboardInterrupt  # the cell was stopped by Ctrl-C (one process: this one)
+        if r.get("interrupted"):  # a cell stopped by a signal (with one job: to this process) or by a stop
+            raise _interrupt(signal.Signals[r.get("signal") or "SIGINT"])
         done.append(r)
         how = "reused" if r["reused"] else f"{r['seconds']:.0f} s"
         if r.get("continued_from") is not None:
@@ -313,18 +319,46 @@ def run_cells(jobs_list, jobs=1, log=print):
 
     # The spawned processes read the environment when they import numpy.
     context = multiprocessing.get_context("spawn")
-    stop = context.Manager().Event()
-    with environment(ONE_BLAS_THREAD), ProcessPoolExecutor(jobs, context, _worker_start, (stop,)) as pool:
+    stop = context.Event()  # shared memory: every cell asks it after each step (under a microsecond)
+    with environment(ONE_BLAS_THREAD), _sigterm_interrupts(), ProcessPoolExecutor(jobs, context, _worker_start,
+                                                                                   (stop,)) as pool:
         futures = {pool.submit(_train_cell, jobs_list[i]): i for i in order}
         try:
             for future in as_completed(futures):
                 results[futures[future]] = future.result()
                 report(futures[future])
         except KeyboardInterrupt:
-            stop.set()  # cells not yet started return at once; the running ones end their step
+            stop.set()  # cells not yet started return at once; the running ones end their step and save
             pool.shutdown(wait=True, cancel_futures=True)
             raise
     return results
+
+
+def _interrupt(signum):
+    """KeyboardInterrupt with the signal's number as ``signum``: the command exits with 128 + signum."""
+    e = KeyboardInterrupt(signal.Signals(signum).name)
+    e.signum = signum
+    return e
+
+
+@contextlib.contextmanager
+def _sigterm_interrupts():
+    """SIGTERM to the parent of the cell processes (``kill PID``, ``timeout``) stops the ablation as
+    Ctrl-C does: the cells save their step and end. Without it the parent died at once and its cells
+    trained on, orphaned, holding their run folders. (SIGINT needs nothing: Python raises
+    KeyboardInterrupt.)"""
+    def interrupt(signum, frame):
+        raise _interrupt(signum)
+
+    try:
+        old = signal.signal(signal.SIGTERM, interrupt)
+    except ValueError:  # not the main thread: signals behave as usual
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, old)
 
 
 def run_ablation(out_dir="figures", iterations=None, seeds=ABLATION_DEFAULTS["seeds"],
