@@ -301,6 +301,7 @@ def _cmd_convert(args) -> int:
 
 
 def _cmd_ablate(args) -> int:
+    from numpy_retinanet.engine.trainer import TrainingStopped
     from numpy_retinanet.tools.ablate import run_ablation
 
     try:
@@ -311,6 +312,9 @@ def _cmd_ablate(args) -> int:
         print(f"interrupted: the finished cells are kept in {args.work}, and the cells in training saved their step; "
               "the same command continues from them", file=sys.stderr)
         return 128 + getattr(e, "signum", signal.SIGINT)
+    except TrainingStopped as e:  # a cell of the table diverged, or one could not save (a full disk)
+        print(f"numpy-retinanet ablate: {e}", file=sys.stderr)
+        return 1
     print(f"{result['seconds'] / 60:.1f} minutes")  # run_ablation printed the files it wrote
     return 0
 

@@ -159,6 +159,31 @@ def test_the_sweep_trains_every_rate_and_chooses_the_best_per_loss(tmp_path):
     assert not (tmp_path / "table1_shapes.json").exists()
 
 
+def test_a_rate_that_diverges_is_a_finding_of_the_sweep_not_a_crash(tmp_path):
+    out = _ablate(tmp_path, "--seeds", "1", "--lr", "50", "0.01", "--only", "CE, alpha .75")
+    sweep = json.loads((tmp_path / "table1_lr_sweep.json").read_text())
+    assert sweep["summary"]["CE, alpha .75 @ lr 50"] == {"diverged": True}
+    [run] = sweep["runs"]["CE, alpha .75 @ lr 50"]
+    assert run["diverged_at"] >= 1 and "loss is" in run["reason"] and "AP" not in run
+    assert chosen_lrs(sweep) == {"CE, alpha .75": 0.01}
+    md = (tmp_path / "table1_lr_sweep.md").read_text()
+    assert f"| CE, alpha .75 | diverged (seed 0 at step {run['diverged_at']}) | **" in md
+    assert f"lr 50, seed 0, 2 steps: diverged at step {run['diverged_at']} (" in out
+
+
+def test_a_cell_of_the_table_that_diverges_is_a_clear_error_and_the_others_are_kept(tmp_path, monkeypatch):
+    from numpy_retinanet.engine.trainer import TrainingDiverged
+    from numpy_retinanet.tools import ablate
+
+    monkeypatch.setitem(ablate.ABLATION_LRS, "CE, alpha .25", 50.0)
+    with pytest.raises(TrainingDiverged, match=r"1 of 2 cells diverged, so the table cannot be made: CE, alpha "
+                                               r"\.25, lr 50, seed 0, 4 steps: at step 1 \(the .* loss is"):
+        ablate.run_ablation(tmp_path, iterations=4, seeds=1, eval_images=2, image_size=64,
+                            settings=["CE, alpha .25", "CE, alpha .50"], work=tmp_path / "w", log=lambda s: None)
+    kept = tmp_path / "w" / "shapes_64px_4steps_2eval" / "CE_alpha50_lr0.03_seed0" / "metrics.json"
+    assert json.loads(kept.read_text())["step"] == 4 and not (tmp_path / "table1_shapes.md").exists()
+
+
 def test_a_sweep_of_the_clutter_or_of_another_budget_says_it_did_not_choose_the_rates():
     sweep = json.loads((FIGURES / "table1_lr_sweep.json").read_text())
     assert "The ablation trains each loss at its best rate" in format_sweep(sweep)

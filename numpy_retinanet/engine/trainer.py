@@ -55,7 +55,11 @@ from numpy_retinanet.nn.optim import SGD
 
 class TrainingStopped(RuntimeError):
     """Training ended before its last step for a reason other than a signal (a worker failed, the
-    disk is full); the message says why and which checkpoint was kept."""
+    disk is full); the message says why and which checkpoint was kept, ``step`` the step it stopped at."""
+
+    def __init__(self, message, step=None):
+        super().__init__(message)
+        self.step = step
 
 
 class TrainingDiverged(TrainingStopped):
@@ -309,7 +313,8 @@ def _run(config, out_dir, ckpt_path, model, optimizer, xp, start_step, history, 
                 grad_norm = apply_gradients(optimizer, grads, lr, config)
             except NonFiniteStep as e:
                 raise TrainingDiverged(f"{e} at step {step}: training diverged and stopped. "
-                                       f"{_kept(saved, ckpt_path)} Try a lower --lr or --clip-grad-norm.") from e
+                                       f"{_kept(saved, ckpt_path)} Try a lower --lr or --clip-grad-norm.",
+                                       step=step) from e
             except (WorkerFailed, ImageFileError) as e:  # the parameters of this step are intact: keep them
                 save(step)
                 fix = "" if isinstance(e, WorkerFailed) else "put a readable copy of the file back and "

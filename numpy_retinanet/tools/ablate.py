@@ -218,7 +218,7 @@ def _train_cell(job):
     ``CELL_CHECKPOINT_EVERY`` steps, and the step Ctrl-C stopped it at): an interrupted
     ablation goes on where it stopped, and the sweep's seed-0 runs are the ablation's.
     """
-    from numpy_retinanet.engine.trainer import train
+    from numpy_retinanet.engine.trainer import TrainingDiverged, train
 
     name, config, folder = job
     if _STOP is not None and _STOP.is_set():  # Ctrl-C came before this cell started: it does not start
@@ -230,11 +230,15 @@ def _train_cell(job):
     stop_when = None if _STOP is None else _STOP.is_set
     if not reused:
         started = _started_step(folder, config)
-        if started is not None:
-            m = train(config, folder, resume=True, log=lambda s: None, stop_when=stop_when,
-                      changes={"log_every": config.log_every, "checkpoint_every": config.checkpoint_every})
-        else:
-            m = train(config, folder, log=lambda s: None, force=True, stop_when=stop_when)
+        try:
+            if started is not None:
+                m = train(config, folder, resume=True, log=lambda s: None, stop_when=stop_when,
+                          changes={"log_every": config.log_every, "checkpoint_every": config.checkpoint_every})
+            else:
+                m = train(config, folder, log=lambda s: None, force=True, stop_when=stop_when)
+        except TrainingDiverged as e:  # a finding (a rate too high for this loss), not a fault of the command
+            return {"name": name, "seed": config.seed, "lr": config.lr, "diverged_at": e.step,
+                    "reason": str(e).split(" at step ")[0], "reused": False, "continued_from": started}
         if m["interrupted"]:  # Ctrl-C or a stop: the trainer saved the step; a rerun goes on from it
             # No cell may start after this one stopped. The parent sets the event too, but only once it
             # has this result, and by then the pool may have handed this process its next cell; when
@@ -299,12 +303,15 @@ def run_cells(jobs_list, jobs=1, log=print):
         if r.get("interrupted"):  # a cell stopped by a signal (with one job: to this process) or by a stop
             raise _interrupt(signal.Signals[r.get("signal") or "SIGINT"])
         done.append(r)
+        cell = (f"[{time.perf_counter() - t0:6.0f} s] {len(done)}/{len(jobs_list)} {r['name']}, lr {r['lr']:g}, "
+                f"seed {r['seed']}, {jobs_list[i][1].iterations} steps")
+        if "diverged_at" in r:
+            log(f"{cell}: diverged at step {r['diverged_at']} ({r['reason']})")
+            return
         how = "reused" if r["reused"] else f"{r['seconds']:.0f} s"
         if r.get("continued_from") is not None:
             how += f", continued from step {r['continued_from']}"
-        log(f"[{time.perf_counter() - t0:6.0f} s] {len(done)}/{len(jobs_list)} {r['name']}, lr {r['lr']:g}, seed "
-            f"{r['seed']}, {jobs_list[i][1].iterations} steps ({how}): "
-            f"AP {r['AP']:.3f}  AP50 {r['AP50']:.3f}  AP75 {r['AP75']:.3f}")
+        log(f"{cell} ({how}): AP {r['AP']:.3f}  AP50 {r['AP50']:.3f}  AP75 {r['AP75']:.3f}")
 
     order = sorted(range(len(jobs_list)), key=lambda i: -left[i] * jobs_list[i][1].image_size ** 2)
     if jobs <= 1:
@@ -327,7 +334,7 @@ def run_cells(jobs_list, jobs=1, log=print):
             for future in as_completed(futures):
                 results[futures[future]] = future.result()
                 report(futures[future])
-        except KeyboardInterrupt:
+        except BaseException:  # Ctrl-C, SIGTERM, or a cell that failed (a full disk): every cell stops
             stop.set()  # cells not yet started return at once; the running ones end their step and save
             pool.shutdown(wait=True, cancel_futures=True)
             raise
@@ -401,7 +408,18 @@ def run_ablation(out_dir="figures", iterations=None, seeds=ABLATION_DEFAULTS["se
             config = ablation_config(name, 0, steps, eval_images, dataset, image_size)
             jobs_list.append((name, config, cell_folder(work, config, name)))
     all_cells = run_cells(jobs_list, jobs, log)
+    diverged = [(c, job[1]) for c, job in zip(all_cells, jobs_list) if "diverged_at" in c]
+    if diverged and lrs is None:
+        from numpy_retinanet.engine.trainer import TrainingDiverged
+
+        raise TrainingDiverged(
+            f"{len(diverged)} of {len(all_cells)} cells diverged, so the table cannot be made: "
+            + "; ".join(f"{c['name']}, lr {c['lr']:g}, seed {c['seed']}, {config.iterations} steps: at step "
+                        f"{c['diverged_at']} ({c['reason']})" for c, config in diverged)
+            + f". The other cells are kept in {os.fspath(work)}. A loss that diverges at its rate needs a lower one: "
+            "run the sweep (--lr) and change ABLATION_LRS")
     cells = all_cells[:len(all_cells) - len(budgets) * len(longer)]
+    trained = [c for c in all_cells if "diverged_at" not in c]
     config = jobs_list[0][1]
     args = f"--dataset {dataset} --iterations {iterations} --seeds {seeds}"
     if eval_images != ABLATION_DEFAULTS["eval_images"]:
@@ -414,14 +432,15 @@ def run_ablation(out_dir="figures", iterations=None, seeds=ABLATION_DEFAULTS["se
         args += " --only " + " ".join(f"'{n}'" for n in names)
     model = RetinaNet(3, **ABLATION_MODEL)
     anchors = sum(model.level_sizes(config.image_size, config.image_size))
-    pos = statistics.fmean(c["positives_per_image"] for c in cells)
+    # A sweep keeps its diverged cells (a finding): they have no AP, time or positives.
+    pos = statistics.fmean(c["positives_per_image"] for c in trained) if trained else float("nan")
     result = {
         "command": f"numpy-retinanet ablate {args} --jobs {jobs}", "dataset": dataset, "settings": names,
         "seeds": seeds, "iterations": iterations, "eval_images": eval_images, "image_size": config.image_size,
         "max_objects": ABLATION_MAX_OBJECTS, "model": {"preset": "default", **ABLATION_MODEL},
         "parameters": model.num_parameters(), "jobs": jobs,
         "seconds": round(time.perf_counter() - t0, 1),
-        "cell_seconds": round(sum(c["seconds"] for c in all_cells), 1),
+        "cell_seconds": round(sum(c["seconds"] for c in trained), 1),
         "reused_cells": sum(c["reused"] for c in all_cells), "cells": len(all_cells),
         "anchors_per_image": anchors, "positive_anchors_per_image": round(pos, 2),
         "runs": {}, "summary": {},
@@ -432,6 +451,11 @@ def run_ablation(out_dir="figures", iterations=None, seeds=ABLATION_DEFAULTS["se
         for lr in ([None] if lrs is None else lrs):
             key = name if lrs is None else f"{name} @ lr {lr:g}"
             rs = [c for c in cells if c["name"] == name and (lr is None or c["lr"] == lr)]
+            if any("diverged_at" in c for c in rs):  # a rate that diverges with any seed is no choice
+                result["runs"][key] = [{k: c[k] for k in ("seed", "lr", "diverged_at", "reason") if k in c}
+                                       for c in rs]
+                result["summary"][key] = {"diverged": True}
+                continue
             result["runs"][key] = [{k: c[k] for k in ("seed", "lr", "AP", "AP50", "AP75", "final_loss")} for c in rs]
             result["summary"][key] = {k: _mean_spread([c[k] for c in rs]) for k in ("AP", "AP50", "AP75")}
     if lrs is None:
@@ -661,10 +685,12 @@ def _format_evidence(ev, dataset):
 
 
 def chosen_lrs(sweep):
-    """{setting: the learning rate of the sweep with the best mean AP} (ties: the lower rate)."""
+    """{setting: the learning rate of the sweep with the best mean AP} (ties: the lower rate; rates that
+    diverged are left out, and a setting that diverged at every rate has None)."""
     best = {}
     for name in sweep["settings"]:
-        best[name] = max(sweep["lrs"], key=lambda lr: (sweep["summary"][f"{name} @ lr {lr:g}"]["AP"][0], -lr))
+        ok = [lr for lr in sweep["lrs"] if "AP" in sweep["summary"][f"{name} @ lr {lr:g}"]]
+        best[name] = max(ok, key=lambda lr: (sweep["summary"][f"{name} @ lr {lr:g}"]["AP"][0], -lr), default=None)
     return best
 
 
@@ -690,7 +716,13 @@ def format_sweep(sweep):
     for name in sweep["settings"]:
         cells = []
         for lr in sweep["lrs"]:
-            text = f"{100 * sweep['summary'][f'{name} @ lr {lr:g}']['AP'][0]:.1f}"
+            key = f"{name} @ lr {lr:g}"
+            if "AP" not in sweep["summary"][key]:
+                steps = ", ".join(f"seed {r['seed']} at step {r['diverged_at']}" for r in sweep["runs"][key]
+                                  if "diverged_at" in r)
+                cells.append(f"diverged ({steps})")
+                continue
+            text = f"{100 * sweep['summary'][key]['AP'][0]:.1f}"
             cells.append(f"**{text}**" if lr == best[name] else text)
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     return "\n".join(lines + [""])
