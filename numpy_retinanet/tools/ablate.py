@@ -433,7 +433,7 @@ def run_ablation(out_dir="figures", iterations=None, seeds=ABLATION_DEFAULTS["se
     model = RetinaNet(3, **ABLATION_MODEL)
     anchors = sum(model.level_sizes(config.image_size, config.image_size))
     # A sweep keeps its diverged cells (a finding): they have no AP, time or positives.
-    pos = statistics.fmean(c["positives_per_image"] for c in trained) if trained else float("nan")
+    pos = round(statistics.fmean(c["positives_per_image"] for c in trained), 2) if trained else None
     result = {
         "command": f"numpy-retinanet ablate {args} --jobs {jobs}", "dataset": dataset, "settings": names,
         "seeds": seeds, "iterations": iterations, "eval_images": eval_images, "image_size": config.image_size,
@@ -442,7 +442,7 @@ def run_ablation(out_dir="figures", iterations=None, seeds=ABLATION_DEFAULTS["se
         "seconds": round(time.perf_counter() - t0, 1),
         "cell_seconds": round(sum(c["seconds"] for c in trained), 1),
         "reused_cells": sum(c["reused"] for c in all_cells), "cells": len(all_cells),
-        "anchors_per_image": anchors, "positive_anchors_per_image": round(pos, 2),
+        "anchors_per_image": anchors, "positive_anchors_per_image": pos,
         "runs": {}, "summary": {},
     }
     if lrs is not None:
