@@ -344,14 +344,45 @@ def test_the_cells_say_what_is_left_before_they_start_and_the_most_left_starts_f
     train(part[1], part[2], log=lambda s: None, stop_after=5)
     said = []
     results = ablate.run_cells([finished, part, new], log=said.append)
+    # The estimate: the 11 steps left at the finished cell's seconds per step (well under two minutes).
+    per_step = json.loads((Path(finished[2]) / "metrics.json").read_text())["train_seconds"] / 8
+    assert 11 * per_step < 90
     assert said[0] == ("3 cells, 1 at a time: 1 finished (read from their run folders), 1 continue from their last "
-                       "checkpoint, 1 start from step 0; 11 of 24 steps left to train")
+                       "checkpoint, 1 start from step 0; 11 of 24 steps left to train, under two minutes (the "
+                       f"finished cells took a median {per_step:.3f} s a step)")
     # The most steps left first (8, then 3, then the finished cell), each line counting the cells done.
     assert [line.split("] ")[1].split(" FL")[0] for line in said[1:]] == ["1/3", "2/3", "3/3"]
     assert [("(reused)" in line, "continued from step 5" in line) for line in said[1:]] == [
         (False, False), (False, True), (True, False)]
     assert all(", seed 0, 8 steps (" in line for line in said[1:])
     assert [r["reused"] for r in results] == [True, False, False] and results[1]["continued_from"] == 5
+
+
+def test_the_estimate_is_the_median_step_of_the_finished_cells_times_the_steps_left_per_job(tmp_path):
+    from numpy_retinanet.tools import ablate
+
+    def cell(name, seconds=None):
+        job = _cell(tmp_path, name)
+        if seconds is not None:  # a finished cell that took this long
+            Path(job[2]).mkdir(parents=True)
+            (Path(job[2]) / "metrics.json").write_text(json.dumps(
+                {"config": job[1].to_dict(), "step": 8, "interrupted": False, "AP": 0.5, "train_seconds": seconds}))
+        return job
+
+    # Three finished cells of 8 steps: 0.5, 1 and 8 s a step (the last one paused: the median ignores it).
+    done = [cell("a", 4.0), cell("b", 8.0), cell("c", 64.0)]
+    new = [cell(f"new{i}") for i in range(4)]
+    jobs = done + new
+    left = [ablate._steps_left(c, f) for _, c, f in jobs]
+    assert left == [0, 0, 0, 8, 8, 8, 8]
+    # 32 steps at 1 s over 2 jobs: 16 s; over 8 jobs the longest cell, 8 s: under two minutes either way.
+    assert ablate._estimate(jobs, left, 2) == ", under two minutes (the finished cells took a median 1.000 s a step)"
+    assert ablate._estimate(done, [0, 0, 0], 2) == ""  # nothing left
+    assert ablate._estimate(new, [8] * 4, 2) == ""  # nothing finished to tell the time of a step
+    many = done + [cell(f"long{i}") for i in range(400)]  # 3200 steps at 1 s, 2 at a time: 1600 s
+    assert ablate._estimate(many, [0, 0, 0] + [8] * 400, 2).startswith(", about 27 minutes (")
+    many = done + [cell(f"longer{i}") for i in range(1800)]  # 14400 steps at 1 s, 2 at a time: 7200 s
+    assert ablate._estimate(many, [0, 0, 0] + [8] * 1800, 2).startswith(", about 2.0 hours (")
 
 
 @pytest.mark.fault("lost")

@@ -210,6 +210,29 @@ def _steps_left(config, folder):
     return config.iterations - (_started_step(folder, config) or 0)
 
 
+def _estimate(jobs_list, left, jobs):
+    """", about H hours (...)" when finished cells of each image size left tell how long a step takes, else "".
+
+    The median over those cells of their seconds per step: a cell that was paused (its clock ran on)
+    or trained beside another load moves a mean, not the median. ``jobs`` cells at once divide the
+    time, but no ablation ends before its longest cell.
+    """
+    rates = {}
+    for (_, config, folder), n in zip(jobs_list, left):
+        m = _finished_metrics(folder, config) if n == 0 else None
+        if m is not None:
+            rates.setdefault(config.image_size, []).append(m["train_seconds"] / config.iterations)
+    if not any(left) or not all(config.image_size in rates for (_, config, _), n in zip(jobs_list, left) if n):
+        return ""
+    per_step = {size: statistics.median(r) for size, r in rates.items()}
+    cell_seconds = [n * per_step[config.image_size] for (_, config, _), n in zip(jobs_list, left) if n]
+    wall = max(sum(cell_seconds) / jobs, max(cell_seconds))
+    when = (f"about {wall / 3600:.1f} hours" if wall >= 3600 else f"about {wall / 60:.0f} minutes" if wall >= 90
+            else "under two minutes")
+    return (f", {when} (the finished cells took a median "
+            f"{', '.join(f'{r:.3f}' for r in per_step.values())} s a step)")
+
+
 def _train_cell(job):
     """Train one cell (in a worker process) and return what the table keeps of it.
 
@@ -295,7 +318,7 @@ def run_cells(jobs_list, jobs=1, log=print):
     going_on = sum(0 < n < config.iterations for n, (_, config, _) in zip(left, jobs_list))
     log(f"{len(jobs_list)} cells, {min(jobs, len(jobs_list))} at a time: {finished} finished (read from their run "
         f"folders), {going_on} continue from their last checkpoint, {len(jobs_list) - finished - going_on} start "
-        f"from step 0; {sum(left):,} of {total:,} steps left to train")
+        f"from step 0; {sum(left):,} of {total:,} steps left to train{_estimate(jobs_list, left, jobs)}")
     done = []
 
     def report(i):
