@@ -360,12 +360,14 @@ def build_parser() -> argparse.ArgumentParser:
                        f"{k} {v}" for k, v in ABLATION_IMAGE_SIZE.items()) + ")")
     a.add_argument("--lr", type=float, nargs="+", default=None,
                    help="the sweep: train every cell at each of these rates and write table1_lr_sweep.md/.json "
-                        "(table1_lr_sweep_clutter.* for shapes-clutter) instead of the table (default: no sweep, "
-                        "each loss at its chosen rate, ABLATION_LRS)")
+                        "(table1_lr_sweep_clutter.* for shapes-clutter) instead of the table; a rate that diverges "
+                        "is shown as such and not chosen (default: no sweep, each loss at its chosen rate, "
+                        "ABLATION_LRS)")
     a.add_argument("--jobs", type=int, default=1, help="cells trained at once, one core each (default: 1)")
     a.add_argument("--work", default="runs/ablate",
-                   help="where the cells' runs are kept; a finished cell is reused, a stopped one continues from "
-                        "its last checkpoint (default: runs/ablate)")
+                   help="where the cells' runs are kept; a finished cell is reused, a stopped one (Ctrl-C or "
+                        "SIGTERM stop every cell at its step) continues from its last checkpoint (default: "
+                        "runs/ablate)")
     a.add_argument("--only", nargs="*", default=None, metavar="SETTING",
                    help=f"a subset of the settings: {', '.join(repr(s[0]) for s in SETTINGS)}")
     a.set_defaults(func=_cmd_ablate)
