@@ -375,8 +375,10 @@ def test_the_estimate_is_the_median_step_of_the_finished_cells_times_the_steps_l
     jobs = done + new
     left = [ablate._steps_left(c, f) for _, c, f in jobs]
     assert left == [0, 0, 0, 8, 8, 8, 8]
-    # 32 steps at 1 s over 2 jobs: 16 s; over 8 jobs the longest cell, 8 s: under two minutes either way.
+    # 32 steps at 1 s over 2 jobs: 16 s.
     assert ablate._estimate(jobs, left, 2) == ", under two minutes (the finished cells took a median 1.000 s a step)"
+    # No ablation ends before its longest cell: 4000 s, not 4000 / 2.
+    assert ablate._estimate(done + new[:1], [0, 0, 0, 4000], 2).startswith(", about 67 minutes (")
     assert ablate._estimate(done, [0, 0, 0], 2) == ""  # nothing left
     assert ablate._estimate(new, [8] * 4, 2) == ""  # nothing finished to tell the time of a step
     many = done + [cell(f"long{i}") for i in range(400)]  # 3200 steps at 1 s, 2 at a time: 1600 s
@@ -395,7 +397,8 @@ def test_a_cell_stopped_by_a_signal_keeps_every_later_cell_from_starting(tmp_pat
     # As in a cell process whose trainer caught SIGINT: the pool may already have queued its next cell.
     monkeypatch.setattr(ablate, "_STOP", threading.Event())
     calls = []
-    monkeypatch.setattr(trainer, "train", lambda *a, **k: calls.append(a[1]) or {"interrupted": True, "signal": "SIGINT"})
+    stopped = {"interrupted": True, "signal": "SIGINT"}
+    monkeypatch.setattr(trainer, "train", lambda *a, **k: calls.append(a[1]) or stopped)
     first, later = _cell(tmp_path, "first"), _cell(tmp_path, "later")
     assert ablate._train_cell(first) == {"name": first[0], "interrupted": True, "signal": "SIGINT"}
     assert ablate._STOP.is_set()
