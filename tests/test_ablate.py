@@ -377,8 +377,8 @@ def test_the_estimate_is_the_median_step_of_the_finished_cells_times_the_steps_l
     assert left == [0, 0, 0, 8, 8, 8, 8]
     # 32 steps at 1 s over 2 jobs: 16 s.
     assert ablate._estimate(jobs, left, 2) == ", under two minutes (the finished cells took a median 1.000 s a step)"
-    # No ablation ends before its longest cell: 4000 s, not 4000 / 2.
-    assert ablate._estimate(done + new[:1], [0, 0, 0, 4000], 2).startswith(", about 67 minutes (")
+    # No ablation ends before its longest cell: 3000 s, not 3000 / 2.
+    assert ablate._estimate(done + new[:1], [0, 0, 0, 3000], 2).startswith(", about 50 minutes (")
     assert ablate._estimate(done, [0, 0, 0], 2) == ""  # nothing left
     assert ablate._estimate(new, [8] * 4, 2) == ""  # nothing finished to tell the time of a step
     many = done + [cell(f"long{i}") for i in range(400)]  # 3200 steps at 1 s, 2 at a time: 1600 s
