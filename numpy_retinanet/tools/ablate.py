@@ -261,7 +261,7 @@ def _train_cell(job):
                 m = train(config, folder, log=lambda s: None, force=True, stop_when=stop_when)
         except TrainingDiverged as e:  # a finding (a rate too high for this loss), not a fault of the command
             return {"name": name, "seed": config.seed, "lr": config.lr, "diverged_at": e.step,
-                    "reason": str(e).split(" at step ")[0], "reused": False, "continued_from": started}
+                    "reason": str(e.__cause__ or e), "reused": False, "continued_from": started}
         if m["interrupted"]:  # Ctrl-C or a stop: the trainer saved the step; a rerun goes on from it
             # No cell may start after this one stopped. The parent sets the event too, but only once it
             # has this result, and by then the pool may have handed this process its next cell; when
