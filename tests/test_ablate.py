@@ -373,18 +373,23 @@ def test_the_estimate_is_the_median_step_of_the_finished_cells_times_the_steps_l
     done = [cell("a", 4.0), cell("b", 8.0), cell("c", 64.0)]
     new = [cell(f"new{i}") for i in range(4)]
     jobs = done + new
-    left = [ablate._steps_left(c, f) for _, c, f in jobs]
+    left, finished = ablate._cell_states(jobs)
     assert left == [0, 0, 0, 8, 8, 8, 8]
+    assert [m["train_seconds"] for m in finished[:3]] == [4.0, 8.0, 64.0] and finished[3:] == [None] * 4
+
+    def estimate(jobs, left):
+        return ablate._estimate(jobs, left, ablate._cell_states(jobs)[1], 2)
+
     # 32 steps at 1 s over 2 jobs: 16 s.
-    assert ablate._estimate(jobs, left, 2) == ", under two minutes (the finished cells took a median 1.000 s a step)"
+    assert estimate(jobs, left) == ", under two minutes (the finished cells took a median 1.000 s a step)"
     # No ablation ends before its longest cell: 3000 s, not 3000 / 2.
-    assert ablate._estimate(done + new[:1], [0, 0, 0, 3000], 2).startswith(", about 50 minutes (")
-    assert ablate._estimate(done, [0, 0, 0], 2) == ""  # nothing left
-    assert ablate._estimate(new, [8] * 4, 2) == ""  # nothing finished to tell the time of a step
+    assert estimate(done + new[:1], [0, 0, 0, 3000]).startswith(", about 50 minutes (")
+    assert estimate(done, [0, 0, 0]) == ""  # nothing left
+    assert estimate(new, [8] * 4) == ""  # nothing finished to tell the time of a step
     many = done + [cell(f"long{i}") for i in range(400)]  # 3200 steps at 1 s, 2 at a time: 1600 s
-    assert ablate._estimate(many, [0, 0, 0] + [8] * 400, 2).startswith(", about 27 minutes (")
+    assert estimate(many, [0, 0, 0] + [8] * 400).startswith(", about 27 minutes (")
     many = done + [cell(f"longer{i}") for i in range(1800)]  # 14400 steps at 1 s, 2 at a time: 7200 s
-    assert ablate._estimate(many, [0, 0, 0] + [8] * 1800, 2).startswith(", about 2.0 hours (")
+    assert estimate(many, [0, 0, 0] + [8] * 1800).startswith(", about 2.0 hours (")
 
 
 @pytest.mark.fault("lost")

@@ -203,14 +203,16 @@ def _finished_metrics(folder, config):
     return m if finished else None
 
 
-def _steps_left(config, folder):
-    """How many steps the cell still has to train: 0 when finished, fewer when it continues."""
-    if _finished_metrics(folder, config) is not None:
-        return 0
-    return config.iterations - (_started_step(folder, config) or 0)
+def _cell_states(jobs_list):
+    """Each cell's steps left to train (0 when finished, fewer than all when it continues) and its
+    finished run's metrics (else None): two lists in the order of ``jobs_list``, each folder read once."""
+    finished = [_finished_metrics(folder, config) for _, config, folder in jobs_list]
+    left = [0 if m is not None else config.iterations - (_started_step(folder, config) or 0)
+            for m, (_, config, folder) in zip(finished, jobs_list)]
+    return left, finished
 
 
-def _estimate(jobs_list, left, jobs):
+def _estimate(jobs_list, left, finished, jobs):
     """", about H hours (...)" when finished cells of each image size left tell how long a step takes, else "".
 
     The median over those cells of their seconds per step: a cell that was paused (its clock ran on)
@@ -218,8 +220,7 @@ def _estimate(jobs_list, left, jobs):
     time, but no ablation ends before its longest cell.
     """
     rates = {}
-    for (_, config, folder), n in zip(jobs_list, left):
-        m = _finished_metrics(folder, config) if n == 0 else None
+    for (_, config, _), m in zip(jobs_list, finished):
         if m is not None:
             rates.setdefault(config.image_size, []).append(m["train_seconds"] / config.iterations)
     if not any(left) or not all(config.image_size in rates for (_, config, _), n in zip(jobs_list, left) if n):
@@ -312,13 +313,13 @@ def run_cells(jobs_list, jobs=1, log=print):
     """
     t0 = time.perf_counter()
     results = [None] * len(jobs_list)
-    left = [_steps_left(config, folder) for _, config, folder in jobs_list]
+    left, finished_runs = _cell_states(jobs_list)
     total = sum(config.iterations for _, config, _ in jobs_list)
     finished = left.count(0)
     going_on = sum(0 < n < config.iterations for n, (_, config, _) in zip(left, jobs_list))
     log(f"{len(jobs_list)} cells, {min(jobs, len(jobs_list))} at a time: {finished} finished (read from their run "
         f"folders), {going_on} continue from their last checkpoint, {len(jobs_list) - finished - going_on} start "
-        f"from step 0; {sum(left):,} of {total:,} steps left to train{_estimate(jobs_list, left, jobs)}")
+        f"from step 0; {sum(left):,} of {total:,} steps left to train{_estimate(jobs_list, left, finished_runs, jobs)}")
     done = []
 
     def report(i):
