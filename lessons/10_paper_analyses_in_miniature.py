@@ -206,15 +206,14 @@ assert all(np.isclose(balance[g], loss_by_hand["negative", g].sum() / (loss_by_h
 # (other shapes, outlines, fragments) that are not among the classes, so that some negatives are hard.
 
 # %%
-from numpy_retinanet.tools.ablate import (
+from numpy_retinanet.tools.ablate_report import figure4_curves, ordering_statement
+from numpy_retinanet.tools.table1 import (
     ABLATION_IMAGE_SIZE,
     ABLATION_ITERATIONS,
     ABLATION_LRS,
     PAPER_TABLE1,
     SETTINGS,
     ablation_config,
-    figure4_curves,
-    ordering_statement,
     table_stem,
 )
 

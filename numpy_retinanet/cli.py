@@ -341,7 +341,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="the trained model of the model figures (default: the shipped model)")
     f.set_defaults(func=_cmd_figures)
 
-    from numpy_retinanet.tools.ablate import ABLATION_DEFAULTS, ABLATION_IMAGE_SIZE, ABLATION_ITERATIONS, SETTINGS
+    from numpy_retinanet.tools.table1 import ABLATION_DEFAULTS, ABLATION_IMAGE_SIZE, ABLATION_ITERATIONS, SETTINGS
 
     a = sub.add_parser("ablate", help="Table 1 in miniature: CE vs focal loss at an equal budget, several seeds")
     a.add_argument("--dataset", default="shapes", choices=tuple(ABLATION_IMAGE_SIZE),
