@@ -307,7 +307,7 @@ def _cmd_ablate(args) -> int:
     try:
         result = run_ablation(args.out, iterations=args.iterations, seeds=args.seeds, eval_images=args.eval_images,
                               dataset=args.dataset, image_size=args.image_size, settings=args.only, lrs=args.lr,
-                              jobs=args.jobs, work=args.work)
+                              jobs=args.jobs, work=args.work, plan_only=args.plan)
     except KeyboardInterrupt as e:  # Ctrl-C or SIGTERM (tools.ablate: signum 2 or 15)
         print(f"interrupted: the finished cells are kept in {args.work}, and the cells in training saved their step; "
               "the same command continues from them", file=sys.stderr)
@@ -315,7 +315,8 @@ def _cmd_ablate(args) -> int:
     except TrainingStopped as e:  # a cell of the table diverged, or one could not save (a full disk)
         print(f"numpy-retinanet ablate: {e}", file=sys.stderr)
         return 1
-    print(f"{result['seconds'] / 60:.1f} minutes")  # run_ablation printed the files it wrote
+    if result is not None:  # None: --plan, which trains nothing
+        print(f"{result['seconds'] / 60:.1f} minutes")  # run_ablation printed the files it wrote
     return 0
 
 
@@ -370,6 +371,10 @@ def build_parser() -> argparse.ArgumentParser:
                         "runs/ablate)")
     a.add_argument("--only", nargs="*", default=None, metavar="SETTING",
                    help=f"a subset of the settings: {', '.join(repr(s[0]) for s in SETTINGS)}")
+    a.add_argument("--plan", action="store_true",
+                   help="say how many cells are finished, continue from a checkpoint or start from step 0, and "
+                        "about how long the rest takes, then exit: trains and writes nothing (also while the "
+                        "command runs on the same --work)")
     a.set_defaults(func=_cmd_ablate)
 
     b = sub.add_parser("bench", help="benchmarks (never timed tests)")

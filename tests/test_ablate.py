@@ -139,6 +139,27 @@ def test_ablate_command_writes_the_table_plot_json_and_evidence_and_reuses_finis
     assert again["runs"] == result["runs"]
 
 
+def test_plan_says_what_a_run_would_train_and_trains_and_writes_nothing(tmp_path):
+    kwargs = dict(iterations=2, seeds=1, eval_images=2, image_size=64, settings=["CE, alpha .75"], work=tmp_path / "w")
+    said = []
+    assert run_ablation(tmp_path / "out", plan_only=True, log=said.append, **kwargs) is None
+    # 3 cells: the table's (2 steps) and the Converged? rows' (4 and 1)
+    assert said == ["3 cells, 1 at a time: 0 finished (read from their run folders), 0 continue from their last "
+                    "checkpoint, 3 start from step 0; 7 of 7 steps left to train"]
+    assert not (tmp_path / "out").exists() and not (tmp_path / "w").exists()
+    run_ablation(tmp_path / "out", log=lambda s: None, **kwargs)
+    said.clear()
+    assert run_ablation(tmp_path / "again", plan_only=True, log=said.append, **kwargs) is None
+    assert said == ["3 cells, 1 at a time: 3 finished (read from their run folders), 0 continue from their last "
+                    "checkpoint, 0 start from step 0; 0 of 7 steps left to train"]
+    assert not (tmp_path / "again").exists()
+    # The command line: that one line, and no "N minutes" of a run.
+    out = _ablate(tmp_path, "--seeds", "1", "--only", "CE, alpha .75", "--image-size", "64", "--plan")
+    assert out.splitlines() == ["3 cells, 1 at a time: 0 finished (read from their run folders), 0 continue from "
+                                "their last checkpoint, 3 start from step 0; 7 of 7 steps left to train"]
+    assert not (tmp_path / "work").exists()
+
+
 def test_a_table_without_gamma_2_has_no_figure_4_and_does_not_claim_one(tmp_path):
     # Figure 4 is drawn from the gamma 2 model: a subset without it writes three files and names those three.
     # In this process (the command line prints run_ablation's log), to keep the test run short.

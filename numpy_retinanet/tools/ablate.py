@@ -37,7 +37,7 @@ import numpy as np
 
 from numpy_retinanet.model.retinanet import RetinaNet
 from numpy_retinanet.tools.ablate_report import format_sweep, format_table, plot_figure4, plot_table
-from numpy_retinanet.tools.cells import run_cells
+from numpy_retinanet.tools.cells import plan, run_cells
 from numpy_retinanet.tools.table1 import (
     ABLATION_DEFAULTS,
     ABLATION_ITERATIONS,
@@ -64,13 +64,15 @@ def _mean_spread(values):
 
 def run_ablation(out_dir="figures", iterations=None, seeds=ABLATION_DEFAULTS["seeds"],
                  eval_images=ABLATION_DEFAULTS["eval_images"], dataset="shapes", image_size=None, settings=None,
-                 lrs=None, jobs=1, work="runs/ablate", log=print):
+                 lrs=None, jobs=1, work="runs/ablate", log=print, plan_only=False):
     """Train every setting with ``seeds`` seeds; write the table's .md/.png/.json in ``out_dir``.
 
     ``iterations``: steps per cell, None for the regime's ``ABLATION_ITERATIONS``. ``lrs``: None
     trains each loss at its ``ABLATION_LRS``; a list trains every cell at each of those rates and
     writes the sweep (``sweep_stem(dataset)``.*) instead of the table. The runs stay in ``work``
-    (one folder per cell, reused when run again).
+    (one folder per cell, reused when run again). ``plan_only``: log what a run would train and about
+    how long it would take (``cells.plan``, read from ``work``, also while a run trains there), then
+    return None, training and writing nothing.
 
     Returns the results dict (also saved as JSON); logs ``wrote PATH`` for each file written.
     """
@@ -87,7 +89,6 @@ def run_ablation(out_dir="figures", iterations=None, seeds=ABLATION_DEFAULTS["se
     for flag, folder in (("--out", out_dir), ("--work", work)):
         if os.path.exists(folder) and not os.path.isdir(folder):
             raise ValueError(f"{flag} {os.fspath(folder)!r} is a file, not a folder")
-    os.makedirs(out_dir, exist_ok=True)
     t0 = time.perf_counter()
     jobs_list = []
     for name in names:
@@ -101,6 +102,10 @@ def run_ablation(out_dir="figures", iterations=None, seeds=ABLATION_DEFAULTS["se
         for name in longer:
             config = ablation_config(name, 0, steps, eval_images, dataset, image_size)
             jobs_list.append((name, config, cell_folder(work, config, name)))
+    if plan_only:  # what a run would train, read from the run folders; nothing trained or written
+        log(plan(jobs_list, jobs)[0])
+        return None
+    os.makedirs(out_dir, exist_ok=True)
     all_cells = run_cells(jobs_list, jobs, log)
     diverged = [(c, job[1]) for c, job in zip(all_cells, jobs_list) if "diverged_at" in c]
     if diverged and lrs is None:

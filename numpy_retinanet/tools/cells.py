@@ -153,6 +153,25 @@ def _worker_start(stop):
     signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
+def plan(jobs_list, jobs=1):
+    """The line ``run_cells`` says before any cell starts, and each cell's steps left (a list in order).
+
+    How many cells are finished, how many continue from their last checkpoint (a cell in training
+    now counts from its last checkpoint), how many start from step 0, the steps left in all and,
+    when finished cells tell how long a step takes, about how long the rest takes at ``jobs`` at once.
+    Reads the run folders and changes nothing.
+    """
+    left, finished_runs = _cell_states(jobs_list)
+    total = sum(config.iterations for _, config, _ in jobs_list)
+    finished = left.count(0)
+    going_on = sum(0 < n < config.iterations for n, (_, config, _) in zip(left, jobs_list))
+    line = (f"{len(jobs_list)} cells, {min(jobs, len(jobs_list))} at a time: {finished} finished (read from their run "
+            f"folders), {going_on} continue from their last checkpoint, {len(jobs_list) - finished - going_on} start "
+            f"from step 0; {sum(left):,} of {total:,} steps left to train"
+            f"{_estimate(jobs_list, left, finished_runs, jobs)}")
+    return line, left
+
+
 def run_cells(jobs_list, jobs=1, log=print):
     """Train ``[(name, config, folder)]`` in ``jobs`` processes; the results in the same order.
 
@@ -171,13 +190,8 @@ def run_cells(jobs_list, jobs=1, log=print):
     """
     t0 = time.perf_counter()
     results = [None] * len(jobs_list)
-    left, finished_runs = _cell_states(jobs_list)
-    total = sum(config.iterations for _, config, _ in jobs_list)
-    finished = left.count(0)
-    going_on = sum(0 < n < config.iterations for n, (_, config, _) in zip(left, jobs_list))
-    log(f"{len(jobs_list)} cells, {min(jobs, len(jobs_list))} at a time: {finished} finished (read from their run "
-        f"folders), {going_on} continue from their last checkpoint, {len(jobs_list) - finished - going_on} start "
-        f"from step 0; {sum(left):,} of {total:,} steps left to train{_estimate(jobs_list, left, finished_runs, jobs)}")
+    line, left = plan(jobs_list, jobs)
+    log(line)
     done = []
 
     def report(i):
