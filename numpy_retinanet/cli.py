@@ -366,9 +366,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "ABLATION_LRS)")
     a.add_argument("--jobs", type=int, default=1, help="cells trained at once, one core each (default: 1)")
     a.add_argument("--work", default="runs/ablate",
-                   help="where the cells' runs are kept; a finished cell is reused, a stopped one (Ctrl-C or "
-                        "SIGTERM stop every cell at its step) continues from its last checkpoint (default: "
-                        "runs/ablate)")
+                   help="where the cells' runs are kept, by one ablate at a time; a finished cell is reused, a "
+                        "stopped one (Ctrl-C or SIGTERM stop every cell at its step) continues from its last "
+                        "checkpoint (default: runs/ablate)")
     a.add_argument("--only", nargs="*", default=None, metavar="SETTING",
                    help=f"a subset of the settings: {', '.join(repr(s[0]) for s in SETTINGS)}")
     a.add_argument("--plan", action="store_true",

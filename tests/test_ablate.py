@@ -160,6 +160,36 @@ def test_plan_says_what_a_run_would_train_and_trains_and_writes_nothing(tmp_path
     assert not (tmp_path / "work").exists()
 
 
+@pytest.mark.fault("lost")
+def test_a_second_ablate_on_a_work_folder_in_use_is_refused_at_once_and_plan_still_reads_it(tmp_path):
+    # Before, a second command on the same --work trained the first one's next cells, and the first one
+    # (hours in) stopped when it reached one of them. A process that holds the folder as an ablate does:
+    holder = subprocess.Popen([sys.executable, "-c", "import os, sys, time\n"
+                               "from numpy_retinanet.engine.run_folder import hold_folder\n"
+                               "with hold_folder(sys.argv[1], 'held by {holder}'):\n"
+                               "    print(os.getpid(), flush=True)\n"
+                               "    time.sleep(60)\n", str(tmp_path / "work")], stdout=subprocess.PIPE, text=True)
+    try:
+        assert int(holder.stdout.readline()) == holder.pid
+        args = [sys.executable, "-m", "numpy_retinanet", "ablate", "--out", str(tmp_path), "--work",
+                str(tmp_path / "work"), "--iterations", "2", "--eval-images", "2", "--seeds", "1",
+                "--only", "CE, alpha .75", "--image-size", "64"]
+        r = subprocess.run(args, capture_output=True, text=True, timeout=300)
+        assert r.returncode == 2 and "Traceback" not in r.stderr
+        assert (f"--work '{tmp_path / 'work'}' is in use by another ablate (process {holder.pid}): wait for it to end "
+                "(--plan says how far it has come) or give another --work") in r.stderr
+        assert sorted(p.name for p in (tmp_path / "work").iterdir()) == [".lock"]  # no cell was started
+        plan = subprocess.run(args + ["--plan"], capture_output=True, text=True, timeout=300)
+        assert plan.returncode == 0 and plan.stdout.startswith("3 cells, 1 at a time: 0 finished")
+    finally:
+        holder.kill()
+        holder.wait()
+    # The holder gone (even by SIGKILL), the folder is free again, and the lock goes with the command.
+    assert run_ablation(tmp_path, iterations=2, seeds=1, eval_images=2, image_size=64, settings=["CE, alpha .75"],
+                        work=tmp_path / "work", log=lambda s: None)["cells"] == 3
+    assert not (tmp_path / "work" / ".lock").exists()
+
+
 def test_a_table_without_gamma_2_has_no_figure_4_and_does_not_claim_one(tmp_path):
     # Figure 4 is drawn from the gamma 2 model: a subset without it writes three files and names those three.
     # In this process (the command line prints run_ablation's log), to keep the test run short.

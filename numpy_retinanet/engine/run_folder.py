@@ -70,8 +70,33 @@ def claim_run_folder(out_dir, resume=False, force=False):
         _unlock(out_dir, lock)
 
 
-def _lock(out_dir):
-    """An open file descriptor of ``out_dir/.lock`` holding an exclusive flock (None without fcntl)."""
+@contextmanager
+def hold_folder(folder, refusal):
+    """Create ``folder`` if needed and hold its lock until the block ends, as a claim does, without
+    the claim's check of the run files: for a folder of many runs (``ablate --work``), so that a
+    second command on it is refused at once rather than meeting the first one's runs later.
+    ``refusal``: the message of RunFolderInUse, with ``{holder}`` for the other process's id.
+    """
+    folder = os.fspath(folder)
+    if os.path.exists(folder) and not os.path.isdir(folder):
+        raise ValueError(f"{folder!r} is a file, not a folder")
+    try:
+        os.makedirs(folder, exist_ok=True)
+        lock = _lock(folder, refusal)
+    except OSError as e:
+        raise OSError(e.errno, f"cannot write in {folder!r}: {e.strerror}") from e
+    try:
+        yield folder
+    finally:
+        _unlock(folder, lock)
+
+
+def _lock(out_dir, refusal=None):
+    """An open file descriptor of ``out_dir/.lock`` holding an exclusive flock (None without fcntl).
+
+    Raises RunFolderInUse when another process holds it: ``refusal`` (with ``{holder}``, its process
+    id) or, by default, the message of a run folder.
+    """
     if fcntl is None:
         return None
     path = os.path.join(out_dir, LOCK_NAME)
@@ -82,8 +107,10 @@ def _lock(out_dir):
         except BlockingIOError:
             holder = os.read(fd, 32).decode(errors="replace").strip() or "unknown"
             os.close(fd)
-            raise RunFolderInUse(f"the run folder {out_dir!r} is in use by another training (process {holder}); "
-                                 "wait for it to end or give another --out") from None
+            if refusal is None:
+                refusal = (f"the run folder {out_dir!r} is in use by another training (process {{holder}}); wait "
+                           "for it to end or give another --out")
+            raise RunFolderInUse(refusal.replace("{holder}", holder)) from None
         # The file we locked may have been removed (and perhaps made again) by its previous
         # holder between our open and our flock: then the lock guards nothing. Try again.
         try:

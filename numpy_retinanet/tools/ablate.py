@@ -35,6 +35,7 @@ import time
 
 import numpy as np
 
+from numpy_retinanet.engine.run_folder import hold_folder
 from numpy_retinanet.model.retinanet import RetinaNet
 from numpy_retinanet.tools.ablate_report import format_sweep, format_table, plot_figure4, plot_table
 from numpy_retinanet.tools.cells import plan, run_cells
@@ -106,7 +107,11 @@ def run_ablation(out_dir="figures", iterations=None, seeds=ABLATION_DEFAULTS["se
         log(plan(jobs_list, jobs)[0])
         return None
     os.makedirs(out_dir, exist_ok=True)
-    all_cells = run_cells(jobs_list, jobs, log)
+    # One command at a time on a work folder: a second one would train the first one's next cells,
+    # and the first would stop when it reached one of them. Refused at once instead.
+    with hold_folder(work, f"--work {os.fspath(work)!r} is in use by another ablate (process {{holder}}): wait for "
+                           "it to end (--plan says how far it has come) or give another --work"):
+        all_cells = run_cells(jobs_list, jobs, log)
     diverged = [(c, job[1]) for c, job in zip(all_cells, jobs_list) if "diverged_at" in c]
     if diverged and lrs is None:
         from numpy_retinanet.engine.trainer import TrainingDiverged
