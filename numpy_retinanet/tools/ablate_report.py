@@ -136,7 +136,9 @@ def format_table(result):
                  for k in ("AP", "AP50", "AP75")]
         lines.append(f"| {name} | {lr:g} | " + " | ".join(cells) + f" | {fmt(p[0])} | {fmt(p[1])} | {fmt(p[2])} |")
     lines += ["", f"AP in percent, as in the paper. The paper's orderings, on these {'APs' if one_seed else 'means'}:",
-              "", ordering_statement(result), ""]
+              "", ordering_statement(result), "",
+              "Why an ordering holds here or not: lesson 10 (`lessons/10_paper_analyses_in_miniature.py`) reads the "
+              "committed tables of both regimes with the evidence below them.", ""]
     if result.get("longer"):
         n, m = result["iterations"], next(iter(result["shorter"].values()))["iterations"]
         lines += ["## Converged?", "",
