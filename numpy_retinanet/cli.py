@@ -312,7 +312,7 @@ def _cmd_ablate(args) -> int:
         print(f"interrupted: the finished cells are kept in {args.work}, and the cells in training saved their step; "
               "the same command continues from them", file=sys.stderr)
         return 128 + getattr(e, "signum", signal.SIGINT)
-    except TrainingStopped as e:  # a cell of the table diverged, or one could not save (a full disk)
+    except TrainingStopped as e:  # a cell of the table diverged, one could not save (a full disk), one was killed
         print(f"numpy-retinanet ablate: {e}", file=sys.stderr)
         return 1
     if result is not None:  # None: --plan, which trains nothing

@@ -216,3 +216,53 @@ def test_sigterm_to_the_parent_alone_stops_its_cells_and_a_rerun_continues_them(
     again.communicate(timeout=120)
     assert first == ("2 cells, 2 at a time: 0 finished (read from their run folders), 2 continue from their last "
                      f"checkpoint, 0 start from step 0; {6000 - sum(steps):,} of 6,000 steps left to train\n")
+
+
+def _children(pid):
+    """The process ids whose parent is ``pid`` (read from /proc)."""
+    kids = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:  # the process ended while we looked
+            continue
+        if int(fields[1]) == pid:
+            kids.append(int(stat.parent.name))
+    return kids
+
+
+@pytest.mark.fault("traceback")
+@pytest.mark.slow  # about 6 s: two cells started, one killed
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="finds the cell processes in /proc (Linux)")
+def test_a_cell_process_killed_is_one_clear_line_and_the_other_cell_saves_its_step(tmp_path):
+    import os
+    import signal
+    import time
+
+    args = [sys.executable, "-m", "numpy_retinanet", "ablate", "--out", str(tmp_path), "--work", str(tmp_path / "w"),
+            "--seeds", "1", "--eval-images", "2", "--jobs", "2", "--image-size", "64", "--iterations", "3000",
+            "--only", "CE, alpha .25", "CE, alpha .50"]
+    p = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    folders = [tmp_path / "w" / "shapes_64px_3000steps_2eval" / f"CE_alpha{a}_lr0.03_seed0" for a in ("25", "50")]
+    deadline = time.monotonic() + 120
+    while not all((f / ".lock").exists() for f in folders) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    time.sleep(3)  # a few steps into training
+    # The cell processes: the parent's children but its resource tracker, which holds no cell's lock.
+    pid_of = {f: int((f / ".lock").read_text()) for f in folders}
+    assert set(pid_of.values()) <= set(_children(p.pid)) and len(set(pid_of.values())) == 2
+    killed, survivor = folders
+    os.kill(pid_of[killed], signal.SIGKILL)  # as the out-of-memory killer ends a process
+    out, err = p.communicate(timeout=120)
+    # Before, the command ended in a BrokenProcessPool traceback.
+    assert p.returncode == 1 and "Traceback" not in err
+    assert ("numpy-retinanet ablate: a cell's process ended abruptly (killed by a signal, or out of memory?); the "
+            "other cells in training saved their step and the finished ones are kept: the same command continues "
+            "every cell from its last checkpoint") in err
+    m = json.loads((survivor / "metrics.json").read_text())
+    assert m["interrupted"] and 0 < m["step"] < 3000
+    # No cell process outlives the command.
+    deadline = time.monotonic() + 30
+    while any(Path(f"/proc/{pid}").exists() for pid in pid_of.values()) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not any(Path(f"/proc/{pid}").exists() for pid in pid_of.values())

@@ -217,6 +217,7 @@ def run_cells(jobs_list, jobs=1, log=print):
         return results
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor, as_completed
+    from concurrent.futures.process import BrokenProcessPool
 
     from numpy_retinanet.engine.parallel import ONE_BLAS_THREAD, environment
 
@@ -230,9 +231,16 @@ def run_cells(jobs_list, jobs=1, log=print):
             for future in as_completed(futures):
                 results[futures[future]] = future.result()
                 report(futures[future])
-        except BaseException:  # Ctrl-C, SIGTERM, or a cell that failed (a full disk): every cell stops
+        except BaseException as e:  # Ctrl-C, SIGTERM, or a cell that failed (a full disk): every cell stops
             stop.set()  # cells not yet started return at once; the running ones end their step and save
             pool.shutdown(wait=True, cancel_futures=True)
+            if isinstance(e, BrokenProcessPool):  # a cell's process was killed (SIGKILL, the out-of-memory killer)
+                # The pool ends the other processes with SIGTERM, on which a cell saves its step.
+                from numpy_retinanet.engine.trainer import TrainingStopped
+
+                raise TrainingStopped("a cell's process ended abruptly (killed by a signal, or out of memory?); the "
+                                      "other cells in training saved their step and the finished ones are kept: the "
+                                      "same command continues every cell from its last checkpoint") from e
             raise
     return results
 
