@@ -3,6 +3,7 @@ stopped together by Ctrl-C or SIGTERM (``numpy-retinanet ablate`` trains its tab
 
 import dataclasses
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -266,3 +267,16 @@ def test_a_cell_process_killed_is_one_clear_line_and_the_other_cell_saves_its_st
     while any(Path(f"/proc/{pid}").exists() for pid in pid_of.values()) and time.monotonic() < deadline:
         time.sleep(0.2)
     assert not any(Path(f"/proc/{pid}").exists() for pid in pid_of.values())
+
+
+@pytest.mark.fault("traceback")
+@pytest.mark.parametrize("text", ['{"config": {', "[1, 2]"])
+def test_a_cells_unreadable_metrics_are_a_clear_error_naming_the_file(tmp_path, text):
+    from numpy_retinanet.tools import cells
+
+    job = _cell(tmp_path, "cell")
+    Path(job[2]).mkdir()
+    (Path(job[2]) / "metrics.json").write_text(text)  # not the trainer's: it writes the file whole or not at all
+    with pytest.raises(ValueError, match=re.escape(f"cannot read the cell's '{job[2]}/metrics.json' (") + r".*"
+                       + re.escape("); remove it, and the command trains the cell again")):
+        cells.plan([job])

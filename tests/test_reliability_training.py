@@ -27,7 +27,7 @@ from numpy_retinanet.engine import trainer
 from numpy_retinanet.engine.checkpoint import export_weights, load_checkpoint
 from numpy_retinanet.engine.config import TrainConfig
 from numpy_retinanet.engine.parallel import GradientWorkers
-from numpy_retinanet.engine.run_folder import RunFolderInUse, claim_run_folder
+from numpy_retinanet.engine.run_folder import RunFolderInUse, claim_run_folder, write_run_file
 from numpy_retinanet.engine.trainer import TrainingStopped, train
 
 # Six steps of the tiny model: warm-up over steps 0-1, the lr drops at steps 4 and 5 (2/3 and 8/9 of 6).
@@ -290,6 +290,31 @@ def test_a_full_disk_stops_the_run_and_keeps_the_last_checkpoint(tmp_path, monke
     assert "No space left on device" in err and f"step {saves[0]}) was kept" in err and "--resume" in err
     assert load_checkpoint(run / "checkpoint.npz")[1]["step"] == saves[0] == 2
     assert not (run / ".lock").exists()
+
+
+@pytest.mark.fault("lost")
+def test_metrics_are_written_whole_or_not_at_all(tmp_path, monkeypatch):
+    # Before, metrics.json was written in place: a process killed or a disk filled while writing it (a few MB
+    # for a long run's history) left half a file, and a finished run looked unreadable.
+    path = tmp_path / "metrics.json"
+    write_run_file(path, '{"step": 1}')
+    assert json.loads(path.read_text()) == {"step": 1}
+
+    def full_disk(fd):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "fsync", full_disk)
+    with pytest.raises(OSError, match="No space left"):
+        write_run_file(path, '{"step": 2, "history": [' + "0, " * 100_000 + "0]}")
+    assert json.loads(path.read_text()) == {"step": 1}  # the old file, whole
+    assert [p.name for p in tmp_path.iterdir()] == ["metrics.json"]  # and no temporary left beside it
+    monkeypatch.undo()
+    # The trainer writes its metrics so.
+    written = []
+    monkeypatch.setattr(trainer, "write_run_file", lambda p, text: written.append(p) or write_run_file(p, text))
+    metrics = train(TrainConfig(**{**TINY, "iterations": 2}), tmp_path / "run", **QUIET)
+    assert written == [str(tmp_path / "run" / "metrics.json")]
+    assert json.loads((tmp_path / "run" / "metrics.json").read_text())["step"] == metrics["step"] == 2
 
 
 @pytest.mark.fault("small")

@@ -13,6 +13,9 @@ process that dies (even by SIGKILL) releases it, so a lock is never left stale. 
 file is removed when the claim ends; because another process may have opened it just
 before, a claim checks after locking that the path still names the file it locked, and
 starts again if not. On a system without ``fcntl`` (Windows) no lock is taken.
+
+``hold_folder`` takes the same lock on a folder of many runs (``ablate --work``), and
+``write_run_file`` writes a run's file whole or not at all.
 """
 
 from __future__ import annotations
@@ -89,6 +92,24 @@ def hold_folder(folder, refusal):
         yield folder
     finally:
         _unlock(folder, lock)
+
+
+def write_run_file(path, text):
+    """Write ``text`` to ``path`` whole or not at all: under ``.<name>.tmp`` beside it, flushed to disk,
+    then renamed over it (as a checkpoint is written), so a process killed while writing leaves the
+    old file or the new one, never half of one. ``metrics.json`` of a long run is a few MB: half of
+    it would make a finished run look unreadable."""
+    tmp = os.path.join(os.path.dirname(os.path.abspath(path)), "." + os.path.basename(path) + ".tmp")
+    try:
+        with open(tmp, "w") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
 
 
 def _lock(out_dir, refusal=None):

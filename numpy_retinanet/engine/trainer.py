@@ -45,7 +45,7 @@ from numpy_retinanet.engine.checkpoint import read_checkpoint, save_checkpoint
 from numpy_retinanet.engine.config import TrainConfig
 from numpy_retinanet.engine.inference import detect, evaluate_model
 from numpy_retinanet.engine.parallel import GradientWorkers, WorkerFailed
-from numpy_retinanet.engine.run_folder import claim_run_folder
+from numpy_retinanet.engine.run_folder import claim_run_folder, write_run_file
 from numpy_retinanet.engine.step import NonFiniteStep, apply_gradients, compute_gradients
 from numpy_retinanet.evaluation.visualize import draw_detections, grid, plot_training_curve
 from numpy_retinanet.model.presets import resolve_config
@@ -362,8 +362,7 @@ def _run(config, out_dir, ckpt_path, model, optimizer, xp, start_step, history, 
     metrics["processes"] = 1 + len(worker_peaks)
     # The signal that stopped the run, also one during evaluation; None when stop_when stopped it.
     metrics["signal"] = signal.Signals(flag.signum).name if flag.signum is not None else None
-    with open(os.path.join(out_dir, "metrics.json"), "w") as f:
-        json.dump(metrics, f, indent=1)
+    write_run_file(os.path.join(out_dir, "metrics.json"), json.dumps(metrics, indent=1))
     if "AP" in metrics:
         log(f"AP {metrics['AP']:.3f}  AP50 {metrics['AP50']:.3f}  AP75 {metrics['AP75']:.3f}  "
             f"peak memory {metrics['peak_memory_mib']:.0f} MiB  ->  {out_dir}")

@@ -64,8 +64,14 @@ def _finished_metrics(folder, config):
     path = os.path.join(folder, "metrics.json")
     if not os.path.exists(path):
         return None
-    with open(path) as f:
-        m = json.load(f)
+    try:
+        with open(path) as f:
+            m = json.load(f)
+        if not isinstance(m, dict):
+            raise ValueError(f"a JSON {type(m).__name__}, not the trainer's object")
+    except ValueError as e:  # not the trainer's (it writes the file whole or not at all): another program, a disk fault
+        raise ValueError(f"cannot read the cell's {path!r} ({e}); remove it, and the command trains the cell "
+                         "again") from None
     finished = (_same_cell(m.get("config"), config) and not m.get("interrupted")
                 and m.get("step") == config.iterations and "AP" in m)
     return m if finished else None
