@@ -1,5 +1,6 @@
-"""The README's commands are the command line's: a flag the README names exists, and a command it gives runs
-past the argument parser. Docs that name a flag the code renamed would fail here, not in a reader's shell."""
+"""The documented commands are the command line's: a flag the README, the book's pages, the lessons and the
+exercises name exists for its command, and a command the README gives to run passes the argument parser. Docs
+that name a flag the code renamed fail here, not in a reader's shell."""
 
 import argparse
 import re
@@ -10,7 +11,11 @@ import pytest
 
 from numpy_retinanet.cli import build_parser
 
-README = Path(__file__).resolve().parent.parent / "README.md"
+ROOT = Path(__file__).resolve().parent.parent
+README = ROOT / "README.md"
+# Where commands are written for readers: the README, the book's own pages, the lessons and the exercises.
+DOCS = [README, *sorted((ROOT / "docs").glob("*.md")), ROOT / "lessons" / "README.md",
+        ROOT / "lessons" / "exercises" / "README.md", *sorted((ROOT / "lessons").glob("[0-9]*.py"))]
 
 
 def _readme_commands():
@@ -54,3 +59,32 @@ def test_each_readme_command_is_the_command_lines(command):
         assert flags and [f for f in flags if f not in options] == [], command
     else:  # a command to run: the parser takes it as written
         parser.parse_args(words)
+
+
+def _inline_commands():
+    """(file, command) for every `numpy-retinanet ...` in inline code of the docs, a lesson's comment lines joined."""
+    found = []
+    for path in DOCS:
+        text = path.read_text()
+        if path.suffix == ".py":
+            text = re.sub(r"\n#\s*", " ", text)  # a markdown cell's lines, without their "# "
+        for command in re.findall(r"`(numpy-retinanet [^`]+)`", text):
+            found.append((path.relative_to(ROOT).as_posix(), re.sub(r"\s+", " ", command)))
+    return found
+
+
+INLINE = _inline_commands()
+
+
+def test_the_docs_name_commands_in_their_text():
+    assert len(INLINE) > 20 and {f for f, _ in INLINE} >= {"README.md", "docs/index.md", "lessons/README.md"}
+
+
+@pytest.mark.parametrize("where, command", INLINE)
+def test_each_flag_the_docs_name_is_one_of_its_commands(where, command):
+    _, subcommands = _subcommands()
+    name = command.split()[1]
+    assert name in subcommands, f"{where}: no command {name!r}"
+    options = subcommands[name]._option_string_actions
+    assert [f for f in re.findall(r"(?<![\w-])--[a-z][\w-]*", command) if f not in options] == []
+
