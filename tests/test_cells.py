@@ -186,11 +186,9 @@ def test_ctrl_c_keeps_the_finished_cells_and_a_rerun_reads_them(tmp_path):
     assert again.returncode == 0 and again.stdout.count("(reused)") == 3
 
 
-@pytest.mark.fault("lost")
-@pytest.mark.slow  # about 20 s: two cells started, then stopped
-def test_sigterm_to_the_parent_alone_stops_its_cells_and_a_rerun_continues_them(tmp_path):
-    import os
-    import signal
+def _two_cells_in_training(tmp_path):
+    """``ablate --jobs 2`` of two 3000-step cells, started and a few steps into training: (its arguments,
+    the process, the two cells' run folders)."""
     import time
 
     args = [sys.executable, "-m", "numpy_retinanet", "ablate", "--out", str(tmp_path), "--work", str(tmp_path / "w"),
@@ -202,6 +200,16 @@ def test_sigterm_to_the_parent_alone_stops_its_cells_and_a_rerun_continues_them(
     while not all((f / ".lock").exists() for f in folders) and time.monotonic() < deadline:
         time.sleep(0.2)
     time.sleep(3)  # a few steps into training
+    return args, p, folders
+
+
+@pytest.mark.fault("lost")
+@pytest.mark.slow  # about 20 s: two cells started, then stopped
+def test_sigterm_to_the_parent_alone_stops_its_cells_and_a_rerun_continues_them(tmp_path):
+    import os
+    import signal
+
+    args, p, folders = _two_cells_in_training(tmp_path)
     os.kill(p.pid, signal.SIGTERM)  # the parent only, as `kill PID` or `timeout` sends it
     out, err = p.communicate(timeout=120)
     assert p.returncode == 143 and "Traceback" not in err and "the cells in training saved their step" in err
@@ -240,15 +248,7 @@ def test_a_cell_process_killed_is_one_clear_line_and_the_other_cell_saves_its_st
     import signal
     import time
 
-    args = [sys.executable, "-m", "numpy_retinanet", "ablate", "--out", str(tmp_path), "--work", str(tmp_path / "w"),
-            "--seeds", "1", "--eval-images", "2", "--jobs", "2", "--image-size", "64", "--iterations", "3000",
-            "--only", "CE, alpha .25", "CE, alpha .50"]
-    p = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    folders = [tmp_path / "w" / "shapes_64px_3000steps_2eval" / f"CE_alpha{a}_lr0.03_seed0" for a in ("25", "50")]
-    deadline = time.monotonic() + 120
-    while not all((f / ".lock").exists() for f in folders) and time.monotonic() < deadline:
-        time.sleep(0.2)
-    time.sleep(3)  # a few steps into training
+    args, p, folders = _two_cells_in_training(tmp_path)
     # The cell processes: the parent's children but its resource tracker, which holds no cell's lock.
     pid_of = {f: int((f / ".lock").read_text()) for f in folders}
     assert set(pid_of.values()) <= set(_children(p.pid)) and len(set(pid_of.values())) == 2

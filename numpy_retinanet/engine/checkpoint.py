@@ -5,12 +5,11 @@ A checkpoint holds plain arrays only: ``param/<name>`` for every parameter,
 unicode array) with the model config, the training config and the step. It is
 read with ``allow_pickle=False``: a checkpoint from a stranger can hold no code.
 
-Writing is atomic: the file is written under a temporary name in the same
-folder, flushed to disk, then renamed over the target (``os.replace`` is atomic
-on POSIX and Windows), so a crash leaves the old checkpoint or the new one,
-never half of one. The temporary name is fixed (``.<name>.tmp``), so a save killed midway leaves
-at most one such file, which the next save overwrites and renames away; it is created with mode
-0666 less the umask (0644 as a rule), like every other file of a run.
+Writing is atomic (``run_folder.write_atomically``): the file is written under a temporary name in
+the same folder, flushed to disk, then renamed over the target, so a crash leaves the old checkpoint
+or the new one, never half of one. The temporary name is fixed (``.<name>.tmp``), so a save killed
+midway leaves at most one such file, which the next save overwrites and renames away; it is created
+with mode 0666 less the umask (0644 as a rule), like every other file of a run.
 
 Reading bounds memory before it allocates: each archive member's declared (uncompressed) size,
 each array's header, and every size in the meta (``LIMITS``) are checked first, so a small file
@@ -31,6 +30,7 @@ import numpy as np
 from numpy_retinanet._checks import check_file, is_int
 from numpy_retinanet.data.build import MAX_IMAGE_SIZE, build_dataset
 from numpy_retinanet.engine.config import MAX_BATCH_SIZE, TrainConfig
+from numpy_retinanet.engine.run_folder import write_atomically
 from numpy_retinanet.model.presets import resolve_config
 from numpy_retinanet.model.resnet50_fpn import RESNET50_FPN, check_resnet50_fpn_config
 from numpy_retinanet.model.retinanet import build_model
@@ -97,27 +97,13 @@ def save_checkpoint(path, model, optimizer=None, step=0, train_config=None, extr
         meta["category_ids"] = _category_ids(category_ids, model.num_classes)
     arrays["meta"] = np.array(json.dumps(meta))
     folder = os.path.dirname(os.path.abspath(path))
-    # One fixed temporary name: a save killed midway (SIGKILL) leaves this one file, which the
-    # next save truncates and renames away. os.open with 0o666 lets the umask set the mode, as
-    # open() does for the run's other files (tempfile.mkstemp would force 0600).
-    tmp = os.path.join(folder, "." + os.path.basename(path) + ".tmp")
     try:
         os.makedirs(folder, exist_ok=True)
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o666)
-    except OSError as e:  # name the file asked for, not the temporary one
+    except OSError as e:
         raise OSError(e.errno, f"cannot write checkpoint {path!r} (folder {folder!r}): {e.strerror}") from e
-    try:
-        with os.fdopen(fd, "wb") as f:
-            # compressed: the meta (a JSON string stored as UCS-4, 4 bytes a character) shrinks
-            # tenfold, the float32 parameters a little; 4.5 MB -> 2.9 MB for the shipped model
-            np.savez_compressed(f, **arrays)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
+    # compressed: the meta (a JSON string stored as UCS-4, 4 bytes a character) shrinks tenfold, the
+    # float32 parameters a little; 4.5 MB -> 2.9 MB for the shipped model.
+    write_atomically(path, lambda f: np.savez_compressed(f, **arrays))
     return path
 
 

@@ -15,7 +15,7 @@ before, a claim checks after locking that the path still names the file it locke
 starts again if not. On a system without ``fcntl`` (Windows) no lock is taken.
 
 ``hold_folder`` takes the same lock on a folder of many runs (``ablate --work``), and
-``write_run_file`` writes a run's file whole or not at all.
+``write_atomically`` writes a run's file (a checkpoint, ``metrics.json``) whole or not at all.
 """
 
 from __future__ import annotations
@@ -94,15 +94,22 @@ def hold_folder(folder, refusal):
         _unlock(folder, lock)
 
 
-def write_run_file(path, text):
-    """Write ``text`` to ``path`` whole or not at all: under ``.<name>.tmp`` beside it, flushed to disk,
-    then renamed over it (as a checkpoint is written), so a process killed while writing leaves the
-    old file or the new one, never half of one. ``metrics.json`` of a long run is a few MB: half of
-    it would make a finished run look unreadable."""
+def write_atomically(path, write):
+    """Write ``path`` whole or not at all: ``write(f)`` fills a binary file under the name ``.<name>.tmp``
+    beside it, which is flushed to disk, then renamed over ``path`` (``os.replace`` is atomic on POSIX
+    and Windows). A process killed while writing leaves the old file or the new one, never half of one;
+    the temporary name is fixed, so it leaves at most that one file, which the next write replaces. The
+    file gets mode 0666 less the umask, as ``open()`` gives (``tempfile.mkstemp`` would force 0600).
+    An error in opening names ``path``, not the temporary file."""
+    path = os.fspath(path)
     tmp = os.path.join(os.path.dirname(os.path.abspath(path)), "." + os.path.basename(path) + ".tmp")
     try:
-        with open(tmp, "w") as f:
-            f.write(text)
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o666)
+    except OSError as e:
+        raise OSError(e.errno, f"cannot write {path!r}: {e.strerror}") from e
+    try:
+        with os.fdopen(fd, "wb") as f:
+            write(f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
@@ -110,6 +117,12 @@ def write_run_file(path, text):
         if os.path.exists(tmp):
             os.remove(tmp)
         raise
+
+
+def write_run_file(path, text):
+    """Write the text file ``path`` whole or not at all (``write_atomically``): ``metrics.json`` of a long
+    run is a few MB, and half of it would make a finished run look unreadable."""
+    write_atomically(path, lambda f: f.write(text.encode()))
 
 
 def _lock(out_dir, refusal=None):
