@@ -8,7 +8,7 @@ vectorised version.
 
 import numpy as np
 import pytest
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 from numpy_retinanet.gradcheck import check_gradients
@@ -107,9 +107,14 @@ def test_conv_forward_matches_naive_loops(case, layout):
     np.testing.assert_allclose(y, expected, rtol=1e-12, atol=1e-12)
 
 
-def conv_gradient_rows(forward, backward, rng, x, w, b, stride, padding, h=1e-5):
+def conv_gradient_rows(forward, backward, rng, x, w, b, stride, padding, h=1e-2):
     """``check_gradients`` rows of a conv pair: its backward against central differences of sum(y * dout)
-    for a random dout (and ``db is None`` checked when there is no bias)."""
+    for a random dout (and ``db is None`` checked when there is no bias).
+
+    The conv is linear in x, w and b, so a central difference has no truncation error at any step ``h``;
+    what it has is the rounding error of f, a sum of thousands of products, divided by 2h. The large step
+    keeps that far below the tolerance: at h = 1e-5 it reached 2e-6 of a small entry of dw (the example
+    below the test), at 1e-2 1e-10."""
     y, cache = forward(x, w, b, stride, padding)
     dout = rng.standard_normal(y.shape)
     dx, dw, db = backward(dout, cache)
@@ -126,6 +131,7 @@ def conv_gradient_rows(forward, backward, rng, x, w, b, stride, padding, h=1e-5)
 
 
 @given(case=conv_cases())
+@example(case=dict(n=4, c=4, f=4, h=6, w=5, kh=5, kw=4, stride=1, padding=2, bias=False, seed=2**32 - 1))
 def test_conv_backward_matches_numerical_gradients(case):
     rng, x, w, b = make_conv_inputs(case)
     assert_all_pass(conv_gradient_rows(conv2d_forward, conv2d_backward, rng, x, w, b, case["stride"],
