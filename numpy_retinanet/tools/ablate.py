@@ -35,7 +35,7 @@ import time
 
 import numpy as np
 
-from numpy_retinanet.engine.run_folder import hold_folder
+from numpy_retinanet.engine.run_folder import hold_folder, write_run_file
 from numpy_retinanet.model.retinanet import RetinaNet
 from numpy_retinanet.tools.ablate_report import format_sweep, format_table, plot_figure4, plot_table
 from numpy_retinanet.tools.cells import plan, run_cells
@@ -171,10 +171,9 @@ def run_ablation(out_dir="figures", iterations=None, seeds=ABLATION_DEFAULTS["se
                                              min(EVIDENCE_IMAGES, eval_images), log)
         result["seconds"] = round(time.perf_counter() - t0, 1)
     stem = os.path.join(out_dir, sweep_stem(dataset) if lrs is not None else table_stem(dataset))
-    with open(stem + ".json", "w") as f:
-        json.dump(result, f, indent=1)
-    with open(stem + ".md", "w") as f:
-        f.write(format_sweep(result) if lrs is not None else format_table(result))
+    # Whole or not at all: a committed table cut off by a stopped command would break lesson 10.
+    write_run_file(stem + ".json", json.dumps(result, indent=1))
+    write_run_file(stem + ".md", format_sweep(result) if lrs is not None else format_table(result))
     written = [stem + ".md", stem + ".json"]
     if lrs is None:
         plot_table(result, stem + ".png")
