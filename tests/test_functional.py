@@ -11,7 +11,7 @@ import pytest
 from hypothesis import example, given
 from hypothesis import strategies as st
 
-from numpy_retinanet.gradcheck import check_gradients
+from numpy_retinanet.gradcheck import check_gradients, compare, numerical_gradient
 from numpy_retinanet.nn.functional import (
     channel_affine_backward,
     channel_affine_forward,
@@ -295,7 +295,25 @@ def test_group_norm_float32_is_accurate_when_the_mean_dwarfs_the_spread():
     np.testing.assert_allclose(y32, y64, atol=2e-3)
 
 
+def extrapolated_gradient_rows(f, inputs, analytic, h=1e-4):
+    """``check_gradients``' rows with each numerical gradient extrapolated from the steps h and h/2:
+    (4 D(h/2) - D(h)) / 3 cancels the h^2 term of a central difference's truncation error.
+
+    GroupNorm of a group whose values nearly coincide (variance 2e-7, below its eps) curves so sharply
+    that D(1e-5) missed a correct dx of 120.6 by 1.1e-6 of itself (the first example below the test:
+    hypothesis found it in 3000 draws). Extrapolating from 1e-5 fixed that but tripled the rounding error
+    of f, and a tiny entry (1.8e-5) of another case missed by 1.9e-9, over the check's 1e-9 (the second
+    example). From h = 1e-4 both pass, and 3000 draws find no failure."""
+    rows = []
+    for name, x in inputs.items():
+        num = (4 * numerical_gradient(f, x, h / 2) - numerical_gradient(f, x, h)) / 3
+        rows.append(compare(name, analytic[name], num))
+    return rows
+
+
 @given(case=group_norm_cases())
+@example(case=((3, 2, 1, 2), 2, 456804))
+@example(case=((3, 9, 3, 4), 3, 3))
 def test_group_norm_backward_matches_numerical_gradients(case):
     shape, g, seed = case
     rng = np.random.default_rng(seed)
@@ -308,9 +326,8 @@ def test_group_norm_backward_matches_numerical_gradients(case):
     def f():
         return float(np.sum(group_norm_forward(x, gamma, beta, g)[0] * dout))
 
-    rows = check_gradients(f, {"x": x, "gamma": gamma, "beta": beta},
-                           {"x": dx, "gamma": dgamma, "beta": dbeta}, verbose=False)
-    assert_all_pass(rows)
+    assert_all_pass(extrapolated_gradient_rows(f, {"x": x, "gamma": gamma, "beta": beta},
+                                               {"x": dx, "gamma": dgamma, "beta": dbeta}))
 
 
 # ---------------------------------------------------------------- max pool
