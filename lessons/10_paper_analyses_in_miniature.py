@@ -194,7 +194,7 @@ assert all(np.isclose(balance[g], loss_by_hand["negative", g].sum() / (loss_by_h
 #
 # ## Table 1a/1b: ablations at an equal budget, in two regimes
 #
-# An ablation trains the same detector with one setting changed. `numpy_retinanet.tools.ablate` holds the
+# An ablation trains the same detector with one setting changed. `numpy_retinanet.tools.table1` holds the
 # seven losses of the paper's Table 1a/1b; `ablation_config` gives the training settings of one cell. Within a
 # table only `loss`, `alpha`, `gamma` and the learning rate differ: each loss trains at the rate a small sweep
 # chose for it (three rates, one seed, 1500 steps on the plain shapes, the same budget for every loss:

@@ -1,8 +1,10 @@
-"""The documented commands are the command line's: a flag the README, the book's pages, the lessons and the
-exercises name exists for its command, and a command the README gives to run passes the argument parser. Docs
-that name a flag the code renamed fail here, not in a reader's shell."""
+"""What the docs name is what the code has. A flag the README, the book's pages, the lessons and the
+exercises name exists for its command, and a command the README gives to run passes the argument parser;
+a module, function or file of the package that they name exists. Docs that name something the code renamed
+or moved fail here, not in a reader's shell."""
 
 import argparse
+import importlib
 import re
 import shlex
 from pathlib import Path
@@ -87,4 +89,41 @@ def test_each_flag_the_docs_name_is_one_of_its_commands(where, command):
     assert name in subcommands, f"{where}: no command {name!r}"
     options = subcommands[name]._option_string_actions
     assert [f for f in re.findall(r"(?<![\w-])--[a-z][\w-]*", command) if f not in options] == []
+
+
+# The layering checker's message, quoted in docs/ARCHITECTURE.md with made-up module names.
+QUOTED_EXAMPLES = {"numpy_retinanet.nn.x", "numpy_retinanet.engine.y"}
+
+
+def _named(pattern):
+    return sorted({(path.relative_to(ROOT).as_posix(), name) for path in DOCS
+                   for name in re.findall(pattern, path.read_text())})
+
+
+def _resolves(dotted):
+    """Whether ``numpy_retinanet.a.b.c`` is a module of the package or an attribute of one."""
+    parts = dotted.split(".")
+    for k in range(len(parts), 0, -1):
+        try:
+            obj = importlib.import_module(".".join(parts[:k]))
+        except ImportError:
+            continue
+        for attr in parts[k:]:
+            if not hasattr(obj, attr):
+                return False
+            obj = getattr(obj, attr)
+        return True
+    return False
+
+
+@pytest.mark.parametrize("where, dotted", [w for w in _named(r"numpy_retinanet(?:\.[A-Za-z_]\w*)+")
+                                           if w[1] not in QUOTED_EXAMPLES])
+def test_each_module_or_function_the_docs_name_exists(where, dotted):
+    assert _resolves(dotted), f"{where} names {dotted}"
+
+
+@pytest.mark.parametrize("where, path", _named(
+    r"(?<![\w/.])((?:nn|detection|model|data|evaluation|engine|teaching|tools)/[\w/]+\.py)"))
+def test_each_file_of_the_package_the_docs_name_exists(where, path):
+    assert (ROOT / "numpy_retinanet" / path).is_file(), f"{where} names {path}"
 
