@@ -171,7 +171,7 @@ def test_a_second_ablate_on_a_work_folder_in_use_is_refused_at_once_and_plan_sti
                                "    time.sleep(60)\n", str(tmp_path / "work")], stdout=subprocess.PIPE, text=True)
     try:
         assert int(holder.stdout.readline()) == holder.pid
-        args = [sys.executable, "-m", "numpy_retinanet", "ablate", "--out", str(tmp_path), "--work",
+        args = [sys.executable, "-m", "numpy_retinanet", "ablate", "--out", str(tmp_path / "out"), "--work",
                 str(tmp_path / "work"), "--iterations", "2", "--eval-images", "2", "--seeds", "1",
                 "--only", "CE, alpha .75", "--image-size", "64"]
         r = subprocess.run(args, capture_output=True, text=True, timeout=300)
@@ -179,6 +179,7 @@ def test_a_second_ablate_on_a_work_folder_in_use_is_refused_at_once_and_plan_sti
         assert (f"--work '{tmp_path / 'work'}' is in use by another ablate (process {holder.pid}): wait for it to end "
                 "(--plan says how far it has come) or give another --work") in r.stderr
         assert sorted(p.name for p in (tmp_path / "work").iterdir()) == [".lock"]  # no cell was started
+        assert not (tmp_path / "out").exists()  # and nothing made
         plan = subprocess.run(args + ["--plan"], capture_output=True, text=True, timeout=300)
         assert plan.returncode == 0 and plan.stdout.startswith("3 cells, 1 at a time: 0 finished")
     finally:
