@@ -166,7 +166,7 @@ def test_a_second_ablate_on_a_work_folder_in_use_is_refused_at_once_and_plan_sti
     # (hours in) stopped when it reached one of them. A process that holds the folder as an ablate does:
     holder = subprocess.Popen([sys.executable, "-c", "import os, sys, time\n"
                                "from numpy_retinanet.engine.run_folder import hold_folder\n"
-                               "with hold_folder(sys.argv[1], 'held by {holder}'):\n"
+                               "with hold_folder(sys.argv[1], '--work'):\n"
                                "    print(os.getpid(), flush=True)\n"
                                "    time.sleep(60)\n", str(tmp_path / "work")], stdout=subprocess.PIPE, text=True)
     try:

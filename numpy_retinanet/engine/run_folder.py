@@ -51,15 +51,7 @@ def claim_run_folder(out_dir, resume=False, force=False):
     run and neither ``resume`` nor ``force`` is given, or is locked by another process; OSError
     (naming the folder) when it cannot be created or written.
     """
-    out_dir = os.fspath(out_dir)
-    if os.path.exists(out_dir) and not os.path.isdir(out_dir):
-        raise ValueError(f"the run folder {out_dir!r} is a file, not a folder: give another --out")
-    try:
-        os.makedirs(out_dir, exist_ok=True)
-        lock = _lock(out_dir)
-    except OSError as e:
-        raise OSError(e.errno, f"cannot write in the run folder {out_dir!r}: {e.strerror}") from e
-    try:
+    with hold_folder(out_dir) as out_dir:
         held = [name for name in RUN_FILES if os.path.exists(os.path.join(out_dir, name))]
         if held and not resume:
             if not force:
@@ -69,25 +61,30 @@ def claim_run_folder(out_dir, resume=False, force=False):
             for name in held:
                 os.remove(os.path.join(out_dir, name))
         yield out_dir
-    finally:
-        _unlock(out_dir, lock)
 
 
 @contextmanager
-def hold_folder(folder, refusal):
-    """Create ``folder`` if needed and hold its lock until the block ends, as a claim does, without
-    the claim's check of the run files: for a folder of many runs (``ablate --work``), so that a
-    second command on it is refused at once rather than meeting the first one's runs later.
-    ``refusal``: the message of RunFolderInUse, with ``{holder}`` for the other process's id.
+def hold_folder(folder, flag="--out", refusal=None):
+    """Create ``folder`` if needed and hold its lock until the block ends: steps (1) and (2) of a
+    claim, which adds the check of the run files. Alone, for a folder of many runs (``ablate
+    --work``): a second command on it is refused at once rather than meeting the first one's runs later.
+
+    ``flag`` is the option that names the folder (its messages name "the run folder" for
+    ``--out``); ``refusal`` the message of RunFolderInUse, with ``{holder}`` for the other
+    process's id (default: the run folder's).
     """
     folder = os.fspath(folder)
+    what = "the run folder" if flag == "--out" else flag
     if os.path.exists(folder) and not os.path.isdir(folder):
-        raise ValueError(f"{folder!r} is a file, not a folder")
+        raise ValueError(f"{what} {folder!r} is a file, not a folder: give another {flag}")
+    if refusal is None:
+        refusal = (f"{what} {folder!r} is in use by another training (process {{holder}}); wait for it to end "
+                   f"or give another {flag}")
     try:
         os.makedirs(folder, exist_ok=True)
         lock = _lock(folder, refusal)
     except OSError as e:
-        raise OSError(e.errno, f"cannot write in {folder!r}: {e.strerror}") from e
+        raise OSError(e.errno, f"cannot write in {what} {folder!r}: {e.strerror}") from e
     try:
         yield folder
     finally:
@@ -125,12 +122,9 @@ def write_run_file(path, text):
     write_atomically(path, lambda f: f.write(text.encode()))
 
 
-def _lock(out_dir, refusal=None):
+def _lock(out_dir, refusal):
     """An open file descriptor of ``out_dir/.lock`` holding an exclusive flock (None without fcntl).
-
-    Raises RunFolderInUse when another process holds it: ``refusal`` (with ``{holder}``, its process
-    id) or, by default, the message of a run folder.
-    """
+    Raises RunFolderInUse with ``refusal`` (``{holder}``: the other process's id) when another holds it."""
     if fcntl is None:
         return None
     path = os.path.join(out_dir, LOCK_NAME)
@@ -141,9 +135,6 @@ def _lock(out_dir, refusal=None):
         except BlockingIOError:
             holder = os.read(fd, 32).decode(errors="replace").strip() or "unknown"
             os.close(fd)
-            if refusal is None:
-                refusal = (f"the run folder {out_dir!r} is in use by another training (process {{holder}}); wait "
-                           "for it to end or give another --out")
             raise RunFolderInUse(refusal.replace("{holder}", holder)) from None
         # The file we locked may have been removed (and perhaps made again) by its previous
         # holder between our open and our flock: then the lock guards nothing. Try again.

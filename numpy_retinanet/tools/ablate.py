@@ -108,8 +108,8 @@ def run_ablation(out_dir="figures", iterations=None, seeds=ABLATION_DEFAULTS["se
         return None
     # One command at a time on a work folder: a second one would train the first one's next cells,
     # and the first would stop when it reached one of them. Refused at once instead.
-    with hold_folder(work, f"--work {os.fspath(work)!r} is in use by another ablate (process {{holder}}): wait for "
-                           "it to end (--plan says how far it has come) or give another --work"):
+    with hold_folder(work, "--work", f"--work {os.fspath(work)!r} is in use by another ablate (process {{holder}}): "
+                                     "wait for it to end (--plan says how far it has come) or give another --work"):
         os.makedirs(out_dir, exist_ok=True)  # before the hours of training, not after
         all_cells = run_cells(jobs_list, jobs, log)
     diverged = [(c, job[1]) for c, job in zip(all_cells, jobs_list) if "diverged_at" in c]
