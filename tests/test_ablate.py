@@ -343,7 +343,8 @@ def _ablate_run(command):
 
 
 @pytest.mark.parametrize("stem", ["table1_shapes", "table1_shapes_clutter", "table1_lr_sweep",
-                                  "table1_lr_sweep_clutter"])
+                                  "table1_lr_sweep_clutter",
+                                  "clutter_24000_steps_lr_check/table1_lr_sweep_clutter"])
 def test_the_documented_command_of_each_committed_table_makes_that_table(stem):
     # lessons/README.md lists each figure with the command that made it; a default that moved since (the
     # budget of a regime) must not leave it naming another run than the one the JSON records.
