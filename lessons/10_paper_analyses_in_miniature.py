@@ -367,6 +367,10 @@ shares = {d: tables[d]["evidence"]["shares"] for d in regimes}
 easy = {(d, n, part): shares[d][n][part]["easy_negatives"] for d in regimes for n in shares[d]
         for part in ("loss", "gradient")}
 kinds = {d: tables[d]["evidence"]["false_positives"] for d in regimes}
+# the CEs each FL clears in the clutter by more than the two spreads added
+clear_of = {f: [c for c in ce if ap[clutter, f] - spread[clutter, f] > ap[clutter, c] + spread[clutter, c]]
+            for f in (fl05, fl1)}
+fl5_seeds = [run["AP"] for run in tables[clutter]["runs"]["FL, gamma 5, alpha .25"]]
 
 # %% tags=["hide-input"]
 # plain: every FL but gamma 5 beats every CE by more than the two spreads added; gamma 1 is the best and beats
@@ -381,8 +385,6 @@ assert [round(100 * ap[plain, n], 1) for n in (fl2, ce25, fl1)] == [81.2, 79.9, 
 assert best[clutter, "FL"] == fl2 and best[clutter, "CE"] == ce50
 assert all(ap[clutter, fl2] - spread[clutter, fl2] > ap[clutter, c] + spread[clutter, c] for c in ce)
 assert all(abs(ap[clutter, fl2] - ap[clutter, f]) < spread[clutter, fl2] + spread[clutter, f] for f in (fl05, fl1))
-clear_of = {f: [c for c in ce if ap[clutter, f] - spread[clutter, f] > ap[clutter, c] + spread[clutter, c]]
-            for f in (fl05, fl1)}
 assert clear_of == {fl05: [], fl1: [ce25]}
 assert [round(100 * ap[clutter, n], 1) for n in (fl2, ce50, fl1, fl05)] == [70.2, 67.1, 68.8, 67.9]
 # Table 1a: in the clutter the three CEs tie (each pair within the two spreads added; the means within 1.8
@@ -397,7 +399,6 @@ assert 0 < ap[plain, ce25] - ap[plain, ce75] < spread[plain, ce25] + spread[plai
 assert all(min(fl, key=lambda n: ap[d, n]) == "FL, gamma 5, alpha .25" for d in regimes)
 assert [round(100 * ap[clutter, n], 1) for n in (ce75, ce25)] == [65.4, 65.3]
 assert all(ap[d, fl2] > ap[d, "FL, gamma 5, alpha .25"] for d in regimes)
-fl5_seeds = [run["AP"] for run in tables[clutter]["runs"]["FL, gamma 5, alpha .25"]]
 assert max(spread, key=lambda k: spread[k] if k[0] == clutter else 0) == (clutter, "FL, gamma 5, alpha .25")
 assert [round(100 * min(fl5_seeds), 1), round(100 * max(fl5_seeds), 1)] == [47.3, 55.8]
 # twice the steps: the plain shapes close to converged (1.04x-1.06x from 12000 steps; from 6000 CE alpha .75
@@ -458,12 +459,12 @@ sweep_ap = {(n, lr): sweep["summary"][f"{n} @ lr {lr:g}"]["AP"][0] for n in swee
 print(sweep["command"])
 for name in sweep["settings"]:
     print(f"{name:<26}" + "".join(f"   lr {lr:g}: AP {100 * sweep_ap[name, lr]:.1f}" for lr in sweep["lrs"]))
+other_rate = {n: next(lr for lr in sweep["lrs"] if lr != ABLATION_LRS[n]) for n in sweep["settings"]}  # not its table's
 
 # %% tags=["hide-input"]
 assert sweep["lrs"] == [0.03, 0.06] and sweep["settings"] == [ce75, fl05, fl2]
 assert sweep["iterations"] == tables[clutter]["shorter"][ce75]["iterations"] == budget[clutter] // 2
 assert all(sweep_ap[n, ABLATION_LRS[n]] == tables[clutter]["shorter"][n]["AP"] for n in sweep["settings"])
-other_rate = {n: next(lr for lr in sweep["lrs"] if lr != ABLATION_LRS[n]) for n in sweep["settings"]}
 # at half the budget each of the three scores better at the rate its table does not use
 assert all(sweep_ap[n, other_rate[n]] > sweep_ap[n, ABLATION_LRS[n]] for n in sweep["settings"])
 assert [round(100 * (sweep_ap[n, other_rate[n]] - sweep_ap[n, ABLATION_LRS[n]]), 1) for n in (ce75, fl05, fl2)] == [
@@ -485,8 +486,9 @@ assert min(sweep["settings"], key=lambda n: max(sweep_ap[n, lr] for lr in sweep[
 check = json.loads(find_committed("clutter_24000_steps_lr_check/table1_lr_sweep_clutter.json").read_text())
 check_ap = {(n, lr): check["summary"][f"{n} @ lr {lr:g}"]["AP"][0] for n in check["settings"] for lr in check["lrs"]}
 print(check["command"])
+at_table_rate = {n: tables[clutter]["runs"][n][0]["AP"] for n in (*ce, fl2)}  # seed 0 of the table
 for name in check["settings"]:
-    seed0 = tables[clutter]["runs"][name][0]["AP"]
+    seed0 = at_table_rate[name]
     print(f"{name:<26}" + "".join(f"   lr {lr:g}: AP {100 * check_ap[name, lr]:.1f}" for lr in check["lrs"])
           + f"   (the table's seed 0: lr {ABLATION_LRS[name]:g}, AP {100 * seed0:.1f})")
 
@@ -494,7 +496,6 @@ for name in check["settings"]:
 assert check["iterations"] == budget[clutter] and check["seeds"] == 1
 assert check["settings"] == [ce75, fl2] and check["lrs"] == [0.03] == [ABLATION_LRS[fl2]]
 assert check_ap[fl2, 0.03] == tables[clutter]["runs"][fl2][0]["AP"]  # the table's seed-0 cell
-at_table_rate = {n: tables[clutter]["runs"][n][0]["AP"] for n in (*ce, fl2)}  # seed 0 of the table
 assert [round(100 * check_ap[n, 0.03], 1) for n in (ce75, fl2)] == [68.4, 71.6]
 assert round(100 * (check_ap[ce75, 0.03] - at_table_rate[ce75]), 1) == 5.2
 # at its better rate CE alpha .75 passes every CE of the table on seed 0, and stays 3.2 points below gamma 2
