@@ -310,6 +310,20 @@ def test_the_committed_check_of_the_rates_in_the_clutter_is_what_its_results_giv
     assert (FIGURES / "table1_lr_sweep_clutter.md").read_text() == format_sweep(sweep)
 
 
+def test_the_committed_check_of_the_rates_at_the_clutters_full_budget_is_what_its_results_give():
+    # CE alpha .75 and FL gamma 2 at both rates for the clutter table's steps, seed 0: the cells at the tables'
+    # rates are the table's seed-0 cells, the others trained with the same recipe (lesson 10 reads them).
+    check = json.loads((FIGURES / "clutter_24000_steps_lr_check/table1_lr_sweep_clutter.json").read_text())
+    table = json.loads((FIGURES / "table1_shapes_clutter.json").read_text())
+    assert check["dataset"] == "shapes-clutter" and check["iterations"] == table["iterations"] and check["seeds"] == 1
+    assert check["settings"] == ["CE, alpha .75", "FL, gamma 2, alpha .25"] and check["lrs"] == [0.03, 0.06]
+    assert all(check[k] == table[k] for k in ("eval_images", "image_size", "max_objects", "model"))
+    for n in check["settings"]:
+        [cell] = check["runs"][f"{n} @ lr {ABLATION_LRS[n]:g}"]
+        assert cell["seed"] == 0 and all(cell[k] == table["runs"][n][0][k] for k in ("AP", "AP50", "AP75"))
+    assert (FIGURES / "clutter_24000_steps_lr_check/table1_lr_sweep_clutter.md").read_text() == format_sweep(check)
+
+
 def test_the_convergence_statement_says_whether_twice_the_steps_changed_ap():
     result = _result({"CE, alpha .75": 0.30, "FL, gamma 2, alpha .25": 0.20})
     result["longer"] = {"CE, alpha .75": {"AP": 0.31}, "FL, gamma 2, alpha .25": {"AP": 0.40}}
