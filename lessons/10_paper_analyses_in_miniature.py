@@ -399,7 +399,7 @@ assert 0 < ap[plain, ce25] - ap[plain, ce75] < spread[plain, ce25] + spread[plai
 assert all(min(fl, key=lambda n: ap[d, n]) == "FL, gamma 5, alpha .25" for d in regimes)
 assert [round(100 * ap[clutter, n], 1) for n in (ce75, ce25)] == [65.4, 65.3]
 assert all(ap[d, fl2] > ap[d, "FL, gamma 5, alpha .25"] for d in regimes)
-assert max(spread, key=lambda k: spread[k] if k[0] == clutter else 0) == (clutter, "FL, gamma 5, alpha .25")
+assert max((n for n, *_ in SETTINGS), key=lambda n: spread[clutter, n]) == "FL, gamma 5, alpha .25"
 assert [round(100 * min(fl5_seeds), 1), round(100 * max(fl5_seeds), 1)] == [47.3, 55.8]
 # twice the steps: the plain shapes close to converged (1.04x-1.06x from 12000 steps; from 6000 CE alpha .75
 # had moved 1.106x); the clutter from 24000 steps 1.06x-1.13x: gamma 0.5 and 2 inside the tenth, CE alpha .75
@@ -454,8 +454,13 @@ assert round(sum(t["cell_seconds"] for t in tables.values()) / 60) == 1888  # ab
 # two is its table's rate, and that cell is the half-budget cell of the "Converged?" rows):
 
 # %%
+def sweep_aps(sweep):
+    """AP of each (setting, rate) cell of a committed one-seed sweep: {(name, lr): AP}."""
+    return {(n, lr): sweep["summary"][f"{n} @ lr {lr:g}"]["AP"][0] for n in sweep["settings"] for lr in sweep["lrs"]}
+
+
 sweep = json.loads(find_committed("table1_lr_sweep_clutter.json").read_text())
-sweep_ap = {(n, lr): sweep["summary"][f"{n} @ lr {lr:g}"]["AP"][0] for n in sweep["settings"] for lr in sweep["lrs"]}
+sweep_ap = sweep_aps(sweep)
 print(sweep["command"])
 for name in sweep["settings"]:
     print(f"{name:<26}" + "".join(f"   lr {lr:g}: AP {100 * sweep_ap[name, lr]:.1f}" for lr in sweep["lrs"]))
@@ -484,7 +489,7 @@ assert min(sweep["settings"], key=lambda n: max(sweep_ap[n, lr] for lr in sweep[
 
 # %%
 check = json.loads(find_committed("clutter_24000_steps_lr_check/table1_lr_sweep_clutter.json").read_text())
-check_ap = {(n, lr): check["summary"][f"{n} @ lr {lr:g}"]["AP"][0] for n in check["settings"] for lr in check["lrs"]}
+check_ap = sweep_aps(check)
 print(check["command"])
 at_table_rate = {n: tables[clutter]["runs"][n][0]["AP"] for n in (*ce, fl2)}  # seed 0 of the table
 for name in check["settings"]:
