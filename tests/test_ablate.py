@@ -238,6 +238,15 @@ def test_a_sweep_of_the_clutter_or_of_another_budget_says_it_did_not_choose_the_
     assert [sweep_stem(d) for d in ABLATION_IMAGE_SIZE] == ["table1_lr_sweep", "table1_lr_sweep_clutter"]
 
 
+def test_a_sweep_of_several_seeds_gives_each_rate_its_spread_as_the_tables_do():
+    sweep = json.loads((FIGURES / "clutter_24000_steps_lr_check/table1_lr_sweep_clutter.json").read_text())
+    assert "| CE, alpha .75 | **68.4** | 63.2 |" in format_sweep(sweep)  # one seed: no spread to give
+    sweep["seeds"] = 3
+    sweep["summary"]["CE, alpha .75 @ lr 0.03"]["AP"] = [0.684, 0.021]
+    assert "| CE, alpha .75 | **68.4 +- 2.1** | 63.2 +- 0.0 |" in format_sweep(sweep)
+    assert "with seed 0, 1, 2, 24000 steps" in format_sweep(sweep)
+
+
 def test_the_chosen_rate_is_the_best_and_the_lower_on_a_tie():
     def sweep(aps):
         return {"settings": ["A"], "lrs": list(aps), "summary": {f"A @ lr {lr:g}": {"AP": (ap, 0.0)}

@@ -196,7 +196,8 @@ def chosen_lrs(sweep):
 
 
 def format_sweep(sweep):
-    """Markdown: AP of every setting at every learning rate of the sweep, the chosen one in bold."""
+    """Markdown: AP of every setting at every learning rate of the sweep, the chosen one in bold; with more than
+    one seed, the mean +- half the range, as in the tables."""
     best = chosen_lrs(sweep)
     lines = [
         f"# The learning rate of each loss, for the Table 1 ablation ({sweep['dataset']})",
@@ -223,7 +224,8 @@ def format_sweep(sweep):
                                   if "diverged_at" in r)
                 cells.append(f"diverged ({steps})")
                 continue
-            text = f"{100 * sweep['summary'][key]['AP'][0]:.1f}"
+            mean, spread = sweep["summary"][key]["AP"]
+            text = f"{100 * mean:.1f}" + (f" +- {100 * spread:.1f}" if sweep["seeds"] > 1 else "")
             cells.append(f"**{text}**" if lr == best[name] else text)
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     return "\n".join(lines + [""])
