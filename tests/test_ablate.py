@@ -333,6 +333,24 @@ def test_the_committed_check_of_the_rates_at_the_clutters_full_budget_is_what_it
     assert (FIGURES / "clutter_24000_steps_lr_check/table1_lr_sweep_clutter.md").read_text() == format_sweep(check)
 
 
+def test_the_committed_three_seeds_of_ce_alpha_75_at_its_better_rate_are_what_their_results_give():
+    # CE alpha .75 at 0.03 (its better rate at the clutter's full budget), 3 seeds with the table's recipe:
+    # seed 0 is the full-budget rate check's cell (lesson 10 sets the three beside gamma 2's row).
+    runs = json.loads((FIGURES / "clutter_24000_steps_ce75_3seeds/table1_lr_sweep_clutter.json").read_text())
+    check = json.loads((FIGURES / "clutter_24000_steps_lr_check/table1_lr_sweep_clutter.json").read_text())
+    table = json.loads((FIGURES / "table1_shapes_clutter.json").read_text())
+    assert runs["dataset"] == "shapes-clutter" and runs["iterations"] == table["iterations"] and runs["seeds"] == 3
+    assert runs["settings"] == ["CE, alpha .75"] and runs["lrs"] == [0.03]
+    assert all(runs[k] == table[k] for k in ("eval_images", "image_size", "max_objects", "model"))
+    cells = runs["runs"]["CE, alpha .75 @ lr 0.03"]
+    assert [c["seed"] for c in cells] == [0, 1, 2]
+    [seed0] = check["runs"]["CE, alpha .75 @ lr 0.03"]
+    assert all(cells[0][k] == seed0[k] for k in ("AP", "AP50", "AP75"))
+    aps = [c["AP"] for c in cells]
+    assert runs["summary"]["CE, alpha .75 @ lr 0.03"]["AP"] == pytest.approx([sum(aps) / 3, (max(aps) - min(aps)) / 2])
+    assert (FIGURES / "clutter_24000_steps_ce75_3seeds/table1_lr_sweep_clutter.md").read_text() == format_sweep(runs)
+
+
 def test_the_convergence_statement_says_whether_twice_the_steps_changed_ap():
     result = _result({"CE, alpha .75": 0.30, "FL, gamma 2, alpha .25": 0.20})
     result["longer"] = {"CE, alpha .75": {"AP": 0.31}, "FL, gamma 2, alpha .25": {"AP": 0.40}}
@@ -367,7 +385,8 @@ def _ablate_run(command):
 
 @pytest.mark.parametrize("stem", ["table1_shapes", "table1_shapes_clutter", "table1_lr_sweep",
                                   "table1_lr_sweep_clutter",
-                                  "clutter_24000_steps_lr_check/table1_lr_sweep_clutter"])
+                                  "clutter_24000_steps_lr_check/table1_lr_sweep_clutter",
+                                  "clutter_24000_steps_ce75_3seeds/table1_lr_sweep_clutter"])
 def test_the_documented_command_of_each_committed_table_makes_that_table(stem):
     # lessons/README.md lists each figure with the command that made it; a default that moved since (the
     # budget of a regime) must not leave it naming another run than the one the JSON records.
