@@ -524,9 +524,11 @@ print(best_ce["command"])
 seeds_003 = [run["AP"] for run in best_ce["runs"][f"{ce75} @ lr 0.03"]]
 ap_003 = sum(seeds_003) / len(seeds_003)  # by hand, as for the tables
 spread_003 = (max(seeds_003) - min(seeds_003)) / 2
-for name, aps in ((f"{ce75} at lr 0.03", seeds_003), (f"{fl2} (table)", [r["AP"] for r in tables[clutter]["runs"][fl2]])):
+seeds_fl2 = [run["AP"] for run in tables[clutter]["runs"][fl2]]
+for name, aps in ((f"{ce75} at lr 0.03", seeds_003), (f"{fl2} (table)", seeds_fl2)):
     mean, half = sum(aps) / len(aps), (max(aps) - min(aps)) / 2
-    print(f"{name:<36} seeds " + "  ".join(f"{100 * a:.1f}" for a in aps) + f"   AP {100 * mean:.1f} +- {100 * half:.1f}")
+    print(f"{name:<36} seeds " + "  ".join(f"{100 * a:.1f}" for a in aps)
+          + f"   AP {100 * mean:.1f} +- {100 * half:.1f}")
 
 # %% tags=["hide-input"]
 assert best_ce["iterations"] == budget[clutter] and best_ce["seeds"] == 3
