@@ -114,6 +114,11 @@ _FLOAT = dict(kind="f", nonempty=True, no_nan=True)
 #   filters (nine copies of dY into a column matrix instead of col2im's eight
 #   adds) took 0.95-1.09x the backward's time (64 channels, 8x8 to 32x32, one
 #   BLAS thread, beside the same two training processes).
+# - Winograd's F(2x2, 3x3) (Lavin & Gray 2016: 16 GEMMs with K = C on 4x4 input tiles, 2.25x fewer
+#   multiplications, the tile transforms as strided adds) agreed with this forward to 5e-7 of its largest
+#   output but took 1.1-2.3x its time (stride 1, 64 and 128 channels, 8x8 to 64x64, batch 8, two threads):
+#   OpenBLAS ran its sixteen K = 64 products at 70 GFLOP/s against 120 for the one K = 576 GEMM, which
+#   leaves them 0.77x the one GEMM's time, and the transforms cost more than that saves.
 # What is left above the GEMMs is memory traffic: the tap copies and the
 # col2im adds, and first touches of fresh pages (glibc hands arrays over
 # 32 MiB, like the 74 MiB col and dcol of the 64-channel 64x64 bench case,
