@@ -559,7 +559,7 @@ assert [round(100 * a, 1) for a in (ap[clutter, fl2] - spread[clutter, fl2], ap_
 # %%
 twice = json.loads(find_committed("clutter_48000_steps_seed0/table1_lr_sweep_clutter.json").read_text())
 print(twice["command"])
-at_twice = {(n, lr): a for (n, lr), a in sweep_aps(twice).items()}
+at_twice = sweep_aps(twice)  # {(setting, rate): AP}
 at_twice.update({(n, ABLATION_LRS[n]): longer[clutter, n] for n in tables[clutter]["longer"]})  # Converged? rows
 for (name, lr), a in sorted(at_twice.items(), key=lambda kv: -kv[1]):
     print(f"{name:<26} lr {lr:g}   AP {100 * a:.1f}")
