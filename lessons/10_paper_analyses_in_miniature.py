@@ -524,9 +524,9 @@ print(best_ce["command"])
 seeds_003 = [run["AP"] for run in best_ce["runs"][f"{ce75} @ lr 0.03"]]
 ap_003 = sum(seeds_003) / len(seeds_003)  # by hand, as for the tables
 spread_003 = (max(seeds_003) - min(seeds_003)) / 2
-seeds_fl2 = [run["AP"] for run in tables[clutter]["runs"][fl2]]
-for name, aps in ((f"{ce75} at lr 0.03", seeds_003), (f"{fl2} (table)", seeds_fl2)):
-    mean, half = sum(aps) / len(aps), (max(aps) - min(aps)) / 2
+for name, aps, mean, half in ((f"{ce75} at lr 0.03", seeds_003, ap_003, spread_003),
+                              (f"{fl2} (table)", [run["AP"] for run in tables[clutter]["runs"][fl2]],
+                               ap[clutter, fl2], spread[clutter, fl2])):
     print(f"{name:<36} seeds " + "  ".join(f"{100 * a:.1f}" for a in aps)
           + f"   AP {100 * mean:.1f} +- {100 * half:.1f}")
 
