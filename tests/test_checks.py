@@ -12,6 +12,7 @@ from numpy_retinanet._checks import (
     check_real,
     check_same_shape,
     is_int,
+    nan_scans_skipped,
 )
 
 # ---------------------------------------------------------------------------------- ints
@@ -125,6 +126,22 @@ def test_check_array_refuses_with_name_expectation_and_what_came(a, kwargs, mess
 def test_no_nan_lets_inf_through():
     # The hot ops' cheap check: one max() pass finds NaN only.
     check_array("a", np.array([1.0, np.inf]), no_nan=True)
+
+
+def test_inside_nan_scans_skipped_only_the_no_nan_pass_is_skipped_and_it_comes_back_after():
+    nan = np.array([1.0, np.nan])
+    with nan_scans_skipped():
+        assert check_array("a", nan, no_nan=True) is nan
+        with pytest.raises(ValueError, match=r"^a must be finite, got NaN values$"):
+            check_array("a", nan, finite=True)
+        with pytest.raises(ValueError, match=r"^a must be an array of shape \(3,\), got shape \(2,\)$"):
+            check_array("a", nan, dims=(3,), no_nan=True)
+    with pytest.raises(ValueError, match=r"^a must be free of NaN, got NaN values$"):
+        check_array("a", nan, no_nan=True)
+    with pytest.raises(RuntimeError, match="inside"), nan_scans_skipped():
+        raise RuntimeError("inside")  # an error in the block restores the scans too
+    with pytest.raises(ValueError, match=r"^a must be free of NaN, got NaN values$"):
+        check_array("a", nan, no_nan=True)
 
 
 def test_check_same_shape():

@@ -13,8 +13,9 @@ from numpy_retinanet.data.batching import get_batch
 from numpy_retinanet.data.build import build_dataset
 from numpy_retinanet.engine.checkpoint import load_checkpoint
 from numpy_retinanet.engine.config import TrainConfig
-from numpy_retinanet.engine.step import compute_gradients
+from numpy_retinanet.engine.step import NonFiniteStep, compute_gradients
 from numpy_retinanet.engine.trainer import TrainingDiverged, train
+from numpy_retinanet.model.retinanet import RetinaNet
 
 # Eight training images: the tiny model can fit them in a few seconds, so a falling
 # loss is a reliable sign that forward, loss, backward and SGD work together.
@@ -76,6 +77,24 @@ def test_a_diverging_run_stops_at_the_step_and_keeps_the_last_good_checkpoint(tm
     losses, _ = compute_gradients(model, images, targets, model.anchors(64, 64), cfg)
     first = info["extra"]["history"][part][0]
     assert losses[part] <= 10 * max(1.0, first) < float(found.group(2).rstrip(","))
+
+
+@pytest.mark.parametrize("where", ["images", "a conv weight of the backbone", "a weight of the heads"])
+def test_a_nan_in_the_step_is_found_without_the_ops_own_nan_scans(where):
+    # Inside compute_gradients the ops do not scan their arguments for NaN (_checks.nan_scans_skipped):
+    # the images are checked at the network's door and the loss checks the heads' outputs.
+    cfg = TrainConfig(**TINY)
+    model = RetinaNet(cfg.num_classes, preset=cfg.preset, seed=0)
+    images, targets = get_batch(build_dataset(cfg, "train"), 0, cfg.batch_size, seed=cfg.data_seed)
+    if where == "images":
+        images[1, 2, 30, 40] = np.nan
+    else:
+        prefix = "backbone." if "backbone" in where else "box_head."
+        name = next(k for k, p in model.params.items() if k.startswith(prefix) and p.ndim == 4)
+        model.params[name][0, 0, 1, 1] = np.nan
+    with pytest.raises(NonFiniteStep, match="NaN"):
+        compute_gradients(model, images, targets, model.anchors(64, 64), cfg)
+    assert model.num_pending() == 0  # nothing is left half-done for the next step
 
 
 def test_bad_settings_are_refused(tmp_path):

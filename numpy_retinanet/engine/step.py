@@ -8,7 +8,10 @@ worker processes, one part of the batch each, and the second in the main process
 
 Floating-point overflow or an invalid operation anywhere in a step means the run has
 diverged: numpy is told to raise on them, and ``NonFiniteStep`` says where it happened.
-A NaN or infinite loss or gradient is caught before any parameter is updated.
+A NaN or infinite loss or gradient is caught before any parameter is updated. These
+checks, with the network's own check that the images are finite, are why the ops'
+NaN scans are skipped inside a step (``_checks.nan_scans_skipped``): a NaN cannot
+appear in it without one of them seeing it.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ import math
 
 import numpy as np
 
+from numpy_retinanet._checks import nan_scans_skipped
 from numpy_retinanet.detection.criterion import retinanet_loss
 
 
@@ -45,7 +49,7 @@ def compute_gradients(model, images, targets, anchors, config):
     losses : retinanet_loss's dict (classification, box_regression, total, num_positive).
     grads : ``model.grads``, the live arrays (the next call overwrites them).
     """
-    with np.errstate(over="raise", invalid="raise", divide="raise"):
+    with np.errstate(over="raise", invalid="raise", divide="raise"), nan_scans_skipped():
         try:
             logits, deltas = model.forward(images)
             losses, dlogits, ddeltas = retinanet_loss(logits, deltas, anchors, targets, config)
