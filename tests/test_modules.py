@@ -123,6 +123,42 @@ def test_state_dict_round_trip_and_checks():
         m2.load_state_dict(sd)
 
 
+def test_place_in_makes_the_given_arrays_the_parameters_and_gradients():
+    # engine.parallel's workers compute with shared memory this way: what is written into the given
+    # parameter arrays is what forward reads, and backward adds into the given gradient arrays.
+    rng = np.random.default_rng(4)
+    model = Sequential(_conv(seed=3), ReLU(), GroupNorm(2, 4, dtype=np.float64))
+    before = model.state_dict()
+    flat_p, flat_g = np.full(130, np.nan), np.full(130, np.nan)  # 108 + 4 conv, 2 x 4 norm, 10 spare
+    offsets = np.cumsum([0] + [p.size for p in before.values()])
+    params = {k: flat_p[o:o + p.size].reshape(p.shape) for (k, p), o in zip(before.items(), offsets)}
+    grads = {k: flat_g[o:o + p.size].reshape(p.shape) for (k, p), o in zip(before.items(), offsets)}
+    assert model.place_in(params, grads) is model
+    for k in before:
+        np.testing.assert_array_equal(params[k], before[k])
+        assert model.params[k] is params[k] and model.grads[k] is grads[k] and not grads[k].any()
+    x = rng.standard_normal((2, 3, 5, 5))
+    flat_p[:112] *= 2  # the conv's weight and bias, changed from outside the model
+    y = model.forward(x)
+    expect = _conv(seed=3)
+    expect.load_state_dict({k: 2 * before["0." + k] for k in ("weight", "bias")})
+    ref = Sequential(expect, ReLU(), GroupNorm(2, 4, dtype=np.float64))
+    np.testing.assert_array_equal(y, ref.forward(x))
+    dy = rng.standard_normal(y.shape)
+    model.backward(dy)
+    ref.backward(dy)
+    for k in before:
+        np.testing.assert_array_equal(grads[k], ref.grads[k])
+    assert np.isnan(flat_g[112 + 8:]).all()  # nothing written outside the given arrays
+    conv = _conv()
+    kept = conv.params["weight"]
+    with pytest.raises(ValueError, match=r"^gradient 'bias' must be placed in an array of shape \(4,\) "
+                                         r"and dtype float64, got shape \(4,\) and dtype float32$"):
+        conv.place_in({"weight": np.zeros((4, 3, 3, 3)), "bias": np.zeros(4)},
+                      {"weight": np.zeros((4, 3, 3, 3)), "bias": np.zeros(4, np.float32)})
+    assert conv.params["weight"] is kept  # nothing was placed
+
+
 def test_conv_init_statistics():
     m = Conv2d(64, 64, 3, init="normal", std=0.01, rng=np.random.default_rng(0))
     w = m.params["weight"]

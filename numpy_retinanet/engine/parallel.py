@@ -9,10 +9,10 @@ runs of 100 steps on the 2-core VM this was written on, 11% of it idle: a worker
 finishes first waits for the other, and both wait while the main process steps).
 
 How. The main process keeps the model and the optimizer. Each step it copies the
-parameters into shared memory and sends every worker the step number; worker k copies
-them into its own model, takes its part of that step's batch (``get_batch(...,
-part=(k, workers))``), runs ``compute_gradients``, writes its gradients into its own
-block of shared memory and answers with its losses; the main process combines the parts
+parameters into shared memory and sends every worker the step number; worker k, whose
+model computes with that memory as its parameters and with a block of its own as its
+gradients (``Module.place_in``), takes its part of that step's batch (``get_batch(...,
+part=(k, workers))``), runs ``compute_gradients`` and answers with its losses; the main process combines the parts
 and takes the SGD step (``engine.step.apply_gradients``), exactly as with one process.
 Each worker draws its part of the next step's batch right after it answers, while it
 would otherwise wait for the other workers and the SGD step: 300-step runs took 0.97x
@@ -174,7 +174,11 @@ def _worker(conn, config_dict, part, layout, params_block, grads_block, heartbea
             model = RetinaNet(config.num_classes, preset=config.preset, seed=config.seed, **config.model_overrides)
             dataset = build_dataset(config, "train")
             anchors = model.anchors(config.image_size, config.image_size)
-            shared_params, shared_grads = layout.views(layout.on(params_block)), layout.views(layout.on(grads_block))
+            # The model computes with the shared memory itself: the main process writes the
+            # parameters there before each request, and backward adds the gradients into this
+            # worker's block, where the main process reads them (no copy either way). The
+            # values placed in now are this model's initialization, overwritten before any step.
+            model.place_in(layout.views(layout.on(params_block)), layout.views(layout.on(grads_block)))
         except Exception as e:
             conn.send(("error", (e, traceback.format_exc())))
             return
@@ -196,16 +200,12 @@ def _worker(conn, config_dict, part, layout, params_block, grads_block, heartbea
                 if request == "peak_memory":
                     conn.send(("ok", peak_memory_mib()))
                     continue
-                for name, p in model.params.items():
-                    p[...] = shared_params[name]
                 batch = drawn[1] if drawn is not None and drawn[0] == request else draw(request)
                 drawn = None
                 if isinstance(batch, Exception):
                     raise batch
                 images, targets = batch
-                losses, grads = compute_gradients(model, images, targets, anchors, config)
-                for name, g in grads.items():
-                    shared_grads[name][...] = g
+                losses, _ = compute_gradients(model, images, targets, anchors, config)  # grads: in grads_block
                 conn.send(("ok", losses))
             except Exception as e:
                 conn.send(("error", (e, traceback.format_exc())))

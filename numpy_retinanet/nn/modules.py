@@ -147,6 +147,35 @@ class Module:
             m._caches.clear()
         return self
 
+    def place_in(self, params: dict, grads: dict):
+        """Keep every parameter and gradient in the arrays given from now on.
+
+        ``params`` and ``grads``: dotted name -> an array of that parameter's shape and dtype
+        (``engine.parallel`` gives views of memory shared between processes). The parameters'
+        values are copied in and the gradients set to zero; afterwards the module computes
+        with those arrays, so what another process writes there is what the next forward
+        reads, and what backward adds there the other process reads, with no copy per step.
+        Every array is checked before any is used.
+        """
+        owners = [(m, k, prefix + k) for prefix, m in self._walk() for k in m._own_params]
+        for m, k, name in owners:
+            for new, old, what in ((params[name], m._own_params[k], "parameter"),
+                                   (grads[name], m._own_grads[k], "gradient")):
+                if tuple(new.shape) != tuple(old.shape) or new.dtype != old.dtype:
+                    raise ValueError(f"{what} {name!r} must be placed in an array of shape {tuple(old.shape)} "
+                                     f"and dtype {old.dtype}, got shape {tuple(new.shape)} and dtype {new.dtype}")
+        for m, k, name in owners:
+            params[name][...] = m._own_params[k]
+            grads[name][...] = 0
+            m._own_params[k], m._own_grads[k] = params[name], grads[name]
+        return self
+
+    def _walk(self, prefix: str = ""):
+        """(dotted prefix, module) for this module and every descendant, as ``params`` names them."""
+        yield prefix, self
+        for cname, child in self._children.items():
+            yield from child._walk(f"{prefix}{cname}.")
+
     def astype(self, dtype):
         """Cast every parameter (and gradient) to ``dtype`` in place of the old arrays."""
         for m in self.modules():
