@@ -1,5 +1,6 @@
 """SGD with momentum and weight decay, and two learning-rate schedules: the paper's warm-up +
-step decay (§4.1), and warm-up + cosine decay (the default recipe's, engine/config.py).
+step decay (§4.1), and warm-up + cosine decay (``--schedule cosine``; engine/config.py says why the default
+recipe keeps the step schedule).
 
 The optimizer is separate from backward (backward never changes a parameter), so
 a gradient check can run backward any number of times.
