@@ -36,13 +36,16 @@ def step_timer(model, images, targets, anchors, xp=np):
     The step is forward, loss (``retinanet_loss``), backward and an SGD update, on
     the same batch every call; the returned array holds the seconds of each part,
     in the order of ``STEP_PARTS``. On a GPU it waits for the queued work after
-    each part, so the timer measures the work and not its launch.
+    each part, so the timer measures the work and not its launch. The ops skip their
+    NaN scans, as they do in a training step (``engine.step.compute_gradients``).
     """
+    from numpy_retinanet._checks import nan_scans_skipped
     from numpy_retinanet.detection.criterion import retinanet_loss
     from numpy_retinanet.nn.optim import SGD
 
     opt = SGD(model.params, lr=0.001)
 
+    @nan_scans_skipped()
     def step():
         t = [time.perf_counter()]
         logits, deltas = model.forward(images)
