@@ -34,10 +34,11 @@ def nan_scans_skipped():
     """Inside this block ``check_array`` skips its ``no_nan`` pass; every other check stays.
 
     For a caller that finds NaN itself, once, instead of at every op: the training step
-    (``engine.step.compute_gradients``) checks the images at the network's door (finite),
-    raises on any invalid operation, and checks the loss and the gradient norm, so the
-    ops' own scans inside it find nothing those checks would miss. They cost 5 % of a
-    training step (one ``max()`` pass per array argument of every op, ~430 per step).
+    (``engine.step``) checks that the images entering the network are finite and that the
+    outputs entering the loss are, has NumPy raise on any invalid operation, and checks the
+    gradient norm before any update, so the ops' own scans inside it find nothing those
+    checks would miss. They cost 5 % of a training step's time (one ``max()`` pass per
+    array argument of every op, ~430 per step).
     """
     token = _SCAN_FOR_NAN.set(False)
     try:

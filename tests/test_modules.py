@@ -157,6 +157,10 @@ def test_place_in_makes_the_given_arrays_the_parameters_and_gradients():
         conv.place_in({"weight": np.zeros((4, 3, 3, 3)), "bias": np.zeros(4)},
                       {"weight": np.zeros((4, 3, 3, 3)), "bias": np.zeros(4, np.float32)})
     assert conv.params["weight"] is kept  # nothing was placed
+    with pytest.raises(ValueError, match=r"^params and grads must hold an array for every parameter, "
+                                         r"got none for \['bias'\]$"):
+        conv.place_in({"weight": np.zeros((4, 3, 3, 3))}, {"weight": np.zeros((4, 3, 3, 3)), "bias": np.zeros(4)})
+    assert conv.params["weight"] is kept
 
 
 def test_conv_init_statistics():

@@ -12,14 +12,15 @@ How. The main process keeps the model and the optimizer. Each step it copies the
 parameters into shared memory and sends every worker the step number; worker k, whose
 model computes with that memory as its parameters and with a block of its own as its
 gradients (``Module.place_in``), takes its part of that step's batch (``get_batch(...,
-part=(k, workers))``), runs ``compute_gradients`` and answers with its losses; the main process combines the parts
-and takes the SGD step (``engine.step.apply_gradients``), exactly as with one process.
-Each worker draws its part of the next step's batch right after it answers, while it
-would otherwise wait for the other workers and the SGD step: 300-step runs took 0.97x
-the wall time (median of 6 interleaved pairs, 0.87x to 1.00x) at the same CPU time, and
-full default runs, with faster drawing too (``data.batching``), 0.945x and 0.963x.
-Shared memory rather than pickled arrays through the pipes: that cost ~18 ms a step
-for 728k parameters and two workers.
+part=(k, workers))``), runs ``compute_gradients`` and answers with its losses; the main
+process combines the parts and takes the SGD step (``engine.step.apply_gradients``),
+exactly as with one process. Each worker draws its part of the next step's batch right
+after it answers, while it would otherwise wait for the other workers and the SGD step:
+300-step runs took 0.97x the wall time (median of 6 interleaved pairs, 0.87x to 1.00x)
+at the same CPU time, and full default runs, with faster drawing too (``data.batching``),
+0.945x and 0.963x. Shared memory rather than pickled arrays through the pipes: that cost
+~18 ms a step for 728k parameters and two workers; and no copy between the shared memory
+and the workers' models either: they compute in it (``Module.place_in``).
 
 Combining. ``retinanet_loss`` divides by the positive anchors of the images it sees,
 P_k for part k; the whole batch's loss divides by P = sum_k P_k. So part k's loss and

@@ -158,6 +158,10 @@ class Module:
         Every array is checked before any is used.
         """
         owners = [(m, k, prefix + k) for prefix, m in self._walk() for k in m._own_params]
+        missing = [name for _, _, name in owners if name not in params or name not in grads]
+        if missing:
+            raise ValueError(f"params and grads must hold an array for every parameter, got none for {missing[:5]}"
+                             f"{' ...' if len(missing) > 5 else ''}")
         for m, k, name in owners:
             for new, old, what in ((params[name], m._own_params[k], "parameter"),
                                    (grads[name], m._own_grads[k], "gradient")):
