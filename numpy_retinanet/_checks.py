@@ -38,7 +38,7 @@ def nan_scans_skipped():
     outputs entering the loss are, has NumPy raise on any invalid operation, and checks the
     gradient norm before any update, so the ops' own scans inside it find nothing those
     checks would miss. They cost 5 % of a training step's time (one ``max()`` pass per
-    array argument of every op, ~430 per step).
+    array argument of every op, about 400 per step).
     """
     token = _SCAN_FOR_NAN.set(False)
     try:
