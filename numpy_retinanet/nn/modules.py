@@ -49,12 +49,15 @@ class Module:
         self._own_grads[name] = array_module(value).zeros_like(value)
         return value
 
-    def _named(self, which: str, prefix: str = ""):
-        own = self._own_params if which == "params" else self._own_grads
-        out = {prefix + k: v for k, v in own.items()}
+    def _walk(self, prefix: str = ""):
+        """(dotted prefix, module) for this module and every descendant, depth first, as ``params`` names them."""
+        yield prefix, self
         for cname, child in self._children.items():
-            out.update(child._named(which, f"{prefix}{cname}."))
-        return out
+            yield from child._walk(f"{prefix}{cname}.")
+
+    def _named(self, which: str) -> dict:
+        return {prefix + k: v for prefix, m in self._walk()
+                for k, v in (m._own_params if which == "params" else m._own_grads).items()}
 
     @property
     def params(self) -> dict:
@@ -68,9 +71,8 @@ class Module:
 
     def modules(self):
         """This module and every descendant, depth first."""
-        yield self
-        for child in self._children.values():
-            yield from child.modules()
+        for _, m in self._walk():
+            yield m
 
     def zero_grad(self):
         """Set every gradient to zero (in place)."""
@@ -173,12 +175,6 @@ class Module:
             grads[name][...] = 0
             m._own_params[k], m._own_grads[k] = params[name], grads[name]
         return self
-
-    def _walk(self, prefix: str = ""):
-        """(dotted prefix, module) for this module and every descendant, as ``params`` names them."""
-        yield prefix, self
-        for cname, child in self._children.items():
-            yield from child._walk(f"{prefix}{cname}.")
 
     def astype(self, dtype):
         """Cast every parameter (and gradient) to ``dtype`` in place of the old arrays."""
