@@ -99,6 +99,26 @@ def test_box_iou_matches_reference_symmetric_and_bounded(a, b):
     assert np.all((got >= 0) & (got <= 1))
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_box_iou_of_many_boxes_against_few_is_the_direct_matrix_bit_for_bit(dtype):
+    # box_iou computes a long list against a short one transposed (the long axis inner);
+    # the matcher relies on getting the very numbers of the direct (N, M) computation.
+    rng = np.random.default_rng(5)
+    xy = rng.uniform(0, 100, (300, 2))
+    many = np.concatenate([xy, xy + rng.uniform(0.5, 60, (300, 2))], axis=1).astype(dtype)
+    few = many[[3, 70, 71]] + dtype(0.25)
+    a, b = many, few
+    iw = np.minimum(a[:, None, 2], b[None, :, 2]) - np.maximum(a[:, None, 0], b[None, :, 0])
+    ih = np.minimum(a[:, None, 3], b[None, :, 3]) - np.maximum(a[:, None, 1], b[None, :, 1])
+    inter = np.maximum(iw, 0) * np.maximum(ih, 0)
+    area_a = (a[:, 2] - a[:, 0]) * (a[:, 3] - a[:, 1])
+    area_b = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
+    direct = np.minimum(inter / (area_a[:, None] + area_b[None, :] - inter), 1)
+    assert np.count_nonzero(direct) > 3
+    np.testing.assert_array_equal(box_iou(many, few), direct)
+    np.testing.assert_array_equal(box_iou(few, many), direct.T)
+
+
 @given(real_boxes(6))
 def test_box_iou_of_a_box_with_itself_is_one(boxes):
     np.testing.assert_allclose(np.diag(box_iou(boxes, boxes)), 1.0, rtol=1e-12)

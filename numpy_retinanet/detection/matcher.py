@@ -26,7 +26,7 @@ from __future__ import annotations
 
 from numpy_retinanet._checks import check_array, check_probability
 from numpy_retinanet.backend import array_module
-from numpy_retinanet.detection.boxes import box_iou, check_boxes
+from numpy_retinanet.detection.boxes import _iou, box_iou, check_boxes
 
 # §4's thresholds, written once: match_anchors' defaults and detection.criterion.LossConfig's.
 FG_IOU = 0.5
@@ -86,8 +86,9 @@ def _match_real(xp, anchors, boxes, fg_iou, bg_iou, allow_low_quality):
     if boxes.shape[0] == 0 or m == 0:
         return xp.full((m,), BACKGROUND, dtype=xp.int64)
     # IoU in float64 whatever the inputs' dtype: float32 rounding (~1e-7 relative)
-    # could carry an IoU just below 0.5 across the threshold.
-    iou = box_iou(anchors.astype(xp.float64), boxes.astype(xp.float64))  # (M, G)
+    # could carry an IoU just below 0.5 across the threshold. box_iou's checks were made
+    # by match_anchors: the unchecked _iou computes the same numbers.
+    iou = _iou(xp, anchors.astype(xp.float64), boxes.astype(xp.float64))  # (M, G)
     best_box = xp.argmax(iou, axis=1)  # first maximum: ties go to the lowest box index
     best_iou = xp.max(iou, axis=1)
     matches = xp.where(
