@@ -36,7 +36,7 @@ from PIL import Image, ImageDraw
 
 from numpy_retinanet._checks import check_int, check_real
 from numpy_retinanet.data.transforms import normalize
-from numpy_retinanet.detection.boxes import box_iou
+from numpy_retinanet.detection.boxes import _iou
 
 ALL_CLASS_NAMES = ("circle", "square", "triangle", "diamond", "plus", "hexagon", "star")
 
@@ -155,7 +155,9 @@ def place_object(mask, boxes, masks, visible):
     and ``visible``, and the earlier objects' visible parts lose what it covers.
     """
     box = mask_to_box(mask)
-    if boxes and box_iou(box[None], np.stack(boxes)).max() > MAX_BOX_IOU:
+    # _iou is box_iou without its checks, which take twice as long as the IoU of these few boxes
+    # (mask_to_box's boxes are valid by construction).
+    if boxes and _iou(np, box[None], np.stack(boxes)).max() > MAX_BOX_IOU:
         return False
     if any(np.count_nonzero(v & ~mask) < MIN_VISIBLE * np.count_nonzero(m) for v, m in zip(visible, masks)):
         return False
