@@ -146,8 +146,8 @@ class ndarray:
         return bool(self._a)
 
     # -- methods ----------------------------------------------------------
-    def astype(self, dtype, copy=True):
-        return ndarray(self._a.astype(dtype, copy=copy))
+    def astype(self, dtype, order="K", copy=True):  # cupy.ndarray.astype takes order too
+        return ndarray(self._a.astype(dtype, order=order, copy=copy))
 
     def copy(self):
         return ndarray(self._a.copy())

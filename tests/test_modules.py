@@ -163,6 +163,33 @@ def test_place_in_makes_the_given_arrays_the_parameters_and_gradients():
     assert conv.params["weight"] is kept
 
 
+@pytest.mark.parametrize("kernel", [3, 1])
+def test_conv_weight_is_stored_taps_first_so_its_filter_matrix_is_a_view_and_the_numbers_do_not_change(kernel):
+    # Conv2d stores its (F, C, KH, KW) weight as (F, KH, KW, C) in memory: the conv's
+    # (F, KH*KW*C) filter matrix is then a view of it, with no copy per call. The results must
+    # be those of a C-contiguous weight, bit for bit, and the gradient is stored like the weight.
+    rng = np.random.default_rng(8)
+    conv = Conv2d(5, 4, kernel, rng=np.random.default_rng(2), dtype=np.float32)
+    w, b = conv.params["weight"], conv.params["bias"]
+    assert w.shape == (4, 5, kernel, kernel) and not (kernel > 1 and w.flags.c_contiguous)
+    assert w.transpose(0, 2, 3, 1).flags.c_contiguous
+    assert conv.grads["weight"].strides == w.strides
+    x = rng.standard_normal((2, 5, 7, 6)).astype(np.float32)
+    y, cache = F.conv2d_forward(x, w, b, padding=kernel // 2)
+    assert np.shares_memory(cache[1], w)  # the filter matrix: a view, not a copy
+    y_c, cache_c = F.conv2d_forward(x, w.copy(order="C"), b, padding=kernel // 2)
+    assert not np.shares_memory(cache_c[1], w)
+    np.testing.assert_array_equal(y, y_c)
+    dy = rng.standard_normal(y.shape).astype(np.float32)
+    for got, want in zip(F.conv2d_backward(dy, cache), F.conv2d_backward(dy, cache_c)):
+        np.testing.assert_array_equal(got, want)
+    for _ in range(2):  # the second pass adds into the same gradient arrays
+        np.testing.assert_array_equal(conv.forward(x), y)
+        conv.backward(dy)
+    np.testing.assert_array_equal(conv.grads["weight"], 2 * F.conv2d_backward(dy, cache_c)[1])
+    assert conv.state_dict()["weight"].flags.c_contiguous
+
+
 def test_conv_init_statistics():
     m = Conv2d(64, 64, 3, init="normal", std=0.01, rng=np.random.default_rng(0))
     w = m.params["weight"]

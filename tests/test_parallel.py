@@ -3,6 +3,7 @@
 Exact resume and divergence with workers are in test_trainer.py (parametrized over workers)."""
 
 import json
+import math
 import os
 import signal
 import subprocess
@@ -16,8 +17,8 @@ from numpy_retinanet.data.batching import get_batch
 from numpy_retinanet.data.shapes import ShapesDataset
 from numpy_retinanet.engine.checkpoint import load_checkpoint
 from numpy_retinanet.engine.config import TrainConfig
-from numpy_retinanet.engine.parallel import GradientWorkers, WorkerFailed
-from numpy_retinanet.engine.step import compute_gradients
+from numpy_retinanet.engine.parallel import FlatLayout, GradientWorkers, WorkerFailed
+from numpy_retinanet.engine.step import compute_gradients, global_grad_norm
 from numpy_retinanet.engine.trainer import train
 from numpy_retinanet.model.retinanet import RetinaNet
 
@@ -41,6 +42,36 @@ def assert_same_step(a, b):
         assert lb[key] == pytest.approx(la[key], rel=1e-5), key
     for k in ga:
         np.testing.assert_allclose(gb[k], ga[k], rtol=1e-4, atol=1e-6 * np.abs(ga[k]).max(), err_msg=k)
+
+
+def test_shared_views_are_laid_out_as_the_parameters_are():
+    # The workers compute in these views: a Conv2d weight's view must be stored (F, KH, KW, C)
+    # as the weight is, or every conv call would copy its filter matrix again.
+    params = RetinaNet(3, preset="tiny").params
+    layout = FlatLayout(params)
+    flat = np.arange(layout.size, dtype=np.float32)
+    views = layout.views(flat)
+    assert list(views) == list(params)
+    transposed = [k for k, p in params.items() if not p.flags.c_contiguous]
+    assert "cls_head.subnet.0.weight" in transposed
+    for k, p in params.items():
+        assert views[k].shape == p.shape and views[k].strides == p.strides, k
+        assert np.shares_memory(views[k], flat)
+    sizes = [p.size for p in params.values()]
+    starts = np.cumsum([0] + sizes[:-1])
+    for (k, v), o, n in zip(views.items(), starts, sizes):  # each view covers its own slice, once
+        assert sorted(v.ravel().tolist()) == list(range(o, o + n)), k
+
+
+def test_the_gradient_norm_sums_in_c_order_whatever_the_layout():
+    # Summed in memory order, these squares round differently (the last bit): the norm, and the
+    # clipping it decides, must not depend on how a gradient is stored.
+    rng = np.random.default_rng(1)
+    stored = (rng.standard_normal((8, 3, 3, 16)) * 10.0 ** rng.uniform(-3, 3, (8, 3, 3, 16))).astype(np.float32)
+    g = stored.transpose(0, 3, 1, 2)  # (F, C, KH, KW), stored (F, KH, KW, C) like a Conv2d weight
+    c = np.ascontiguousarray(g)
+    assert math.sqrt((g.astype(np.float64) ** 2).sum()) != math.sqrt((c.astype(np.float64) ** 2).sum())
+    assert global_grad_norm({"w": g}) == global_grad_norm({"w": c}) == math.sqrt((c.astype(np.float64) ** 2).sum())
 
 
 @pytest.mark.parametrize("workers", [2, 3])  # 3: parts of 2, 1 and 1 images

@@ -117,14 +117,23 @@ def environment(values):
                 os.environ[k] = v
 
 
+def _memory_order(a) -> tuple:
+    """The axes of ``a`` from the slowest to the fastest in memory (``a.transpose`` of it is
+    C-contiguous), e.g. (0, 2, 3, 1) for a Conv2d weight; C order for any other layout."""
+    axes = tuple(sorted(range(a.ndim), key=lambda i: -a.strides[i]))
+    return axes if a.transpose(axes).flags.c_contiguous else tuple(range(a.ndim))
+
+
 class FlatLayout:
-    """Where each parameter lives in one flat vector: name -> (offset, shape), in ``params`` order."""
+    """Where each parameter lives in one flat vector: name -> (offset, shape, memory order),
+    in ``params`` order. The memory order is the parameter's own, so that a view of a
+    Conv2d weight is laid out as the weight is (``nn.modules.Conv2d``)."""
 
     def __init__(self, params: dict):
         self.dtype = np.dtype(next(iter(params.values())).dtype)
         self.slots, offset = {}, 0
         for name, p in params.items():
-            self.slots[name] = (offset, tuple(p.shape))
+            self.slots[name] = (offset, tuple(p.shape), _memory_order(to_host(p)))
             offset += int(np.prod(p.shape))
         self.size = offset
         self.nbytes = offset * self.dtype.itemsize
@@ -134,8 +143,9 @@ class FlatLayout:
         return np.frombuffer(block, dtype=self.dtype, count=self.size)
 
     def views(self, flat) -> dict:
-        """name -> a view of ``flat`` (size,) with that parameter's shape."""
-        return {name: flat[o:o + int(np.prod(shape))].reshape(shape) for name, (o, shape) in self.slots.items()}
+        """name -> a view of ``flat`` (size,) with that parameter's shape and memory order."""
+        return {name: flat[o:o + int(np.prod(shape))].reshape([shape[i] for i in order]).transpose(np.argsort(order))
+                for name, (o, shape, order) in self.slots.items()}
 
 
 def _beat(heartbeat, parent_pid):

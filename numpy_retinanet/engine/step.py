@@ -30,7 +30,9 @@ class NonFiniteStep(ArithmeticError):
 
 def global_grad_norm(grads) -> float:
     """sqrt of the sum of squares of every gradient entry, accumulated in float64."""
-    return math.sqrt(sum(float((g.astype(np.float64) ** 2).sum()) for g in grads.values()))
+    # Each gradient is summed in C order whatever its memory layout (a Conv2d weight's is
+    # not C-contiguous), so that the norm, and the clipping it decides, keep their bits.
+    return math.sqrt(sum(float((g.astype(np.float64, order="C") ** 2).sum()) for g in grads.values()))
 
 
 def compute_gradients(model, images, targets, anchors, config):

@@ -103,13 +103,13 @@ _FLOAT = dict(kind="f", nonempty=True, no_nan=True)
 #   shared the cores): on such maps the calls cost more than the arithmetic,
 #   so the network keeps one conv everywhere.
 # - Rows of col ordered (c, i, j), the filters' own order, make W2 a view
-#   of w instead of a transposed copy per call: one worker's step (4 images,
-#   one BLAS thread) took 0.957x and 0.966x the time (20 interleaved rounds
-#   each). It is not used because it reorders the GEMM's float32 sums, and
-#   the default recipe would no longer reproduce the shipped model bit for
-#   bit: its 4000-step run reached AP 0.685 / AP50 0.918 / AP75 0.789, under
-#   the shipped model's bar of AP50 0.92 (the shipped model: 0.683 / 0.934 /
-#   0.784). A change of the sums' order means training the model again.
+#   of a C-contiguous w instead of a transposed copy per call: one worker's
+#   step (4 images, one BLAS thread) took 0.957x and 0.966x the time (20
+#   interleaved rounds each). But it reorders the GEMM's float32 sums, so the
+#   default recipe would no longer reproduce the shipped model bit for bit
+#   (its 4000-step run reached AP 0.685 / AP50 0.918 / AP75 0.789, under the
+#   shipped model's bar of AP50 0.92). Conv2d gets the view instead by
+#   storing its weight (F, KH, KW, C) in memory, which changes no sum.
 # - dx at stride 1 as the forward conv of dY with the flipped, transposed
 #   filters (nine copies of dY into a column matrix instead of col2im's eight
 #   adds) took 0.95-1.09x the backward's time (64 channels, 8x8 to 32x32, one
@@ -225,7 +225,10 @@ def conv2d_forward(x, w, b, stride=1, padding=0):
                 col[t, :, k:] = 0  # reads past the last image: padding
         col = col.reshape(taps * c, L)
 
-    w2 = w.transpose(0, 2, 3, 1).reshape(f, taps * c)  # columns ordered (i, j, c) like col's rows
+    # Columns ordered (i, j, c) like col's rows: a view of w when w is stored (F, KH, KW, C)
+    # in memory, as nn.modules.Conv2d stores its weight, and a copy otherwise. As a view,
+    # the backward's dcol reads the weight as it is then (nothing updates it in between).
+    w2 = w.transpose(0, 2, 3, 1).reshape(f, taps * c)
     y = w2 @ col
     if b is not None:
         y += b[:, None]
@@ -249,7 +252,7 @@ def conv2d_backward(dout, cache):
     Returns
     -------
     dx : (N, C, H, W), a non-contiguous view.
-    dw : (F, C, KH, KW).
+    dw : (F, C, KH, KW), a non-contiguous view.
     db : (F,), or None when the forward pass had no bias.
     """
     col, w2, xshape, wshape, has_bias, s, p, gh, gw = cache
@@ -278,7 +281,9 @@ def conv2d_backward(dout, cache):
     # splits this tall (KH*KW*C, F) output between its threads without a
     # barrier per block of the long L axis. The other order ran 20x slower
     # whenever another process shared the two cores (equal on one thread).
-    dw = xp.ascontiguousarray((col @ dout_g.T).reshape(kh, kw, c, f).transpose(3, 2, 0, 1))
+    # dw is a transposed view of the product: Conv2d adds it into a gradient stored (F, KH,
+    # KW, C), which reads it in one pass; a contiguous copy first would be a second pass.
+    dw = (col @ dout_g.T).reshape(kh, kw, c, f).transpose(3, 2, 0, 1)
     # dcol is a fresh array, so col2im may accumulate into its phase blocks
     # in place: phase (a, b) is tap (a, b)'s block, at shift zero.
     dcol = (w2.T @ dout_g).reshape(taps, c, L)

@@ -57,7 +57,7 @@ class SGD:
 
     def state_dict(self) -> dict:
         """Host copies of the momentum buffers, keyed like the parameters."""
-        return {k: np.array(to_host(v), copy=True) for k, v in self.velocity.items()}
+        return {k: np.array(to_host(v), copy=True, order="C") for k, v in self.velocity.items()}
 
     def load_state_dict(self, state: dict):
         """Restore momentum buffers (names and shapes must match the parameters)."""
