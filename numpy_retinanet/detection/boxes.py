@@ -87,8 +87,8 @@ def _iou(xp, a, b):
     """IoU matrix of checked float boxes ``a`` (N, 4) and ``b`` (M, 4), without checks."""
     if a.shape[0] > b.shape[0]:
         # NumPy runs an elementwise op's inner loop along the last axis, so the longer list
-        # of boxes goes there: anchors against a handful of boxes as (G, M) rather than
-        # (M, G) made matching 3x faster. The transpose is the same matrix bit for bit:
+        # of boxes goes there: 3069 anchors against 3 boxes as (G, M) rather than (M, G)
+        # made matching 2.5x faster (590 -> 240 us). The transpose is the same matrix bit for bit:
         # every step below is symmetric in a and b (min, max, + and * commute exactly).
         return _iou(xp, b, a).T
     area_a = (a[:, 2] - a[:, 0]) * (a[:, 3] - a[:, 1])
