@@ -212,7 +212,7 @@ class Conv2d(Module):
         # (F, KH*KW*C) matrix whose columns run (i, j, c), like the rows of its column
         # matrix (nn.functional's layout note); stored this way that matrix is a view of
         # the weight, where a C-contiguous weight needs a transposed copy in every call:
-        # those copies, of weights no longer in cache, took 4-6 % of a training step.
+        # those copies, of weights no longer in cache, took 4-6 % of a worker's step.
         # Every op accepts any memory layout, and the values are the same, so the results
         # are too, bit for bit. The gradient is stored the same way (add_param).
         self.add_param("weight", np.ascontiguousarray(w.transpose(0, 2, 3, 1)).transpose(0, 3, 1, 2))
