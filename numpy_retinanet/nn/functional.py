@@ -114,6 +114,12 @@ _FLOAT = dict(kind="f", nonempty=True, no_nan=True)
 #   filters (nine copies of dY into a column matrix instead of col2im's eight
 #   adds) took 0.95-1.09x the backward's time (64 channels, 8x8 to 32x32, one
 #   BLAS thread, beside the same two training processes).
+# - At stride 1, the eight tap copies as two calls (taps (0, j>0), then the
+#   rows i>0: strided views of one grid whose channels run L + the largest
+#   shift, zeros after L, the GEMM reading col with that row stride): the same
+#   bits, 0.93-0.98x the forward's time on 64-channel maps of 4x4 and less,
+#   1.00-1.03x on 8x8 to 32x32 and on 128 channels at 4x4 (batch 4, one BLAS
+#   thread): on the maps that cost the most, nothing.
 # - Winograd's F(2x2, 3x3) (Lavin & Gray 2016: 16 GEMMs with K = C on 4x4 input tiles, 2.25x fewer
 #   multiplications, the tile transforms as strided adds) agreed with this forward to 5e-7 of its largest
 #   output but took 1.1-2.3x its time (stride 1, 64 and 128 channels, 8x8 to 64x64, batch 8, two threads):
