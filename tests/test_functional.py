@@ -190,6 +190,19 @@ def test_conv_backward_leaves_cache_and_inputs_unchanged():
     np.testing.assert_array_equal(w, w0)
 
 
+@pytest.mark.parametrize("k, stride, padding", [(3, 1, 1), (3, 2, 1), (1, 2, 0), (1, 1, 0)])
+def test_conv_backward_without_dx_gives_the_same_weight_and_bias_gradients_bit_for_bit(k, stride, padding):
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((2, 3, 9, 8)).astype(np.float32)
+    w, b = rng.standard_normal((4, 3, k, k)).astype(np.float32), rng.standard_normal(4).astype(np.float32)
+    y, cache = conv2d_forward(x, w, b, stride, padding)
+    dout = rng.standard_normal(y.shape).astype(np.float32)
+    dx, dw, db = conv2d_backward(dout, cache)
+    none, dw2, db2 = conv2d_backward(dout, cache, need_dx=False)
+    assert dx.shape == x.shape and none is None
+    assert dw2.tobytes() == dw.tobytes() and db2.tobytes() == db.tobytes()
+
+
 def test_conv_float32_agrees_with_float64_oracle():
     rng = np.random.default_rng(2)
     x, w, b = rng.standard_normal((2, 5, 9, 8)), rng.standard_normal((3, 5, 3, 3)), rng.standard_normal(3)

@@ -48,6 +48,23 @@ def test_output_order_is_level_row_column_anchor():
     assert idx == logits.shape[1]
 
 
+def test_backward_without_the_image_gradient_adds_the_same_parameter_gradients(tiny64):
+    rng = np.random.default_rng(4)
+    m = tiny64
+    x = rng.standard_normal((2, 3, 32, 40)).astype(m.dtype)
+    logits, deltas = m.forward(x)
+    rl, rd = rng.standard_normal(logits.shape).astype(m.dtype), rng.standard_normal(deltas.shape).astype(m.dtype)
+    m.zero_grad()
+    dimages = m.backward(rl, rd)
+    with_images = {k: g.copy() for k, g in m.grads.items()}
+    m.forward(x)
+    m.zero_grad()
+    assert m.backward(rl, rd, image_grad=False) is None
+    assert dimages.shape == x.shape and m.num_pending() == 0
+    for k, g in m.grads.items():
+        assert g.tobytes() == with_images[k].tobytes(), k
+
+
 def test_every_parameter_gradient_of_the_tiny_model(tiny64, capsys):
     rng = np.random.default_rng(1)
     m = tiny64

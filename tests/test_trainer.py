@@ -97,6 +97,24 @@ def test_a_nan_in_the_step_is_found_without_the_ops_own_nan_scans(where):
     assert model.num_pending() == 0  # nothing is left half-done for the next step
 
 
+def test_a_training_step_computes_no_gradient_for_the_images(monkeypatch):
+    # Only the parameters' gradients are used: the stem's conv skips its dx (a GEMM and col2im).
+    from numpy_retinanet.nn import functional
+
+    calls, backward = [], functional.conv2d_backward
+
+    def recording(dout, cache, need_dx=True):
+        calls.append((cache[2][1], need_dx))  # (input channels, need_dx)
+        return backward(dout, cache, need_dx=need_dx)
+
+    monkeypatch.setattr(functional, "conv2d_backward", recording)
+    cfg = TrainConfig(**TINY)
+    model = RetinaNet(cfg.num_classes, preset=cfg.preset, seed=0)
+    images, targets = get_batch(build_dataset(cfg, "train"), 0, cfg.batch_size, seed=cfg.data_seed)
+    compute_gradients(model, images, targets, model.anchors(64, 64), cfg)
+    assert len(calls) > 10 and [c for c in calls if not c[1]] == [(3, False)]
+
+
 def test_bad_settings_are_refused(tmp_path):
     with pytest.raises(ValueError, match=r"batch_size must be an int in \[1, \d+\], got 0"):
         train(TrainConfig(**dict(TINY, batch_size=0)), tmp_path)

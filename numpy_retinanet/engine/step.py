@@ -66,7 +66,7 @@ def compute_gradients(model, images, targets, anchors, config):
                 raise NonFiniteStep(f"the {part} loss is {losses[part]}")
         try:
             model.zero_grad()
-            model.backward(dlogits, ddeltas)
+            model.backward(dlogits, ddeltas, image_grad=False)  # the parameters' gradients only
         except FloatingPointError as e:
             model.clear_cache()
             raise NonFiniteStep(f"the backward pass overflowed ({e})") from e

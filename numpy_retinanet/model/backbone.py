@@ -101,9 +101,10 @@ class ResNetBackbone(Module):
         c5 = self.stage4.forward(c4)
         return c3, c4, c5
 
-    def backward(self, dc3, dc4, dc5):
-        """Gradients w.r.t. C3, C4, C5 -> gradient w.r.t. the images."""
+    def backward(self, dc3, dc4, dc5, image_grad=True):
+        """Gradients w.r.t. C3, C4, C5 -> gradient w.r.t. the images (None with ``image_grad=False``:
+        the stem's conv then computes its weight's gradient alone)."""
         d = self.stage4.backward(dc5) + dc4
         d = self.stage3.backward(d) + dc3
         d = self.stage2.backward(d)
-        return self.stem.backward(self.stage1.backward(d))
+        return self.stem.backward(self.stage1.backward(d), need_dx=image_grad)

@@ -98,16 +98,17 @@ class RetinaNet(Module):
             self.clear_cache()
         return logits, deltas
 
-    def backward(self, dlogits, ddeltas):
+    def backward(self, dlogits, ddeltas, image_grad=True):
         """Gradients w.r.t. the outputs -> adds every parameter's gradient into ``grads``.
 
-        Returns the gradient w.r.t. the images (N, 3, H, W).
+        Returns the gradient w.r.t. the images (N, 3, H, W); with ``image_grad=False``, None:
+        training needs no image gradient, and the stem's conv then skips its dx GEMM and col2im.
         """
         dcls = self.cls_head.backward(dlogits)
         dbox = self.box_head.backward(ddeltas)
         dps = [a + b for a, b in zip(dcls, dbox)]
         dc3, dc4, dc5 = self.fpn.backward(dps)
-        return self.backbone.backward(dc3, dc4, dc5)
+        return self.backbone.backward(dc3, dc4, dc5, image_grad=image_grad)
 
     def level_shapes(self, height, width):
         """[(H_l, W_l)] of P3..P7 for an image of this size."""

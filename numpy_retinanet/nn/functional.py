@@ -243,7 +243,7 @@ def conv2d_forward(x, w, b, stride=1, padding=0):
     return out, cache
 
 
-def conv2d_backward(dout, cache):
+def conv2d_backward(dout, cache, need_dx=True):
     """Gradients of ``conv2d_forward``.
 
     dW = dY @ col^T and dcol = W^T @ dY are one GEMM each; col2im then adds
@@ -254,10 +254,12 @@ def conv2d_backward(dout, cache):
     ----------
     dout : (N, F, OH, OW) gradient of the loss w.r.t. the conv output, its dtype.
     cache : from ``conv2d_forward``; not modified, so backward may be repeated.
+    need_dx : False skips dx, for an input that needs no gradient (the images, under
+        the first conv of a network): no dcol GEMM and no col2im; dw and db are the same.
 
     Returns
     -------
-    dx : (N, C, H, W), a non-contiguous view.
+    dx : (N, C, H, W), a non-contiguous view; None when ``need_dx`` is False.
     dw : (F, C, KH, KW), a non-contiguous view.
     db : (F,), or None when the forward pass had no bias.
     """
@@ -293,6 +295,8 @@ def conv2d_backward(dout, cache):
     # (dW = dY @ col^T could be written straight into that gradient, saving the add,
     # ~45 us for 64x64x3x3, but costs 150 us more in the GEMM on 16x16 maps.)
     dw = (col @ dout_g.T).reshape(kh, kw, c, f).transpose(3, 2, 0, 1)
+    if not need_dx:
+        return None, dw, db
     # dcol is a fresh array, so col2im may accumulate into its phase blocks
     # in place: phase (a, b) is tap (a, b)'s block, at shift zero.
     dcol = (w2.T @ dout_g).reshape(taps, c, L)

@@ -227,9 +227,13 @@ class Conv2d(Module):
         self._push(cache)
         return y
 
-    def backward(self, dout):
-        """dout (N, F, H', W') -> dx (N, C, H, W); adds dW and db into grads."""
-        dx, dw, db = F.conv2d_backward(dout, self._pop("Conv2d"))
+    def backward(self, dout, need_dx=True):
+        """dout (N, F, H', W') -> dx (N, C, H, W); adds dW and db into grads.
+
+        ``need_dx=False``: the input needs no gradient (the images); dx is not computed
+        and None is returned (``F.conv2d_backward``).
+        """
+        dx, dw, db = F.conv2d_backward(dout, self._pop("Conv2d"), need_dx=need_dx)
         self._own_grads["weight"] += dw
         if db is not None:
             self._own_grads["bias"] += db
@@ -340,7 +344,9 @@ class Sequential(Module):
             x = layer.forward(x)
         return x
 
-    def backward(self, dout):
-        for layer in reversed(self.layers):
-            dout = layer.backward(dout)
+    def backward(self, dout, need_dx=True):
+        """``need_dx=False`` is passed to the first layer (a Conv2d), which then computes no
+        gradient for the input, and None is returned."""
+        for i in reversed(range(len(self.layers))):
+            dout = self.layers[i].backward(dout) if i or need_dx else self.layers[i].backward(dout, need_dx=False)
         return dout

@@ -55,7 +55,7 @@ def step_timer(model, images, targets, anchors, xp=np):
         synchronize(xp)
         t.append(time.perf_counter())
         model.zero_grad()
-        model.backward(dlogits, ddeltas)
+        model.backward(dlogits, ddeltas, image_grad=False)  # as in training (and PyTorch's images need none)
         synchronize(xp)
         t.append(time.perf_counter())
         opt.step(model.grads)

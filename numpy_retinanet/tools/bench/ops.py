@@ -197,7 +197,7 @@ def _module_jobs(model, tmodel, images, rng, torch):
 
     def np_backbone():
         model.backbone.forward(images)
-        model.backbone.backward(*dc)
+        model.backbone.backward(*dc, image_grad=False)  # PyTorch's images need no gradient either
 
     def np_fpn():
         model.fpn.forward(c3, c4, c5)
