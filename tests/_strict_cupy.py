@@ -364,8 +364,13 @@ def result_type(*arrays_and_dtypes):
 
 
 def _elementwise(fn):
-    def apply(*args, **kwargs):
-        return _wrap(fn(*(_operand(a) for a in args), **kwargs))
+    def apply(*args, out=None, **kwargs):
+        if out is None:
+            return _wrap(fn(*(_operand(a) for a in args), **kwargs))
+        # As in CuPy, ``out`` must be a device array; the result is written into it (a view
+        # included: CuPy's matmul then computes into a new array and copies it there).
+        fn(*(_operand(a) for a in args), out=_device(out, "out"), **kwargs)
+        return out
 
     apply.__name__ = fn.__name__
     return apply

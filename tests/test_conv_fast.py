@@ -191,3 +191,19 @@ def test_both_versions_run_on_device_arrays(monkeypatch, stride, padding, kernel
         for g, h in zip(got, want):
             assert isinstance(g, _strict_cupy.ndarray), fwd.__name__
             np.testing.assert_allclose(to_host(g), h, rtol=1e-12, atol=1e-12, err_msg=fwd.__name__)
+
+
+@pytest.mark.parametrize("filters", [64, 128, 27])
+def test_the_weight_gradient_is_a_view_of_rows_an_odd_number_of_floats_long_with_the_same_bits(filters):
+    # Conv2d adds dw into its gradient down the product's columns: a row length of 64 or 128
+    # floats (a power of two) would put every read in the same few cache sets (nn/functional.py).
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((2, 16, 5, 6), dtype=np.float32)
+    w = rng.standard_normal((filters, 16, 1, 1), dtype=np.float32)
+    y, cache = conv2d_forward(x, w, None, 1, 0)
+    dout = rng.standard_normal(y.shape, dtype=np.float32)
+    _, dw, _ = conv2d_backward(dout, cache)
+    assert (dw.strides[1] // dw.itemsize) % 2 == 1 and dw.strides[0] == dw.itemsize
+    # The same numbers as the product into a fresh array (a 1x1 conv's grid has no margin).
+    col, dout_g = cache[0], dout.transpose(1, 0, 2, 3).reshape(filters, -1)
+    assert dw.reshape(filters, 16).tobytes() == np.ascontiguousarray((col @ dout_g.T).T).tobytes()
