@@ -345,8 +345,10 @@ class Sequential(Module):
         return x
 
     def backward(self, dout, need_dx=True):
-        """``need_dx=False`` is passed to the first layer (a Conv2d), which then computes no
-        gradient for the input, and None is returned."""
-        for i in reversed(range(len(self.layers))):
-            dout = self.layers[i].backward(dout) if i or need_dx else self.layers[i].backward(dout, need_dx=False)
+        """The layers' backward passes in reverse order. ``need_dx=False`` goes to the first layer
+        (a Conv2d), which then computes no gradient for the input: None is returned."""
+        for i, layer in reversed(list(enumerate(self.layers))):
+            if i == 0 and not need_dx:
+                return layer.backward(dout, need_dx=False)
+            dout = layer.backward(dout)
         return dout
