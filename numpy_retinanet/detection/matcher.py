@@ -26,7 +26,7 @@ from __future__ import annotations
 
 from numpy_retinanet._checks import check_array, check_probability
 from numpy_retinanet.backend import array_module
-from numpy_retinanet.detection.boxes import _iou, box_iou, check_boxes
+from numpy_retinanet.detection.boxes import _iou, check_boxes
 
 # §4's thresholds, written once: match_anchors' defaults and detection.criterion.LossConfig's.
 FG_IOU = 0.5
@@ -76,7 +76,7 @@ def match_anchors(anchors, boxes, fg_iou=FG_IOU, bg_iou=BG_IOU, allow_low_qualit
     matches = _match_real(xp, anchors, boxes[real], fg_iou, bg_iou, allow_low_quality)
     if real.size:  # the index among the real boxes -> the index among all boxes
         matches = xp.where(matches >= 0, real[xp.maximum(matches, 0)], matches)
-    on_crowd = box_iou(anchors.astype(xp.float64), boxes[crowd].astype(xp.float64)).max(axis=1) >= bg_iou
+    on_crowd = _iou(xp, anchors.astype(xp.float64), boxes[crowd].astype(xp.float64)).max(axis=1) >= bg_iou
     return xp.where((matches == BACKGROUND) & on_crowd, IGNORED, matches).astype(xp.int64)
 
 
