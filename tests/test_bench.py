@@ -31,8 +31,12 @@ def test_bench_all_without_torch_reports_every_op_and_the_step():
     for part in ("backbone", "FPN", "heads", "loss", "post-processing", "bench conv 128->128 3x3 s2"):
         assert any(n.startswith(part) for n in names), (part, names)
     assert all(o["numpy_ms"] > 0 and "torch_ms" not in o for o in out["ops"])
-    assert set(out["step"]) == {"numpy"}
+    assert set(out["step"]) == {"numpy", "train"}
     assert out["step"]["numpy"]["step"] >= out["step"]["numpy"]["forward"] > 0
+    # The step as `train` takes it: the command line's worker processes, one image each here.
+    train = out["step"]["train"]
+    assert train["workers"] == 2 and train["step"] > 0
+    assert train["images_per_s"] == pytest.approx(2 / (train["step"] / 1e3), rel=1e-2)
     assert out["peak_step_memory_mib"] > 0
     # Every conv, and only a conv, has the time of its GEMMs alone; the step's floor is their sum
     # over the step's convs (the bench convs are not in the step), each as often as the step calls it.

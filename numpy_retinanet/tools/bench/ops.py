@@ -9,6 +9,9 @@ What is timed (batch 8 of 128x128 float32 shapes images unless told otherwise):
 - post-processing of one batch (score threshold, top-k, decoding, NMS);
 - the whole training step (forward, loss, backward, SGD), images/s, and the
   peak memory of one step (tracemalloc; NumPy reports its allocations to it);
+- the step as ``numpy-retinanet train`` takes it on the CPU: the batch split between
+  ``CLI_CPU_WORKERS`` worker processes, the SGD step in the main process
+  (``engine/parallel.py``), steps of a training run timed a few in a row;
 - for every conv, its three GEMMs alone (``_gemm_job``): the floor no conv made
   of these GEMMs can go under, beside PyTorch's whole conv, and their sum over
   the step's convs beside PyTorch's whole step.
@@ -26,14 +29,17 @@ and their ratio NumPy / PyTorch are printed. PyTorch has no NMS of its own
 from __future__ import annotations
 
 import importlib.util
+import itertools
 import json
 import statistics
 import time
+from contextlib import contextmanager
 
 import numpy as np
 
 from numpy_retinanet.detection.criterion import retinanet_loss
 from numpy_retinanet.detection.postprocess import postprocess
+from numpy_retinanet.engine.config import CLI_CPU_WORKERS, TrainConfig
 from numpy_retinanet.model.retinanet import RetinaNet
 from numpy_retinanet.nn import functional as F
 from numpy_retinanet.nn import modules as nn_modules
@@ -263,6 +269,43 @@ def _step_fns(model, tmodel, images, targets, anchors, torch):
     return numpy_step, torch_step
 
 
+# Steps of the training run timed back to back, per round. Timed one at a time, between the pause
+# and the other steps of the round, a default step took 119.9 ms (median of 5); five in a row, in
+# the next run, 82.2 ms a step, as in training (~80 ms): alone, each step starts with the workers'
+# caches emptied by the other steps of the round.
+TRAIN_STEPS_IN_A_ROW = 5
+
+
+@contextmanager
+def _train_step(preset, batch, size, workers):
+    """The training step as ``numpy-retinanet train`` takes it on the CPU, as a function.
+
+    ``workers`` processes (one BLAS thread each) compute the gradients of their parts of the
+    batch and the main process combines them and takes the SGD step (``engine/parallel.py``).
+    Each call runs the next TRAIN_STEPS_IN_A_ROW steps of a shapes training run from a fresh
+    model (a new batch every step, drawn by the workers while they would wait, as in training)
+    and returns their mean seconds. The bench's single-process step shows where the time goes;
+    this one is what a user waits for per step.
+    """
+    from numpy_retinanet.engine.parallel import GradientWorkers
+    from numpy_retinanet.engine.step import apply_gradients
+    from numpy_retinanet.nn.optim import SGD
+
+    config = TrainConfig(preset=preset, batch_size=batch, image_size=size, workers=workers, lr=1e-3)
+    model = RetinaNet(config.num_classes, preset=preset, seed=config.seed)
+    optimizer = SGD(model.params, lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay)
+    steps = itertools.count()
+    with GradientWorkers(config, model.params) as pool:
+        def steps_in_a_row():
+            t0 = time.perf_counter()
+            for _ in range(TRAIN_STEPS_IN_A_ROW):
+                _, grads = pool.gradients(next(steps), model.params)
+                apply_gradients(optimizer, grads, config.lr, config)
+            return (time.perf_counter() - t0) / TRAIN_STEPS_IN_A_ROW
+
+        yield steps_in_a_row
+
+
 def check_agreement(model, tmodel, images, targets, anchors):
     """Every entry of the outputs, the loss and every gradient, ours against PyTorch in float64.
 
@@ -346,26 +389,33 @@ def bench_all(preset="default", batch=8, size=128, repeats=5, use_torch=None):
     result["ops"] = ops.run(repeats, wakers, pause)
 
     np_step, t_step = _step_fns(model, tmodel, images, targets, anchors, torch)
-    parts = {"numpy": [], "torch": []}
-    for r in range(repeats + 1):
-        for lib, fn, wake in (("numpy", np_step, wakers[0]), ("torch", t_step, wakers[1])):
-            if fn is None:
-                continue
-            wake()
-            dt = fn()
-            if r:
-                parts[lib].append(dt)
-            time.sleep(pause)
+    parts = {"numpy": [], "torch": [], "train": []}
+    workers = min(CLI_CPU_WORKERS, batch)
+    with _train_step(preset, batch, size, workers) as train_step:
+        for r in range(repeats + 1):
+            for lib, fn, wake in (("numpy", np_step, wakers[0]), ("torch", t_step, wakers[1]),
+                                  ("train", train_step, wakers[0])):
+                if fn is None:
+                    continue
+                wake()
+                dt = fn()
+                if r:
+                    parts[lib].append(dt)
+                time.sleep(pause)
     names = STEP_PARTS
     step = {}
+    train = parts.pop("train")
     for lib, rows in parts.items():
         if rows:
             med = np.median(np.array(rows), axis=0)
             step[lib] = {n: _ms(v) for n, v in zip(names, med)}
             step[lib]["step"] = _ms(np.median(np.array(rows).sum(axis=1)))
             step[lib]["images_per_s"] = round(batch / (step[lib]["step"] / 1e3), 1)
+    step["train"] = {"workers": workers, "step": _ms(np.median(train))}
+    step["train"]["images_per_s"] = round(batch / (step["train"]["step"] / 1e3), 1)
     if "torch" in step:
         step["ratio"] = {n: round(step["numpy"][n] / step["torch"][n], 3) for n in (*names, "step")}
+        step["ratio"]["train"] = round(step["train"]["step"] / step["torch"]["step"], 3)
     # The floor of the step's convs: each one's GEMMs alone, times its calls per step.
     gemm = {r["op"]: r["gemm_ms"] * r["count"] for r in result["ops"] if r["op"] in step_convs}
     step["numpy"]["conv_gemms"] = round(sum(gemm.values()), 3)
@@ -416,6 +466,12 @@ def format_all(result):
     if has_torch:
         line += f" {step['torch']['images_per_s']:>9.1f}"
     lines.append(line)
+    train = step["train"]
+    line = f"{'step in train':<20} {train['step']:>9.1f}"
+    if has_torch:
+        line += f" {step['torch']['step']:>9.1f} {step['ratio']['train']:>11.2f}"
+    processes = f"{train['workers']} worker process{'es' if train['workers'] > 1 else ''}"
+    lines.append(line + f"   ({processes}, {train['images_per_s']:.1f} images/s)")
     line = f"{'conv GEMMs alone':<20} {step['numpy']['conv_gemms']:>9.1f}"
     if has_torch:
         line += f" {'':>9} {step['ratio']['conv_gemms']:>11.2f}"
@@ -424,6 +480,9 @@ def format_all(result):
     lines += [
         "GEMMs: a conv's three GEMMs alone (forward, dW, dx), in its layout, without a copy: no conv made of them",
         "is faster. conv GEMMs alone: their sum over the step's convs; its ratio is to PyTorch's whole step.",
+        "step in train: the step as `numpy-retinanet train` takes it, the batch split between worker processes",
+        f"(one core each), {TRAIN_STEPS_IN_A_ROW} steps of a run in a row; the rows above: one process, its matrix",
+        "products on 2 threads.",
     ]
     return "\n".join(lines)
 
