@@ -16,7 +16,7 @@ from numpy_retinanet.data.images import MAX_SIDE, MIN_SIDE
 from numpy_retinanet.data.shapes import MIN_IMAGE_SIZE
 from numpy_retinanet.detection.criterion import LossConfig
 from numpy_retinanet.engine.checkpoint import SHIPPED_MODEL
-from numpy_retinanet.engine.config import CLI_CPU_WORKERS, MAX_BATCH_SIZE, TrainConfig
+from numpy_retinanet.engine.config import CLI_CPU_WORKERS, MAX_BATCH_SIZE, TrainConfig, cli_workers
 from numpy_retinanet.evaluation.visualize import DRAW_SCORE_THRESHOLD
 from numpy_retinanet.model.presets import MODEL_SETTINGS, PRESETS
 
@@ -81,8 +81,8 @@ def _add_setting_flags(parser):
             if f.name in placed:  # TrainConfig lists the inherited fields again
                 continue
             placed.add(f.name)
-            shown = (f"{CLI_CPU_WORKERS} on the cpu, 1 on the gpu; when resuming, the run's" if f.name == "workers"
-                     else _show(f.default))
+            shown = (f"{CLI_CPU_WORKERS} on the cpu (fewer for a smaller batch), 1 on the gpu; when resuming, "
+                     "the run's" if f.name == "workers" else _show(f.default))
             add(group, f.name, f.name, f.default, f.metadata, shown)
     group = parser.add_argument_group("model settings (model/presets.py): change one setting of the --preset")
     for name, m in MODEL_SETTINGS.items():
@@ -173,7 +173,7 @@ def _cmd_train(args) -> int:
                             changes=dict(settings, model_overrides=model_overrides))
         else:
             if workers is None:
-                workers = CLI_CPU_WORKERS if (device or "cpu") == "cpu" else 1
+                workers = cli_workers(device or "cpu", settings.get("batch_size", TrainConfig.batch_size))
             config = TrainConfig(**settings, **({"device": device} if device else {}), workers=workers,
                                  model_overrides=model_overrides)
             metrics = train(config, args.out or DEFAULT_RUN_FOLDER, force=args.force, init=args.init)

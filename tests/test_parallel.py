@@ -13,10 +13,11 @@ import time
 import numpy as np
 import pytest
 
+from numpy_retinanet import cli
 from numpy_retinanet.data.batching import get_batch
 from numpy_retinanet.data.shapes import ShapesDataset
 from numpy_retinanet.engine.checkpoint import load_checkpoint
-from numpy_retinanet.engine.config import TrainConfig
+from numpy_retinanet.engine.config import CLI_CPU_WORKERS, TrainConfig, cli_workers
 from numpy_retinanet.engine.parallel import FlatLayout, GradientWorkers, WorkerFailed
 from numpy_retinanet.engine.step import compute_gradients, global_grad_norm
 from numpy_retinanet.engine.trainer import train
@@ -137,6 +138,17 @@ def test_bad_worker_counts_are_refused(tmp_path):
         TrainConfig(**dict(TINY, workers=2, device="gpu")).validate()
     with pytest.raises(ValueError, match="part must be"):
         get_batch(ShapesDataset(4, 64), 0, 2, part=(0, 3))
+
+
+def test_the_command_line_spawns_no_more_workers_than_the_batch_has_images(tmp_path, capsys):
+    assert [cli_workers("cpu", b) for b in (1, 2, 8)] == [1, CLI_CPU_WORKERS, CLI_CPU_WORKERS]
+    assert cli_workers("gpu", 8) == 1
+    # A batch of one image: one process (the default of two would be refused, one part per image).
+    code = cli.main(["train", "--preset", "tiny", "--image-size", "64", "--batch-size", "1", "--iterations", "1",
+                     "--eval-images", "0", "--train-images", "2", "--out", str(tmp_path / "run")])
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    assert json.loads((tmp_path / "run" / "metrics.json").read_text())["config"]["workers"] == 1
 
 
 @pytest.mark.fault("small")
