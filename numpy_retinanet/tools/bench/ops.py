@@ -10,7 +10,7 @@ What is timed (batch 8 of 128x128 float32 shapes images unless told otherwise):
 - the whole training step (forward, loss, backward, SGD), images/s, and the
   peak memory of one step (tracemalloc; NumPy reports its allocations to it);
 - the step as ``numpy-retinanet train`` takes it on the CPU: the batch split between
-  ``CLI_CPU_WORKERS`` worker processes, the SGD step in the main process
+  the command line's worker processes, the SGD step in the main process
   (``engine/parallel.py``), steps of a training run timed a few in a row;
 - for every conv, its three GEMMs alone (``_gemm_job``): the floor no conv made
   of these GEMMs can go under, beside PyTorch's whole conv, and their sum over
@@ -28,18 +28,18 @@ and their ratio NumPy / PyTorch are printed. PyTorch has no NMS of its own
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import itertools
 import json
 import statistics
 import time
-from contextlib import contextmanager
 
 import numpy as np
 
 from numpy_retinanet.detection.criterion import retinanet_loss
 from numpy_retinanet.detection.postprocess import postprocess
-from numpy_retinanet.engine.config import CLI_CPU_WORKERS, TrainConfig
+from numpy_retinanet.engine.config import TrainConfig, cli_workers
 from numpy_retinanet.model.retinanet import RetinaNet
 from numpy_retinanet.nn import functional as F
 from numpy_retinanet.nn import modules as nn_modules
@@ -276,7 +276,7 @@ def _step_fns(model, tmodel, images, targets, anchors, torch):
 TRAIN_STEPS_IN_A_ROW = 5
 
 
-@contextmanager
+@contextlib.contextmanager
 def _train_step(preset, batch, size, workers):
     """The training step as ``numpy-retinanet train`` takes it on the CPU, as a function.
 
@@ -390,8 +390,9 @@ def bench_all(preset="default", batch=8, size=128, repeats=5, use_torch=None):
 
     np_step, t_step = _step_fns(model, tmodel, images, targets, anchors, torch)
     parts = {"numpy": [], "torch": [], "train": []}
-    workers = min(CLI_CPU_WORKERS, batch)
-    with _train_step(preset, batch, size, workers) as train_step:
+    # With one worker (a batch of one image) train computes in its own process: the step above.
+    workers = cli_workers("cpu", batch)
+    with _train_step(preset, batch, size, workers) if workers > 1 else contextlib.nullcontext() as train_step:
         for r in range(repeats + 1):
             for lib, fn, wake in (("numpy", np_step, wakers[0]), ("torch", t_step, wakers[1]),
                                   ("train", train_step, wakers[0])):
@@ -411,11 +412,13 @@ def bench_all(preset="default", batch=8, size=128, repeats=5, use_torch=None):
             step[lib] = {n: _ms(v) for n, v in zip(names, med)}
             step[lib]["step"] = _ms(np.median(np.array(rows).sum(axis=1)))
             step[lib]["images_per_s"] = round(batch / (step[lib]["step"] / 1e3), 1)
-    step["train"] = {"workers": workers, "step": _ms(np.median(train))}
-    step["train"]["images_per_s"] = round(batch / (step["train"]["step"] / 1e3), 1)
+    if train:
+        step["train"] = {"workers": workers, "step": _ms(np.median(train))}
+        step["train"]["images_per_s"] = round(batch / (step["train"]["step"] / 1e3), 1)
     if "torch" in step:
         step["ratio"] = {n: round(step["numpy"][n] / step["torch"][n], 3) for n in (*names, "step")}
-        step["ratio"]["train"] = round(step["train"]["step"] / step["torch"]["step"], 3)
+        if "train" in step:
+            step["ratio"]["train"] = round(step["train"]["step"] / step["torch"]["step"], 3)
     # The floor of the step's convs: each one's GEMMs alone, times its calls per step.
     gemm = {r["op"]: r["gemm_ms"] * r["count"] for r in result["ops"] if r["op"] in step_convs}
     step["numpy"]["conv_gemms"] = round(sum(gemm.values()), 3)
@@ -466,12 +469,12 @@ def format_all(result):
     if has_torch:
         line += f" {step['torch']['images_per_s']:>9.1f}"
     lines.append(line)
-    train = step["train"]
-    line = f"{'step in train':<20} {train['step']:>9.1f}"
-    if has_torch:
-        line += f" {step['torch']['step']:>9.1f} {step['ratio']['train']:>11.2f}"
-    processes = f"{train['workers']} worker process{'es' if train['workers'] > 1 else ''}"
-    lines.append(line + f"   ({processes}, {train['images_per_s']:.1f} images/s)")
+    if "train" in step:
+        train = step["train"]
+        line = f"{'step in train':<20} {train['step']:>9.1f}"
+        if has_torch:
+            line += f" {step['torch']['step']:>9.1f} {step['ratio']['train']:>11.2f}"
+        lines.append(line + f"   ({train['workers']} worker processes, {train['images_per_s']:.1f} images/s)")
     line = f"{'conv GEMMs alone':<20} {step['numpy']['conv_gemms']:>9.1f}"
     if has_torch:
         line += f" {'':>9} {step['ratio']['conv_gemms']:>11.2f}"
