@@ -334,6 +334,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
+    # For main: a word the command does not know is reported by the command's own parser, with its usage.
+    p.command_parsers = sub.choices
 
     f = sub.add_parser("figures", help="regenerate the PNGs in figures/")
     f.add_argument("--out", default="figures", help="output folder (default: figures)")
@@ -478,7 +480,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv=None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, unknown = parser.parse_known_args(argv)
+    if unknown:  # argparse's own message would name the top-level command and show its usage
+        parser.command_parsers[args.command].error(f"unrecognized arguments: {' '.join(unknown)}")
     keep_freed_memory()
     # Progress lines reach a file or a pipe as they are printed (`train > log`, `ablate | tee`), not in
     # blocks of 8 KiB: Python buffers stdout by blocks when it is not a terminal, and an ablation's first

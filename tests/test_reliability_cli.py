@@ -139,3 +139,12 @@ def test_postprocess_refuses_thresholds_that_are_not_probabilities(setting, valu
     anchors = np.array([[0.0, 0.0, 8.0, 8.0]])
     with pytest.raises(ValueError, match=rf"^{setting} must be a finite real number in \[0, 1\]"):
         postprocess(logits, deltas, anchors, (16, 16), **{setting: value})
+
+
+@pytest.mark.fault("traceback")
+@pytest.mark.parametrize("argv, command", [(["evaluate", "runs/shapes"], "evaluate"),
+                                           (["train", "--bogus"], "train"),
+                                           (["evaluate", "--eval-images", "5"], "evaluate")])
+def test_an_unknown_argument_is_refused_by_its_command_with_the_commands_usage(capsys, argv, command):
+    err = _refused(capsys, argv, rf"(?m)^numpy-retinanet {command}: error: unrecognized arguments: ")
+    assert err.startswith(f"usage: numpy-retinanet {command} ")  # the flags it does take, not the command list
