@@ -239,6 +239,18 @@ def test_a_cosine_run_cannot_be_extended(tmp_path, capsys):
     assert code == 2 and "cosine schedule is planned over its 6 steps" in err
 
 
+@pytest.mark.fault("lost")
+def test_export_refuses_to_write_over_the_checkpoint_it_reads(finished_run, tmp_path, capsys):
+    run = _copy(finished_run, tmp_path / "run")
+    before = (run / "checkpoint.npz").read_bytes()
+    for out in (run / "checkpoint.npz", tmp_path / "run" / ".." / "run" / "checkpoint.npz"):
+        code, _, err = _cli(capsys, ["export", str(run / "checkpoint.npz"), str(out)])
+        assert code == 2 and "would replace the checkpoint it reads" in err
+    assert (run / "checkpoint.npz").read_bytes() == before  # still resumable: momentum and settings kept
+    code, _, _ = _cli(capsys, ["train", "--resume", str(run), "--iterations", "7"])
+    assert code == 0
+
+
 @pytest.mark.fault("silent")
 def test_resume_refuses_exported_weights(finished_run, tmp_path, capsys):
     run = tmp_path / "run"

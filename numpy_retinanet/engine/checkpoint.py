@@ -296,6 +296,10 @@ def export_weights(checkpoint, out):
     file loads with ``load_checkpoint`` and names what it was trained on. Returns ``out``.
     """
     meta, params, _ = read_checkpoint(checkpoint)
+    if os.path.exists(out) and os.path.samefile(checkpoint, out):
+        # Written over itself, a run's checkpoint would lose the momentum and settings it resumes from.
+        raise ValueError(f"the export would replace the checkpoint it reads ({os.fspath(out)!r}) with its "
+                         "parameters alone; write it to another file")
     model = build_model(meta["model"])
     try:
         model.load_state_dict(params)
