@@ -198,12 +198,12 @@ def _write_json(path, value):
 
 
 def _cmd_evaluate(args) -> int:
-    import json
 
     from numpy_retinanet.backend import get_module
     from numpy_retinanet.data.build import build_dataset
     from numpy_retinanet.engine.checkpoint import load_checkpoint
     from numpy_retinanet.engine.inference import evaluate_with_detections
+    from numpy_retinanet.engine.run_folder import json_text
     from numpy_retinanet.evaluation.coco import SUMMARY, coco_results, summary_lines
 
     xp = get_module(args.device)
@@ -235,7 +235,7 @@ def _cmd_evaluate(args) -> int:
            "seed": run.eval_seed, **{key: result[key] for key, *_ in SUMMARY}, "area_scale": args.area_scale,
            "per_class_AP": dict(zip(info["class_names"], result["per_class_AP"]))}
     if args.json:
-        print(json.dumps(out, indent=1))
+        print(json_text(out))  # strict JSON: null where the text below prints -1 or "none"
     else:
         if run.dataset == "coco":
             held_out = (f"{run.val_annotations}" if run.val_annotations else
@@ -247,7 +247,7 @@ def _cmd_evaluate(args) -> int:
         print("\n".join(summary_lines(result)))
         print("per-class AP (IoU=0.50:0.95, area=all):")
         for name, ap in out["per_class_AP"].items():
-            print(f"  {name:<10} AP {ap:.4f}")
+            print(f"  {name:<10} AP {ap:.4f}" if ap == ap else f"  {name:<10} AP -1 (no {name} in these images)")
     if args.results:
         print(f"wrote {args.results}", file=sys.stderr if args.json else sys.stdout)
     return 0
@@ -424,7 +424,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="score on a COCO-format folder instead: its images (with --annotations)")
     e.add_argument("--annotations", metavar="FILE", default=None,
                    help="the COCO instances JSON of the images to score (all of them, unless --num-images)")
-    e.add_argument("--json", action="store_true", help="print JSON")
+    e.add_argument("--json", action="store_true",
+                   help="print JSON (null where the text prints -1: no object of that area or class to score)")
     e.add_argument("--results", metavar="FILE", default=None,
                    help="also write the detections in COCO's results format (image_id, category_id, bbox as "
                         "[x, y, w, h] in the image file's pixels, score), as pycocotools' loadRes reads it; the "

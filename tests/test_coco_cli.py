@@ -20,6 +20,13 @@ KEYS = ("AP", "AP50", "AP75", "AP_small", "AP_medium", "AP_large", "AR1", "AR10"
         "AR_medium", "AR_large")
 
 
+def strict_json(text):
+    """``json.loads`` refusing the bare words NaN and Infinity, which are not JSON (Python writes them)."""
+    def refuse(word):
+        raise ValueError(f"{word} is not JSON")
+    return json.loads(text, parse_constant=refuse)
+
+
 def cocoeval(annotations_file, results_file):
     """pycocotools' stats and printed summary for two files on disk."""
     printed = io.StringIO()
@@ -54,10 +61,10 @@ def shapes_annotations(path, num_images):
 def test_evaluate_prints_and_returns_what_pycocotools_gives_on_its_results_file(tmp_path, capsys):
     ds = shapes_annotations(tmp_path / "gt.json", num_images=12)
     assert cli.main(["evaluate", "--num-images", "12", "--json", "--results", str(tmp_path / "res.json")]) == 0
-    out = json.loads(capsys.readouterr().out)
+    out = strict_json(capsys.readouterr().out)
     stats, printed = cocoeval(tmp_path / "gt.json", tmp_path / "res.json")
-    for key, theirs in zip(KEYS, stats):
-        assert (np.isnan(out[key]) if theirs == -1 else out[key] == pytest.approx(theirs, abs=1e-12)), key
+    for key, theirs in zip(KEYS, stats):  # COCO's -1 (nothing of that area to score) is null
+        assert (out[key] is None if theirs == -1 else out[key] == pytest.approx(theirs, abs=1e-12)), key
     assert out["AP"] > 0.5  # the shipped model finds the shapes: a real comparison, not of two empty sets
     results = json.loads((tmp_path / "res.json").read_text())
     assert {r["image_id"] for r in results} <= set(range(12)) and {r["category_id"] for r in results} <= {1, 2, 3}
@@ -72,11 +79,22 @@ def test_evaluate_prints_and_returns_what_pycocotools_gives_on_its_results_file(
 def test_area_scale_moves_the_shapes_between_the_size_ranges(capsys):
     # At COCO's ranges no 128 px shape is large; scaled by (128 / 640)^2 some are.
     assert cli.main(["evaluate", "--num-images", "6", "--json"]) == 0
-    coco = json.loads(capsys.readouterr().out)
+    coco = strict_json(capsys.readouterr().out)
     assert cli.main(["evaluate", "--num-images", "6", "--json", "--area-scale", str((128 / 640) ** 2)]) == 0
-    scaled = json.loads(capsys.readouterr().out)
-    assert np.isnan(coco["AP_large"]) and not np.isnan(scaled["AP_large"])
+    scaled = strict_json(capsys.readouterr().out)
+    assert coco["AP_large"] is None and scaled["AP_large"] > 0
     assert scaled["AP"] == coco["AP"]  # the range "all" does not move
+
+
+def test_a_class_absent_from_the_images_scored_is_null_in_the_json_and_said_so_in_the_text(capsys):
+    ds = build_dataset(DataConfig(), "eval", num_images=5)
+    present = {ds.class_names[k] for i in range(5) for k in ds.raw(i)[1]["labels"]}
+    [absent] = set(ds.class_names) - present  # the first 5 held-out images have no square
+    assert cli.main(["evaluate", "--num-images", "5", "--json"]) == 0
+    out = strict_json(capsys.readouterr().out)
+    assert out["per_class_AP"][absent] is None and all(out["per_class_AP"][name] > 0 for name in present)
+    assert cli.main(["evaluate", "--num-images", "5"]) == 0
+    assert f"  {absent:<10} AP -1 (no {absent} in these images)" in capsys.readouterr().out.splitlines()
 
 
 def test_detect_json_writes_cocos_results_format(tmp_path, capsys):
@@ -129,10 +147,10 @@ def test_train_and_evaluate_a_coco_format_folder_as_pycocotools_scores_it(tmp_pa
     evaluate = ["evaluate", "--checkpoint", str(run / "checkpoint.npz"), "--data", str(folder),
                 "--annotations", str(path), "--results", str(results)]
     assert cli.main(evaluate + ["--json"]) == 0
-    out = json.loads(capsys.readouterr().out)
+    out = strict_json(capsys.readouterr().out)
     stats, printed = cocoeval(path, results)
     for key, theirs in zip(KEYS, stats):
-        assert (np.isnan(out[key]) if theirs == -1 else out[key] == pytest.approx(theirs, abs=1e-12)), key
+        assert (out[key] is None if theirs == -1 else out[key] == pytest.approx(theirs, abs=1e-12)), key
     assert out["AP"] > 0.3 and out["num_images"] == 6
     detections = json.loads(results.read_text())
     # The file's own ids, and boxes inside the file's own images (96 or 128 px), not the network's 128 px.

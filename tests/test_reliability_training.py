@@ -27,7 +27,7 @@ from numpy_retinanet.engine import trainer
 from numpy_retinanet.engine.checkpoint import export_weights, load_checkpoint
 from numpy_retinanet.engine.config import TrainConfig
 from numpy_retinanet.engine.parallel import GradientWorkers
-from numpy_retinanet.engine.run_folder import RunFolderInUse, claim_run_folder, write_run_file
+from numpy_retinanet.engine.run_folder import RunFolderInUse, claim_run_folder, json_text, write_run_file
 from numpy_retinanet.engine.trainer import TrainingStopped, train
 
 # Six steps of the tiny model: warm-up over steps 0-1, the lr drops at steps 4 and 5 (2/3 and 8/9 of 6).
@@ -237,6 +237,13 @@ def test_a_cosine_run_cannot_be_extended(tmp_path, capsys):
     train(TrainConfig(**dict(TINY, schedule="cosine")), run, **QUIET)
     code, _, err = _cli(capsys, ["train", "--resume", str(run), "--iterations", "8"])
     assert code == 2 and "cosine schedule is planned over its 6 steps" in err
+
+
+def test_json_text_is_strict_json_with_null_for_what_could_not_be_scored():
+    value = {"AP": float("nan"), "per_class_AP": [0.5, float("nan")], "nested": ({"x": float("inf")}, 1, "a")}
+    text = json_text(value)
+    assert "NaN" not in text and "Infinity" not in text
+    assert json.loads(text) == {"AP": None, "per_class_AP": [0.5, None], "nested": [{"x": None}, 1, "a"]}
 
 
 @pytest.mark.fault("lost")

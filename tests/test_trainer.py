@@ -38,6 +38,20 @@ def test_tiny_training_lowers_the_loss_and_writes_every_file(tmp_path):
     assert any(line.startswith("step     20/60") and "img/s" in line and "ETA" in line for line in lines)
 
 
+def test_metrics_json_is_strict_json_with_null_for_a_class_absent_from_the_images_scored(tmp_path):
+    config = TrainConfig(**dict(TINY, iterations=2, eval_images=2))
+    train(config, tmp_path, log=lambda s: None)
+    held_out = build_dataset(config, "eval")
+    present = {k for i in range(2) for k in held_out.raw(i)[1]["labels"].tolist()}
+    assert len(present) < config.num_classes  # the two images leave a class out: its AP is undefined
+
+    def refuse(word):  # the bare words NaN and Infinity are not JSON: jq and JavaScript refuse the file
+        raise ValueError(word)
+
+    per_class = json.loads((tmp_path / "metrics.json").read_text(), parse_constant=refuse)["per_class_AP"]
+    assert [k for k, ap in enumerate(per_class) if ap is None] == sorted(set(range(config.num_classes)) - present)
+
+
 @pytest.mark.parametrize("workers", [1, 2])  # 2: the batch split between processes (engine.parallel)
 def test_interrupted_and_resumed_run_ends_with_the_same_parameters(tmp_path, workers):
     cfg = dict(TINY, iterations=30, eval_images=0, workers=workers)

@@ -14,12 +14,15 @@ file is removed when the claim ends; because another process may have opened it 
 before, a claim checks after locking that the path still names the file it locked, and
 starts again if not. On a system without ``fcntl`` (Windows) no lock is taken.
 
-``hold_folder`` takes the same lock on a folder of many runs (``ablate --work``), and
-``write_atomically`` writes a run's file (a checkpoint, ``metrics.json``) whole or not at all.
+``hold_folder`` takes the same lock on a folder of many runs (``ablate --work``),
+``write_atomically`` writes a run's file (a checkpoint, ``metrics.json``) whole or not at all,
+and ``json_text`` is the JSON of ``metrics.json`` and of ``evaluate --json``.
 """
 
 from __future__ import annotations
 
+import json
+import math
 import os
 from contextlib import contextmanager
 
@@ -114,6 +117,26 @@ def write_atomically(path, write):
         if os.path.exists(tmp):
             os.remove(tmp)
         raise
+
+
+def json_text(value, indent=1):
+    """``value`` as strict JSON: a NaN or infinite float becomes null.
+
+    The evaluation's NaN means "nothing to score" (COCO prints -1 there): the AP of a class
+    with no object among the images scored, AP_large when no object is that large. Python's
+    json writes it as the bare word NaN, which is not JSON: jq, JavaScript and most other
+    readers refuse the whole file.
+    """
+    def strict(v):
+        if isinstance(v, float) and not math.isfinite(v):
+            return None
+        if isinstance(v, dict):
+            return {k: strict(x) for k, x in v.items()}
+        if isinstance(v, (list, tuple)):
+            return [strict(x) for x in v]
+        return v
+
+    return json.dumps(strict(value), indent=indent, allow_nan=False)
 
 
 def write_run_file(path, text):

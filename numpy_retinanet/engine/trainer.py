@@ -10,7 +10,8 @@ gradients, clips and steps.
 
 The run folder holds:
     checkpoint.npz        parameters, momentum, config, step, loss history (no pickle)
-    metrics.json          config, loss history, final AP / AP50 / AP75, time, peak memory
+    metrics.json          config, loss history, final AP / AP50 / AP75 and per class (null for a class
+                          absent from the images scored), time, peak memory
     training_curve.png    the loss parts against the step
     detections.png        detections of the trained model on held-out images
 
@@ -30,7 +31,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import json
 import os
 import signal
 import time
@@ -45,7 +45,7 @@ from numpy_retinanet.engine.checkpoint import read_checkpoint, save_checkpoint
 from numpy_retinanet.engine.config import TrainConfig
 from numpy_retinanet.engine.inference import detect, evaluate_model
 from numpy_retinanet.engine.parallel import GradientWorkers, WorkerFailed
-from numpy_retinanet.engine.run_folder import claim_run_folder, write_run_file
+from numpy_retinanet.engine.run_folder import claim_run_folder, json_text, write_run_file
 from numpy_retinanet.engine.step import NonFiniteStep, apply_gradients, compute_gradients
 from numpy_retinanet.evaluation.visualize import draw_detections, grid, plot_training_curve
 from numpy_retinanet.model.presets import resolve_config
@@ -362,7 +362,7 @@ def _run(config, out_dir, ckpt_path, model, optimizer, xp, start_step, history, 
     metrics["processes"] = 1 + len(worker_peaks)
     # The signal that stopped the run, also one during evaluation; None when stop_when stopped it.
     metrics["signal"] = signal.Signals(flag.signum).name if flag.signum is not None else None
-    write_run_file(os.path.join(out_dir, "metrics.json"), json.dumps(metrics, indent=1))
+    write_run_file(os.path.join(out_dir, "metrics.json"), json_text(metrics))
     if "AP" in metrics:
         log(f"AP {metrics['AP']:.3f}  AP50 {metrics['AP50']:.3f}  AP75 {metrics['AP75']:.3f}  "
             f"peak memory {metrics['peak_memory_mib']:.0f} MiB  ->  {out_dir}")
