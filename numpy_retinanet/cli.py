@@ -198,6 +198,7 @@ def _write_json(path, value):
 
 
 def _cmd_evaluate(args) -> int:
+    import math
 
     from numpy_retinanet.backend import get_module
     from numpy_retinanet.data.build import build_dataset
@@ -235,7 +236,7 @@ def _cmd_evaluate(args) -> int:
            "seed": run.eval_seed, **{key: result[key] for key, *_ in SUMMARY}, "area_scale": args.area_scale,
            "per_class_AP": dict(zip(info["class_names"], result["per_class_AP"]))}
     if args.json:
-        print(json_text(out))  # strict JSON: null where the text below prints -1 or "none"
+        print(json_text(out))  # strict JSON: null where the text below prints -1
     else:
         if run.dataset == "coco":
             held_out = (f"{run.val_annotations}" if run.val_annotations else
@@ -247,7 +248,7 @@ def _cmd_evaluate(args) -> int:
         print("\n".join(summary_lines(result)))
         print("per-class AP (IoU=0.50:0.95, area=all):")
         for name, ap in out["per_class_AP"].items():
-            print(f"  {name:<10} AP {ap:.4f}" if ap == ap else f"  {name:<10} AP -1 (no {name} in these images)")
+            print(f"  {name:<10} AP -1 (no {name} in these images)" if math.isnan(ap) else f"  {name:<10} AP {ap:.4f}")
     if args.results:
         print(f"wrote {args.results}", file=sys.stderr if args.json else sys.stdout)
     return 0

@@ -35,6 +35,7 @@ def cli_workers(device: str, batch_size: int) -> int:
     CLI_CPU_WORKERS on the CPU, but no more than the batch has images (each needs a part); 1 on a GPU."""
     return min(CLI_CPU_WORKERS, batch_size) if device == "cpu" else 1
 
+
 # The most pixels one training step may hold: batch_size * image_size ** 2. A step keeps every
 # layer's activations for the backward pass, about 740 bytes per input pixel with the default
 # preset (``numpy-retinanet bench model``: 92 MiB for 8 images of 128 px), so 2 ** 21 pixels
