@@ -124,8 +124,10 @@ def _given_settings(args):
 
 
 def _cmd_figures(args) -> int:
+    from numpy_retinanet.engine.run_folder import make_output_folder
     from numpy_retinanet.teaching.figures import make_figures
 
+    make_output_folder(args.out)  # named by its flag here; make_figures names its argument
     for path in make_figures(args.out, only=args.only, checkpoint=args.checkpoint):
         print(f"wrote {path}")
     return 0
@@ -255,18 +257,17 @@ def _cmd_evaluate(args) -> int:
 
 
 def _cmd_detect(args) -> int:
-    import os
-
     from numpy_retinanet.backend import get_module
     from numpy_retinanet.engine.checkpoint import load_checkpoint
     from numpy_retinanet.engine.inference import detect_files, image_id_of
+    from numpy_retinanet.engine.run_folder import make_output_folder
     from numpy_retinanet.evaluation.coco import coco_results
 
     xp = get_module(args.device)
     model, info = load_checkpoint(args.checkpoint)
     model.to(xp)
     names = info["class_names"]
-    os.makedirs(args.out, exist_ok=True)
+    make_output_folder(args.out)
     found_in = []
     for path, out_path, dets in detect_files(model, args.images, args.out, names, xp=xp,
                                              score_threshold=args.score_threshold, max_side=args.max_side):

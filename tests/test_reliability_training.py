@@ -133,6 +133,19 @@ def test_out_naming_a_file_or_an_unwritable_place_is_a_clear_error(tmp_path, cap
     assert code == 2 and "cannot write in the run folder '/proc/numpy-retinanet-run'" in err
 
 
+@pytest.mark.fault("traceback")
+@pytest.mark.parametrize("argv", [["detect", "any.png"], ["figures", "--only", "focal_loss_vs_pt"]])
+def test_the_output_folder_of_detect_and_figures_naming_a_file_or_an_unwritable_place_is_a_clear_error(
+        tmp_path, capsys, argv):
+    afile = tmp_path / "notes.txt"
+    afile.write_text("keep me")
+    code, _, err = _cli(capsys, [*argv, "--out", str(afile)])
+    assert code == 2 and f"--out '{afile}' is a file, not a folder: give another --out" in err  # not [Errno 17]
+    assert afile.read_text() == "keep me"
+    code, _, err = _cli(capsys, [*argv, "--out", "/proc/numpy-retinanet-out"])
+    assert code == 2 and "cannot make --out '/proc/numpy-retinanet-out'" in err
+
+
 # ---------------------------------------------------------------------------------------
 # Signals: save, then exit 128 + the signal's number
 # ---------------------------------------------------------------------------------------

@@ -16,7 +16,8 @@ starts again if not. On a system without ``fcntl`` (Windows) no lock is taken.
 
 ``hold_folder`` takes the same lock on a folder of many runs (``ablate --work``),
 ``write_atomically`` writes a run's file (a checkpoint, ``metrics.json``) whole or not at all,
-and ``json_text`` is the JSON of ``metrics.json`` and of ``evaluate --json``.
+``make_output_folder`` makes the folder of ``detect`` and ``figures``, and ``json_text`` is the
+JSON of ``metrics.json`` and of ``evaluate --json``.
 """
 
 from __future__ import annotations
@@ -117,6 +118,21 @@ def write_atomically(path, write):
         if os.path.exists(tmp):
             os.remove(tmp)
         raise
+
+
+def make_output_folder(folder, what="--out"):
+    """Make the folder ``folder`` that a command writes its files in (and its parents); returns it.
+
+    A path that is a file, or a folder that cannot be made, is a ValueError naming it as ``what``
+    (the flag or argument it came from), not a bare "[Errno 17] File exists".
+    """
+    if os.path.exists(folder) and not os.path.isdir(folder):
+        raise ValueError(f"{what} {os.fspath(folder)!r} is a file, not a folder: give another {what}")
+    try:
+        os.makedirs(folder, exist_ok=True)
+    except OSError as e:
+        raise ValueError(f"cannot make {what} {os.fspath(folder)!r}: {e.strerror or e}") from e
+    return folder
 
 
 def json_text(value, indent=1):

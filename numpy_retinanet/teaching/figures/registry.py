@@ -27,6 +27,7 @@ from PIL import Image
 
 from numpy_retinanet._checks import check_array
 from numpy_retinanet.engine.checkpoint import SHIPPED_MODEL
+from numpy_retinanet.engine.run_folder import make_output_folder
 from numpy_retinanet.teaching.figures.figure_model import load_figure_model
 
 # name -> function(out_dir: Path) -> Path of the file written; in registration order.
@@ -85,8 +86,7 @@ def make_figures(out_dir="figures", only=None, checkpoint=None):
                 f"only must name figures among {sorted(FIGURES)}, got {wanted if not unknown else unknown}"
             )
         names = [n for n in FIGURES if n in wanted]
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    out = Path(make_output_folder(out_dir, "out_dir"))
     trained = None
     if any(FIGURES[n].needs_model for n in names):
         trained = load_figure_model(checkpoint if checkpoint is not None else SHIPPED_MODEL)
