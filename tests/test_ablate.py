@@ -112,6 +112,7 @@ def test_ablate_command_writes_the_table_plot_json_and_evidence_and_reuses_finis
     first = _ablate(tmp_path, "--seeds", "1", "--dataset", "shapes-clutter", *only)
     assert [line for line in first.splitlines() if line.startswith("wrote ")] == [
         f"wrote {tmp_path / 'table1_shapes_clutter'}{suffix}" for suffix in (".md", ".json", ".png", "_figure4.png")]
+    assert re.fullmatch(r"ablate done in \d+\.\d minutes of wall clock", first.splitlines()[-1])
     result = json.loads((tmp_path / "table1_shapes_clutter.json").read_text())
     assert result["settings"] == ["CE, alpha .75", "FL, gamma 2, alpha .25"]
     assert all(len(result["runs"][n]) == 1 for n in result["settings"]) and result["image_size"] == 144
