@@ -130,7 +130,7 @@ def test_out_naming_a_file_or_an_unwritable_place_is_a_clear_error(tmp_path, cap
     assert code == 2 and "is a file, not a folder" in err and str(afile) in err
     assert afile.read_text() == "keep me"
     code, _, err = _cli(capsys, ["train", "--out", "/proc/numpy-retinanet-run", *TINY_FLAGS])
-    assert code == 2 and "cannot write in the run folder '/proc/numpy-retinanet-run'" in err
+    assert code == 2 and "cannot make the run folder '/proc/numpy-retinanet-run'" in err
 
 
 @pytest.mark.fault("traceback")

@@ -67,6 +67,23 @@ def claim_run_folder(out_dir, resume=False, force=False):
         yield out_dir
 
 
+def make_output_folder(folder, flag="--out", what=None):
+    """Make the folder ``folder`` that a command writes its files in (and its parents); returns it.
+
+    A path that is a file, or a folder that cannot be made, is a ValueError naming it as ``what``
+    (default: ``flag``, the option or argument it came from), not a bare "[Errno 17] File exists".
+    ``hold_folder`` and ``claim_run_folder`` make their folder with it too.
+    """
+    what = flag if what is None else what
+    if os.path.exists(folder) and not os.path.isdir(folder):
+        raise ValueError(f"{what} {os.fspath(folder)!r} is a file, not a folder: give another {flag}")
+    try:
+        os.makedirs(folder, exist_ok=True)
+    except OSError as e:
+        raise ValueError(f"cannot make {what} {os.fspath(folder)!r}: {e.strerror or e}") from e
+    return folder
+
+
 @contextmanager
 def hold_folder(folder, flag="--out", refusal=None):
     """Create ``folder`` if needed and hold its lock until the block ends: steps (1) and (2) of a
@@ -79,13 +96,11 @@ def hold_folder(folder, flag="--out", refusal=None):
     """
     folder = os.fspath(folder)
     what = "the run folder" if flag == "--out" else flag
-    if os.path.exists(folder) and not os.path.isdir(folder):
-        raise ValueError(f"{what} {folder!r} is a file, not a folder: give another {flag}")
+    make_output_folder(folder, flag, what)
     if refusal is None:
         refusal = (f"{what} {folder!r} is in use by another training (process {{holder}}); wait for it to end "
                    f"or give another {flag}")
     try:
-        os.makedirs(folder, exist_ok=True)
         lock = _lock(folder, refusal)
     except OSError as e:
         raise OSError(e.errno, f"cannot write in {what} {folder!r}: {e.strerror}") from e
@@ -118,21 +133,6 @@ def write_atomically(path, write):
         if os.path.exists(tmp):
             os.remove(tmp)
         raise
-
-
-def make_output_folder(folder, what="--out"):
-    """Make the folder ``folder`` that a command writes its files in (and its parents); returns it.
-
-    A path that is a file, or a folder that cannot be made, is a ValueError naming it as ``what``
-    (the flag or argument it came from), not a bare "[Errno 17] File exists".
-    """
-    if os.path.exists(folder) and not os.path.isdir(folder):
-        raise ValueError(f"{what} {os.fspath(folder)!r} is a file, not a folder: give another {what}")
-    try:
-        os.makedirs(folder, exist_ok=True)
-    except OSError as e:
-        raise ValueError(f"cannot make {what} {os.fspath(folder)!r}: {e.strerror or e}") from e
-    return folder
 
 
 def json_text(value, indent=1):
